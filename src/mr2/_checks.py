@@ -1,0 +1,68 @@
+"""Input validation shared by losses and metrics: clear ``ValueError``s, never asserts.
+
+Shape and dtype checks are free (metadata only). Value checks (finite entries, label range)
+need one host sync, so they are fused into a single reduction and can be switched off by
+callers that must stay sync-free on an accelerator.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def check_targets_shape(targets: Tensor, batch: int, name: str = "targets") -> None:
+    if targets.dim() != 1:
+        raise ValueError(f"{name} must be 1-D (B,), got shape {tuple(targets.shape)}")
+    if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer class indices, got dtype {targets.dtype}")
+    if targets.shape[0] != batch:
+        raise ValueError(f"batch sizes differ: {name} has {targets.shape[0]}, expected {batch}")
+
+
+def check_matrix(x: Tensor, name: str, cols: int | None = None) -> None:
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (B, {'K' if cols else 'D'}), got {tuple(x.shape)}")
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"{name} must be floating point, got dtype {x.dtype}")
+    if cols is not None and x.shape[1] != cols:
+        raise ValueError(f"{name} has {x.shape[1]} columns, expected num_classes = {cols}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (B = 0)")
+
+
+def check_values(targets: Tensor, num_classes: int, **tensors: Tensor) -> None:
+    """One host sync: targets in [0, num_classes) and every named tensor finite."""
+    flags = [(targets < 0).any() | (targets >= num_classes).any()]
+    flags += [~torch.isfinite(t).all() for t in tensors.values()]
+    bad = torch.stack(flags).tolist()
+    if bad[0]:
+        lo, hi = int(targets.min()), int(targets.max())
+        raise ValueError(f"targets must lie in [0, {num_classes}), got values in [{lo}, {hi}]")
+    for failed, name in zip(bad[1:], tensors, strict=True):
+        if failed:
+            raise ValueError(f"{name} contains NaN or Inf")
+
+
+def check_positive(value: float, name: str, allow_zero: bool = False) -> float:
+    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
+    return float(value)
+
+
+def check_reduction(reduction: str) -> str:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return reduction
+
+
+def reduce(values: Tensor, reduction: str) -> Tensor:
+    """Apply an explicit reduction to per-sample values (B,)."""
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    return values

@@ -1,0 +1,63 @@
+"""The few collective operations that losses and metrics share.
+
+Every helper is a no-op on a single process (torch.distributed not initialised), so the
+same code runs unchanged in a plain loop, under ``torchrun`` with gloo on CPU, or with
+NCCL on GPUs. Reductions always *sum sufficient statistics*; nothing here averages
+per-rank averages.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+def is_distributed(group: object | None = None) -> bool:
+    """True when torch.distributed is initialised and has more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size(group) > 1
+
+
+def world_size(group: object | None = None) -> int:
+    return dist.get_world_size(group) if is_distributed(group) else 1
+
+
+def rank(group: object | None = None) -> int:
+    return dist.get_rank(group) if is_distributed(group) else 0
+
+
+def all_reduce_sum(tensor: Tensor, group: object | None = None) -> Tensor:
+    """Sum ``tensor`` over all processes (in place, no gradient) and return it."""
+    if is_distributed(group):
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
+    return tensor
+
+
+def all_gather_with_grad(tensor: Tensor, group: object | None = None) -> tuple[Tensor, int]:
+    """Concatenate ``tensor`` (N_r, ...) from every rank along dim 0, keeping gradients.
+
+    Ranks may hold different N_r (the sizes are exchanged first, which costs one small
+    collective and, on CUDA, one host sync). The backward pass sends each rank the
+    gradient of its own rows summed over all ranks' losses, which is what DDP's gradient
+    averaging expects.
+
+    Returns:
+        (gathered (sum_r N_r, ...), offset of this rank's rows in the gathered tensor).
+    """
+    if not is_distributed(group):
+        return tensor, 0
+    from torch.distributed.nn.functional import all_gather
+
+    n = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
+    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(sizes, n, group=group)
+    sizes_list = [int(s.item()) for s in sizes]
+    n_max = max(sizes_list)
+    padded = tensor
+    if tensor.shape[0] < n_max:
+        pad = tensor.new_zeros((n_max - tensor.shape[0], *tensor.shape[1:]))
+        padded = torch.cat([tensor, pad], dim=0)
+    parts = all_gather(padded, group=group)
+    gathered = torch.cat([p[:s] for p, s in zip(parts, sizes_list, strict=True)], dim=0)
+    offset = sum(sizes_list[: rank(group)])
+    return gathered, offset

@@ -1,0 +1,78 @@
+"""Slow, obviously-correct references: Python loops over samples and classes, float64 maths.
+
+Nothing here imports mr2; each function restates a formula of method.md directly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def pnorm_sq(v: list[float], p: float) -> float:
+    return sum(abs(x) ** p for x in v) ** (2.0 / p)
+
+
+def class_statistics(features: Tensor, targets: Tensor, k: int, p: float = 2.0):
+    rows = features.double().tolist()
+    ys = targets.tolist()
+    count, norm_sq, dev = [0.0] * k, [0.0] * k, [0.0] * k
+    for c in range(k):
+        members = [r for r, y in zip(rows, ys, strict=True) if y == c]
+        if not members:
+            continue
+        d = len(members[0])
+        mu = [sum(m[j] for m in members) / len(members) for j in range(d)]
+        count[c] = float(len(members))
+        norm_sq[c] = pnorm_sq(mu, p)
+        dev[c] = sum(pnorm_sq([m[j] - mu[j] for j in range(d)], p) for m in members) / len(members)
+    return count, norm_sq, dev
+
+
+def weighted_statistics(features: Tensor, targets: Tensor, weights: list[float], k: int):
+    """Weighted population mean and mean squared 2-norm deviation per class."""
+    rows, ys = features.double().tolist(), targets.tolist()
+    out = {}
+    for c in range(k):
+        idx = [i for i, y in enumerate(ys) if y == c]
+        if not idx:
+            continue
+        w = sum(weights[i] for i in idx)
+        d = len(rows[0])
+        mu = [sum(weights[i] * rows[i][j] for i in idx) / w for j in range(d)]
+        var = sum(weights[i] * pnorm_sq([rows[i][j] - mu[j] for j in range(d)], 2) for i in idx) / w
+        out[c] = (w, mu, var)
+    return out
+
+
+def margins(norm_sq: list[float], dev: list[float], seen: list[bool], c_bar: float) -> list[float]:
+    roots = [(n + s) ** (1 / 3) for n, s, ok in zip(norm_sq, dev, seen, strict=True) if ok]
+    mean_root = sum(roots) / len(roots) if roots else 0.0
+    out = []
+    for n, s, ok in zip(norm_sq, dev, seen, strict=True):
+        out.append(c_bar * (n + s) ** (1 / 3) / mean_root if ok and mean_root > 0 else c_bar)
+    return out
+
+
+def logit_margin_ce(logits: Tensor, targets: Tensor, gamma: list[float]) -> list[float]:
+    out = []
+    for z, y in zip(logits.double().tolist(), targets.tolist(), strict=True):
+        scaled = [v / gamma[y] for v in z]
+        m = max(scaled)
+        out.append(m + math.log(sum(math.exp(v - m) for v in scaled)) - scaled[y])
+    return out
+
+
+def representation_margin(features: Tensor, targets: Tensor, s_bar: float, t: float = 1.0):
+    rows, ys = features.double().tolist(), targets.tolist()
+    out = []
+    for i, (fi, yi) in enumerate(zip(rows, ys, strict=True)):
+        total = 0.0
+        for j, (fj, yj) in enumerate(zip(rows, ys, strict=True)):
+            if j != i and yj == yi:
+                dist = sum((a - b) ** 2 for a, b in zip(fi, fj, strict=True))
+                total += math.exp((dist - 2 * s_bar) / t)
+        out.append(math.log1p(total))
+    return out
