@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mr2 import functional as MF
-from mr2.pairwise import squared_distances
+from mr2.representation import representation_margin
 
 
 def batch(b=24, k=5, d=6, seed=0, scale=1.0):
@@ -83,9 +83,9 @@ def test_representation_margin_matches_loop(t):
 def test_representation_margin_with_partners_matches_rows_of_full_batch():
     """The gathered-batch path (rows vs a larger batch at an offset) equals the full batch."""
     f, y = batch(b=16, k=3)
-    full = MF._representation_margin(f, y, torch.tensor(0.7, dtype=f.dtype), 2.0)
-    part = MF._representation_margin(f[4:11], y[4:11], torch.tensor(0.7, dtype=f.dtype), 2.0,
-                                     partners=(f, y, 4))
+    full = representation_margin(f, y, torch.tensor(0.7, dtype=f.dtype), 2.0)
+    part = representation_margin(f[4:11], y[4:11], torch.tensor(0.7, dtype=f.dtype), 2.0,
+                                 partners=(f, y, 4))
     torch.testing.assert_close(part, full[4:11])
 
 
@@ -100,13 +100,28 @@ def test_representation_margin_no_overflow_far_apart():
     assert torch.isfinite(f.grad).all()
 
 
-def test_squared_distances_gradcheck_and_values():
-    f = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)
-    torch.testing.assert_close(squared_distances(f), torch.cdist(f, f).square())
-    # Compare the symmetric backward with an asymmetric upstream gradient.
-    assert torch.autograd.gradcheck(squared_distances, (f,))
-    g = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(squared_distances, (f, g))
+def test_representation_margin_gradcheck_symmetric_and_partners():
+    f, y = batch(b=12, k=3, d=4)
+    g, gy = batch(b=9, k=3, d=4, seed=1)
+    f.requires_grad_(True)
+    g.requires_grad_(True)
+    s = torch.tensor(2.5, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: representation_margin(x, y, s, 3.0), (f,))
+    # rows at offset 2 inside a partner batch that also holds foreign rows: grads to both
+    assert torch.autograd.gradcheck(
+        lambda a, b: representation_margin(a, y[2:6], s, 3.0, (b, torch.cat([y[2:6], gy]), 0)),
+        (f[2:6].detach().requires_grad_(True), torch.cat([f[2:6], g]).detach().requires_grad_(True)),
+    )
+
+
+def test_representation_margin_double_backward_safe():
+    """retain_graph + a second backward gives the same gradient (saved tensors untouched)."""
+    f, y = batch(b=10, k=2)
+    f.requires_grad_(True)
+    loss = representation_margin(f, y, torch.tensor(1.0, dtype=f.dtype), 2.0).sum()
+    (g1,) = torch.autograd.grad(loss, f, retain_graph=True)
+    (g2,) = torch.autograd.grad(loss, f)
+    assert torch.equal(g1, g2)
 
 
 def test_gradcheck_functional_terms():

@@ -33,6 +33,24 @@ def all_reduce_sum(tensor: Tensor, group: object | None = None) -> Tensor:
     return tensor
 
 
+class _AllGather(torch.autograd.Function):
+    """all_gather of equal-size tensors; backward sums every rank's gradient and keeps the
+    rows of this rank (an all-reduce: simple and supported by gloo and NCCL alike)."""
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor, group: object | None) -> Tensor:  # type: ignore[override]
+        ctx.group, ctx.rank, ctx.n = group, dist.get_rank(group), tensor.shape[0]
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(parts, tensor.contiguous(), group=group)
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n], None
+
+
 def all_gather_with_grad(tensor: Tensor, group: object | None = None) -> tuple[Tensor, int]:
     """Concatenate ``tensor`` (N_r, ...) from every rank along dim 0, keeping gradients.
 
@@ -46,8 +64,6 @@ def all_gather_with_grad(tensor: Tensor, group: object | None = None) -> tuple[T
     """
     if not is_distributed(group):
         return tensor, 0
-    from torch.distributed.nn.functional import all_gather
-
     n = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
     sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size(group))]
     dist.all_gather(sizes, n, group=group)
@@ -57,7 +73,8 @@ def all_gather_with_grad(tensor: Tensor, group: object | None = None) -> tuple[T
     if tensor.shape[0] < n_max:
         pad = tensor.new_zeros((n_max - tensor.shape[0], *tensor.shape[1:]))
         padded = torch.cat([tensor, pad], dim=0)
-    parts = all_gather(padded, group=group)
+    gathered = _AllGather.apply(padded, group)
+    parts = gathered.split(n_max)
     gathered = torch.cat([p[:s] for p, s in zip(parts, sizes_list, strict=True)], dim=0)
     offset = sum(sizes_list[: rank(group)])
     return gathered, offset

@@ -24,11 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mr2 import _checks
-from mr2.pairwise import squared_distances
+from mr2.representation import representation_margin
 
 __all__ = [
     "class_deviation_sums",
     "class_feature_sums",
+    "class_sums_packed",
     "class_margins",
     "class_statistics",
     "ema_merge",
@@ -50,20 +51,32 @@ def as_fp32(x: Tensor) -> Tensor:
 
 
 def sq_pnorm(x: Tensor, p: float) -> Tensor:
-    """Squared p-norm over the last dimension."""
-    return x.square().sum(-1) if p == 2.0 else torch.linalg.vector_norm(x, ord=p, dim=-1).square()
+    """Squared p-norm over the last dimension (one fused reduction, no temporary)."""
+    return torch.linalg.vector_norm(x, ord=p, dim=-1).square()
+
+
+def sq_pnorms(x: Tensor, norms: tuple[float, ...]) -> Tensor:
+    """Squared p-norms over the last dimension for each p: (..., len(norms)); repeats reused."""
+    done = {p: sq_pnorm(x, p) for p in dict.fromkeys(norms)}
+    return torch.stack([done[p] for p in norms], dim=-1)
 
 
 # ----------------------------------------------------------------------------------------
 # Sufficient statistics: sums that add up across batches and processes.
 
 
-def class_feature_sums(features: Tensor, targets: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
-    """Per-class sample count (K,) and feature sum (K, D), by scatter-add (O(B*D), no one-hot)."""
+def class_sums_packed(features: Tensor, targets: Tensor, num_classes: int) -> Tensor:
+    """Per-class [count, feature sum] as one (K, 1 + D) tensor (one scatter-add, one
+    collective when summed over processes). O(B*D) work plus zero-filling K x (1 + D)."""
     f = as_fp32(features.detach())
-    sums = f.new_zeros(num_classes, f.shape[1]).index_add_(0, targets, f)
-    count = f.new_zeros(num_classes).index_add_(0, targets, f.new_ones(f.shape[0]))
-    return count, sums
+    rows = torch.cat([f.new_ones(f.shape[0], 1), f], dim=1)  # (B, 1 + D)
+    return rows.new_zeros(num_classes, rows.shape[1]).index_add_(0, targets, rows)
+
+
+def class_feature_sums(features: Tensor, targets: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Per-class sample count (K,) and feature sum (K, D)."""
+    packed = class_sums_packed(features, targets, num_classes)
+    return packed[:, 0], packed[:, 1:]
 
 
 def class_deviation_sums(
@@ -71,8 +84,7 @@ def class_deviation_sums(
 ) -> Tensor:
     """Per-class sums of ||f_i - mu_{y_i}||_p^2 for each p in ``norms``: (K, len(norms))."""
     f = as_fp32(features.detach())
-    dev = f - means[targets]  # (B, D)
-    per_sample = torch.stack([sq_pnorm(dev, p) for p in norms], dim=1)  # (B, P)
+    per_sample = sq_pnorms(f - means[targets], norms)  # (B, P)
     return f.new_zeros(means.shape[0], len(norms)).index_add_(0, targets, per_sample)
 
 
@@ -115,6 +127,7 @@ def ema_merge(
     batch_sq_dev: Tensor,
     decay: float,
     norms: tuple[float, ...] = (2.0,),
+    inplace: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Count-weighted exponential moving average of per-class statistics.
 
@@ -138,6 +151,8 @@ def ema_merge(
         batch_count, batch_mean, batch_sq_dev: the same for one batch ((K,), (K, D), (K, P)).
         decay: weight kept by the old statistics per update, in [0, 1].
         norms: the p of each ``sq_dev`` column.
+        inplace: update ``mean`` in place and use ``batch_mean`` as scratch (saves two
+            K x D allocations per training step).
 
     Returns:
         (weight (K,), mean (K, D), sq_dev (K, P)).
@@ -146,11 +161,11 @@ def ema_merge(
     total = old + batch_count
     safe = total.clamp(min=torch.finfo(total.dtype).tiny)
     share = (batch_count / safe).unsqueeze(1)  # (K, 1): 0 for absent classes
-    delta = batch_mean - mean  # (K, D)
-    between = torch.stack([sq_pnorm(delta, p) for p in norms], dim=1)  # (K, P)
+    delta = batch_mean.sub_(mean) if inplace else batch_mean - mean  # (K, D)
     cross = share * (old / safe).unsqueeze(1)  # w n / (w + n)^2, no underflow to 0/0
-    new_sq_dev = sq_dev + share * (batch_sq_dev - sq_dev) + cross * between
-    return total, mean + share * delta, new_sq_dev
+    new_sq_dev = sq_dev + share * (batch_sq_dev - sq_dev) + cross * sq_pnorms(delta, norms)
+    new_mean = mean.addcmul_(share, delta) if inplace else torch.addcmul(mean, share, delta)
+    return total, new_mean, new_sq_dev
 
 
 # ----------------------------------------------------------------------------------------
@@ -216,31 +231,6 @@ def logit_margin_cross_entropy(
     return _checks.reduce(per_sample, _checks.check_reduction(reduction))
 
 
-def _representation_margin(
-    features: Tensor,
-    targets: Tensor,
-    s_bar: Tensor | float,
-    temperature: float,
-    partners: tuple[Tensor, Tensor, int] | None = None,
-) -> Tensor:
-    """Per-sample l_s (B,). ``partners`` = (features, targets, offset of our rows) to compare
-    against a larger (e.g. all-gathered) batch; by default the batch against itself."""
-    if partners is None:
-        dist = squared_distances(features)  # (B, B), symmetric backward
-        same = targets.unsqueeze(1) == targets.unsqueeze(0)
-        same.fill_diagonal_(False)
-    else:
-        other, other_targets, offset = partners
-        dist = squared_distances(features, other)  # (B, C)
-        same = targets.unsqueeze(1) == other_targets.unsqueeze(0)
-        same.diagonal(offset).fill_(False)
-    # A finite fill (not -inf) keeps the log-sum-exp backward free of NaN for rows that
-    # have no partner; softplus(lse) = log(1 + sum exp) then gives exactly 0 for them.
-    fill = torch.finfo(dist.dtype).min
-    z = torch.where(same, (dist - 2.0 * s_bar) / temperature, fill)
-    return F.softplus(torch.logsumexp(z, dim=1))
-
-
 def representation_margin_loss(
     features: Tensor,
     targets: Tensor,
@@ -276,5 +266,5 @@ def representation_margin_loss(
     _checks.check_values(targets, int(targets.max()) + 1, features=features)
     with full_precision(features):
         f = as_fp32(features)
-        per_sample = _representation_margin(f, targets, torch.as_tensor(s_bar).to(f), temperature)
+        per_sample = representation_margin(f, targets, torch.as_tensor(s_bar).to(f), temperature)
     return _checks.reduce(per_sample, _checks.check_reduction(reduction))

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from mr2 import _checks, distributed
 from mr2 import functional as MF
+from mr2.representation import representation_margin
 
 _PRESETS = ("paper", "official")
 
@@ -158,19 +159,18 @@ class MR2Loss(nn.Module):
             )
         group = self.process_group
         # Pass 1: counts and sums -> the global batch's class means.
-        count, sums = MF.class_feature_sums(f, targets, self.num_classes)
-        both = distributed.all_reduce_sum(torch.cat([count.unsqueeze(1), sums], dim=1), group)
-        count, sums = both[:, 0], both[:, 1:]
-        means = sums / count.clamp(min=1).unsqueeze(1)
+        packed = distributed.all_reduce_sum(MF.class_sums_packed(f, targets, self.num_classes), group)
+        count = packed[:, 0]
+        means = packed[:, 1:].div_(count.clamp(min=1).unsqueeze(1))  # (K, D), in place
         # Pass 2: squared deviations from the *global* means (exact for any p).
         norms = (self.norm_p, 2.0)
         dev = distributed.all_reduce_sum(MF.class_deviation_sums(f, targets, means, norms), group)
         sq_dev = dev / count.clamp(min=1).unsqueeze(1)
-        weight, mean, running = MF.ema_merge(
-            self.weight, self.class_mean, self.sq_dev, count, means, sq_dev, self.ema_decay, norms
+        weight, _, running = MF.ema_merge(
+            self.weight, self.class_mean, self.sq_dev, count, means, sq_dev, self.ema_decay, norms,
+            inplace=True,
         )
         self.weight.copy_(weight)
-        self.class_mean.copy_(mean)
         self.sq_dev.copy_(running)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
@@ -209,9 +209,7 @@ class MR2Loss(nn.Module):
                     all_f, offset = distributed.all_gather_with_grad(f, self.process_group)
                     all_y, _ = distributed.all_gather_with_grad(targets, self.process_group)
                     partners = (all_f, all_y, offset)
-                rep = MF._representation_margin(
-                    f, targets, self.s_bar(), self.rep_temperature, partners
-                )
+                rep = representation_margin(f, targets, self.s_bar(), self.rep_temperature, partners)
                 per_sample = per_sample + self.lambda_rep * rep
         return _checks.reduce(per_sample, self.reduction)
 

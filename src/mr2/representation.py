@@ -1,0 +1,92 @@
+"""Fused forward/backward of MR²'s representation margin term (no B x B x D tensor).
+
+For rows f_i (A, D) against partners g_j (C, D) with ``z_ij = (||f_i - g_j||^2 - 2 s_bar) / T``
+and M the same-class mask (self-pairs removed)::
+
+    l_i = log(1 + sum_j M_ij exp(z_ij)),     dl_i / dz_ij = M_ij exp(z_ij - l_i) =: P_ij
+
+Forward costs one A x C x D product (the Gram, folded into ``addmm`` with the norms and
+the ``-2 s_bar`` shift); backward reuses P saved from the forward (no second exp) and one
+product per operand. When rows and partners are the same batch the gradient only needs
+``S = G + G^T``: ``dL/df = 2 (diag(S 1) f - S f)``, a single product.
+
+Exponents are clamped below at about log(smallest normal float) before ``exp``: entries that
+small (including the masked ones) contribute less than one ulp of the sum, whose largest
+term is exp(0) after the shift, and ``exp`` of huge negative numbers runs on a slow path on
+CPUs. The gradient they leak is of the same negligible size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _exp_floor(dtype: torch.dtype) -> float:
+    return -80.0 if dtype in (torch.float32, torch.float16, torch.bfloat16) else -700.0
+
+
+class _RepresentationMargin(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, rows, cols, row_y, col_y, offset, s_bar, temperature, symmetric):  # type: ignore[override]
+        g = rows if symmetric else cols
+        sq_r = (rows.square().sum(1) - s_bar) / temperature  # (A,)
+        sq_c = sq_r if symmetric else (g.square().sum(1) - s_bar) / temperature  # (C,)
+        z = torch.addmm(sq_r.unsqueeze(1) + sq_c.unsqueeze(0), rows, g.t(), alpha=-2.0 / temperature)
+        other = row_y.unsqueeze(1) != col_y.unsqueeze(0)  # (A, C): not a partner
+        other.diagonal(offset).fill_(True)
+        z.masked_fill_(other, float("-inf"))
+        top = z.amax(dim=1).clamp(min=0)  # (A,) the shift also covers the "1 +" term
+        # Non-partners come out as exp(floor) ~ 1e-35 instead of 0: below one ulp of the
+        # total, which is >= 1 (its largest term is exp(0)).
+        e = z.sub_(top.unsqueeze(1)).clamp_(_exp_floor(z.dtype), 0.0).exp_()
+        total = torch.exp(-top) + e.sum(dim=1)
+        loss = top + total.log()  # (A,)
+        ctx.save_for_backward(rows, g, e.div_(total.unsqueeze(1)))  # e is now P
+        ctx.temperature, ctx.symmetric = temperature, symmetric
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        rows, g, p = ctx.saved_tensors
+        w = p * (grad.unsqueeze(1) / ctx.temperature)  # dL/d dist_ij, (A, C)
+        if ctx.symmetric:
+            s = w + w.t()
+            return 2.0 * (s.sum(1, keepdim=True) * rows - s @ rows), None, None, None, None, None, None, None
+        d_rows = 2.0 * (w.sum(1, keepdim=True) * rows - w @ g)
+        d_cols = 2.0 * (w.sum(0).unsqueeze(1) * g - w.t() @ rows)
+        return d_rows, d_cols, None, None, None, None, None, None
+
+
+def representation_margin(
+    features: Tensor,
+    targets: Tensor,
+    s_bar: Tensor,
+    temperature: float,
+    partners: tuple[Tensor, Tensor, int] | None = None,
+) -> Tensor:
+    """Per-sample ``log(1 + sum_{j != i, y_j = y_i} exp((||f_i - f_j||^2 - 2 s_bar) / T))``.
+
+    Args:
+        features: (A, D) rows; targets (A,).
+        s_bar: 0-dim tensor (a constant: no gradient flows to it).
+        temperature: T > 0.
+        partners: optional (features (C, D), targets (C,), offset) to compare the rows with a
+            larger batch that holds them at rows ``offset .. offset + A`` (e.g. gathered
+            across processes); by default the batch is compared with itself.
+
+    Returns:
+        (A,) per-sample values, 0 for a sample without a same-class partner.
+
+    Example:
+        >>> f = torch.tensor([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]])
+        >>> representation_margin(f, torch.tensor([0, 0, 1]), torch.tensor(0.5), 1.0)
+        tensor([0.6931, 0.6931, 0.0000])
+    """
+    s = s_bar.detach().to(features.dtype)
+    if partners is None:
+        return _RepresentationMargin.apply(features, features, targets, targets, 0, s,
+                                           temperature, True)
+    cols, col_y, offset = partners
+    return _RepresentationMargin.apply(features, cols, targets, col_y, offset, s, temperature,
+                                       False)

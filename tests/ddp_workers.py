@@ -1,0 +1,35 @@
+"""Worker functions for the multi-process tests (importable by spawned children)."""
+
+from __future__ import annotations
+
+import torch
+
+from mr2 import MR2Loss
+
+
+def global_batch(b: int = 30, k: int = 4, d: int = 6, step: int = 0):
+    g = torch.Generator().manual_seed(100 + step)
+    f = torch.randn(b, d, generator=g) * (1 + torch.randint(0, 3, (b, 1), generator=g))
+    y = torch.randint(0, k, (b,), generator=g)
+    return f @ torch.randn(d, k, generator=g), f, y
+
+
+def bounds(rank: int, sizes: list[int]) -> slice:
+    start = sum(sizes[:rank])
+    return slice(start, start + sizes[rank])
+
+
+def mr2_worker(rank: int, world: int, sizes: list[int], gather: bool, steps: int = 2):
+    """Each rank sees its slice of the same global batches."""
+    loss_fn = MR2Loss(4, lambda_rep=0.5, ema_decay=0.8, gather_features=gather, reduction="none")
+    out = {}
+    for step in range(steps):
+        logits, f, y = global_batch(b=sum(sizes), step=step)
+        part = bounds(rank, sizes)
+        feats = f[part].clone().requires_grad_(True)
+        per_sample = loss_fn(logits[part], feats, y[part])
+        per_sample.mean().backward()
+        out[step] = {"per_sample": per_sample.detach(), "grad": feats.grad}
+    out["margins"], out["s_bar"] = loss_fn.margins(), loss_fn.s_bar()
+    out["state"] = loss_fn.state_dict()
+    return out

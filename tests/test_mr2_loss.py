@@ -1,0 +1,209 @@
+"""MR2Loss: the module's state handling, invariances and errors."""
+
+import pytest
+import references as ref
+import torch
+import torch.nn.functional as F
+
+from mr2 import MR2Loss
+from mr2 import functional as MF
+
+
+def data(b=40, k=5, d=8, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    f = torch.randn(b, d, generator=g, dtype=dtype) + torch.arange(d, dtype=dtype) / d
+    f = f * (1 + torch.arange(b, dtype=dtype).remainder(k).unsqueeze(1))  # class-dependent spread
+    y = torch.arange(b).remainder(k)[torch.randperm(b, generator=g)]
+    logits = f @ torch.randn(d, k, generator=g, dtype=dtype)
+    return logits, f, y
+
+
+def test_no_statistics_and_no_rep_term_is_exactly_cross_entropy():
+    logits, f, y = data()
+    loss_fn = MR2Loss(5, lambda_rep=0.0, reduction="none").eval()  # eval: margins stay c_bar = 1
+    assert torch.equal(loss_fn(logits, f, y), F.cross_entropy(logits, y, reduction="none"))
+
+
+def test_forward_equals_functional_composition():
+    logits, f, y = data()
+    loss_fn = MR2Loss(5, lambda_rep=0.3, c_bar=1.2, rep_temperature=4.0)
+    got = loss_fn(logits, f, y)  # training mode: statistics of this batch are used
+    count, norm_sq, dev = ref.class_statistics(f, y, 5)
+    gamma = ref.margins(norm_sq, dev, [c > 0 for c in count], 1.2)
+    s_bar = sum(dev) / 5
+    expect = [a + 0.3 * b for a, b in zip(ref.logit_margin_ce(logits, y, gamma),
+                                          ref.representation_margin(f, y, s_bar, 4.0), strict=True)]
+    torch.testing.assert_close(got.double(), torch.tensor(expect, dtype=torch.float64).mean(),
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loss_fn.margins().double(), torch.tensor(gamma, dtype=torch.float64))
+    torch.testing.assert_close(loss_fn.s_bar().double(), torch.tensor(s_bar, dtype=torch.float64))
+
+
+def test_running_statistics_match_weighted_reference_over_steps():
+    logits, f, y = data(b=60, dtype=torch.float64)
+    decay = 0.9
+    loss_fn = MR2Loss(5, ema_decay=decay).double()
+    for part in (slice(0, 20), slice(20, 40), slice(40, 60)):
+        loss_fn(logits[part], f[part], y[part])
+    weights = [decay ** (2 - i // 20) for i in range(60)]  # every class is in every part
+    for c, (w, mu, var) in ref.weighted_statistics(f, y, weights, 5).items():
+        torch.testing.assert_close(loss_fn.weight[c].item(), w)
+        torch.testing.assert_close(loss_fn.class_mean[c], torch.tensor(mu, dtype=torch.float64))
+        torch.testing.assert_close(loss_fn.sq_dev[c, 1].item(), var)
+
+
+def test_first_observation_initialises_and_unseen_classes_get_c_bar():
+    logits, f, y = data(k=6)
+    keep = y < 4
+    loss_fn = MR2Loss(6, c_bar=2.0, ema_decay=0.5)
+    loss_fn(logits[keep], f[keep], y[keep])
+    count, norm_sq, dev = MF.class_statistics(f[keep], y[keep], 6)
+    torch.testing.assert_close(loss_fn.sq_dev[:, 0], dev)
+    gamma = loss_fn.margins()
+    assert torch.equal(gamma[4:], torch.full((2,), 2.0))
+    torch.testing.assert_close(gamma[:4].mean(), torch.tensor(2.0))
+    assert torch.equal(loss_fn.seen(), count > 0)
+
+
+def test_batch_permutation_changes_nothing():
+    logits, f, y = data()
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(3))
+    a, b = MR2Loss(5, reduction="none"), MR2Loss(5, reduction="none")
+    la, lb = a(logits, f, y), b(logits[perm], f[perm], y[perm])
+    torch.testing.assert_close(la[perm], lb)
+    torch.testing.assert_close(a.margins(), b.margins())
+    torch.testing.assert_close(a.s_bar(), b.s_bar())
+
+
+def test_state_dict_round_trip_resumes_identically(tmp_path):
+    batches = [data(seed=s) for s in range(5)]
+    a = MR2Loss(5, ema_decay=0.7)
+    for batch in batches[:2]:
+        a(*batch)
+    torch.save(a.state_dict(), tmp_path / "loss.pt")
+    b = MR2Loss(5, ema_decay=0.7)  # fresh: class_mean not yet sized
+    b.load_state_dict(torch.load(tmp_path / "loss.pt"))
+    for batch in batches[2:]:
+        assert torch.equal(a(*batch), b(*batch))
+    for name, buf in a.state_dict().items():
+        assert torch.equal(buf, b.state_dict()[name]), name
+    with pytest.raises(ValueError, match="classes"):
+        MR2Loss(7).load_state_dict(a.state_dict())
+
+
+def test_eval_mode_changes_no_state():
+    logits, f, y = data()
+    loss_fn = MR2Loss(5)
+    loss_fn(logits, f, y)
+    before = {k: v.clone() for k, v in loss_fn.state_dict().items()}
+    loss_fn.eval()
+    out1 = loss_fn(*data(seed=9))
+    out2 = loss_fn(*data(seed=9))
+    assert torch.equal(out1, out2)
+    for k, v in loss_fn.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_buffers_follow_to_and_double():
+    loss_fn = MR2Loss(5)
+    loss_fn(*data())
+    double = loss_fn.double()
+    assert double.class_mean.dtype == torch.float64 and double.margins().dtype == torch.float64
+    logits, f, y = data(dtype=torch.float64)
+    assert double(logits, f, y).dtype == torch.float64
+
+
+def test_gradcheck_module_float64():
+    logits, f, y = data(b=12, d=4, dtype=torch.float64)
+    f = f.detach().requires_grad_(True)
+    w = torch.randn(4, 5, dtype=torch.float64)
+    loss_fn = MR2Loss(5, lambda_rep=0.5, rep_temperature=10.0).double()
+    loss_fn(f @ w, f, y)  # fill statistics, then check the gradient with statistics frozen
+    loss_fn.eval()
+    assert torch.autograd.gradcheck(lambda x: loss_fn(x @ w, x, y), (f,))
+
+
+def test_official_preset_settings():
+    loss_fn = MR2Loss.from_preset("official", 100, feature_dim=512)
+    assert loss_fn.norm_p == 5.0 and loss_fn.ema_decay == 0.999
+    assert loss_fn.rep_temperature == 5120.0
+    assert loss_fn.lambda_rep == pytest.approx(0.1 * 512 / 10 / 100)
+    assert MR2Loss.from_preset("paper", 10, lambda_rep=0.2).lambda_rep == 0.2
+    with pytest.raises(ValueError, match="feature_dim"):
+        MR2Loss.from_preset("official", 100)
+    with pytest.raises(ValueError, match="unknown preset"):
+        MR2Loss.from_preset("nope", 100)
+
+
+def test_official_preset_s_bar_is_two_norm():
+    """Defect 3 of the authors' code: s_bar must be in the units of the 2-norm distances."""
+    logits, f, y = data()
+    loss_fn = MR2Loss.from_preset("official", 5, feature_dim=8)
+    loss_fn(logits, f, y)
+    _, _, dev2 = MF.class_statistics(f, y, 5, norm_p=2.0)
+    _, _, dev5 = MF.class_statistics(f, y, 5, norm_p=5.0)
+    torch.testing.assert_close(loss_fn.s_bar(), dev2.mean())
+    torch.testing.assert_close(loss_fn.sq_dev[:, 0], dev5)
+
+
+def test_forward_is_free_of_host_syncs_without_validation(monkeypatch):
+    loss_fn = MR2Loss(5, validate=False)
+    logits, f, y = data()
+    f.requires_grad_(True)
+
+    def refuse(*_a, **_k):
+        raise AssertionError("host sync inside forward")
+
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    loss_fn(logits, f, y).backward()
+    monkeypatch.undo()
+    assert torch.isfinite(f.grad).all()
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((torch.randn(4, 6), torch.randn(4, 3), torch.zeros(4).long()), "num_classes = 5"),
+        ((torch.randn(4, 5), torch.randn(4), torch.zeros(4).long()), "features must be 2-D"),
+        ((torch.randn(4, 5), torch.randn(3, 3), torch.zeros(4).long()), "batch sizes differ"),
+        ((torch.randn(4, 5), torch.randn(4, 3), torch.zeros(3).long()), "batch sizes differ"),
+        ((torch.randn(4, 5), torch.randn(4, 3), torch.zeros(4)), "integer"),
+        ((torch.randn(4, 5), torch.randn(4, 3), torch.tensor([0, 1, 5, 2])), r"\[0, 5\)"),
+        ((torch.randn(4, 5), torch.randn(4, 3), torch.tensor([0, -1, 1, 2])), r"\[0, 5\)"),
+        ((torch.full((4, 5), float("inf")), torch.randn(4, 3), torch.zeros(4).long()), "logits"),
+        ((torch.randn(4, 5), torch.full((4, 3), float("nan")), torch.zeros(4).long()), "features"),
+        ((torch.randn(0, 5), torch.randn(0, 3), torch.zeros(0).long()), "empty"),
+    ],
+)
+def test_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        MR2Loss(5)(*args)
+
+
+def test_dimension_change_is_refused():
+    loss_fn = MR2Loss(5)
+    loss_fn(*data(d=8))
+    with pytest.raises(ValueError, match="columns"):
+        loss_fn(*data(d=6))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"c_bar": 0.0}, "c_bar"),
+        ({"c_bar": -1.0}, "c_bar"),
+        ({"ema_decay": 1.0}, "ema_decay"),
+        ({"ema_decay": -0.1}, "ema_decay"),
+        ({"rep_temperature": 0.0}, "rep_temperature"),
+        ({"lambda_rep": -0.1}, "lambda_rep"),
+        ({"lambda_rep": float("nan")}, "lambda_rep"),
+        ({"norm_p": 0.5}, "norm_p"),
+        ({"reduction": "avg"}, "reduction"),
+    ],
+)
+def test_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MR2Loss(5, **kwargs)
+    with pytest.raises(ValueError, match="num_classes"):
+        MR2Loss(0)
