@@ -1,7 +1,9 @@
 """Forward+backward time and peak memory of MR2Loss vs the authors' loop vs cross-entropy.
 
-Each (method, B, K, D) is measured in a fresh subprocess, so peak memory is clean: on CPU
-the growth of the process's peak resident set over its size after setup, on CUDA
+Times: for each (B, K, D) all methods run in one process, interleaved round-robin (so drift
+of a shared machine hits them alike), after warm-up; the median over ``--repeats`` steps.
+Peak memory: each (method, B, K, D) in a fresh subprocess, so it is clean: on CPU the
+growth of the process's peak resident set over its size after setup, on CUDA
 ``torch.cuda.max_memory_allocated`` above the inputs. All methods include the same linear
 head (D -> K) on features that require grad, as in a real training step.
 
@@ -28,9 +30,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from authors_loop import LoopMR2  # noqa: E402
-
-from mr2 import MR2Loss  # noqa: E402
+from authors_loop import LoopMR2
+from mr2 import MR2Loss
 
 SHAPES = [(128, 100, 640), (512, 1000, 768), (1024, 1000, 2048)]
 METHODS = ["cross_entropy", "mr2", "mr2_validated", "authors_loop"]
@@ -41,7 +42,7 @@ def rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def measure(method: str, b: int, k: int, d: int, device: str, repeats: int) -> dict:
+def make_step(method: str, b: int, k: int, d: int, device: str):
     torch.manual_seed(0)
     dev = torch.device(device)
     head = nn.Linear(d, k).to(dev)
@@ -55,36 +56,55 @@ def measure(method: str, b: int, k: int, d: int, device: str, repeats: int) -> d
     elif method.startswith("mr2"):  # validate=True adds one fused check (a host sync)
         loss_fn = MR2Loss(k, validate=method == "mr2_validated").to(dev)
     else:
-        loss_fn = LoopMR2(k, d).to(dev)
+        loss_fn = LoopMR2(k).to(dev)
 
     def step() -> None:
         head.zero_grad(set_to_none=True)
         feats.grad = None
         loss_fn(head(feats), feats, targets).backward()
 
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    step()  # warm-up (also sizes lazy buffers)
-    sync()
-    if dev.type == "cuda":
+    return step
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_all(b: int, k: int, d: int, device: str, repeats: int) -> dict[str, list[float]]:
+    steps = {m: make_step(m, b, k, d, device) for m in METHODS}
+    for step in steps.values():  # warm-up (also sizes lazy buffers)
+        for _ in range(3):
+            step()
+    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    for _ in range(repeats):
+        for m, step in steps.items():
+            sync(device)
+            t0 = time.perf_counter()
+            step()
+            sync(device)
+            times[m].append(time.perf_counter() - t0)
+    return times
+
+
+def peak_memory(method: str, b: int, k: int, d: int, device: str) -> float:
+    """Extra peak memory (MiB) of three steps over the state after one warm-up step."""
+    step = make_step(method, b, k, d, device)
+    step()
+    sync(device)
+    if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
         base = rss_bytes()
-    for _ in range(2):
+    for _ in range(3):
         step()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    if dev.type == "cuda":
+    sync(device)
+    if device.startswith("cuda"):
         peak = torch.cuda.max_memory_allocated() - base
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    return {"method": method, "B": b, "K": k, "D": d, "median_ms": 1e3 * statistics.median(times),
-            "min_ms": 1e3 * min(times), "peak_mb": max(peak, 0) / 2**20, "repeats": repeats}
+    return max(peak, 0) / 2**20
 
 
 def main() -> None:
@@ -96,30 +116,62 @@ def main() -> None:
     args = ap.parse_args()
     if args.one:
         m, b, k, d = args.one
-        print(json.dumps(measure(m, int(b), int(k), int(d), args.device, args.repeats)))
+        print(json.dumps(peak_memory(m, int(b), int(k), int(d), args.device)))
         return
     rows = []
     for b, k, d in SHAPES:
+        times = time_all(b, k, d, args.device, args.repeats)
         for m in METHODS:
-            cmd = [sys.executable, __file__, "--device", args.device, "--repeats",
-                   str(args.repeats), "--one", m, str(b), str(k), str(d)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--device",
+                args.device,
+                "--one",
+                m,
+                str(b),
+                str(k),
+                str(d),
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
+            rows.append(
+                {
+                    "method": m,
+                    "B": b,
+                    "K": k,
+                    "D": d,
+                    "median_ms": 1e3 * statistics.median(times[m]),
+                    "min_ms": 1e3 * min(times[m]),
+                    "repeats": args.repeats,
+                    "peak_mb": json.loads(out.strip().splitlines()[-1]),
+                }
+            )
             print(f"# {rows[-1]}", file=sys.stderr)
-    print("| B, K, D | CE + head ms | MR2Loss + head ms (validate=False / True) | loop + head ms "
-          "| MR2 / CE | loop / MR2 | peak MB (CE / MR2 / loop) |\n|---|---|---|---|---|---|---|")
+    print(
+        "| B, K, D | CE + head ms | MR2Loss + head ms (validate=False / True) | loop + head ms "
+        "| MR2 / CE | loop / MR2 | peak MB (CE / MR2 / loop) |\n|---|---|---|---|---|---|---|"
+    )
     for b, k, d in SHAPES:
         r = {x["method"]: x for x in rows if (x["B"], x["K"], x["D"]) == (b, k, d)}
         ce, mr, mrv, lp = (r[m]["median_ms"] for m in METHODS)
         mem = " / ".join(f"{r[m]['peak_mb']:.0f}" for m in ("cross_entropy", "mr2", "authors_loop"))
-        print(f"| {b}, {k}, {d} | {ce:.1f} | {mr:.1f} / {mrv:.1f} | {lp:.1f} | "
-              f"{mr / ce:.2f}x / {mrv / ce:.2f}x | {lp / mr:.1f}x | {mem} |")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    meta = {"torch": torch.__version__, "python": platform.python_version(),
-            "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads(), "device": args.device, "commit": commit,
-            "cuda": torch.cuda.get_device_name() if args.device.startswith("cuda") else None}
+        print(
+            f"| {b}, {k}, {d} | {ce:.1f} | {mr:.1f} / {mrv:.1f} | {lp:.1f} | "
+            f"{mr / ce:.2f}x / {mrv / ce:.2f}x | {lp / mr:.1f}x | {mem} |"
+        )
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    meta = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "device": args.device,
+        "commit": commit,
+        "cuda": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+    }
     out = args.out or Path(__file__).parent / "results" / f"loss_speed_{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")

@@ -1,10 +1,10 @@
 """Two gloo processes on CPU behave like one process on the whole batch."""
 
-import ddp
-import ddp_workers as w
 import pytest
 import torch
 
+import ddp
+import ddp_workers as w
 from mr2 import MR2Loss
 
 

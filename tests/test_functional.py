@@ -1,10 +1,10 @@
 """mr2.functional against the float64 loop references and hand-derived values."""
 
 import pytest
-import references as ref
 import torch
 import torch.nn.functional as F
 
+import references as ref
 from mr2 import functional as MF
 from mr2.representation import representation_margin
 
@@ -84,8 +84,9 @@ def test_representation_margin_with_partners_matches_rows_of_full_batch():
     """The gathered-batch path (rows vs a larger batch at an offset) equals the full batch."""
     f, y = batch(b=16, k=3)
     full = representation_margin(f, y, torch.tensor(0.7, dtype=f.dtype), 2.0)
-    part = representation_margin(f[4:11], y[4:11], torch.tensor(0.7, dtype=f.dtype), 2.0,
-                                 partners=(f, y, 4))
+    part = representation_margin(
+        f[4:11], y[4:11], torch.tensor(0.7, dtype=f.dtype), 2.0, partners=(f, y, 4)
+    )
     torch.testing.assert_close(part, full[4:11])
 
 
@@ -110,7 +111,10 @@ def test_representation_margin_gradcheck_symmetric_and_partners():
     # rows at offset 2 inside a partner batch that also holds foreign rows: grads to both
     assert torch.autograd.gradcheck(
         lambda a, b: representation_margin(a, y[2:6], s, 3.0, (b, torch.cat([y[2:6], gy]), 0)),
-        (f[2:6].detach().requires_grad_(True), torch.cat([f[2:6], g]).detach().requires_grad_(True)),
+        (
+            f[2:6].detach().requires_grad_(True),
+            torch.cat([f[2:6], g]).detach().requires_grad_(True),
+        ),
     )
 
 
@@ -160,8 +164,11 @@ def test_ema_merge_decay_matches_weighted_reference_and_leaves_absent_classes():
     y[:13][y[:13] == 2] = 1  # class 2 only in the second half
     y[13:][y[13:] == 3] = 0  # class 3 only in the first half
     decay, k = 0.6, 4
-    zero = (torch.zeros(k, dtype=f.dtype), torch.zeros(k, 6, dtype=f.dtype),
-            torch.zeros(k, 1, dtype=f.dtype))
+    zero = (
+        torch.zeros(k, dtype=f.dtype),
+        torch.zeros(k, 6, dtype=f.dtype),
+        torch.zeros(k, 1, dtype=f.dtype),
+    )
     state = zero
     for part in (slice(0, 13), slice(13, 30)):
         count, _, dev = MF.class_statistics(f[part], y[part], k)
@@ -182,21 +189,45 @@ def test_ema_merge_decay_matches_weighted_reference_and_leaves_absent_classes():
     [
         (lambda: MF.class_statistics(torch.randn(4), torch.zeros(4, dtype=torch.long), 2), "2-D"),
         (lambda: MF.class_statistics(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), 2), "targets"),
-        (lambda: MF.class_statistics(torch.randn(0, 3), torch.zeros(0, dtype=torch.long), 2),
-         "empty"),
-        (lambda: MF.logit_margin_cross_entropy(torch.randn(3, 2), torch.zeros(3).long(),
-                                               torch.tensor([1.0, -1.0])), "> 0"),
-        (lambda: MF.logit_margin_cross_entropy(torch.randn(3, 2), torch.zeros(3).long(),
-                                               torch.ones(3)), "margins"),
-        (lambda: MF.logit_margin_cross_entropy(torch.full((3, 2), float("nan")),
-                                               torch.zeros(3).long(), torch.ones(2)), "NaN"),
-        (lambda: MF.representation_margin_loss(torch.randn(3, 2), torch.zeros(3).long(), 1.0,
-                                               temperature=0), "temperature"),
+        (
+            lambda: MF.class_statistics(torch.randn(0, 3), torch.zeros(0, dtype=torch.long), 2),
+            "empty",
+        ),
+        (
+            lambda: MF.logit_margin_cross_entropy(
+                torch.randn(3, 2), torch.zeros(3).long(), torch.tensor([1.0, -1.0])
+            ),
+            "> 0",
+        ),
+        (
+            lambda: MF.logit_margin_cross_entropy(
+                torch.randn(3, 2), torch.zeros(3).long(), torch.ones(3)
+            ),
+            "margins",
+        ),
+        (
+            lambda: MF.logit_margin_cross_entropy(
+                torch.full((3, 2), float("nan")), torch.zeros(3).long(), torch.ones(2)
+            ),
+            "NaN",
+        ),
+        (
+            lambda: MF.representation_margin_loss(
+                torch.randn(3, 2), torch.zeros(3).long(), 1.0, temperature=0
+            ),
+            "temperature",
+        ),
         (lambda: MF.representation_margin_loss(torch.randn(3, 2), torch.zeros(3), 1.0), "integer"),
-        (lambda: MF.representation_margin_loss(torch.randn(3, 2), torch.zeros(4).long(), 1.0),
-         "batch sizes differ"),
-        (lambda: MF.representation_margin_loss(torch.randn(3, 2), torch.zeros(3).long(),
-                                               float("inf")), "s_bar"),
+        (
+            lambda: MF.representation_margin_loss(torch.randn(3, 2), torch.zeros(4).long(), 1.0),
+            "batch sizes differ",
+        ),
+        (
+            lambda: MF.representation_margin_loss(
+                torch.randn(3, 2), torch.zeros(3).long(), float("inf")
+            ),
+            "s_bar",
+        ),
     ],
 )
 def test_bad_input_raises_value_error(call, match):

@@ -1,10 +1,10 @@
 """MR2Loss: the module's state handling, invariances and errors."""
 
 import pytest
-import references as ref
 import torch
 import torch.nn.functional as F
 
+import references as ref
 from mr2 import MR2Loss
 from mr2 import functional as MF
 
@@ -31,10 +31,17 @@ def test_forward_equals_functional_composition():
     count, norm_sq, dev = ref.class_statistics(f, y, 5)
     gamma = ref.margins(norm_sq, dev, [c > 0 for c in count], 1.2)
     s_bar = sum(dev) / 5
-    expect = [a + 0.3 * b for a, b in zip(ref.logit_margin_ce(logits, y, gamma),
-                                          ref.representation_margin(f, y, s_bar, 4.0), strict=True)]
-    torch.testing.assert_close(got.double(), torch.tensor(expect, dtype=torch.float64).mean(),
-                               rtol=1e-5, atol=1e-5)
+    expect = [
+        a + 0.3 * b
+        for a, b in zip(
+            ref.logit_margin_ce(logits, y, gamma),
+            ref.representation_margin(f, y, s_bar, 4.0),
+            strict=True,
+        )
+    ]
+    torch.testing.assert_close(
+        got.double(), torch.tensor(expect, dtype=torch.float64).mean(), rtol=1e-5, atol=1e-5
+    )
     torch.testing.assert_close(loss_fn.margins().double(), torch.tensor(gamma, dtype=torch.float64))
     torch.testing.assert_close(loss_fn.s_bar().double(), torch.tensor(s_bar, dtype=torch.float64))
 
@@ -57,7 +64,7 @@ def test_first_observation_initialises_and_unseen_classes_get_c_bar():
     keep = y < 4
     loss_fn = MR2Loss(6, c_bar=2.0, ema_decay=0.5)
     loss_fn(logits[keep], f[keep], y[keep])
-    count, norm_sq, dev = MF.class_statistics(f[keep], y[keep], 6)
+    count, _norm_sq, dev = MF.class_statistics(f[keep], y[keep], 6)
     torch.testing.assert_close(loss_fn.sq_dev[:, 0], dev)
     gamma = loss_fn.margins()
     assert torch.equal(gamma[4:], torch.full((2,), 2.0))
@@ -114,7 +121,7 @@ def test_buffers_follow_to_and_double():
 
 
 def test_gradcheck_module_float64():
-    logits, f, y = data(b=12, d=4, dtype=torch.float64)
+    _logits, f, y = data(b=12, d=4, dtype=torch.float64)
     f = f.detach().requires_grad_(True)
     w = torch.randn(4, 5, dtype=torch.float64)
     loss_fn = MR2Loss(5, lambda_rep=0.5, rep_temperature=10.0).double()
@@ -128,11 +135,26 @@ def test_official_preset_settings():
     assert loss_fn.norm_p == 5.0 and loss_fn.ema_decay == 0.999
     assert loss_fn.rep_temperature == 5120.0
     assert loss_fn.lambda_rep == pytest.approx(0.1 * 512 / 10 / 100)
+    assert loss_fn.rep_reduction == "class"
     assert MR2Loss.from_preset("paper", 10, lambda_rep=0.2).lambda_rep == 0.2
     with pytest.raises(ValueError, match="feature_dim"):
         MR2Loss.from_preset("official", 100)
     with pytest.raises(ValueError, match="unknown preset"):
         MR2Loss.from_preset("nope", 100)
+
+
+def test_class_rep_reduction_is_sum_over_classes_of_class_means():
+    """The authors' reduction: sum_k mean_{i in k} l_s(i), hand-assembled from the loop ref."""
+    logits, f, y = data(b=23)
+    a = MR2Loss(5, lambda_rep=1.0, rep_reduction="class").eval()
+    b = MR2Loss(5, lambda_rep=0.0).eval()
+    rep = ref.representation_margin(f, y, 0.0, 1.0)
+    per_class = [[r for r, c in zip(rep, y.tolist(), strict=True) if c == k] for k in range(5)]
+    expect = sum(sum(v) / len(v) for v in per_class if v)
+    got = a(logits, f, y) - b(logits, f, y)
+    torch.testing.assert_close(
+        got.double(), torch.tensor(expect, dtype=torch.float64), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_official_preset_s_bar_is_two_norm():
@@ -200,6 +222,7 @@ def test_dimension_change_is_refused():
         ({"lambda_rep": float("nan")}, "lambda_rep"),
         ({"norm_p": 0.5}, "norm_p"),
         ({"reduction": "avg"}, "reduction"),
+        ({"rep_reduction": "batch"}, "rep_reduction"),
     ],
 )
 def test_bad_hyperparameters(kwargs, match):

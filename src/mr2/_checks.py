@@ -49,7 +49,9 @@ def check_values(targets: Tensor, num_classes: int, **tensors: Tensor) -> None:
 def check_positive(value: float, name: str, allow_zero: bool = False) -> float:
     ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
     if not ok:
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
+        raise ValueError(
+            f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}"
+        )
     return float(value)
 
 

@@ -29,9 +29,9 @@ from mr2.representation import representation_margin
 __all__ = [
     "class_deviation_sums",
     "class_feature_sums",
-    "class_sums_packed",
     "class_margins",
     "class_statistics",
+    "class_sums_packed",
     "ema_merge",
     "logit_margin_cross_entropy",
     "representation_margin_loss",
@@ -73,7 +73,9 @@ def class_sums_packed(features: Tensor, targets: Tensor, num_classes: int) -> Te
     return rows.new_zeros(num_classes, rows.shape[1]).index_add_(0, targets, rows)
 
 
-def class_feature_sums(features: Tensor, targets: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+def class_feature_sums(
+    features: Tensor, targets: Tensor, num_classes: int
+) -> tuple[Tensor, Tensor]:
     """Per-class sample count (K,) and feature sum (K, D)."""
     packed = class_sums_packed(features, targets, num_classes)
     return packed[:, 0], packed[:, 1:]
@@ -222,7 +224,9 @@ def logit_margin_cross_entropy(
     _checks.check_matrix(logits, "logits")
     _checks.check_targets_shape(targets, logits.shape[0])
     if margins.shape != (logits.shape[1],):
-        raise ValueError(f"margins must have shape ({logits.shape[1]},), got {tuple(margins.shape)}")
+        raise ValueError(
+            f"margins must have shape ({logits.shape[1]},), got {tuple(margins.shape)}"
+        )
     _checks.check_values(targets, logits.shape[1], logits=logits, margins=margins)
     if not bool((margins > 0).all()):
         raise ValueError("margins must be > 0")

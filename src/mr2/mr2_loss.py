@@ -36,6 +36,9 @@ class MR2Loss(nn.Module):
         ema_decay: weight the running statistics keep at each update, in [0, 1).
         norm_p: p of the norm used for the margin statistics (2 in the paper's formula).
         rep_temperature: divides the exponent of the representation term (1 = paper).
+        rep_reduction: "sample" (paper: every sample's term counts once) or "class" (the
+            authors' ImageNet code: the sum over classes of each class's mean term, i.e.
+            sample i weighted by B / n_{y_i} with n the class's count in the local batch).
         reduction: "mean" | "sum" | "none".
         gather_features: under torch.distributed, compare each sample with same-class
             samples on every rank (features gathered with gradients).
@@ -63,6 +66,7 @@ class MR2Loss(nn.Module):
         ema_decay: float = 0.99,
         norm_p: float = 2.0,
         rep_temperature: float = 1.0,
+        rep_reduction: str = "sample",
         reduction: str = "mean",
         gather_features: bool = False,
         validate: bool = True,
@@ -82,6 +86,9 @@ class MR2Loss(nn.Module):
         self.norm_p = float(norm_p)
         self.rep_temperature = _checks.check_positive(rep_temperature, "rep_temperature")
         self.reduction = _checks.check_reduction(reduction)
+        if rep_reduction not in ("sample", "class"):
+            raise ValueError(f"rep_reduction must be 'sample' or 'class', got {rep_reduction!r}")
+        self.rep_reduction = rep_reduction
         self.gather_features = bool(gather_features)
         self.validate = bool(validate)
         self.process_group = process_group
@@ -90,15 +97,21 @@ class MR2Loss(nn.Module):
         self.register_buffer("sq_dev", torch.zeros(num_classes, 2))
 
     @classmethod
-    def from_preset(cls, name: str, num_classes: int, *, feature_dim: int | None = None,
-                    **overrides: Any) -> MR2Loss:
+    def from_preset(
+        cls, name: str, num_classes: int, *, feature_dim: int | None = None, **overrides: Any
+    ) -> MR2Loss:
         """Named settings. ``overrides`` replace any constructor argument.
 
         - ``"paper"``: the paper's formula: 2-norm statistics, temperature 1, lambda 0.1.
         - ``"official"``: the authors' ImageNet / CLIP code (needs ``feature_dim`` = D):
           5-norm margin statistics, exponent divided by 10 * D (``rep_temperature``), the
-          representation term scaled by D / 10 / K (folded into ``lambda_rep = 0.1 * D /
-          (10 K)``), EMA decay 0.999. Differences from their code, all bug fixes: K is the
+          representation term summed over classes of per-class means
+          (``rep_reduction="class"``) and scaled by D / 10 / K (folded into ``lambda_rep =
+          0.1 * D / (10 K)``), EMA decay 0.999. Their EMA keeps ||batch mean||_p^2 and the
+          batch deviation per class; ours keeps the mean vector and pools deviations around
+          it (``functional.ema_merge``): for p = 2 both estimate E ||f||^2 of the class, and
+          ours is not biased low when a class has one sample per batch. Differences from
+          their code, all bug fixes: K is the
           real number of classes (not 1000) and unseen classes neither enter the margin
           normaliser nor change the mean margin; ``s_bar`` is a 2-norm quantity like the
           distances it is compared with (theirs subtracts a 5-norm s_bar); statistics live
@@ -115,6 +128,7 @@ class MR2Loss(nn.Module):
                 "norm_p": 5.0,
                 "rep_temperature": 10.0 * feature_dim,
                 "lambda_rep": 0.1 * feature_dim / 10.0 / num_classes,
+                "rep_reduction": "class",
                 "ema_decay": 0.999,
             }
         else:
@@ -159,7 +173,9 @@ class MR2Loss(nn.Module):
             )
         group = self.process_group
         # Pass 1: counts and sums -> the global batch's class means.
-        packed = distributed.all_reduce_sum(MF.class_sums_packed(f, targets, self.num_classes), group)
+        packed = distributed.all_reduce_sum(
+            MF.class_sums_packed(f, targets, self.num_classes), group
+        )
         count = packed[:, 0]
         means = packed[:, 1:].div_(count.clamp(min=1).unsqueeze(1))  # (K, D), in place
         # Pass 2: squared deviations from the *global* means (exact for any p).
@@ -167,7 +183,14 @@ class MR2Loss(nn.Module):
         dev = distributed.all_reduce_sum(MF.class_deviation_sums(f, targets, means, norms), group)
         sq_dev = dev / count.clamp(min=1).unsqueeze(1)
         weight, _, running = MF.ema_merge(
-            self.weight, self.class_mean, self.sq_dev, count, means, sq_dev, self.ema_decay, norms,
+            self.weight,
+            self.class_mean,
+            self.sq_dev,
+            count,
+            means,
+            sq_dev,
+            self.ema_decay,
+            norms,
             inplace=True,
         )
         self.weight.copy_(weight)
@@ -209,7 +232,14 @@ class MR2Loss(nn.Module):
                     all_f, offset = distributed.all_gather_with_grad(f, self.process_group)
                     all_y, _ = distributed.all_gather_with_grad(targets, self.process_group)
                     partners = (all_f, all_y, offset)
-                rep = representation_margin(f, targets, self.s_bar(), self.rep_temperature, partners)
+                rep = representation_margin(
+                    f, targets, self.s_bar(), self.rep_temperature, partners
+                )
+                if self.rep_reduction == "class":
+                    count = rep.new_zeros(self.num_classes).index_add_(
+                        0, targets, torch.ones_like(rep)
+                    )
+                    rep = rep * (rep.shape[0] / count[targets])
                 per_sample = per_sample + self.lambda_rep * rep
         return _checks.reduce(per_sample, self.reduction)
 
@@ -217,5 +247,6 @@ class MR2Loss(nn.Module):
         return (
             f"num_classes={self.num_classes}, lambda_rep={self.lambda_rep}, c_bar={self.c_bar}, "
             f"ema_decay={self.ema_decay}, norm_p={self.norm_p}, "
-            f"rep_temperature={self.rep_temperature}, reduction={self.reduction!r}"
+            f"rep_temperature={self.rep_temperature}, rep_reduction={self.rep_reduction!r}, "
+            f"reduction={self.reduction!r}"
         )

@@ -32,27 +32,37 @@ class _RepresentationMargin(torch.autograd.Function):
         g = rows if symmetric else cols
         sq_r = (rows.square().sum(1) - s_bar) / temperature  # (A,)
         sq_c = sq_r if symmetric else (g.square().sum(1) - s_bar) / temperature  # (C,)
-        z = torch.addmm(sq_r.unsqueeze(1) + sq_c.unsqueeze(0), rows, g.t(), alpha=-2.0 / temperature)
         other = row_y.unsqueeze(1) != col_y.unsqueeze(0)  # (A, C): not a partner
         other.diagonal(offset).fill_(True)
-        z.masked_fill_(other, float("-inf"))
+        # -inf in the bias marks non-partners; addmm keeps it (-inf + finite = -inf).
+        bias = (sq_r.unsqueeze(1) + sq_c.unsqueeze(0)).masked_fill_(other, float("-inf"))
+        z = torch.addmm(bias, rows, g.t(), alpha=-2.0 / temperature)  # (A, C)
         top = z.amax(dim=1).clamp(min=0)  # (A,) the shift also covers the "1 +" term
         # Non-partners come out as exp(floor) ~ 1e-35 instead of 0: below one ulp of the
         # total, which is >= 1 (its largest term is exp(0)).
         e = z.sub_(top.unsqueeze(1)).clamp_(_exp_floor(z.dtype), 0.0).exp_()
         total = torch.exp(-top) + e.sum(dim=1)
         loss = top + total.log()  # (A,)
-        ctx.save_for_backward(rows, g, e.div_(total.unsqueeze(1)))  # e is now P
-        ctx.temperature, ctx.symmetric = temperature, symmetric
+        ctx.save_for_backward(rows, g, e.div_((total * temperature).unsqueeze(1)))  # P / T
+        ctx.symmetric = symmetric
         return loss
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        rows, g, p = ctx.saved_tensors
-        w = p * (grad.unsqueeze(1) / ctx.temperature)  # dL/d dist_ij, (A, C)
-        if ctx.symmetric:
-            s = w + w.t()
-            return 2.0 * (s.sum(1, keepdim=True) * rows - s @ rows), None, None, None, None, None, None, None
+        rows, g, p = ctx.saved_tensors  # p = P / T = dl_i / d dist_ij
+        if ctx.symmetric:  # S = W + W^T with W = grad_i * p_ij, in one allocation
+            s = (p.t() * grad.unsqueeze(0)).addcmul_(p, grad.unsqueeze(1))
+            return (
+                2.0 * (s.sum(1, keepdim=True) * rows - s @ rows),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            )
+        w = p * grad.unsqueeze(1)  # dL / d dist_ij, (A, C)
         d_rows = 2.0 * (w.sum(1, keepdim=True) * rows - w @ g)
         d_cols = 2.0 * (w.sum(0).unsqueeze(1) * g - w.t() @ rows)
         return d_rows, d_cols, None, None, None, None, None, None
@@ -85,8 +95,10 @@ def representation_margin(
     """
     s = s_bar.detach().to(features.dtype)
     if partners is None:
-        return _RepresentationMargin.apply(features, features, targets, targets, 0, s,
-                                           temperature, True)
+        return _RepresentationMargin.apply(
+            features, features, targets, targets, 0, s, temperature, True
+        )
     cols, col_y, offset = partners
-    return _RepresentationMargin.apply(features, cols, targets, col_y, offset, s, temperature,
-                                       False)
+    return _RepresentationMargin.apply(
+        features, cols, targets, col_y, offset, s, temperature, False
+    )
