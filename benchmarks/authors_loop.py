@@ -16,8 +16,10 @@ from torch import Tensor
 
 
 class LoopMR2:
-    def __init__(self, num_classes: int, decay: float = 0.99, lambda_rep: float = 0.1):
-        self.k, self.decay, self.lambda_rep = num_classes, decay, lambda_rep
+    def __init__(
+        self, num_classes: int, decay: float = 0.99, lambda_rep: float = 0.1, norm_p: float = 2.0
+    ):
+        self.k, self.decay, self.lambda_rep, self.p = num_classes, decay, lambda_rep, norm_p
         self.norm_ema = torch.zeros(num_classes)
         self.var_ema = torch.zeros(num_classes)
 
@@ -32,7 +34,8 @@ class LoopMR2:
             if fk.size(0) == 0:
                 continue
             mu = fk.mean(0)
-            norm, var = mu.square().sum(), (fk - mu).square().sum(1).mean()
+            norm = mu.norm(self.p).square()
+            var = (fk - mu).norm(self.p, dim=1).square().mean()
             if self.norm_ema[k] == 0:  # tensor truthiness: another sync
                 self.norm_ema[k], self.var_ema[k] = norm, var
             else:
@@ -45,7 +48,7 @@ class LoopMR2:
         roots = (self.norm_ema + self.var_ema).pow(1 / 3)
         gamma = torch.where(seen, roots / roots[seen].mean(), torch.ones_like(roots))
         loss = F.cross_entropy(logits / gamma[targets].unsqueeze(1), targets)
-        s_bar = self.var_ema[seen].mean()
+        s_bar = self.var_ema[seen].mean()  # 2-norm units only when p = 2 (their defect 3)
         rep = features.new_zeros(())
         for k in range(self.k):  # loop 2 over all classes
             fk = features[targets == k]
