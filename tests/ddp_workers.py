@@ -33,3 +33,27 @@ def mr2_worker(rank: int, world: int, sizes: list[int], gather: bool, steps: int
     out["margins"], out["s_bar"] = loss_fn.margins(), loss_fn.s_bar()
     out["state"] = loss_fn.state_dict()
     return out
+
+
+def metric_worker(rank: int, world: int, sizes: list[int]):
+    """ClasswiseAccuracy over uneven shards of the same predictions."""
+    from mr2.metrics import ClasswiseAccuracy
+
+    g = torch.Generator().manual_seed(7)
+    n = sum(sizes)
+    targets = torch.randint(0, 5, (n,), generator=g)
+    preds = torch.where(
+        torch.rand(n, generator=g) < 0.6, targets, torch.randint(0, 5, (n,), generator=g)
+    )
+    part = bounds(rank, sizes)
+    metric = ClasswiseAccuracy(5)
+    for chunk in torch.arange(part.start, part.stop).split(4):
+        metric.update(preds[chunk], targets[chunk])
+    result = metric.compute()
+    return {
+        "accuracy": result.accuracy,
+        "confusion": result.confusion,
+        "overall": result.overall,
+        "preds": preds,
+        "targets": targets,
+    }

@@ -75,3 +75,29 @@ def representation_margin(features: Tensor, targets: Tensor, s_bar: float, t: fl
                 total += math.exp((dist - 2 * s_bar) / t)
         out.append(math.log1p(total))
     return out
+
+
+def log_softmax_row(z: list[float]) -> list[float]:
+    m = max(z)
+    lse = m + math.log(sum(math.exp(v - m) for v in z))
+    return [v - lse for v in z]
+
+
+def focal(logits: Tensor, targets: Tensor, gamma: float) -> list[float]:
+    out = []
+    for z, y in zip(logits.double().tolist(), targets.tolist(), strict=True):
+        logp = log_softmax_row(z)[y]
+        out.append(-((1 - math.exp(logp)) ** gamma) * logp)
+    return out
+
+
+def supcon(features: Tensor, targets: Tensor, t: float) -> list[float]:
+    rows = [[v / math.sqrt(sum(x * x for x in r)) for v in r] for r in features.double().tolist()]
+    ys = targets.tolist()
+    out = []
+    for i, (zi, yi) in enumerate(zip(rows, ys, strict=True)):
+        sims = [sum(a * b for a, b in zip(zi, zj, strict=True)) / t for zj in rows]
+        denom = math.log(sum(math.exp(s) for j, s in enumerate(sims) if j != i))
+        pos = [sims[j] - denom for j, y in enumerate(ys) if j != i and y == yi]
+        out.append(-sum(pos) / len(pos) if pos else 0.0)
+    return out

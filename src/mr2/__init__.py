@@ -1,7 +1,7 @@
 """mr2: Margin Regularization for class-wise performance disparity Reduction (MR²)."""
 
-from mr2 import distributed, functional
-from mr2.mr2_loss import MR2Loss
+from mr2 import distributed, functional, losses, metrics
+from mr2.losses.mr2 import MR2Loss
 
-__all__ = ["MR2Loss", "distributed", "functional"]
+__all__ = ["MR2Loss", "distributed", "functional", "losses", "metrics"]
 __version__ = "0.1.0"

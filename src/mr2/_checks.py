@@ -33,14 +33,16 @@ def check_matrix(x: Tensor, name: str, cols: int | None = None) -> None:
         raise ValueError(f"{name} is an empty batch (B = 0)")
 
 
-def check_values(targets: Tensor, num_classes: int, **tensors: Tensor) -> None:
-    """One host sync: targets in [0, num_classes) and every named tensor finite."""
+def check_values(
+    targets: Tensor, num_classes: int, label_name: str = "targets", **tensors: Tensor
+) -> None:
+    """One host sync: labels in [0, num_classes) and every named tensor finite."""
     flags = [(targets < 0).any() | (targets >= num_classes).any()]
     flags += [~torch.isfinite(t).all() for t in tensors.values()]
     bad = torch.stack(flags).tolist()
     if bad[0]:
         lo, hi = int(targets.min()), int(targets.max())
-        raise ValueError(f"targets must lie in [0, {num_classes}), got values in [{lo}, {hi}]")
+        raise ValueError(f"{label_name} must lie in [0, {num_classes}), got values in [{lo}, {hi}]")
     for failed, name in zip(bad[1:], tensors, strict=True):
         if failed:
             raise ValueError(f"{name} contains NaN or Inf")

@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mr2 import _checks, distributed
 from mr2 import functional as MF
+from mr2.losses.base import ClassLoss
+from mr2.losses.registry import register
 from mr2.representation import representation_margin
 
 _PRESETS = ("paper", "official")
 
 
-class MR2Loss(nn.Module):
+@register("mr2", "MR²: logit margins from class statistics + representation margin")
+class MR2Loss(ClassLoss):
     """Margin Regularization for class-wise performance disparity Reduction.
 
     ``loss = reduce(l_gamma + lambda_rep * l_s)`` with per-class logit margins gamma_k from
@@ -39,7 +42,8 @@ class MR2Loss(nn.Module):
         rep_reduction: "sample" (paper: every sample's term counts once) or "class" (the
             authors' ImageNet code: the sum over classes of each class's mean term, i.e.
             sample i weighted by B / n_{y_i} with n the class's count in the local batch).
-        reduction: "mean" | "sum" | "none".
+        reduction: "mean" | "sum" | "none" (weighted by ``sample_weight`` if given).
+        logit_margins: False fixes every margin at 1 (the representation-only ablation).
         gather_features: under torch.distributed, compare each sample with same-class
             samples on every rank (features gathered with gradients).
         validate: check label range and finiteness (one fused host sync per call). Set
@@ -68,29 +72,26 @@ class MR2Loss(nn.Module):
         rep_temperature: float = 1.0,
         rep_reduction: str = "sample",
         reduction: str = "mean",
+        logit_margins: bool = True,
         gather_features: bool = False,
         validate: bool = True,
         process_group: Any = None,
     ) -> None:
-        super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        super().__init__(num_classes, reduction=reduction, validate=validate)
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
         if not norm_p >= 1.0 or norm_p == float("inf"):
             raise ValueError(f"norm_p must be a finite p >= 1, got {norm_p}")
-        self.num_classes = num_classes
         self.lambda_rep = _checks.check_positive(lambda_rep, "lambda_rep", allow_zero=True)
         self.c_bar = _checks.check_positive(c_bar, "c_bar")
         self.ema_decay = float(ema_decay)
         self.norm_p = float(norm_p)
         self.rep_temperature = _checks.check_positive(rep_temperature, "rep_temperature")
-        self.reduction = _checks.check_reduction(reduction)
         if rep_reduction not in ("sample", "class"):
             raise ValueError(f"rep_reduction must be 'sample' or 'class', got {rep_reduction!r}")
         self.rep_reduction = rep_reduction
+        self.logit_margins = bool(logit_margins)
         self.gather_features = bool(gather_features)
-        self.validate = bool(validate)
         self.process_group = process_group
         self.register_buffer("weight", torch.zeros(num_classes))
         self.register_buffer("class_mean", torch.zeros(num_classes, 0))  # sized on first use
@@ -209,39 +210,30 @@ class MR2Loss(nn.Module):
 
     # -- loss ----------------------------------------------------------------------------
 
-    def forward(self, logits: Tensor, features: Tensor, targets: Tensor) -> Tensor:
-        """Args: logits (B, K), features (B, D), targets (B,) int. Returns the reduced loss
-        (per-sample (B,) with reduction="none")."""
-        _checks.check_matrix(logits, "logits", cols=self.num_classes)
-        _checks.check_matrix(features, "features")
-        if features.shape[0] != logits.shape[0]:
-            raise ValueError(
-                f"batch sizes differ: logits have {logits.shape[0]}, features {features.shape[0]}"
+    uses_features = True
+
+    def per_sample(self, logits: Tensor, features: Tensor, targets: Tensor) -> Tensor:
+        """l_gamma + lambda_rep * l_s per sample (B,); inputs already validated, float32."""
+        if self.training:
+            self.update_statistics(features, targets)
+        if self.logit_margins:
+            per_sample = MF._logit_margin_ce(logits, targets, self.margins())
+        else:
+            per_sample = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+        if self.lambda_rep > 0:
+            partners = None
+            if self.gather_features and distributed.is_distributed(self.process_group):
+                all_f, offset = distributed.all_gather_with_grad(features, self.process_group)
+                all_y, _ = distributed.all_gather_with_grad(targets, self.process_group)
+                partners = (all_f, all_y, offset)
+            rep = representation_margin(
+                features, targets, self.s_bar(), self.rep_temperature, partners
             )
-        _checks.check_targets_shape(targets, logits.shape[0])
-        if self.validate:
-            _checks.check_values(targets, self.num_classes, logits=logits, features=features)
-        with MF.full_precision(logits):
-            z, f = MF.as_fp32(logits), MF.as_fp32(features)
-            if self.training:
-                self.update_statistics(f, targets)
-            per_sample = MF._logit_margin_ce(z, targets, self.margins())
-            if self.lambda_rep > 0:
-                partners = None
-                if self.gather_features and distributed.is_distributed(self.process_group):
-                    all_f, offset = distributed.all_gather_with_grad(f, self.process_group)
-                    all_y, _ = distributed.all_gather_with_grad(targets, self.process_group)
-                    partners = (all_f, all_y, offset)
-                rep = representation_margin(
-                    f, targets, self.s_bar(), self.rep_temperature, partners
-                )
-                if self.rep_reduction == "class":
-                    count = rep.new_zeros(self.num_classes).index_add_(
-                        0, targets, torch.ones_like(rep)
-                    )
-                    rep = rep * (rep.shape[0] / count[targets])
-                per_sample = per_sample + self.lambda_rep * rep
-        return _checks.reduce(per_sample, self.reduction)
+            if self.rep_reduction == "class":
+                count = rep.new_zeros(self.num_classes).index_add_(0, targets, torch.ones_like(rep))
+                rep = rep * (rep.shape[0] / count[targets])
+            per_sample = per_sample + self.lambda_rep * rep
+        return per_sample
 
     def extra_repr(self) -> str:
         return (
@@ -250,3 +242,13 @@ class MR2Loss(nn.Module):
             f"rep_temperature={self.rep_temperature}, rep_reduction={self.rep_reduction!r}, "
             f"reduction={self.reduction!r}"
         )
+
+
+@register("mr2_logit", "MR² ablation: logit margins only (lambda_rep = 0)", MR2Loss)
+def mr2_logit(num_classes: int, **kwargs: Any) -> MR2Loss:
+    return MR2Loss(num_classes, **{"lambda_rep": 0.0, **kwargs})
+
+
+@register("mr2_rep", "MR² ablation: representation margin only (all margins 1)", MR2Loss)
+def mr2_rep(num_classes: int, **kwargs: Any) -> MR2Loss:
+    return MR2Loss(num_classes, **{"logit_margins": False, **kwargs})

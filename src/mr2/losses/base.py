@@ -1,0 +1,79 @@
+"""The calling convention every loss in mr2 follows.
+
+``loss_fn(logits, features, targets, sample_weight=None)``: logits (B, K), features (B, D)
+(ignored by losses that do not use them; may then be None), integer targets (B,), optional
+non-negative per-sample weights (B,). A subclass only implements ``per_sample`` (B,); the
+base validates inputs, computes in float32 under autocast and applies the reduction:
+"mean" is the weighted mean sum(w l) / sum(w) (plain mean without weights), "sum" is
+sum(w l), "none" returns w * l.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mr2 import _checks
+from mr2.functional import as_fp32, full_precision
+
+
+class ClassLoss(nn.Module):
+    """Base class: hyperparameters and state live in subclasses; see the module docstring."""
+
+    uses_features: bool = False
+
+    def __init__(self, num_classes: int, *, reduction: str = "mean", validate: bool = True):
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.reduction = _checks.check_reduction(reduction)
+        self.validate = bool(validate)
+
+    def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        logits: Tensor,
+        features: Tensor | None,
+        targets: Tensor,
+        sample_weight: Tensor | None = None,
+    ) -> Tensor:
+        _checks.check_matrix(logits, "logits", cols=self.num_classes)
+        batch = logits.shape[0]
+        values = {"logits": logits}
+        if self.uses_features:
+            if features is None:
+                raise ValueError(f"{type(self).__name__} needs features (B, D), got None")
+            _checks.check_matrix(features, "features")
+            if features.shape[0] != batch:
+                raise ValueError(
+                    f"batch sizes differ: logits have {batch}, features {features.shape[0]}"
+                )
+            values["features"] = features
+        _checks.check_targets_shape(targets, batch)
+        if sample_weight is not None:
+            if sample_weight.shape != (batch,):
+                raise ValueError(
+                    f"sample_weight must have shape ({batch},), got {tuple(sample_weight.shape)}"
+                )
+            values["sample_weight"] = sample_weight
+        if self.validate:
+            _checks.check_values(targets, self.num_classes, **values)
+            if sample_weight is not None and bool((sample_weight < 0).any()):
+                raise ValueError("sample_weight must be >= 0")
+        with full_precision(logits):
+            f = as_fp32(features) if self.uses_features else features
+            per_sample = self.per_sample(as_fp32(logits), f, targets)
+            return weighted_reduce(per_sample, sample_weight, self.reduction)
+
+
+def weighted_reduce(values: Tensor, weight: Tensor | None, reduction: str) -> Tensor:
+    """Reduce per-sample values (B,) with optional weights; see the module docstring."""
+    if weight is None:
+        return _checks.reduce(values, reduction)
+    w = weight.to(values.dtype)
+    if reduction == "mean":
+        return (w * values).sum() / w.sum().clamp(min=torch.finfo(values.dtype).tiny)
+    return _checks.reduce(w * values, reduction)

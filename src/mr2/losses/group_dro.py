@@ -1,0 +1,58 @@
+"""Class-level group DRO (Sagawa et al., 2020, Algorithm 1) with classes as groups.
+
+Online: each training step, ``q_g <- q_g * exp(eta * L_g)`` and renormalise, where L_g is
+class g's mean loss in the (global) batch; the loss is ``sum_g q_g L_g``. Per-class loss
+sums and counts are summed across processes before the update, so q is identical on every
+rank. q is a buffer (checkpointed); eval mode leaves it unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mr2 import distributed
+from mr2.losses.base import ClassLoss
+from mr2.losses.registry import register
+
+
+def class_mean_losses(losses: Tensor, targets: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Per-class sum of losses and counts, as one (K, 2) tensor's columns."""
+    packed = losses.new_zeros(num_classes, 2)
+    packed.index_add_(0, targets, torch.stack([losses, torch.ones_like(losses)], dim=1))
+    return packed[:, 0], packed[:, 1]
+
+
+@register("group_dro", "class-level group DRO: exponentiated weights on class losses")
+class GroupDRO(ClassLoss):
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        step_size: float = 0.01,
+        process_group: object | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(num_classes, **kwargs)
+        if not step_size >= 0:
+            raise ValueError(f"step_size must be >= 0, got {step_size}")
+        self.step_size = float(step_size)
+        self.process_group = process_group
+        self.register_buffer("q", torch.full((num_classes,), 1.0 / num_classes))
+
+    @torch.no_grad()
+    def update_weights(self, losses: Tensor, targets: Tensor) -> None:
+        sums, counts = class_mean_losses(losses.detach().float(), targets, self.num_classes)
+        packed = distributed.all_reduce_sum(torch.stack([sums, counts]), self.process_group)
+        group_loss = packed[0] / packed[1].clamp(min=1)  # 0 for absent classes
+        q = self.q * torch.exp(self.step_size * group_loss)
+        self.q.copy_(q / q.sum())
+
+    def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
+        ce = F.cross_entropy(logits, targets, reduction="none")
+        if self.training:
+            self.update_weights(ce, targets)
+        # sum_g q_g mean_{i in g} l_i, written per sample so the base's mean reduces to it
+        _, counts = class_mean_losses(ce.detach(), targets, self.num_classes)
+        return ce * (self.q.to(ce.dtype)[targets] * ce.shape[0] / counts[targets])

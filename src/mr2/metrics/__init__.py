@@ -1,0 +1,41 @@
+"""Class-wise disparity metrics: per-class accuracy, summaries, uncertainty."""
+
+from mr2.metrics.classwise import (
+    ClasswiseAccuracy,
+    ClasswiseResult,
+    accuracy_from_confusion,
+    classwise_accuracy,
+    confusion_counts,
+)
+from mr2.metrics.summary import DisparitySummary, disparity_summary, split_thirds
+from mr2.metrics.uncertainty import (
+    BootstrapCI,
+    MeanStd,
+    PairedComparison,
+    bootstrap_ci,
+    mean_std,
+    paired_bootstrap,
+    paired_comparison,
+    sign_flip_p_value,
+    sign_test_p_value,
+)
+
+__all__ = [
+    "BootstrapCI",
+    "ClasswiseAccuracy",
+    "ClasswiseResult",
+    "DisparitySummary",
+    "MeanStd",
+    "PairedComparison",
+    "accuracy_from_confusion",
+    "bootstrap_ci",
+    "classwise_accuracy",
+    "confusion_counts",
+    "disparity_summary",
+    "mean_std",
+    "paired_bootstrap",
+    "paired_comparison",
+    "sign_flip_p_value",
+    "sign_test_p_value",
+    "split_thirds",
+]

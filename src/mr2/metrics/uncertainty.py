@@ -1,0 +1,288 @@
+"""Uncertainty of class-wise results: bootstrap over test samples, mean ± std over seeds, and
+paired comparisons of a method against a baseline.
+
+Two noise sources are kept apart: test-sample noise (which samples happened to be in the
+test set: ``bootstrap_ci``, ``paired_bootstrap``) and seed noise (training randomness:
+``mean_std``, ``paired_comparison``). Easy / medium / hard groups are fixed once from the
+full test set (the reference) and not re-ranked inside a bootstrap, which would bias "hard"
+low by construction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mr2.metrics.summary import SCALAR_FIELDS, _as_numpy, disparity_summary
+
+
+def _resampled_class_means(
+    correct: np.ndarray,
+    targets: np.ndarray,
+    num_classes: int,
+    n_boot: int,
+    rng: np.random.Generator,
+    stratified: bool,
+) -> np.ndarray:
+    """(n_boot, K) per-class means of ``correct`` (0/1 hits, or any per-sample value) over
+    bootstrap resamples of the test samples; NaN where a resample has no sample of a class."""
+    out = np.empty((n_boot, num_classes))
+    order = np.argsort(targets, kind="stable")
+    y_sorted, c_sorted = targets[order], correct[order].astype(np.float64)
+    counts = np.bincount(targets, minlength=num_classes)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    n = len(targets)
+    for lo in range(0, n_boot, 256):  # chunks keep memory at 256 x N
+        m = min(256, n_boot - lo)
+        u = rng.random((m, n))
+        if stratified:  # each class keeps its size; resample within the class
+            idx = starts[y_sorted] + np.floor(u * counts[y_sorted]).astype(np.int64)
+            hits = c_sorted[idx]
+            ys = np.broadcast_to(y_sorted, (m, n))
+        else:
+            idx = np.floor(u * n).astype(np.int64)
+            hits, ys = c_sorted[idx], y_sorted[idx]
+        flat = (np.arange(m)[:, None] * num_classes + ys).ravel()
+        right = np.bincount(flat, weights=hits.ravel(), minlength=m * num_classes)
+        total = np.bincount(flat, minlength=m * num_classes)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[lo : lo + m] = (right / total).reshape(m, num_classes)
+    return out
+
+
+def _inputs(preds, targets, num_classes):
+    p, t = _as_numpy(preds).astype(np.int64), _as_numpy(targets).astype(np.int64)
+    if p.ndim == 2:
+        raise ValueError("pass predicted labels (N,), not logits")
+    if p.shape != t.shape or p.ndim != 1 or p.size == 0:
+        raise ValueError(
+            f"predictions {p.shape} and targets {t.shape} must be equal, non-empty (N,)"
+        )
+    if t.min() < 0 or t.max() >= num_classes:
+        raise ValueError(f"targets must lie in [0, {num_classes})")
+    return p, t
+
+
+@dataclass(frozen=True)
+class BootstrapCI:
+    """Point estimates and percentile intervals of every ``DisparitySummary`` scalar."""
+
+    estimate: dict[str, float]
+    lower: dict[str, float]
+    upper: dict[str, float]
+    level: float
+    n_boot: int
+
+
+def bootstrap_ci(
+    preds,
+    targets,
+    num_classes: int,
+    *,
+    reference=None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    stratified: bool = True,
+) -> BootstrapCI:
+    """Percentile bootstrap intervals over test samples for all summary statistics.
+
+    Args:
+        preds, targets: (N,) predicted and true labels.
+        reference: (K,) accuracies that fix the easy / medium / hard groups (default: this
+            run's own full-test-set accuracies).
+        stratified: resample within each class (class sizes fixed, the usual choice for
+            per-class metrics); False resamples the whole test set.
+    """
+    p, t = _inputs(preds, targets, num_classes)
+    if not 0 < level < 1 or n_boot < 1:
+        raise ValueError(f"need 0 < level < 1 and n_boot >= 1, got {level}, {n_boot}")
+    correct = p == t
+    counts = np.bincount(t, minlength=num_classes)
+    point = np.where(
+        counts > 0,
+        np.bincount(t, weights=correct, minlength=num_classes) / np.maximum(counts, 1),
+        np.nan,
+    )
+    ref = point if reference is None else _as_numpy(reference)
+    estimate = disparity_summary(point, reference=ref, class_counts=counts).as_dict()
+    boot = _resampled_class_means(
+        correct, t, num_classes, n_boot, np.random.default_rng(seed), stratified
+    )
+    values = {f: [] for f in SCALAR_FIELDS}
+    for row in boot:
+        row_counts = counts if stratified else None
+        s = disparity_summary(row, reference=ref, class_counts=row_counts).as_dict()
+        for f in SCALAR_FIELDS:
+            values[f].append(s[f])
+    alpha = (1 - level) / 2
+    with warnings.catch_warnings():  # a statistic undefined in every resample stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lower = {f: float(np.nanquantile(v, alpha)) for f, v in values.items()}
+        upper = {f: float(np.nanquantile(v, 1 - alpha)) for f, v in values.items()}
+    return BootstrapCI({f: estimate[f] for f in SCALAR_FIELDS}, lower, upper, level, n_boot)
+
+
+@dataclass(frozen=True)
+class MeanStd:
+    """Mean ± sample standard deviation (ddof = 1) over seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{100 * self.mean:.2f} ± {100 * self.std:.2f}"
+
+
+def mean_std(values) -> MeanStd:
+    """Mean and sample std (ddof = 1; 0 for a single value) of per-seed values."""
+    v = _as_numpy(values).ravel()
+    if v.size == 0 or np.isnan(v).any():
+        raise ValueError("mean_std needs at least one value and no NaN")
+    return MeanStd(float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size))
+
+
+def sign_flip_p_value(differences) -> float:
+    """Exact two-sided paired permutation p-value for mean(d) != 0 (all 2^n sign flips;
+    a Monte Carlo of 2^16 flips above 16 values). With n values the smallest possible p is
+    2 / 2^n: 3 seeds can never give p < 0.25."""
+    d = _as_numpy(differences).ravel()
+    observed = abs(d.mean())
+    if d.size <= 16:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=d.size)))
+    else:
+        signs = np.random.default_rng(0).choice((1.0, -1.0), size=(65536, d.size))
+    return float(np.mean(np.abs((signs * d).mean(axis=1)) >= observed - 1e-12))
+
+
+def sign_test_p_value(gains) -> float:
+    """Exact two-sided binomial sign test of #positive vs #negative (zeros dropped)."""
+    g = _as_numpy(gains).ravel()
+    pos, neg = int((g > 0).sum()), int((g < 0).sum())
+    n = pos + neg
+    if n == 0:
+        return 1.0
+    k = min(pos, neg)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return float(min(1.0, 2 * tail))
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """A method against a baseline, paired by seed (same seed = same data order and init).
+
+    Attributes:
+        gain: (K,) mean over seeds of per-class accuracy differences (method - baseline).
+        gained, lost: class indices whose mean gain is > 0 / < 0.
+        group_gain: mean over seeds of the easy / medium / hard accuracy differences.
+        hard_gain_per_seed: per-seed hard-third differences; ``hard_gain_se`` their
+            standard error (std ddof=1 / sqrt(S)).
+        p_seeds: sign-flip p-value of the per-seed hard gains.
+        p_classes: sign test over hard classes of their mean gains.
+        exceeds_seed_noise: mean hard gain > 2 standard errors (needs S >= 2).
+    """
+
+    gain: list[float]
+    gained: list[int]
+    lost: list[int]
+    group_gain: dict[str, float]
+    hard_gain_per_seed: list[float]
+    hard_gain_se: float
+    p_seeds: float
+    p_classes: float
+    exceeds_seed_noise: bool
+    groups: dict[str, list[int]] = field(default_factory=dict)
+
+
+def paired_comparison(method_acc, baseline_acc, *, reference=None) -> PairedComparison:
+    """Compare per-class accuracies (S, K) of a method with a baseline's, seed by seed.
+
+    Args:
+        method_acc, baseline_acc: (S, K) per-class accuracy, row s = seed s for both.
+        reference: (K,) accuracies that define the thirds (default: the baseline's mean).
+    """
+    m, b = np.atleast_2d(_as_numpy(method_acc)), np.atleast_2d(_as_numpy(baseline_acc))
+    if m.shape != b.shape:
+        raise ValueError(f"method {m.shape} and baseline {b.shape} must have equal (S, K)")
+    ref = np.nanmean(b, axis=0) if reference is None else _as_numpy(reference)
+    groups = disparity_summary(ref).groups
+    diff = m - b  # (S, K)
+    gain = np.nanmean(diff, axis=0)
+    group_gain = {g: float(np.nanmean(gain[c])) for g, c in groups.items()}
+    hard = np.nanmean(diff[:, groups["hard"]], axis=1)  # (S,)
+    se = float(hard.std(ddof=1) / math.sqrt(len(hard))) if len(hard) > 1 else float("nan")
+    return PairedComparison(
+        gain=[float(x) for x in gain],
+        gained=[int(i) for i in np.flatnonzero(gain > 0)],
+        lost=[int(i) for i in np.flatnonzero(gain < 0)],
+        group_gain=group_gain,
+        hard_gain_per_seed=[float(x) for x in hard],
+        hard_gain_se=se,
+        p_seeds=sign_flip_p_value(hard),
+        p_classes=sign_test_p_value(gain[groups["hard"]]),
+        exceeds_seed_noise=bool(len(hard) > 1 and hard.mean() > 2 * se),
+        groups=groups,
+    )
+
+
+def paired_bootstrap(
+    preds_method,
+    preds_baseline,
+    targets,
+    num_classes: int,
+    *,
+    reference=None,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Test-sample bootstrap of the hard-third gain of one method over a baseline on the
+    same test set (both resampled with the same indices, stratified by class).
+
+    Returns: {"gain", "lower", "upper", "p_one_sided"} where p is the fraction of
+    resamples with gain <= 0.
+    """
+    pm, t = _inputs(preds_method, targets, num_classes)
+    pb, _ = _inputs(preds_baseline, targets, num_classes)
+    counts = np.bincount(t, minlength=num_classes)
+
+    def acc(correct):
+        return np.where(
+            counts > 0,
+            np.bincount(t, weights=correct, minlength=num_classes) / np.maximum(counts, 1),
+            np.nan,
+        )
+
+    ref = acc(pb == t) if reference is None else _as_numpy(reference)
+    hard = disparity_summary(ref).groups["hard"]
+    # One draw of indices for both: the difference of correctness, resampled, per class.
+    delta = (pm == t).astype(np.float64) - (pb == t)
+    boot = _resampled_class_means(
+        delta, t, num_classes, n_boot, np.random.default_rng(seed), stratified=True
+    )
+    gains = np.nanmean(boot[:, hard], axis=1)
+    alpha = (1 - level) / 2
+    return {
+        "gain": float(np.nanmean(acc(delta)[hard])),
+        "lower": float(np.quantile(gains, alpha)),
+        "upper": float(np.quantile(gains, 1 - alpha)),
+        "p_one_sided": float(np.mean(gains <= 0)),
+    }
+
+
+__all__ = [
+    "BootstrapCI",
+    "MeanStd",
+    "PairedComparison",
+    "bootstrap_ci",
+    "mean_std",
+    "paired_bootstrap",
+    "paired_comparison",
+    "sign_flip_p_value",
+    "sign_test_p_value",
+]

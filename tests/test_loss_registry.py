@@ -1,0 +1,126 @@
+"""One shared tester over every registered loss: the calling convention holds for all."""
+
+import pytest
+import torch
+from torch import nn
+
+from mr2 import losses
+
+NAMES = losses.available()
+K, D = 4, 6
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body, self.head = nn.Linear(5, D), nn.Linear(D, K)
+
+    def forward(self, x):
+        f = torch.tanh(self.body(x))
+        return self.head(f), f
+
+
+def inputs(seed=0, b=16):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 5, generator=g), torch.arange(b).remainder(K)
+
+
+def test_registry_lists_everything_asked_for():
+    expected = {
+        "ce",
+        "label_smoothing",
+        "focal",
+        "ldam",
+        "logit_adjustment",
+        "balanced_softmax",
+        "vs",
+        "cdb",
+        "group_dro",
+        "center",
+        "supcon",
+        "gce",
+        "mr2",
+        "mr2_logit",
+        "mr2_rep",
+    }
+    assert expected <= set(NAMES)
+    assert all(losses.describe(n) for n in NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_finite_gradients_float32(name):
+    torch.manual_seed(0)
+    model, loss_fn = Tiny(), losses.create(name, num_classes=K)
+    x, y = inputs()
+    loss = loss_fn(*model(x), y)
+    loss.backward()
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bfloat16_autocast_close_to_float32(name):
+    torch.manual_seed(0)
+    model = Tiny()
+    x, y = inputs()
+    out = {}
+    for amp in (False, True):
+        loss_fn = losses.create(name, num_classes=K)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            logits, f = model(x)
+            out[amp] = loss_fn(logits, f, y)
+    assert out[True].dtype == torch.float32 and torch.isfinite(out[True])
+    torch.testing.assert_close(out[True], out[False], rtol=5e-2, atol=5e-2)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip(name, tmp_path):
+    torch.manual_seed(0)
+    model = Tiny()
+    a = losses.create(name, num_classes=K)
+    for s in range(2):
+        x, y = inputs(seed=s)
+        a(*model(x), y)
+    if hasattr(a, "update_difficulty"):
+        a.update_difficulty(torch.tensor([0.9, 0.4, 0.7, 0.2]))
+    torch.save(a.state_dict(), tmp_path / "s.pt")
+    b = losses.create(name, num_classes=K)
+    b.load_state_dict(torch.load(tmp_path / "s.pt"))
+    x, y = inputs(seed=5)
+    with torch.no_grad():
+        logits, f = model(x)
+    assert torch.equal(a(logits, f, y), b(logits, f, y))
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda z, f, y: (z, f, y + K), r"targets must lie in \[0, 4\)"),
+        (lambda z, f, y: (z.fill_(float("nan")), f, y), "logits contains NaN"),
+        (lambda z, f, y: (z[:, :3], f, y), "num_classes = 4"),
+        (lambda z, f, y: (z[:0], f[:0], y[:0]), "empty"),
+        (lambda z, f, y: (z, f, y.float()), "integer"),
+        (lambda z, f, y: (z, f, y[:5]), "batch sizes differ"),
+    ],
+)
+def test_bad_input_raises_value_error(name, mutate, match):
+    loss_fn = losses.create(name, num_classes=K)
+    z, f = torch.randn(8, K), torch.randn(8, D)
+    y = torch.arange(8) % K
+    with pytest.raises(ValueError, match=match):
+        loss_fn(*mutate(z, f, y))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_sample_weight(name):
+    loss_fn = losses.create(name, num_classes=K)
+    z, f, y = torch.randn(8, K), torch.randn(8, D), torch.arange(8) % K
+    with pytest.raises(ValueError, match="sample_weight must be >= 0"):
+        loss_fn(z, f, y, sample_weight=-torch.ones(8))
+    with pytest.raises(ValueError, match="sample_weight must have shape"):
+        loss_fn(z, f, y, sample_weight=torch.ones(3))

@@ -1,0 +1,201 @@
+"""mr2.metrics against scikit-learn, SciPy and hand-computed values."""
+
+import math
+import statistics
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import binomtest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, recall_score
+
+import ddp
+import ddp_workers as w
+from mr2.metrics import (
+    ClasswiseAccuracy,
+    bootstrap_ci,
+    classwise_accuracy,
+    confusion_counts,
+    disparity_summary,
+    mean_std,
+    paired_bootstrap,
+    paired_comparison,
+    sign_flip_p_value,
+    sign_test_p_value,
+)
+
+
+def predictions(n=500, k=7, seed=0, p_right=0.7):
+    g = torch.Generator().manual_seed(seed)
+    targets = torch.randint(0, k, (n,), generator=g)
+    noise = torch.randint(0, k, (n,), generator=g)
+    keep = torch.rand(n, generator=g) < p_right * (1 - targets / (2 * k))  # class-dependent
+    return torch.where(keep, targets, noise), targets
+
+
+def test_against_sklearn():
+    preds, targets = predictions()
+    k = 7
+    conf = confusion_counts(preds, targets, k)
+    np.testing.assert_array_equal(conf.numpy(), confusion_matrix(targets, preds, labels=range(k)))
+    acc = classwise_accuracy(preds, targets, k)
+    np.testing.assert_allclose(
+        acc.numpy(), recall_score(targets, preds, average=None, labels=range(k))
+    )
+    assert acc.mean().item() == pytest.approx(balanced_accuracy_score(targets, preds))
+
+
+def test_logits_are_argmaxed():
+    logits = torch.randn(50, 4)
+    targets = torch.randint(0, 4, (50,))
+    assert torch.equal(
+        classwise_accuracy(logits, targets, 4), classwise_accuracy(logits.argmax(1), targets, 4)
+    )
+
+
+def test_missing_class_is_nan_and_flagged():
+    preds, targets = torch.tensor([0, 1, 1, 0]), torch.tensor([0, 1, 0, 0])
+    acc = classwise_accuracy(preds, targets, 3)
+    assert acc[0] == pytest.approx(2 / 3) and acc[1] == 1 and math.isnan(acc[2])
+    metric = ClasswiseAccuracy(3)
+    metric.update(preds, targets)
+    result = metric.compute()
+    assert result.missing.tolist() == [False, False, True]
+    assert result.overall == pytest.approx(0.75)
+
+
+def test_stateful_is_batch_split_invariant_and_resets():
+    preds, targets = predictions(n=203)
+    metric = ClasswiseAccuracy(7)
+    for chunk in torch.arange(203).split(17):
+        metric.update(preds[chunk], targets[chunk])
+    result = metric.compute()
+    assert torch.equal(result.accuracy, classwise_accuracy(preds, targets, 7))
+    assert result.overall == pytest.approx(accuracy_score(targets, preds))
+    metric.reset()
+    assert metric.confusion.sum() == 0
+
+
+def test_distributed_counts_are_summed_not_averaged():
+    ranks = ddp.run(w.metric_worker, 2, [13, 40])  # uneven shards: a mean of means would differ
+    full = classwise_accuracy(ranks[0]["preds"], ranks[0]["targets"], 5)
+    for r in ranks:
+        assert torch.equal(r["accuracy"], full)
+        assert r["overall"] == pytest.approx(accuracy_score(r["targets"], r["preds"]))
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((torch.tensor([0, 1]), torch.tensor([0, 3]), 3), "targets"),
+        ((torch.tensor([0, 5]), torch.tensor([0, 1]), 3), "predictions"),
+        ((torch.tensor([0, 1]), torch.tensor([0, 1, 1]), 3), "batch sizes"),
+        ((torch.randn(2, 4), torch.tensor([0, 1]), 3), "columns"),
+        ((torch.full((2, 3), float("nan")), torch.tensor([0, 1]), 3), "NaN"),
+        ((torch.tensor([0.0, 1.0]), torch.tensor([0, 1]), 3), "integer"),
+        ((torch.tensor([0, 1]), torch.tensor([0, 1]), 0), "num_classes"),
+    ],
+)
+def test_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        classwise_accuracy(*args)
+
+
+def test_summary_hand_values_k10():
+    acc = np.array([0.95, 0.35, 0.80, 0.60, 0.90, 0.50, 0.70, 1.00, 0.20, 0.65])
+    s = disparity_summary(acc)
+    # ranked: 1.0(7) .95(0) .9(4) .8(2) | .7(6) .65(9) .6(3) | .5(5) .35(1) .2(8): 4 / 3 / 3
+    assert s.groups == {"easy": [7, 0, 4, 2], "medium": [6, 9, 3], "hard": [5, 1, 8]}
+    assert s.easy == pytest.approx((1 + 0.95 + 0.9 + 0.8) / 4)
+    assert s.medium == pytest.approx((0.7 + 0.65 + 0.6) / 3)
+    assert s.hard == pytest.approx((0.5 + 0.35 + 0.2) / 3)
+    assert (s.worst_class, s.worst_class_index) == (0.2, 8)
+    assert s.worst_fraction_mean == pytest.approx(0.2)  # ceil(0.1 * 10) = 1 class
+    assert s.std == pytest.approx(statistics.pstdev(acc.tolist()))
+    assert s.gap == pytest.approx(0.8) and s.ratio == pytest.approx(0.2)
+    assert s.geometric_mean == pytest.approx(math.prod(acc.tolist()) ** 0.1)
+    assert s.cv == pytest.approx(statistics.pstdev(acc.tolist()) / statistics.fmean(acc.tolist()))
+    assert s.overall == pytest.approx(acc.mean()) == s.mean_class
+
+
+def test_summary_reference_counts_missing_and_k11():
+    acc = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, np.nan])
+    ref = acc[::-1].copy()  # class 0 is the reference's easiest
+    ref[0] = 1.0
+    counts = np.array([10, 10, 10, 10, 10, 10, 10, 10, 10, 30, 0])
+    s = disparity_summary(acc, reference=ref, class_counts=counts, worst_fraction=0.25)
+    assert s.missing == [10] and s.num_classes == 10
+    assert s.groups["easy"] == [0, 1, 2, 3]  # thirds of the 10 present classes by reference
+    assert s.easy == pytest.approx(0.25)
+    assert s.overall == pytest.approx((np.nansum(acc[:10] * counts[:10])) / 120)
+    assert s.worst_fraction_mean == pytest.approx((0.1 + 0.2 + 0.3) / 3)  # ceil(2.5) = 3
+    full = disparity_summary(np.linspace(0, 1, 11))
+    assert [len(full.groups[g]) for g in ("easy", "medium", "hard")] == [4, 4, 3]
+    assert full.geometric_mean == 0.0
+
+
+def test_summary_bad_input():
+    with pytest.raises(ValueError, match="all NaN"):
+        disparity_summary([np.nan, np.nan])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        disparity_summary([0.5, 1.5])
+    with pytest.raises(ValueError, match="reference"):
+        disparity_summary([0.5, 0.5], reference=[1.0])
+
+
+def test_bootstrap_ci_matches_binomial_standard_error():
+    """One class, accuracy p over n samples: the CI of 'overall' is about p ± 1.96 sqrt(p q / n)."""
+    n, p = 2000, 0.7
+    targets = np.zeros(n, dtype=np.int64)
+    preds = np.where(np.arange(n) < p * n, 0, 1)
+    ci = bootstrap_ci(preds, targets, 2, n_boot=2000, seed=1)
+    half = 1.96 * math.sqrt(p * (1 - p) / n)
+    assert ci.estimate["overall"] == pytest.approx(p)
+    assert ci.lower["overall"] == pytest.approx(p - half, abs=0.004)
+    assert ci.upper["overall"] == pytest.approx(p + half, abs=0.004)
+
+
+def test_bootstrap_ci_degenerate_and_contains_estimate():
+    preds, targets = predictions(n=300)
+    ci = bootstrap_ci(targets, targets, 7, n_boot=50)
+    assert ci.lower["hard"] == ci.upper["hard"] == 1.0
+    ci = bootstrap_ci(preds, targets, 7, n_boot=300)
+    for f in ("overall", "hard", "worst_class", "std"):
+        assert ci.lower[f] <= ci.estimate[f] <= ci.upper[f]
+    unstrat = bootstrap_ci(preds, targets, 7, n_boot=300, stratified=False)
+    assert unstrat.lower["overall"] < ci.estimate["overall"] < unstrat.upper["overall"]
+
+
+def test_mean_std_and_tests_against_scipy():
+    ms = mean_std([0.7, 0.72, 0.75])
+    assert ms.mean == pytest.approx(statistics.fmean([0.7, 0.72, 0.75]))
+    assert ms.std == pytest.approx(statistics.stdev([0.7, 0.72, 0.75]))
+    assert str(ms) == "72.33 ± 2.52"
+    assert sign_flip_p_value([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
+    gains = [0.1] * 9 + [-0.2]
+    assert sign_test_p_value(gains) == pytest.approx(binomtest(9, 10).pvalue)
+    assert sign_test_p_value([0.0, 0.0]) == 1.0
+
+
+def test_paired_comparison_hand_example():
+    base = np.array([[0.9, 0.8, 0.6, 0.5, 0.3, 0.2], [0.92, 0.78, 0.62, 0.48, 0.32, 0.18]])
+    method = base + np.array(
+        [[-0.02, 0.0, 0.01, 0.02, 0.05, 0.06], [-0.01, 0.0, 0.01, 0.02, 0.04, 0.07]]
+    )
+    cmp = paired_comparison(method, base)
+    assert cmp.groups["hard"] == [4, 5]
+    assert cmp.hard_gain_per_seed == pytest.approx([0.055, 0.055])
+    assert cmp.group_gain["easy"] == pytest.approx(-0.0075)
+    assert cmp.gained == [2, 3, 4, 5] and cmp.lost == [0]
+    assert cmp.hard_gain_se == pytest.approx(0.0)
+    assert cmp.p_seeds == pytest.approx(0.5)  # 2 seeds: the smallest possible p
+    noisy = paired_comparison(method + np.array([[0, 0, 0, 0, -0.2, 0], [0] * 6]), base)
+    assert not noisy.exceeds_seed_noise
+
+
+def test_paired_bootstrap():
+    preds, targets = predictions(n=400)
+    same = paired_bootstrap(preds, preds, targets, 7, n_boot=200)
+    assert same["gain"] == same["lower"] == same["upper"] == 0.0
+    better = paired_bootstrap(targets, preds, targets, 7, n_boot=200)  # perfect vs imperfect
+    assert better["gain"] > 0 and better["lower"] > 0 and better["p_one_sided"] == 0.0
