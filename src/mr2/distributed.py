@@ -78,3 +78,23 @@ def all_gather_with_grad(tensor: Tensor, group: object | None = None) -> tuple[T
     gathered = torch.cat([p[:s] for p, s in zip(parts, sizes_list, strict=True)], dim=0)
     offset = sum(sizes_list[: rank(group)])
     return gathered, offset
+
+
+def init_from_env(device_type: str = "cpu") -> bool:
+    """Initialise the default process group when launched by torchrun (WORLD_SIZE > 1):
+    NCCL for CUDA, gloo otherwise. Returns True when running distributed."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+    if device_type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return True
+
+
+def barrier(group: object | None = None) -> None:
+    if is_distributed(group):
+        dist.barrier(group)

@@ -1,0 +1,86 @@
+"""``mr2`` command line: parses arguments and calls library functions, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mr2 import losses, report
+from mr2.demo import run_demo
+from mr2.engine import config
+from mr2.engine.compare import run_compare
+from mr2.engine.train import train
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("configuration")
+    g.add_argument("--config", help="TOML file with the run's settings (see configs/)")
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one setting, e.g. --set loss.name=mr2 (repeatable)",
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mr2", description="Class-wise fair classifiers (MR²).")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train one run")
+    _config_args(p)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start over even if a checkpoint exists (default: resume)",
+    )
+    p = sub.add_parser("compare", help="methods x seeds, resumable, then the report")
+    _config_args(p)
+    p.add_argument("--out", required=True, help="comparison directory")
+    p.add_argument("--methods", nargs="+", help=f"losses to compare: {losses.available()}")
+    p.add_argument("--seeds", nargs="+", type=int)
+    p = sub.add_parser("report", help="rebuild the report from saved runs")
+    p.add_argument("runs", nargs="+", help="run or comparison directories")
+    p.add_argument("--out", help="report directory (default: the first RUN_DIR)")
+    p.add_argument("--reference", default="ce", help="baseline that ranks the classes")
+    p = sub.add_parser("demo", help="the main job: ERM vs MR² on Fashion-MNIST, 3 seeds")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--data-dir", default="", help="folder with the Fashion-MNIST IDX files")
+    p.add_argument("--quick", action="store_true", help="1 seed, 2 epochs (a smoke test)")
+    sub.add_parser("losses", help="list the registered losses")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            cfg = config.load(args.config, args.set)
+            result = train(cfg, args.out, resume=not args.no_resume)
+            print(
+                f"test accuracy {result['test']['overall']:.4f}; "
+                f"worst class {result['test']['summary']['worst_class']:.4f}; {args.out}"
+            )
+        elif args.command == "compare":
+            overrides = list(args.set)
+            if args.methods:
+                overrides.append(f"compare.methods={args.methods!r}".replace("'", '"'))
+            if args.seeds:
+                overrides.append(f"compare.seeds={args.seeds!r}")
+            cfg = config.load(args.config, overrides)
+            run_compare(cfg, args.out)
+            built = report.build([args.out], args.out, reference=cfg.compare.reference)
+            print(built["table"], f"\nReport: {built['report']}", sep="\n")
+        elif args.command == "report":
+            built = report.build(args.runs, args.out or args.runs[0], reference=args.reference)
+            print(built["table"], f"\nReport: {built['report']}", sep="\n")
+        elif args.command == "demo":
+            run_demo(args.out, data_dir=args.data_dir, quick=args.quick)
+        elif args.command == "losses":
+            for name in losses.available():
+                print(f"{name:18s} {losses.describe(name)}")
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"mr2: error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,31 @@
+"""Batched augmentation on tensors (no worker processes): random crop with zero padding and
+horizontal flip, the standard CIFAR recipe, drawn from an explicit generator."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def random_crop_flip(
+    x: Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True
+) -> Tensor:
+    """x: (N, C, H, W) -> same shape; each image shifted by up to ``padding`` pixels and
+    mirrored with probability 1/2."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]  # (N, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]  # (N, 1, 1, W)
+    out = padded[
+        torch.arange(n)[:, None, None, None],
+        torch.arange(x.shape[1])[None, :, None, None],
+        rows,
+        cols,
+    ]
+    if flip:
+        mirror = torch.rand(n, generator=generator) < 0.5
+        out = torch.where(mirror[:, None, None, None], out.flip(3), out)
+    return out

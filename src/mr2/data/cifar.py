@@ -1,0 +1,138 @@
+"""CIFAR-10 / CIFAR-100 from the official "python version" archives (tar.gz or extracted)."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mr2.data.base import Dataset, Split, images_to_tensor, make_dataset
+from mr2.data.files import find_file, search_dirs
+
+SOURCES = {
+    "cifar10": {
+        "archive": "cifar-10-python.tar.gz",
+        "md5": {"c58f30108f718f92721af3b95e74349a"},
+        "folder": "cifar-10-batches-py",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "meta": ("batches.meta", b"label_names"),
+        "labels": b"labels",
+        "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    },
+    "cifar100": {
+        "archive": "cifar-100-python.tar.gz",
+        "md5": {"eb9058c3a382ffc7106e4002c42a8d85"},
+        "folder": "cifar-100-python",
+        "train": ["train"],
+        "test": ["test"],
+        "meta": ("meta", b"fine_label_names"),
+        "labels": b"fine_labels",
+        "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+    },
+}
+
+
+def _reader(name: str, data_dir, allow_download: bool):
+    """Return a function member-name -> unpickled dict, from an archive or a folder."""
+    src = SOURCES[name]
+    dirs = search_dirs(name, data_dir, [])
+    for d in dirs:  # an extracted folder (no archive checksum to check)
+        folder = d / src["folder"]
+        if (folder / src["test"][0]).is_file():
+            return partial(_read_member, folder), f"folder {folder}"
+    archive = find_file([src["archive"]], dirs, src["md5"])
+    if archive is None and allow_download:
+        from mr2.data.files import cache_dir, download
+
+        try:
+            archive = download(src["url"], cache_dir(name) / src["archive"], src["md5"])
+        except RuntimeError as err:
+            raise FileNotFoundError(
+                f"{name}: {src['archive']} not found in {', '.join(map(str, dirs))}; {err}"
+            ) from err
+    if archive is None:
+        raise FileNotFoundError(
+            f"{name}: {src['archive']} not found in {', '.join(map(str, dirs))}"
+        )
+    tar = tarfile.open(archive, "r:gz")
+
+    def read(member: str) -> dict:
+        fh = tar.extractfile(f"{src['folder']}/{member}")
+        if fh is None:
+            raise ValueError(f"{archive} has no {member}")
+        return _unpickle(fh.read())
+
+    return read, f"archive {archive} (MD5 verified)"
+
+
+def _read_member(folder: Path, member: str) -> dict:
+    return _unpickle((folder / member).read_bytes())
+
+
+def _unpickle(blob: bytes) -> dict:
+    # The official archives are pickles; they are read only after the checksum matched.
+    return pickle.loads(blob, encoding="bytes")
+
+
+def _stack(read, members: list[str], label_key: bytes) -> Split:
+    parts = [read(m) for m in members]
+    x = np.concatenate([np.asarray(p[b"data"], dtype=np.uint8) for p in parts])
+    y = np.concatenate([np.asarray(p[label_key], dtype=np.int64) for p in parts])
+    return Split(
+        images_to_tensor(x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), torch.from_numpy(y)
+    )
+
+
+def load_cifar(
+    name: str,
+    *,
+    data_dir=None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    train_subset: int = 0,
+    allow_download: bool = True,
+) -> Dataset:
+    src = SOURCES[name]
+    read, origin = _reader(name, data_dir, allow_download)
+    meta_file, meta_key = src["meta"]
+    names = [n.decode() for n in read(meta_file)[meta_key]]
+    train = _stack(read, src["train"], src["labels"])
+    test = _stack(read, src["test"], src["labels"])
+    return make_dataset(
+        name,
+        train,
+        test,
+        len(names),
+        val_fraction=val_fraction,
+        seed=seed,
+        train_subset=train_subset,
+        class_names=names,
+        notes=[origin],
+    )
+
+
+def write_fake_archive(path: Path, name: str, n_train: int, n_test: int, seed: int = 0) -> None:
+    """Write a small archive in the official layout (random images): for tests and demos."""
+    src = SOURCES[name]
+    rng = np.random.default_rng(seed)
+    k = 10 if name == "cifar10" else 100
+    label_names = [f"class{i}".encode() for i in range(k)]
+    members = {src["meta"][0]: {src["meta"][1]: label_names}}
+    per_train = np.array_split(np.arange(n_train), len(src["train"]))
+    for m, idx in zip(src["train"] + src["test"], [*per_train, np.arange(n_test)], strict=True):
+        members[m] = {
+            b"data": rng.integers(0, 256, (len(idx), 3072), dtype=np.uint8),
+            src["labels"]: rng.integers(0, k, len(idx)).tolist(),
+        }
+    with tarfile.open(path, "w:gz") as tar:
+        for m, obj in members.items():
+            blob = pickle.dumps(obj)
+            info = tarfile.TarInfo(f"{src['folder']}/{m}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))

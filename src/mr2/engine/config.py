@@ -1,0 +1,228 @@
+"""Typed run configuration: dataclass defaults, then a TOML file, then ``--set`` overrides.
+
+Unknown sections or keys and values of the wrong type are errors that name the key. The
+resolved configuration is written into every run directory (``config.toml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion_mnist"  # a name from mr2.data.available()
+    data_dir: str = ""  # extra folder searched first for dataset files
+    path: str = ""  # file or folder for the npz / folder datasets
+    val_fraction: float = 0.1  # of each class, carved from the training split
+    split_seed: int = 0  # seed of that carving: one split shared by all methods and seeds
+    train_subset: int = 0  # keep this many training samples (stratified); 0 = all
+    augment: bool = False  # random crop (pad 4) + horizontal flip, for CIFAR-like images
+    allow_download: bool = True  # try the official mirrors when files are missing
+    options: dict[str, Any] = field(default_factory=dict)  # loader-specific, e.g. image_size
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"  # a name from mr2.models.available()
+    options: dict[str, Any] = field(default_factory=dict)  # e.g. {width = 128}
+
+
+@dataclass
+class LossConfig:
+    name: str = "ce"  # a name from mr2.losses.available()
+    options: dict[str, Any] = field(default_factory=dict)  # passed to losses.create
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # "sgd" or "adamw"
+    lr: float = 0.1  # peak learning rate (after warm-up)
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 0.0  # linear warm-up from 0, in epochs
+    warmup_steps: int = 0  # or in optimiser steps (takes precedence when > 0)
+    schedule: str = "cosine"  # "cosine" (to 0 at the end) or "constant"
+    grad_clip: float = 0.0  # max global gradient norm; 0 = off
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128  # global batch (split across processes under DDP)
+    eval_batch_size: int = 1024
+    seed: int = 0  # model init, data order and augmentation
+    amp: bool = False  # bfloat16 autocast on CPU, float16 + grad scaler on CUDA
+    device: str = "auto"  # "auto", "cpu", "cuda"
+    select: str = "last"  # test the "last" epoch or the "best_val" one (validation mean-class acc)
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+@dataclass
+class CompareConfig:
+    methods: list[str] = field(default_factory=lambda: ["ce", "mr2"])  # loss names
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    reference: str = "ce"  # the baseline that ranks easy / medium / hard classes
+    # per-method loss options, e.g. [compare.options.mr2] lambda_rep = 0.1
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Any:
+    origin = get_origin(hint) or hint
+    if origin is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin in (dict, list):
+        if not isinstance(value, origin):
+            raise ValueError(f"config key {key}: expected a {origin.__name__}, got {value!r}")
+        if origin is list and get_args(hint):
+            return [_check_type(f"{key}[{i}]", v, get_args(hint)[0]) for i, v in enumerate(value)]
+        return value
+    if origin is Any:
+        return value
+    if not isinstance(value, origin) or (origin is not bool and isinstance(value, bool)):
+        raise ValueError(f"config key {key}: expected {origin.__name__}, got {value!r}")
+    return value
+
+
+def apply(cfg: RunConfig, values: dict[str, Any], prefix: str = "") -> RunConfig:
+    """Merge a nested dict (as parsed from TOML) into ``cfg`` in place, checking keys/types."""
+    for section, body in values.items():
+        if not hasattr(cfg, section) or section.startswith("_"):
+            known = [f.name for f in dataclasses.fields(cfg)]
+            raise ValueError(f"unknown config section {prefix}{section!r}; known: {known}")
+        if not isinstance(body, dict):
+            raise ValueError(f"config section {prefix}{section} must be a table")
+        target = getattr(cfg, section)
+        hints = get_type_hints(type(target))
+        for key, value in body.items():
+            if key not in hints:
+                raise ValueError(f"unknown config key {section}.{key}; known: {sorted(hints)}")
+            value = _check_type(f"{section}.{key}", value, hints[key])
+            setattr(target, key, value)
+    validate(cfg)
+    return cfg
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``section.key=value`` -> {section: {key: value}}; value parsed as TOML (strings may be
+    bare: ``loss.name=mr2``). ``section.key.sub=value`` sets a key inside a dict option."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ValueError(f"--set expects section.key=value, got {text!r}")
+    path, raw = text.split("=", 1)
+    parts = path.strip().split(".")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    node: dict[str, Any] = {}
+    out = node
+    for p in parts[:-1]:
+        node[p] = {}
+        node = node[p]
+    node[parts[-1]] = value
+    if len(parts) > 2:  # a dict option: merge one key, do not replace the table
+        out = {parts[0]: {parts[1]: _MergeKey(parts[2:], value)}}
+    return out
+
+
+@dataclass
+class _MergeKey:
+    path: list[str]
+    value: Any
+
+
+def load(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+    """Defaults, then the TOML file at ``path``, then each ``section.key=value`` override."""
+    cfg = RunConfig()
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file {p} does not exist")
+        with open(p, "rb") as fh:
+            apply(cfg, tomllib.load(fh))
+    for text in overrides:
+        override = parse_override(text)
+        section, body = next(iter(override.items()))
+        key, value = next(iter(body.items()))
+        if isinstance(value, _MergeKey):
+            current = getattr(getattr(cfg, section, None), key, None)
+            if not isinstance(current, dict):
+                raise ValueError(f"{section}.{key} is not a table of options")
+            merged = dict(current)
+            node = merged
+            for p in value.path[:-1]:
+                node[p] = dict(node.get(p, {}))
+                node = node[p]
+            node[value.path[-1]] = value.value
+            override = {section: {key: merged}}
+        apply(cfg, override)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    checks = [
+        (cfg.optim.name in ("sgd", "adamw"), "optim.name must be 'sgd' or 'adamw'"),
+        (cfg.optim.schedule in ("cosine", "constant"), "optim.schedule must be cosine|constant"),
+        (cfg.optim.lr > 0, "optim.lr must be > 0"),
+        (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
+        (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
+        (cfg.train.select in ("last", "best_val"), "train.select must be 'last' or 'best_val'"),
+        (cfg.train.device in ("auto", "cpu", "cuda"), "train.device must be auto|cpu|cuda"),
+        (0 <= cfg.data.val_fraction < 1, "data.val_fraction must lie in [0, 1)"),
+        (cfg.optim.grad_clip >= 0, "optim.grad_clip must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"bad config value: {message}")
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def to_toml(cfg: RunConfig | dict) -> str:
+    """Serialise the resolved configuration (tables and scalars only)."""
+    data = to_dict(cfg) if isinstance(cfg, RunConfig) else cfg
+    lines: list[str] = []
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+        return repr(v)
+
+    for section, body in data.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {value(v)}" for k, v in body.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def from_dict(data: dict[str, Any]) -> RunConfig:
+    return apply(RunConfig(), data)

@@ -1,0 +1,114 @@
+"""Collect saved runs and summarise them per method (the ``results.json`` schema).
+
+results.json (schema 1)::
+
+    {"schema": 1, "reference": "ce", "class_names": [...], "groups": {"easy": [...], ...},
+     "runs": [{"method", "seed", "run_dir", "config", "overall", "per_class",
+               "support", "selected_epoch", "train_time_s"}, ...],
+     "methods": {"<method>": {"seeds": [...],
+                              "summary": {"<statistic>": {"mean", "std", "n"}, ...},
+                              "per_class_mean": [...], "per_class_std": [...],
+                              "vs_reference": {paired comparison} | null}}}
+
+Every summary statistic (overall, easy / medium / hard, worst class, ...) is computed per
+run with the easy / medium / hard thirds ranked by the reference method's per-class
+accuracy averaged over its seeds, then given as mean ± std (ddof = 1) over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mr2.metrics import disparity_summary, mean_std, paired_comparison
+from mr2.metrics.summary import SCALAR_FIELDS
+
+
+def collect(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """Every result.json under the given run or comparison directories (sorted)."""
+    found = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist")
+        files = [p] if p.is_file() else sorted(p.rglob("result.json"))
+        for f in files:
+            result = json.loads(f.read_text())
+            result["run_dir"] = str(f.parent)
+            found.append(result)
+    if not found:
+        raise FileNotFoundError(f"no result.json under {', '.join(map(str, paths))}")
+    return found
+
+
+def summarize(results: list[dict[str, Any]], reference: str = "ce") -> dict[str, Any]:
+    by_method: dict[str, list[dict]] = {}
+    for r in sorted(results, key=lambda r: (r["method"], r["seed"])):
+        by_method.setdefault(r["method"], []).append(r)
+    if reference not in by_method:
+        reference = next(iter(by_method))  # no ERM run: rank by the first method
+    by_method = {reference: by_method[reference],
+                 **{m: rs for m, rs in by_method.items() if m != reference}}
+    acc = {
+        m: np.array([r["test"]["per_class"] for r in rs], dtype=float)
+        for m, rs in by_method.items()
+    }
+    ref_mean = np.nanmean(acc[reference], axis=0)
+    groups = disparity_summary(ref_mean).groups
+    methods: dict[str, Any] = {}
+    for m, rs in by_method.items():
+        per_run = [
+            disparity_summary(
+                r["test"]["per_class"], reference=ref_mean, class_counts=r["test"]["support"]
+            ).as_dict()
+            for r in rs
+        ]
+        summary = {
+            f: asdict(mean_std([s[f] for s in per_run]))
+            for f in SCALAR_FIELDS
+            if not any(np.isnan(s[f]) for s in per_run)
+        }
+        vs = None
+        if m != reference:
+            seeds_ref = {r["seed"]: i for i, r in enumerate(by_method[reference])}
+            paired = [(i, seeds_ref[r["seed"]]) for i, r in enumerate(rs) if r["seed"] in seeds_ref]
+            if paired:
+                a = acc[m][[i for i, _ in paired]]
+                b = acc[reference][[j for _, j in paired]]
+                vs = asdict(paired_comparison(a, b, reference=ref_mean))
+        methods[m] = {
+            "seeds": [r["seed"] for r in rs],
+            "summary": summary,
+            "per_class_mean": np.nanmean(acc[m], axis=0).tolist(),
+            "per_class_std": (
+                np.nanstd(acc[m], axis=0, ddof=1) if len(rs) > 1 else np.zeros(acc[m].shape[1])
+            ).tolist(),
+            "vs_reference": vs,
+        }
+    first = results[0]
+    return {
+        "schema": 1,
+        "reference": reference,
+        "dataset": first["dataset"]["name"],
+        "class_names": first["dataset"]["class_names"],
+        "groups": groups,
+        "runs": [
+            {
+                "method": r["method"],
+                "seed": r["seed"],
+                "run_dir": r.get("run_dir"),
+                "config": r["config"],
+                "overall": r["test"]["overall"],
+                "per_class": r["test"]["per_class"],
+                "support": r["test"]["support"],
+                "selected_epoch": r["selected_epoch"],
+                "train_time_s": r.get("train_time_s"),
+            }
+            for rs in by_method.values()
+            for r in rs
+        ],
+        "methods": methods,
+    }

@@ -1,0 +1,46 @@
+"""Config: TOML file, --set overrides, errors that name the key, resolved-config round trip."""
+
+import pytest
+
+from mr2.engine import config
+
+
+def test_file_then_overrides(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[loss]\nname = "mr2"\noptions = {lambda_rep = 0.2}\n[train]\nepochs = 4\n'
+        "[compare.options.mr2]\nc_bar = 2.0\n"
+    )
+    cfg = config.load(
+        path, ["train.epochs=7", "loss.options.c_bar=1.5", "optim.lr=1", "data.name=digits"]
+    )
+    assert cfg.train.epochs == 7 and cfg.optim.lr == 1.0 and cfg.data.name == "digits"
+    assert cfg.loss.options == {"lambda_rep": 0.2, "c_bar": 1.5}
+    assert cfg.compare.options == {"mr2": {"c_bar": 2.0}}
+    again = tmp_path / "resolved.toml"
+    again.write_text(config.to_toml(cfg))
+    assert config.load(again) == cfg
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("train.epoch=3", "unknown config key train.epoch"),
+        ("trian.epochs=3", "unknown config section 'trian'"),
+        ("train.epochs=x", "train.epochs: expected int"),
+        ("train.epochs=2.5", "train.epochs: expected int"),
+        ("train.amp=1", "train.amp: expected bool"),
+        ("optim.name=adam", "optim.name must be"),
+        ("train.epochs=0", "train.epochs must be >= 1"),
+        ("epochs=3", "section.key=value"),
+        ("train.seed.x=1", "not a table"),
+    ],
+)
+def test_errors_name_the_key(override, match):
+    with pytest.raises(ValueError, match=match):
+        config.load(None, [override])
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        config.load("/nonexistent.toml")

@@ -1,0 +1,158 @@
+"""Dataset loaders on local files the tests make (and on the real Fashion-MNIST files)."""
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mr2 import data
+from mr2.data import cifar, idx
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def write_idx(path: Path, array: np.ndarray) -> str:
+    header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes()
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (50, 28, 28)),
+        "train-labels-idx1-ubyte.gz": np.arange(50) % 10,
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (20, 28, 28)),
+        "t10k-labels-idx1-ubyte.gz": np.arange(20) % 10,
+    }
+    folder = tmp_path / "files"
+    folder.mkdir()
+    sums = {n: {write_idx(folder / n, a)} for n, a in arrays.items()}
+    monkeypatch.setitem(idx.SOURCES["mnist"], "files", sums)
+    monkeypatch.setitem(idx.SOURCES["mnist"], "system", [])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("MR2_DATA", raising=False)
+    return folder, arrays
+
+
+def test_idx_loads_local_files(fake_mnist):
+    folder, arrays = fake_mnist
+    ds = data.load("mnist", data_dir=str(folder), val_fraction=0.2, allow_download=False)
+    assert ds.input_shape == (1, 28, 28) and len(ds.train) == 40 and len(ds.val) == 10
+    assert torch.equal(ds.test.x[0, 0], torch.tensor(arrays["t10k-images-idx3-ubyte.gz"][0]) / 255)
+    assert torch.equal(ds.test.y, torch.arange(20) % 10)
+
+
+def test_idx_checksum_mismatch_and_missing(fake_mnist, monkeypatch):
+    folder, _ = fake_mnist
+    monkeypatch.setitem(idx.SOURCES["mnist"]["files"], "t10k-labels-idx1-ubyte.gz", {"0" * 32})
+    with pytest.raises(ValueError, match="does not match its known checksum"):
+        data.load("mnist", data_dir=str(folder), allow_download=False)
+    with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte\.gz not found"):
+        data.load("mnist", data_dir=str(folder / "nowhere"), allow_download=False)
+
+
+def test_idx_download_verifies_and_caches(fake_mnist, monkeypatch, tmp_path):
+    folder, _ = fake_mnist
+    monkeypatch.setitem(idx.SOURCES["mnist"], "mirrors", (folder.as_uri(),))
+    ds = data.load("mnist", data_dir=str(tmp_path / "empty"))  # downloads via file://
+    assert len(ds.test) == 20
+    assert (tmp_path / "cache" / "mr2" / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()
+    monkeypatch.setitem(idx.SOURCES["mnist"], "mirrors", ((tmp_path / "bad").as_uri(),))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache2"))
+    with pytest.raises(FileNotFoundError, match="download failed"):
+        data.load("mnist", data_dir=str(tmp_path / "empty"))
+
+
+def test_real_fashion_mnist_matches_shared_copy():
+    """The Debian package's official files decode to the arrays of ../shared (exact)."""
+    ds = data.load("fashion_mnist", val_fraction=0.0, allow_download=False)
+    ref = np.load(SHARED / "fashion_mnist" / "fashion_mnist.npz")
+    assert torch.equal(ds.test.y, torch.from_numpy(ref["y_test"]))
+    assert torch.equal((ds.test.x[:, 0] * 255).round().byte(), torch.from_numpy(ref["x_test"]))
+    assert len(ds.train) == 60000 and ds.class_names[6] == "Shirt"
+
+
+def test_cifar_archive_and_folder(tmp_path, monkeypatch):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    cifar.write_fake_archive(archive, "cifar10", n_train=60, n_test=20)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="checksum"):
+        data.load("cifar10", data_dir=str(tmp_path), allow_download=False)
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    monkeypatch.setitem(cifar.SOURCES["cifar10"], "md5", {md5})
+    ds = data.load("cifar10", data_dir=str(tmp_path), val_fraction=0.1, allow_download=False)
+    assert ds.input_shape == (3, 32, 32) and len(ds.test) == 20 and ds.class_names[3] == "class3"
+    assert len(ds.train) + len(ds.val) == 60
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "extracted", filter="data")
+    again = data.load(
+        "cifar10", data_dir=str(tmp_path / "extracted"), val_fraction=0.1, allow_download=False
+    )
+    assert torch.equal(again.test.x, ds.test.x)
+
+
+def test_npz_pool_split_is_stratified_and_disjoint():
+    ds = data.load(
+        "npz", path=str(SHARED / "cifar10_jpeg" / "cifar10_jpeg_test.npz"), val_fraction=0.1
+    )
+    assert len(ds.test) == 2000 and torch.equal(torch.bincount(ds.test.y), torch.full((10,), 200))
+    assert torch.equal(torch.bincount(ds.val.y), torch.full((10,), 80))
+    assert len(ds.train) + len(ds.val) + len(ds.test) == 10000
+    flat = {tuple(v.tolist()) for v in ds.test.x.flatten(1)[:, ::97]}
+    assert not any(tuple(v.tolist()) in flat for v in ds.val.x.flatten(1)[:, ::97])
+
+
+def test_folder_of_images(tmp_path):
+    from PIL import Image
+
+    for split, n in (("train", 6), ("test", 2)):
+        for c, colour in (("cat", 0), ("dog", 255)):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (10, 12), (colour, i, 0)).save(tmp_path / split / c / f"{i}.png")
+    ds = data.load("folder", path=str(tmp_path), image_size=8, val_fraction=0.25)
+    assert ds.class_names == ["cat", "dog"] and ds.input_shape == (3, 8, 8)
+    assert len(ds.train) == 8 and len(ds.val) == 4 and len(ds.test) == 4
+    assert torch.all(ds.test.x[ds.test.y == 1, 0] == 1.0)
+
+
+def test_stratified_split_and_subset():
+    y = np.repeat(np.arange(4), 25)
+    rest, held = data.stratified_indices(y, 0.2, seed=3)
+    assert len(set(rest) & set(held)) == 0 and len(rest) + len(held) == 100
+    assert np.all(np.bincount(y[held]) == 5)
+    assert np.array_equal(held, data.stratified_indices(y, 0.2, seed=3)[1])
+    ds = data.load("synthetic", num_classes=4, n_train=50, train_subset=40)
+    assert len(ds.train) == 40 and torch.all(torch.bincount(ds.train.y) == 10)
+
+
+def test_random_crop_flip():
+    x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).view(2, 3, 5, 5)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(data.random_crop_flip(x, g, padding=0, flip=False), x)
+    out = data.random_crop_flip(x, g, padding=2, flip=False)
+    for n in range(2):  # each output is a shifted window of the zero-padded input
+        padded = torch.nn.functional.pad(x[n], (2, 2, 2, 2))
+        assert any(
+            torch.equal(out[n], padded[:, i : i + 5, j : j + 5]) for i in range(5) for j in range(5)
+        )
+    flipped = data.random_crop_flip(x.repeat(50, 1, 1, 1), g, padding=0)
+    mirrored = sum(torch.equal(f, x[i % 2].flip(2)) for i, f in enumerate(flipped))
+    assert 20 < mirrored < 80
+
+
+def test_unknown_dataset_and_option():
+    with pytest.raises(ValueError, match="unknown dataset"):
+        data.load("imagenet22k")
+    with pytest.raises(ValueError, match="does not take option"):
+        data.load("synthetic", path="x.npz")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data.load("npz", path="/nonexistent.npz")

@@ -1,0 +1,193 @@
+"""The training engine end to end: results, resume after a real kill, DDP with torchrun,
+model selection on validation, CDB refresh, compare + report, CLI errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mr2 import cli, losses
+from mr2.engine import config
+from mr2.engine.schedule import lr_factor
+from mr2.engine.train import train
+
+SMALL = {
+    "data": {
+        "name": "synthetic",
+        "options": {"num_classes": 5, "dim": 8, "n_train": 80, "n_test": 40},
+    },
+    "model": {"name": "mlp", "options": {"width": 32}},
+    "optim": {"lr": 0.05, "warmup_epochs": 1.0},
+    "train": {"epochs": 3, "batch_size": 32},
+}
+
+
+def small(**sections):
+    cfg = config.from_dict({k: dict(v) for k, v in SMALL.items()})
+    for key, value in sections.items():
+        section, name = key.split("__")
+        setattr(getattr(cfg, section), name, value)
+    return cfg
+
+
+def write_config(cfg, path: Path) -> Path:
+    path.write_text(config.to_toml(cfg))
+    return path
+
+
+def test_lr_schedule_hand_values():
+    assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, "cosine") == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, "cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10, "cosine") == pytest.approx(0.0)
+    assert lr_factor(50, 100, 0, "constant") == 1.0
+
+
+def test_train_writes_results_and_mr2_internals(tmp_path):
+    result = train(small(loss__name="mr2"), tmp_path / "run", show_progress=False)
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.toml", "log.jsonl", "checkpoint.pt", "final.pt", "result.json"} <= files
+    assert sum(result["test"]["support"]) == 200  # every test sample counted once
+    assert result["dataset"]["sizes"] == {"train": 360, "val": 40, "test": 200}
+    history = result["history"]
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    assert len(history[-1]["margins"]) == 5 and len(history[-1]["spreads"]) == 5
+    assert sum(history[-1]["margins"]) == pytest.approx(5.0)  # mean margin c_bar = 1
+    assert config.load(tmp_path / "run" / "config.toml") == small(loss__name="mr2")
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["method"] == "mr2"
+
+
+def test_best_val_selection_uses_validation(tmp_path):
+    result = train(
+        small(train__select="best_val", train__epochs=4), tmp_path / "r", show_progress=False
+    )
+    scores = [h["val_mean_class"] for h in result["history"]]
+    assert result["selected_epoch"] == max(range(4), key=lambda e: (scores[e], -e))
+
+
+def test_cdb_weights_refresh_from_validation(tmp_path):
+    result = train(small(loss__name="cdb"), tmp_path / "r", show_progress=False)
+    for h in result["history"]:
+        expect = losses.cdb_weights(torch.tensor(h["val_per_class"]), 1.0)
+        torch.testing.assert_close(torch.tensor(h["class_weights"]), expect.float())
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    cfg = small(loss__name="mr2", train__epochs=4)
+    cfg.data.options = {"num_classes": 10, "dim": 32, "n_train": 2000, "n_test": 50}
+    cfg.model.options = {"width": 256}
+    cfg_file = write_config(cfg, tmp_path / "c.toml")
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "mr2", "train", "--config", str(cfg_file), "--out", str(killed)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = killed / "log.jsonl"
+    deadline = time.time() + 120
+    while not (log.exists() and log.read_text().count("\n") >= 1) and time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "result.json").exists()
+    assert torch.load(killed / "checkpoint.pt", weights_only=False)["epoch"] < 3
+    subprocess.run(cmd, check=True, capture_output=True)  # resumes
+    resumed = json.loads((killed / "result.json").read_text())
+    fresh = train(cfg, tmp_path / "fresh", show_progress=False)
+    assert resumed["test"]["per_class"] == fresh["test"]["per_class"]
+    assert [h["train_loss"] for h in resumed["history"]] == [
+        h["train_loss"] for h in fresh["history"]
+    ]
+    a = torch.load(killed / "final.pt", weights_only=False)
+    b = torch.load(tmp_path / "fresh" / "final.pt", weights_only=False)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert torch.equal(a["loss"]["class_mean"], b["loss"]["class_mean"])
+
+
+def test_torchrun_two_processes_match_one(tmp_path):
+    cfg = small(loss__name="mr2", train__epochs=2)
+    cfg.loss.options = {"gather_features": True}
+    cfg_file = write_config(cfg, tmp_path / "c.toml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mr2",
+        "train",
+        "--config",
+        str(cfg_file),
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert ddp["world_size"] == 2 and sum(ddp["test"]["support"]) == 200
+    single = train(cfg, tmp_path / "one", show_progress=False)
+    a = torch.load(tmp_path / "ddp" / "final.pt", weights_only=False)
+    b = torch.load(tmp_path / "one" / "final.pt", weights_only=False)
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(a["loss"]["sq_dev"], b["loss"]["sq_dev"], rtol=1e-4, atol=1e-5)
+    assert ddp["test"]["confusion"] == single["test"]["confusion"]
+
+
+def test_compare_report_and_resume(tmp_path, capsys):
+    cfg = small(train__epochs=2)
+    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0, 1]
+    cfg.compare.options = {"mr2": {"lambda_rep": 0.2}}
+    cfg_file = write_config(cfg, tmp_path / "c.toml")
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "--config", str(cfg_file), "--out", str(out)]) == 0
+    for name in (
+        "report.md",
+        "results.json",
+        "per_class.csv",
+        "sorted_accuracy.png",
+        "gain_over_reference.png",
+    ):
+        assert (out / name).is_file(), name
+    assert (out / "sorted_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((out / "results.json").read_text())
+    assert list(summary["methods"]) == ["ce", "mr2"] and len(summary["runs"]) == 4
+    assert summary["methods"]["mr2"]["vs_reference"]["hard_gain_per_seed"]
+    run = next(r for r in summary["runs"] if r["method"] == "mr2")
+    assert run["config"]["loss"]["options"] == {"lambda_rep": 0.2}
+    assert len((out / "per_class.csv").read_text().splitlines()) == 1 + 4 * 5
+    capsys.readouterr()
+    assert cli.main(["compare", "--config", str(cfg_file), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("(done, skipped)") == 4
+    before = (out / "results.json").read_text()
+    assert cli.main(["report", str(out)]) == 0
+    assert (out / "results.json").read_text() == before
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    assert cli.main(["train", "--out", str(tmp_path), "--set", "train.epoch=2"]) == 2
+    assert "train.epoch" in capsys.readouterr().err
+    assert cli.main(["compare", "--out", str(tmp_path), "--methods", "ce", "nope"]) == 2
+    assert "unknown loss 'nope'" in capsys.readouterr().err
+    assert cli.main(["report", str(tmp_path / "none")]) == 2
+
+
+def test_demo_falls_back_to_digits(monkeypatch):
+    from mr2 import demo
+
+    def missing(*_a, **_k):
+        raise FileNotFoundError("fashion_mnist: not found")
+
+    monkeypatch.setattr(demo, "load", missing)
+    said = []
+    cfg = demo.demo_config(log=said.append)
+    assert cfg.data.name == "digits" and "Falling back" in said[0]
