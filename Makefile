@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 demo: venv
-	$(BIN)/python examples/train_loop.py
+	$(BIN)/mr2 demo --out runs/demo
 
 test: venv
 	$(BIN)/ruff check src tests benchmarks examples

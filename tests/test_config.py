@@ -44,3 +44,16 @@ def test_errors_name_the_key(override, match):
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         config.load("/nonexistent.toml")
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
+    assert len(files) >= 5
+    for f in files:
+        cfg = config.load(f)
+        assert cfg.train.epochs >= 1, f
+    paper = config.load(Path(__file__).parents[1] / "configs" / "cifar100_resnet32.toml")
+    assert (paper.train.epochs, paper.optim.lr, paper.optim.warmup_epochs) == (300, 0.1, 20.0)
+    assert (paper.optim.weight_decay, paper.train.batch_size) == (5e-4, 128)
