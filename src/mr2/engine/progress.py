@@ -54,16 +54,9 @@ class JsonlLog:
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
-    def truncate_after(self, epoch: int) -> None:
-        """Drop records of epochs > ``epoch`` (written before a crash, not checkpointed)."""
-        if not self.path.exists():
-            return
-        keep = [
-            line
-            for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("epoch", -1) <= epoch
-        ]
-        self.path.write_text("".join(line + "\n" for line in keep))
+    def rewrite(self, records: list[dict[str, Any]]) -> None:
+        """Replace the log with ``records`` (on resume: the checkpointed epochs)."""
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():

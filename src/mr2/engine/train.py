@@ -138,6 +138,7 @@ def train(
     log = JsonlLog(run_dir / "log.jsonl")
     ckpt_path = run_dir / "checkpoint.pt"
     start, best = 0, {"score": -1.0, "epoch": -1, "state": None}
+    history: list[dict[str, Any]] = []
     if ctx.rank == 0:
         checkpoint.save_text(to_toml(cfg), run_dir / "config.toml")
     if resume and ckpt_path.exists():
@@ -147,9 +148,9 @@ def train(
         loss_fn.load_state_dict(state["loss"])
         scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
-        start, best = state["epoch"] + 1, state["best"]
-        if ctx.rank == 0:
-            log.truncate_after(state["epoch"])
+        start, best, history = state["epoch"] + 1, state["best"], state["history"]
+        if ctx.rank == 0:  # the log is rebuilt from the checkpoint: epochs after it are gone
+            log.rewrite(history)
     elif ctx.rank == 0 and log.path.exists():
         log.path.unlink()
     distributed.barrier()
@@ -234,8 +235,8 @@ def train(
         }
         if val is not None:
             record["val_per_class"] = val.accuracy.tolist()
-        if ctx.rank == 0:
-            log.write(record)
+        history.append(record)
+        if ctx.rank == 0:  # checkpoint first: a logged epoch is always a saved epoch
             checkpoint.save_torch(
                 {
                     "model": model.state_dict(),
@@ -245,9 +246,11 @@ def train(
                     "torch_rng": torch.get_rng_state(),
                     "epoch": epoch,
                     "best": best,
+                    "history": history,
                 },
                 ckpt_path,
             )
+            log.write(record)
             if show_progress is not False:
                 print(
                     f"epoch {epoch + 1}/{cfg.train.epochs} loss {record['train_loss']:.4f} "
@@ -267,7 +270,6 @@ def train(
         device=ctx.device,
         amp_dtype=ctx.amp_dtype,
     )
-    history = log.read() if ctx.rank == 0 else []
     result = {
         "schema": 1,
         "method": cfg.loss.name,

@@ -50,8 +50,10 @@ def summarize(results: list[dict[str, Any]], reference: str = "ce") -> dict[str,
         by_method.setdefault(r["method"], []).append(r)
     if reference not in by_method:
         reference = next(iter(by_method))  # no ERM run: rank by the first method
-    by_method = {reference: by_method[reference],
-                 **{m: rs for m, rs in by_method.items() if m != reference}}
+    by_method = {
+        reference: by_method[reference],
+        **{m: rs for m, rs in by_method.items() if m != reference},
+    }
     acc = {
         m: np.array([r["test"]["per_class"] for r in rs], dtype=float)
         for m, rs in by_method.items()
