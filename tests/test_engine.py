@@ -177,7 +177,7 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert cli.main(["train", "--out", str(tmp_path), "--set", "train.epoch=2"]) == 2
     assert "train.epoch" in capsys.readouterr().err
     assert cli.main(["compare", "--out", str(tmp_path), "--methods", "ce", "nope"]) == 2
-    assert "unknown loss 'nope'" in capsys.readouterr().err
+    assert "unknown method 'nope'" in capsys.readouterr().err
     assert cli.main(["report", str(tmp_path / "none")]) == 2
 
 

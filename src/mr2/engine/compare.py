@@ -8,19 +8,36 @@ from pathlib import Path
 from typing import Any
 
 from mr2 import losses
+from mr2.engine import procedures
 from mr2.engine.config import RunConfig
 from mr2.engine.train import train
 
 
-def run_config(cfg: RunConfig, method: str, seed: int) -> RunConfig:
-    """The configuration of one (method, seed) run of a comparison."""
-    if method not in losses.available():
+def methods() -> list[str]:
+    """Everything ``compare.methods`` accepts: every loss and every loop-level procedure."""
+    return sorted(set(losses.available()) | (set(procedures.PROCEDURES) - {"standard"}))
+
+
+def run_config(
+    cfg: RunConfig, method: str, seed: int, options: dict[str, Any] | None = None
+) -> RunConfig:
+    """The configuration of one (method, seed) run of a comparison. For a loss, ``options``
+    (default: ``compare.options[method]``) are loss options; for a procedure they are
+    procedure options, plus optional ``loss`` and ``loss_options`` (JTT and LfF train with
+    cross-entropy, DRW with LDAM by default)."""
+    if method not in methods():
         raise ValueError(
-            f"compare.methods: unknown loss {method!r}; available: {', '.join(losses.available())}"
+            f"compare.methods: unknown method {method!r}; available: {', '.join(methods())}"
         )
+    opts = dict(cfg.compare.options.get(method, {}) if options is None else options)
     run = copy.deepcopy(cfg)
-    run.loss.name = method
-    run.loss.options = dict(cfg.compare.options.get(method, {}))
+    if method in procedures.PROCEDURES:
+        run.train.procedure = method
+        run.loss.name = opts.pop("loss", procedures.DEFAULT_LOSS[method])
+        run.loss.options = opts.pop("loss_options", {})
+        run.train.procedure_options = opts
+    else:
+        run.loss.name, run.loss.options = method, opts
     run.train.seed = seed
     return run
 
@@ -37,6 +54,8 @@ def run_compare(
     unknown = sorted(set(cfg.compare.options) - set(cfg.compare.methods))
     if unknown:
         raise ValueError(f"compare.options has entries for methods not compared: {unknown}")
+    for m in cfg.compare.methods:
+        run_config(cfg, m, 0)  # fail early on an unknown method
     runs = [(m, s) for m in cfg.compare.methods for s in cfg.compare.seeds]
     results = []
     for i, (method, seed) in enumerate(runs, 1):

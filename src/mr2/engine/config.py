@@ -67,6 +67,8 @@ class TrainConfig:
     device: str = "auto"  # "auto", "cpu", "cuda"
     select: str = "last"  # test the "last" epoch or the "best_val" one (validation mean-class acc)
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    procedure: str = "standard"  # "standard", or a loop-level baseline: "jtt", "lff", "drw"
+    procedure_options: dict[str, Any] = field(default_factory=dict)  # e.g. {upweight = 5.0}
 
 
 @dataclass

@@ -34,3 +34,15 @@ def evaluate(
         metric.update(logits.float(), split.y[chunk].to(device))
     model.train(was_training)
     return metric.compute()
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device
+) -> torch.Tensor:
+    """Predicted labels (N,) of ``model`` in eval mode for inputs x (N, ...), on the CPU."""
+    was_training = model.training
+    model.eval()
+    preds = [model(chunk.to(device))[0].argmax(1).cpu() for chunk in x.split(batch_size)]
+    model.train(was_training)
+    return torch.cat(preds)

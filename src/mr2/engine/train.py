@@ -19,7 +19,7 @@ from torch import nn
 
 from mr2 import data as mr2_data
 from mr2 import distributed, losses, models
-from mr2.engine import checkpoint
+from mr2.engine import checkpoint, procedures
 from mr2.engine.config import RunConfig, to_dict, to_toml
 from mr2.engine.evaluate import evaluate
 from mr2.engine.progress import JsonlLog, ProgressBar
@@ -80,6 +80,11 @@ def build(cfg: RunConfig, dataset: mr2_data.Dataset, ctx: Context):
     return model, loss_fn
 
 
+def method_label(cfg: RunConfig) -> str:
+    """The method a run stands for: its procedure if not standard, else its loss."""
+    return cfg.train.procedure if cfg.train.procedure != "standard" else cfg.loss.name
+
+
 def loss_internals(loss_fn: nn.Module) -> dict[str, Any]:
     """MR²'s margins gamma_k and spreads ||s_k||^2 (and group DRO / CDB weights)."""
     out: dict[str, Any] = {}
@@ -131,6 +136,14 @@ def train(
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     opt = make_optimizer(model, cfg.optim)
+    proc = procedures.create(
+        cfg.train.procedure, cfg, dataset, ctx.device, run_dir, **cfg.train.procedure_options
+    )
+    if proc.single_process_only and ctx.world > 1:
+        raise ValueError(f"procedure {cfg.train.procedure!r} runs on one process only")
+    proc.bind(opt)
+    proc.resume = resume
+    proc.prepare()
     steps_per_epoch = len(dataset.train) // cfg.train.batch_size
     total_steps = steps_per_epoch * cfg.train.epochs
     warm = warmup_steps(cfg.optim, steps_per_epoch)
@@ -148,6 +161,7 @@ def train(
         loss_fn.load_state_dict(state["loss"])
         scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
+        proc.load_state_dict(state["procedure"])
         start, best, history = state["epoch"] + 1, state["best"], state["history"]
         if ctx.rank == 0:  # the log is rebuilt from the checkpoint: epochs after it are gone
             log.rewrite(history)
@@ -185,7 +199,8 @@ def train(
                 enabled=ctx.amp_dtype is not None,
             ):
                 logits, features = net(x)
-                loss = loss_fn(logits, features, y)
+                weights = proc.batch_weights(epoch, idx, x, y, logits.detach())
+                loss = loss_fn(logits, features, y, sample_weight=weights)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.optim.grad_clip > 0:
@@ -247,6 +262,7 @@ def train(
                     "epoch": epoch,
                     "best": best,
                     "history": history,
+                    "procedure": proc.state_dict(),
                 },
                 ckpt_path,
             )
@@ -272,7 +288,7 @@ def train(
     )
     result = {
         "schema": 1,
-        "method": cfg.loss.name,
+        "method": method_label(cfg),
         "seed": cfg.train.seed,
         "config": to_dict(cfg),
         "dataset": {

@@ -1,0 +1,223 @@
+"""Training procedures that need the loop, not just a loss: JTT, LfF, deferred re-weighting.
+
+Each plugs into the one training loop through two hooks: ``prepare()`` before the first
+epoch and ``batch_weights(epoch, idx, x, y, logits)`` after the main model's forward, which
+returns per-sample weights (B,) for the loss (or None). State that must survive a resume is
+in ``state_dict()``. CDB's per-epoch refresh and class-level group DRO live in their losses
+(``cdb``, ``group_dro``) and are driven by the same loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mr2 import models
+from mr2.data import Dataset
+from mr2.losses import generalized_cross_entropy
+
+
+class Procedure:
+    """Plain training: no weights."""
+
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self, cfg, dataset: Dataset, device: torch.device, run_dir: Path, **options: Any
+    ) -> None:
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:
+            raise ValueError(
+                f"procedure {type(self).__name__} does not take option(s) "
+                f"{unknown}; accepted: {sorted(self.defaults)}"
+            )
+        self.cfg, self.dataset, self.device, self.run_dir = cfg, dataset, device, run_dir
+        self.options = {**self.defaults, **options}
+        self.resume = True  # set by the loop: False restarts sub-runs too
+
+    single_process_only = False
+
+    def prepare(self) -> None:
+        pass
+
+    def bind(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called with the main optimiser (whose learning rate a procedure may follow)."""
+
+    def batch_weights(
+        self, epoch: int, idx: Tensor, x: Tensor, y: Tensor, logits: Tensor
+    ) -> Tensor | None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class JTT(Procedure):
+    """Just Train Twice (Liu et al., 2021). Stage 1: ERM for ``first_epochs`` epochs (its own
+    run under RUN_DIR/stage1). The error set is the training samples stage 1 misclassifies;
+    stage 2 trains a fresh model with those samples up-weighted by ``upweight``."""
+
+    defaults: ClassVar[dict[str, Any]] = {"first_epochs": 1, "upweight": 5.0}
+
+    def prepare(self) -> None:
+        from mr2.engine.evaluate import predict
+        from mr2.engine.train import train
+
+        stage1 = copy.deepcopy(self.cfg)
+        stage1.train.procedure, stage1.train.procedure_options = "standard", {}
+        stage1.loss.name, stage1.loss.options = "ce", {}
+        stage1.train.epochs = int(self.options["first_epochs"])
+        stage1.train.select = "last"
+        train(stage1, self.run_dir / "stage1", resume=self.resume, show_progress=False)
+        state = torch.load(
+            self.run_dir / "stage1" / "final.pt", map_location="cpu", weights_only=False
+        )
+        model = models.create(
+            self.cfg.model.name,
+            self.dataset.input_shape,
+            self.dataset.num_classes,
+            **self.cfg.model.options,
+        )
+        model.load_state_dict(state["model"])
+        preds = predict(
+            model.to(self.device), self.dataset.train.x, self.cfg.train.eval_batch_size, self.device
+        )
+        errors = preds != self.dataset.train.y
+        self.weights = 1.0 + (float(self.options["upweight"]) - 1.0) * errors.float()
+        (self.run_dir / "jtt_errors.json").write_text(
+            json.dumps(
+                {
+                    "error_indices": torch.nonzero(errors).flatten().tolist(),
+                    "upweight": self.options["upweight"],
+                    "train_size": len(errors),
+                }
+            )
+        )
+
+    def batch_weights(self, epoch, idx, x, y, logits):
+        return self.weights[idx].to(logits.device)
+
+
+def effective_number_weights(counts: Tensor, beta: float) -> Tensor:
+    """Class-balanced weights (Cui et al., 2019): (1 - beta) / (1 - beta^n_j), mean 1."""
+    w = (1 - beta) / (1 - beta ** counts.double())
+    return (w * len(w) / w.sum()).float()
+
+
+class DRW(Procedure):
+    """Deferred re-weighting (Cao et al., 2019): plain weights until ``start_epoch``, then
+    class weights by effective number. On balanced training data the weights are all 1."""
+
+    defaults: ClassVar[dict[str, Any]] = {"start_epoch": 0.8, "beta": 0.9999}
+
+    def prepare(self) -> None:
+        counts = torch.bincount(self.dataset.train.y, minlength=self.dataset.num_classes)
+        self.class_weights = effective_number_weights(counts.clamp(min=1), self.options["beta"])
+        start = self.options["start_epoch"]  # a fraction of the epochs if < 1
+        self.start = int(start * self.cfg.train.epochs) if start < 1 else int(start)
+
+    def batch_weights(self, epoch, idx, x, y, logits):
+        if epoch < self.start:
+            return None
+        return self.class_weights.to(y.device)[y]
+
+
+class LfF(Procedure):
+    """Learning from Failure (Nam et al., 2020). A biased copy of the model is trained with
+    generalised cross-entropy (it latches onto easy cues); the main (debiased) model's
+    per-sample weight is the relative difficulty ``W = L_B / (L_B + L_D)`` from EMAs (decay
+    ``ema``) of both models' per-sample cross-entropies, each normalised by its class's
+    maximum."""
+
+    defaults: ClassVar[dict[str, Any]] = {"q": 0.7, "ema": 0.7}
+
+    def prepare(self) -> None:
+        torch.manual_seed(self.cfg.train.seed + 1)
+        ds = self.dataset
+        self.biased = models.create(
+            self.cfg.model.name, ds.input_shape, ds.num_classes, **self.cfg.model.options
+        ).to(self.device)
+        from mr2.engine.schedule import make_optimizer
+
+        self.opt = make_optimizer(self.biased, self.cfg.optim)
+        self.ema_b = torch.zeros(len(ds.train), device=self.device)
+        self.ema_d = torch.zeros(len(ds.train), device=self.device)
+
+    def relative_difficulty(self, idx: Tensor, y: Tensor, loss_b: Tensor, loss_d: Tensor) -> Tensor:
+        a = self.options["ema"]
+        self.ema_b[idx] = a * self.ema_b[idx] + (1 - a) * loss_b
+        self.ema_d[idx] = a * self.ema_d[idx] + (1 - a) * loss_d
+        k = self.dataset.num_classes
+        train_y = self.dataset.train.y.to(self.device)
+        max_b = torch.zeros(k, device=self.device).scatter_reduce(0, train_y, self.ema_b, "amax")
+        max_d = torch.zeros(k, device=self.device).scatter_reduce(0, train_y, self.ema_d, "amax")
+        lb = self.ema_b[idx] / max_b[y].clamp(min=1e-8)
+        ld = self.ema_d[idx] / max_d[y].clamp(min=1e-8)
+        return lb / (lb + ld + 1e-8)
+
+    def batch_weights(self, epoch, idx, x, y, logits):
+        idx = idx.to(self.device)
+        self.biased.train()
+        for group, main in zip(self.opt.param_groups, self.main_groups, strict=True):
+            group["lr"] = main["lr"]  # the biased model follows the main schedule
+        logits_b, _ = self.biased(x)
+        loss_b = generalized_cross_entropy(logits_b.float(), y, self.options["q"])
+        self.opt.zero_grad(set_to_none=True)
+        loss_b.mean().backward()
+        self.opt.step()
+        with torch.no_grad():
+            ce_b = F.cross_entropy(logits_b.detach().float(), y, reduction="none")
+            ce_d = F.cross_entropy(logits.float(), y, reduction="none")
+            return self.relative_difficulty(idx, y, ce_b, ce_d)
+
+    single_process_only = True  # the biased model and the EMAs are per process
+
+    def bind(self, optimizer):
+        self.main_groups = optimizer.param_groups
+
+    def state_dict(self):
+        return {
+            "biased": self.biased.state_dict(),
+            "opt": self.opt.state_dict(),
+            "ema_b": self.ema_b,
+            "ema_d": self.ema_d,
+        }
+
+    def load_state_dict(self, state):
+        self.biased.load_state_dict(state["biased"])
+        self.opt.load_state_dict(state["opt"])
+        self.ema_b.copy_(state["ema_b"])
+        self.ema_d.copy_(state["ema_d"])
+
+
+PROCEDURES: dict[str, type[Procedure]] = {"standard": Procedure, "jtt": JTT, "lff": LfF, "drw": DRW}
+DEFAULT_LOSS = {"jtt": "ce", "lff": "ce", "drw": "ldam"}
+
+
+def create(
+    name: str, cfg, dataset: Dataset, device: torch.device, run_dir: Path, **options: Any
+) -> Procedure:
+    if name not in PROCEDURES:
+        raise ValueError(f"unknown procedure {name!r}; available: {sorted(PROCEDURES)}")
+    return PROCEDURES[name](cfg, dataset, device, run_dir, **options)
+
+
+__all__ = [
+    "DEFAULT_LOSS",
+    "DRW",
+    "JTT",
+    "PROCEDURES",
+    "LfF",
+    "Procedure",
+    "create",
+    "effective_number_weights",
+]
