@@ -10,6 +10,7 @@ from mr2.demo import run_demo
 from mr2.engine import config
 from mr2.engine.compare import run_compare
 from mr2.engine.train import train
+from mr2.report.diagnostics import run_diagnose
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -48,7 +49,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--data-dir", default="", help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--quick", action="store_true", help="1 seed, 2 epochs (a smoke test)")
-    sub.add_parser("losses", help="list the registered losses")
+    p = sub.add_parser("diagnose", help="spread vs accuracy of a saved run or a feature file")
+    p.add_argument("run", nargs="?", help="a finished run directory")
+    p.add_argument(
+        "--features",
+        help=".npz with features (N, D), labels (N,) and optional preds (N,) or logits (N, K)",
+    )
+    p.add_argument("--split", default="test", choices=["val", "test"])
+    p.add_argument("--out", help="output folder (default: RUN/diagnose or next to the file)")
+    sub.add_parser("losses", help="list the registered losses and procedures")
     return ap
 
 
@@ -77,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             print(built["table"], f"\nReport: {built['report']}", sep="\n")
         elif args.command == "demo":
             run_demo(args.out, data_dir=args.data_dir, quick=args.quick)
+        elif args.command == "diagnose":
+            out = run_diagnose(args.run, args.features, args.split, args.out)
+            print(f"spread vs accuracy: {out['result'].get('correlation')}; {out['json']}")
         elif args.command == "losses":
             for name in losses.available():
                 print(f"{name:18s} {losses.describe(name)}")

@@ -9,6 +9,7 @@ from typing import Any
 
 from mr2 import losses
 from mr2.engine import procedures
+from mr2.engine.checkpoint import save_json
 from mr2.engine.config import RunConfig
 from mr2.engine.train import train
 
@@ -42,6 +43,64 @@ def run_config(
     return run
 
 
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Cartesian product of option values, in the order given."""
+    points: list[dict[str, Any]] = [{}]
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"compare.grid: {key} needs a non-empty list of values")
+        points = [{**p, key: v} for p in points for v in values]
+    return points
+
+
+def point_label(point: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in point.items()) or "default"
+
+
+def tune(
+    cfg: RunConfig, method: str, out: Path, *, resume: bool, show_progress, log
+) -> dict[str, Any]:
+    """Train every grid point on the tuning seeds and select on validation (never test).
+    Writes OUT/<method>/selection.json and returns it."""
+    base = dict(cfg.compare.options.get(method, {}))
+    seeds = cfg.compare.tune_seeds or cfg.compare.seeds[:1]
+    metric = cfg.compare.select_metric
+    rows = []
+    for point in grid_points(cfg.compare.grid[method]):
+        scores = []
+        for seed in seeds:
+            run_dir = out / method / "grid" / point_label(point) / f"seed{seed}"
+            log(f"  tuning {method} {point_label(point)} seed {seed}")
+            result = train(
+                run_config(cfg, method, seed, {**base, **point}),
+                run_dir,
+                resume=resume,
+                show_progress=show_progress,
+            )
+            if result.get("val") is None:
+                raise ValueError("tuning needs a validation split: data.val_fraction > 0")
+            scores.append(result["val"][metric])
+        rows.append(
+            {
+                "point": point,
+                "label": point_label(point),
+                "val_scores": scores,
+                "val_score": sum(scores) / len(scores),
+            }
+        )
+    best = max(rows, key=lambda r: r["val_score"])  # first of equals wins
+    selection = {
+        "method": method,
+        "metric": f"validation {metric}",
+        "tune_seeds": seeds,
+        "grid": rows,
+        "selected": best["point"],
+        "options": {**base, **best["point"]},
+    }
+    save_json(selection, out / method / "selection.json")
+    return selection
+
+
 def run_compare(
     cfg: RunConfig,
     out_dir: str | Path,
@@ -51,11 +110,18 @@ def run_compare(
     log=print,
 ) -> list[dict[str, Any]]:
     out = Path(out_dir)
-    unknown = sorted(set(cfg.compare.options) - set(cfg.compare.methods))
-    if unknown:
-        raise ValueError(f"compare.options has entries for methods not compared: {unknown}")
+    for section in ("options", "grid"):
+        unknown = sorted(set(getattr(cfg.compare, section)) - set(cfg.compare.methods))
+        if unknown:
+            raise ValueError(f"compare.{section} has entries for methods not compared: {unknown}")
     for m in cfg.compare.methods:
         run_config(cfg, m, 0)  # fail early on an unknown method
+    chosen = {}
+    for m in cfg.compare.methods:
+        if m in cfg.compare.grid:
+            chosen[m] = tune(cfg, m, out, resume=resume, show_progress=show_progress, log=log)[
+                "options"
+            ]
     runs = [(m, s) for m in cfg.compare.methods for s in cfg.compare.seeds]
     results = []
     for i, (method, seed) in enumerate(runs, 1):
@@ -64,7 +130,10 @@ def run_compare(
         log(f"[{i}/{len(runs)}] {method} seed {seed}" + (" (done, skipped)" if done else ""))
         results.append(
             train(
-                run_config(cfg, method, seed), run_dir, resume=resume, show_progress=show_progress
+                run_config(cfg, method, seed, chosen.get(method)),
+                run_dir,
+                resume=resume,
+                show_progress=show_progress,
             )
         )
     return results

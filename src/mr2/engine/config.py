@@ -78,6 +78,10 @@ class CompareConfig:
     reference: str = "ce"  # the baseline that ranks easy / medium / hard classes
     # per-method loss options, e.g. [compare.options.mr2] lambda_rep = 0.1
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # per-method grids chosen on validation, e.g. [compare.grid.mr2] lambda_rep = [0.05, 0.1]
+    grid: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    tune_seeds: list[int] = field(default_factory=list)  # seeds that tune; [] = first seed
+    select_metric: str = "mean_class"  # validation "mean_class", "worst_class" or "hard"
 
 
 @dataclass
@@ -193,6 +197,10 @@ def validate(cfg: RunConfig) -> None:
         (cfg.train.device in ("auto", "cpu", "cuda"), "train.device must be auto|cpu|cuda"),
         (0 <= cfg.data.val_fraction < 1, "data.val_fraction must lie in [0, 1)"),
         (cfg.optim.grad_clip >= 0, "optim.grad_clip must be >= 0"),
+        (
+            cfg.compare.select_metric in ("mean_class", "worst_class", "hard"),
+            "compare.select_metric must be mean_class|worst_class|hard",
+        ),
     ]
     for ok, message in checks:
         if not ok:

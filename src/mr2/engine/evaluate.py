@@ -46,3 +46,34 @@ def predict(
     preds = [model(chunk.to(device))[0].argmax(1).cpu() for chunk in x.split(batch_size)]
     model.train(was_training)
     return torch.cat(preds)
+
+
+@torch.no_grad()
+def feature_statistics(
+    model: nn.Module, split: Split, num_classes: int, *, batch_size: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Per-class ||mu_k||^2 and spread ||s_k||^2 = E_k ||f - mu_k||^2 (2-norm) of the model's
+    features on ``split``, from sums over all processes (each sample once), in float64."""
+    was_training = model.training
+    model.eval()
+    sums = None
+    idx = torch.arange(distributed.rank(), len(split), distributed.world_size())
+    for chunk in idx.split(batch_size):
+        _, f = model(split.x[chunk].to(device))
+        f = f.double()
+        y = split.y[chunk].to(device)
+        rows = torch.cat([torch.ones_like(f[:, :1]), f.square().sum(1, keepdim=True), f], 1)
+        part = rows.new_zeros(num_classes, rows.shape[1]).index_add_(0, y, rows)
+        sums = part if sums is None else sums + part
+    model.train(was_training)
+    sums = distributed.all_reduce_sum(sums)
+    n = sums[:, 0].clamp(min=1)
+    mean = sums[:, 2:] / n.unsqueeze(1)
+    norm_sq = mean.square().sum(1)
+    spread = (sums[:, 1] / n - norm_sq).clamp(min=0)
+    missing = sums[:, 0] == 0
+    nan = torch.full_like(norm_sq, float("nan"))
+    return {
+        "norm_sq": torch.where(missing, nan, norm_sq).tolist(),
+        "spread": torch.where(missing, nan, spread).tolist(),
+    }

@@ -21,7 +21,7 @@ from mr2 import data as mr2_data
 from mr2 import distributed, losses, models
 from mr2.engine import checkpoint, procedures
 from mr2.engine.config import RunConfig, to_dict, to_toml
-from mr2.engine.evaluate import evaluate
+from mr2.engine.evaluate import evaluate, feature_statistics
 from mr2.engine.progress import JsonlLog, ProgressBar
 from mr2.engine.schedule import lr_factor, make_optimizer, warmup_steps
 from mr2.metrics import disparity_summary
@@ -78,6 +78,21 @@ def build(cfg: RunConfig, dataset: mr2_data.Dataset, ctx: Context):
         ctx.device
     )
     return model, loss_fn
+
+
+def validation_summary(history: list[dict[str, Any]], epoch: int) -> dict[str, Any] | None:
+    """Validation numbers of the selected epoch: what tuning may look at (never test)."""
+    record = next((h for h in history if h["epoch"] == epoch), None)
+    if record is None or "val_per_class" not in record:
+        return None
+    s = disparity_summary(record["val_per_class"])
+    return {
+        "per_class": record["val_per_class"],
+        "mean_class": s.mean_class,
+        "worst_class": s.worst_class,
+        "hard": s.hard,
+        "overall": record["val_acc"],
+    }
 
 
 def method_label(cfg: RunConfig) -> str:
@@ -286,6 +301,13 @@ def train(
         device=ctx.device,
         amp_dtype=ctx.amp_dtype,
     )
+    diagnostics = feature_statistics(
+        model,
+        dataset.test,
+        dataset.num_classes,
+        batch_size=cfg.train.eval_batch_size,
+        device=ctx.device,
+    )
     result = {
         "schema": 1,
         "method": method_label(cfg),
@@ -303,6 +325,7 @@ def train(
             "notes": dataset.notes,
         },
         "selected_epoch": selected,
+        "val": validation_summary(history, selected),
         "test": {
             "overall": test.overall,
             "per_class": test.accuracy.tolist(),
@@ -310,6 +333,7 @@ def train(
             "confusion": test.confusion.tolist(),
             "summary": disparity_summary(test.accuracy, class_counts=test.support).as_dict(),
         },
+        "diagnostics": {"test_" + k: v for k, v in diagnostics.items()},
         "history": history,
         "world_size": ctx.world,
         "train_time_s": history[-1]["time_s"] if history else None,

@@ -7,36 +7,66 @@ from pathlib import Path
 from typing import Any
 
 from mr2.engine.checkpoint import save_json, save_text
-from mr2.report import plots, tables
-from mr2.report.results import collect, summarize
+from mr2.report import diagnostics, plots, tables
+from mr2.report.results import collect, selections, summarize
 
 
 def build(paths: list[str | Path], out_dir: str | Path, reference: str = "ce") -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(collect(paths), reference=reference)
+    summary["tuning"] = tuned = selections(paths)
     save_json(summary, out / "results.json")
     save_text(tables.per_class_csv(summary), out / "per_class.csv")
     figs = [
         plots.sorted_accuracy(summary, out / "sorted_accuracy.png"),
         plots.gain_over_reference(summary, out / "gain_over_reference.png"),
+        plots.spread_vs_accuracy(summary, out / "spread_vs_accuracy.png"),
+        plots.margins_over_epochs(summary, out / "margins_over_epochs.png"),
     ]
+    figs = [f for f in figs if f is not None]
     table = tables.summary_table(summary)
-    n_runs = len(summary["runs"])
+    ref = summary["reference"]
+    tuning = (
+        [
+            "## Settings chosen on validation",
+            "",
+            f"Each grid point trained on the tuning seeds and scored by {tuned[0]['metric']}; "
+            "the test numbers above are for the selected settings only.",
+            "",
+            tables.grid_table(tuned),
+            "",
+        ]
+        if tuned
+        else []
+    )
     md = [
         f"# Class-wise comparison on {summary['dataset']}",
         "",
-        f"{n_runs} runs. Test accuracy in %, mean ± std over seeds. Easy / medium / hard are "
-        f"thirds of the classes ranked by {summary['reference']}'s mean per-class accuracy. "
-        "Hard gain: mean over seeds of the hard-third difference, with the sign-flip p-value "
-        "over seeds and the sign-test p-value over hard classes; * = gain above 2 standard "
-        "errors of the per-seed differences.",
+        f"{len(summary['runs'])} runs. Test accuracy in %, mean ± std over seeds. Easy / medium "
+        f"/ hard are thirds of the classes ranked by {ref}'s mean per-class accuracy. Hard "
+        "gain: mean over seeds of the hard-third difference, with the sign-flip p-value over "
+        "seeds and the sign-test p-value over hard classes; * = gain above 2 standard errors "
+        "of the per-seed differences.",
         "",
         table,
         "",
         "## Per-class accuracy (hardest first)",
         "",
         tables.per_class_table(summary),
+        "",
+        *tuning,
+        "## Diagnostics",
+        "",
+        "Feature spread ||s_k||^2 (test features of the final models) against per-class "
+        "accuracy, correlated over classes:",
+        "",
+        diagnostics.spread_table(summary),
+        "",
+        f"What the hard classes are mistaken for ({ref}'s top confusions; % of the class's "
+        "test samples, all seeds pooled):",
+        "",
+        diagnostics.confusion_summary(summary),
         "",
         "## Plots",
         "",
@@ -49,4 +79,4 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str = "ce") -
     return {"summary": summary, "table": table, "report": out / "report.md", "plots": figs}
 
 
-__all__ = ["build", "collect", "summarize"]
+__all__ = ["build", "collect", "diagnostics", "selections", "summarize"]

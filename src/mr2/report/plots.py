@@ -49,7 +49,7 @@ def gain_over_reference(summary: dict[str, Any], path: Path) -> Path:
         if m == ref_name or body["vs_reference"] is None:
             continue
         gain = np.asarray(body["vs_reference"]["gain"])[order] * 100
-        std = np.asarray(body["per_class_std"])[order] * 100
+        std = np.asarray(body["vs_reference"]["gain_std"])[order] * 100
         ax.plot(x, gain, marker="o", ms=3, label=m)
         ax.fill_between(x, gain - std, gain + std, alpha=0.2)
     ax.axhline(0, color="black", lw=0.8)
@@ -61,9 +61,65 @@ def gain_over_reference(summary: dict[str, Any], path: Path) -> Path:
         fontsize=8 if len(names) <= 30 else 5,
     )
     ax.set_ylabel(f"accuracy gain over {ref_name} (points)")
-    ax.set_title("Per-class gain, classes hardest first (band: ± std over seeds)")
+    ax.set_title("Per-class gain, hardest first (band: ± std of paired per-seed gains)")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def spread_vs_accuracy(summary: dict[str, Any], path: Path) -> Path | None:
+    """Per-class feature spread ||s_k||^2 (test features) against per-class accuracy."""
+    from mr2.report.diagnostics import correlations
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    drawn = False
+    for m, body in summary["methods"].items():
+        spread = body.get("test_spread_mean")
+        if spread is None:
+            continue
+        acc = np.asarray(body["per_class_mean"]) * 100
+        c = correlations(spread, acc)
+        ax.scatter(spread, acc, s=18, label=f"{m} (Spearman {c['spearman']:+.2f})")
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("feature spread ||s_k||^2 on test (mean over seeds)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Are wide classes the hard ones?")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def margins_over_epochs(summary: dict[str, Any], path: Path) -> Path | None:
+    """MR²'s margins gamma_k and spreads over epochs (one run per method that records them)."""
+    runs = [(m, b["internals"]) for m, b in summary["methods"].items() if b.get("internals")]
+    if not runs:
+        return None
+    plt = _pyplot()
+    method, info = runs[0]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.0))
+    epochs = np.asarray(info["epochs"]) + 1
+    margins, spreads = np.asarray(info["margins"]), np.asarray(info["spreads"])
+    names = summary["class_names"]
+    for k in range(margins.shape[1]):
+        a.plot(epochs, margins[:, k], label=names[k] if margins.shape[1] <= 12 else None)
+        b.plot(epochs, spreads[:, k])
+    a.set_title(f"{method} (seed {info['seed']}): margins gamma_k")
+    b.set_title("running spreads ||s_k||^2")
+    for ax in (a, b):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    if margins.shape[1] <= 12:
+        a.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

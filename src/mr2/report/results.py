@@ -8,7 +8,10 @@ results.json (schema 1)::
      "methods": {"<method>": {"seeds": [...],
                               "summary": {"<statistic>": {"mean", "std", "n"}, ...},
                               "per_class_mean": [...], "per_class_std": [...],
-                              "vs_reference": {paired comparison} | null}}}
+                              "vs_reference": {paired comparison, "gain_std"} | null,
+                              "test_spread_mean", "test_norm_sq_mean": [...] | null,
+                              "confusion_sum": [[...]], "internals": {...} | null}},
+     "tuning": [selection.json records]}
 
 Every summary statistic (overall, easy / medium / hard, worst class, ...) is computed per
 run with the easy / medium / hard thirds ranked by the reference method's per-class
@@ -34,7 +37,15 @@ def collect(paths: list[str | Path]) -> list[dict[str, Any]]:
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"{p} does not exist")
-        files = [p] if p.is_file() else sorted(p.rglob("result.json"))
+        files = (
+            [p]
+            if p.is_file()
+            else sorted(
+                f
+                for f in p.rglob("result.json")  # tuning and JTT stage-1 runs are not results
+                if "grid" not in f.relative_to(p).parts and "stage1" not in f.relative_to(p).parts
+            )
+        )
         for f in files:
             result = json.loads(f.read_text())
             result["run_dir"] = str(f.parent)
@@ -42,6 +53,36 @@ def collect(paths: list[str | Path]) -> list[dict[str, Any]]:
     if not found:
         raise FileNotFoundError(f"no result.json under {', '.join(map(str, paths))}")
     return found
+
+
+def _mean_diagnostic(runs: list[dict], key: str) -> list[float] | None:
+    values = [r.get("diagnostics", {}).get(key) for r in runs]
+    if any(v is None for v in values):
+        return None
+    return np.nanmean(np.array(values, dtype=float), axis=0).tolist()
+
+
+def _internals(run: dict) -> dict[str, Any] | None:
+    """MR²'s margins and spreads per epoch of one run (its lowest seed), if recorded."""
+    hist = [h for h in run.get("history", []) if "margins" in h]
+    if not hist:
+        return None
+    return {
+        "seed": run["seed"],
+        "epochs": [h["epoch"] for h in hist],
+        "margins": [h["margins"] for h in hist],
+        "spreads": [h["spreads"] for h in hist],
+    }
+
+
+def selections(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """The tuning records (selection.json) under the given comparison directories."""
+    return [
+        json.loads(f.read_text())
+        for p in map(Path, paths)
+        if Path(p).is_dir()
+        for f in sorted(Path(p).rglob("selection.json"))
+    ]
 
 
 def summarize(results: list[dict[str, Any]], reference: str = "ce") -> dict[str, Any]:
@@ -81,6 +122,10 @@ def summarize(results: list[dict[str, Any]], reference: str = "ce") -> dict[str,
                 a = acc[m][[i for i, _ in paired]]
                 b = acc[reference][[j for _, j in paired]]
                 vs = asdict(paired_comparison(a, b, reference=ref_mean))
+                diff = a - b  # (S, K) paired per-seed differences: the seed-noise band
+                vs["gain_std"] = (
+                    np.nanstd(diff, axis=0, ddof=1) if len(diff) > 1 else np.zeros(diff.shape[1])
+                ).tolist()
         methods[m] = {
             "seeds": [r["seed"] for r in rs],
             "summary": summary,
@@ -89,6 +134,10 @@ def summarize(results: list[dict[str, Any]], reference: str = "ce") -> dict[str,
                 np.nanstd(acc[m], axis=0, ddof=1) if len(rs) > 1 else np.zeros(acc[m].shape[1])
             ).tolist(),
             "vs_reference": vs,
+            "test_spread_mean": _mean_diagnostic(rs, "test_spread"),
+            "test_norm_sq_mean": _mean_diagnostic(rs, "test_norm_sq"),
+            "confusion_sum": np.sum([r["test"]["confusion"] for r in rs], axis=0).tolist(),
+            "internals": _internals(rs[0]),
         }
     first = results[0]
     return {

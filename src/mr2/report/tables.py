@@ -70,3 +70,20 @@ def per_class_csv(summary: dict[str, Any]) -> str:
         for c, (a, n) in enumerate(zip(run["per_class"], run["support"], strict=True)):
             w.writerow([run["method"], run["seed"], c, names[c], a, n])
     return out.getvalue()
+
+
+def grid_table(selections: list[dict[str, Any]]) -> str:
+    """Every grid point's validation score; the selected one marked."""
+    lines = [
+        "| method | setting | validation score (per tuning seed) | selected |",
+        "|---|---|---|---|",
+    ]
+    for sel in selections:
+        for row in sel["grid"]:
+            per_seed = ", ".join(f"{100 * v:.2f}" for v in row["val_scores"])
+            mark = "yes" if row["point"] == sel["selected"] else ""
+            lines.append(
+                f"| {sel['method']} | {row['label']} | {100 * row['val_score']:.2f} "
+                f"({per_seed}) | {mark} |"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""Why are these classes hard, and what did a method do: spread vs accuracy, confusions,
+and the ``mr2 diagnose`` computation for a saved model or a feature file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    for v in np.unique(x):  # average ranks of ties
+        tie = x == v
+        ranks[tie] = ranks[tie].mean()
+    return ranks
+
+
+def correlations(x, y) -> dict[str, float]:
+    """Pearson and Spearman correlation over the classes where both are defined."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or x.std() == 0 or y.std() == 0:
+        return {"pearson": float("nan"), "spearman": float("nan"), "n": len(x)}
+    return {
+        "pearson": float(np.corrcoef(x, y)[0, 1]),
+        "spearman": float(np.corrcoef(_ranks(x), _ranks(y))[0, 1]),
+        "n": len(x),
+    }
+
+
+def confusion_summary(summary: dict[str, Any], top: int = 2) -> str:
+    """For each hard class: the classes the reference confuses it with most, and how often
+    each method makes those same confusions (rates over all seeds' test predictions)."""
+    names, ref = summary["class_names"], summary["reference"]
+    methods = list(summary["methods"])
+    lines = [
+        "| hard class | mistaken for | " + " | ".join(methods) + " |",
+        "|---|---|" + "---|" * len(methods),
+    ]
+    conf = {m: np.asarray(summary["methods"][m]["confusion_sum"], dtype=float) for m in methods}
+    for c in summary["groups"]["hard"]:
+        row = conf[ref][c].copy()
+        row[c] = -1
+        for j in np.argsort(-row, kind="stable")[:top]:
+            rates = [f"{100 * conf[m][c, j] / max(conf[m][c].sum(), 1):.1f}" for m in methods]
+            lines.append(f"| {names[c]} | {names[j]} | " + " | ".join(rates) + " |")
+    return "\n".join(lines)
+
+
+def spread_table(summary: dict[str, Any]) -> str:
+    lines = [
+        "| method | Pearson(spread, acc) | Spearman(spread, acc) | classes |",
+        "|---|---|---|---|",
+    ]
+    for m, body in summary["methods"].items():
+        if body.get("test_spread_mean") is None:
+            continue
+        c = correlations(body["test_spread_mean"], body["per_class_mean"])
+        lines.append(f"| {m} | {c['pearson']:+.2f} | {c['spearman']:+.2f} | {c['n']} |")
+    return "\n".join(lines)
+
+
+def diagnose_features(
+    features, labels, preds=None, num_classes: int | None = None
+) -> dict[str, Any]:
+    """Per-class spread ||s_k||^2, ||mu_k||^2, accuracy (if predictions are given) and their
+    correlation, from a feature matrix (N, D) and labels (N,)."""
+    f = torch.as_tensor(np.asarray(features), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    if f.dim() != 2 or y.shape != (f.shape[0],):
+        raise ValueError(
+            f"need features (N, D) and labels (N,), got {tuple(f.shape)}, {tuple(y.shape)}"
+        )
+    k = num_classes or int(y.max()) + 1
+    from mr2.functional import class_statistics
+
+    count, norm_sq, spread = class_statistics(f, y, k)
+    out: dict[str, Any] = {
+        "count": count.tolist(),
+        "norm_sq": norm_sq.tolist(),
+        "spread": spread.tolist(),
+    }
+    if preds is not None:
+        from mr2.metrics import classwise_accuracy
+
+        p = torch.as_tensor(np.asarray(preds))
+        p = p.argmax(1) if p.dim() == 2 else p.long()
+        acc = classwise_accuracy(p, y, k)
+        out["accuracy"] = acc.tolist()
+        out["correlation"] = correlations(spread.numpy(), acc.numpy())
+    return out
+
+
+def diagnose_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
+    """Load a run's config and final model, compute features on ``split`` (val or test)."""
+    from mr2 import models
+    from mr2.engine import config
+    from mr2.engine.train import load_data
+
+    run_dir = Path(run_dir)
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    for name in ("config.toml", "final.pt"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir / name} does not exist (a finished run dir?)")
+    cfg = config.load(run_dir / "config.toml")
+    dataset = load_data(cfg)
+    model = models.create(
+        cfg.model.name, dataset.input_shape, dataset.num_classes, **cfg.model.options
+    )
+    model.load_state_dict(
+        torch.load(run_dir / "final.pt", map_location="cpu", weights_only=False)["model"]
+    )
+    model.eval()
+    data = getattr(dataset, split)
+    with torch.no_grad():
+        outs = [model(x) for x in data.x.split(cfg.train.eval_batch_size)]
+    logits = torch.cat([o[0] for o in outs])
+    features = torch.cat([o[1] for o in outs])
+    out = diagnose_features(features, data.y, logits.argmax(1), dataset.num_classes)
+    out["class_names"], out["split"] = dataset.class_names, split
+    return out
+
+
+def diagnose_plot(result: dict[str, Any], path: Path) -> Path:
+    from mr2.report.plots import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    acc = np.asarray(result["accuracy"]) * 100
+    ax.scatter(result["spread"], acc)
+    names = result.get("class_names") or [str(i) for i in range(len(acc))]
+    if len(acc) <= 30:
+        for x, yv, n in zip(result["spread"], acc, names, strict=True):
+            ax.annotate(n, (x, yv), fontsize=7)
+    c = result["correlation"]
+    ax.set_title(f"spread vs accuracy: Pearson {c['pearson']:+.2f}, Spearman {c['spearman']:+.2f}")
+    ax.set_xlabel("feature spread ||s_k||^2")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run_diagnose(
+    run: str | None, features: str | None, split: str = "test", out: str | None = None
+) -> dict[str, Any]:
+    """``mr2 diagnose``: from a run directory or a feature file; writes diagnose.json and,
+    when accuracies are known, spread_vs_accuracy.png."""
+    from mr2.engine.checkpoint import save_json
+
+    if (run is None) == (features is None):
+        raise ValueError("give either a run directory or --features FILE.npz")
+    if run is not None:
+        result = diagnose_run(run, split)
+        folder = Path(out or Path(run) / "diagnose")
+    else:
+        path = Path(features)
+        if not path.is_file():
+            raise FileNotFoundError(f"feature file {path} does not exist")
+        with np.load(path, allow_pickle=False) as d:
+            if not {"features", "labels"} <= set(d.files):
+                raise ValueError(f"{path} needs arrays 'features' and 'labels', has {d.files}")
+            preds = (
+                d["preds"] if "preds" in d.files else d["logits"] if "logits" in d.files else None
+            )
+            result = diagnose_features(d["features"], d["labels"], preds)
+        folder = Path(out or path.parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_json(result, folder / "diagnose.json")
+    png = diagnose_plot(result, folder / "spread_vs_accuracy.png") if "accuracy" in result else None
+    return {"result": result, "json": folder / "diagnose.json", "plot": png}

@@ -1,0 +1,107 @@
+"""Tuning on validation, diagnostics in the report, and `mr2 diagnose`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import pearsonr, spearmanr
+
+from mr2 import cli, models
+from mr2.engine import config
+from mr2.engine.compare import grid_points, run_compare
+from mr2.engine.evaluate import feature_statistics
+from mr2.functional import class_statistics
+from mr2.report import build
+from mr2.report.diagnostics import correlations, diagnose_features
+
+BASE = {
+    "data": {
+        "name": "synthetic",
+        "options": {"num_classes": 5, "dim": 8, "n_train": 80, "n_test": 40},
+    },
+    "model": {"name": "mlp", "options": {"width": 32}},
+    "train": {"epochs": 2, "batch_size": 32},
+}
+
+
+def test_grid_points_order():
+    assert grid_points({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
+    with pytest.raises(ValueError, match="non-empty list"):
+        grid_points({"a": []})
+
+
+def test_grid_is_selected_on_validation_and_reported(tmp_path):
+    cfg = config.from_dict({k: dict(v) for k, v in BASE.items()})
+    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0, 1]
+    cfg.compare.grid = {"mr2": {"lambda_rep": [0.0, 1.0], "c_bar": [0.5, 2.0]}}
+    cfg.compare.select_metric = "worst_class"
+    out = tmp_path / "cmp"
+    run_compare(cfg, out, show_progress=False, log=lambda *_: None)
+    selection = json.loads((out / "mr2" / "selection.json").read_text())
+    assert len(selection["grid"]) == 4 and selection["tune_seeds"] == [0]
+    scores = {}  # recompute every grid point's validation score from its own run
+    for d in (out / "mr2" / "grid").iterdir():
+        result = json.loads((d / "seed0" / "result.json").read_text())
+        scores[d.name] = result["val"]["worst_class"]
+        assert result["val"]["worst_class"] == min(result["val"]["per_class"])
+    best = max(scores.values())
+    chosen = next(r for r in selection["grid"] if r["point"] == selection["selected"])
+    assert scores[chosen["label"]] == best
+    for seed in (0, 1):
+        final = json.loads((out / "mr2" / f"seed{seed}" / "result.json").read_text())
+        assert final["config"]["loss"]["options"] == selection["options"]
+    built = build([out], out)
+    assert len(built["summary"]["runs"]) == 4  # grid runs are not results
+    text = (out / "report.md").read_text()
+    assert "Settings chosen on validation" in text and chosen["label"] in text
+    for name in ("spread_vs_accuracy.png", "margins_over_epochs.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert "mistaken for" in text and "Spearman" in text
+
+
+def test_feature_statistics_match_class_statistics():
+    torch.manual_seed(0)
+    from mr2.data import Split
+
+    model = models.create("mlp", (6,), 3, width=16)
+    split = Split(torch.randn(50, 6), torch.arange(50) % 3)
+    got = feature_statistics(model, split, 3, batch_size=7, device=torch.device("cpu"))
+    with torch.no_grad():
+        f = model(split.x)[1].double()
+    _, norm_sq, spread = class_statistics(f, split.y, 3)
+    np.testing.assert_allclose(got["spread"], spread.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(got["norm_sq"], norm_sq.numpy(), rtol=1e-6)
+
+
+def test_correlations_against_scipy():
+    rng = np.random.default_rng(0)
+    x, y = rng.random(20), rng.random(20)
+    y[3] = y[4]  # a tie
+    c = correlations(x, y)
+    assert c["pearson"] == pytest.approx(pearsonr(x, y).statistic)
+    assert c["spearman"] == pytest.approx(spearmanr(x, y).statistic)
+    assert np.isnan(correlations([1, 2], [3, 4])["pearson"])
+
+
+def test_diagnose_feature_file_and_run(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    feats = rng.normal(size=(60, 4)) * (1 + labels[:, None])  # class 2 widest
+    preds = np.where(rng.random(60) < 1 - 0.3 * labels / 2, labels, (labels + 1) % 3)
+    np.savez(tmp_path / "f.npz", features=feats, labels=labels, preds=preds)
+    assert cli.main(["diagnose", "--features", str(tmp_path / "f.npz")]) == 0
+    saved = json.loads((tmp_path / "diagnose.json").read_text())
+    direct = diagnose_features(feats, labels, preds)
+    assert saved["spread"] == pytest.approx(direct["spread"])
+    assert saved["spread"][2] > saved["spread"][0]
+    assert (tmp_path / "spread_vs_accuracy.png").is_file()
+    cfg = config.from_dict({k: dict(v) for k, v in BASE.items()})
+    from mr2.engine.train import train
+
+    train(cfg, tmp_path / "run", show_progress=False)
+    assert cli.main(["diagnose", str(tmp_path / "run"), "--split", "val"]) == 0
+    out = json.loads((tmp_path / "run" / "diagnose" / "diagnose.json").read_text())
+    assert out["split"] == "val" and len(out["accuracy"]) == 5
+    assert cli.main(["diagnose", str(tmp_path / "nothing")]) == 2
+    assert cli.main(["diagnose"]) == 2
