@@ -12,27 +12,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import tiny_config
 from mr2 import cli, losses
 from mr2.engine import config
 from mr2.engine.schedule import lr_factor
 from mr2.engine.train import train
 
-SMALL = {
-    "data": {
-        "name": "synthetic",
-        "options": {"num_classes": 5, "dim": 8, "n_train": 80, "n_test": 40},
-    },
-    "model": {"name": "mlp", "options": {"width": 32}},
-    "optim": {"lr": 0.05, "warmup_epochs": 1.0},
-    "train": {"epochs": 3, "batch_size": 32},
-}
-
 
 def small(**sections):
-    cfg = config.from_dict({k: dict(v) for k, v in SMALL.items()})
-    for key, value in sections.items():
-        section, name = key.split("__")
-        setattr(getattr(cfg, section), name, value)
+    cfg = tiny_config(**sections)
+    cfg.optim.lr, cfg.optim.warmup_epochs = 0.05, 1.0
+    if "train__epochs" not in sections:
+        cfg.train.epochs = 3
     return cfg
 
 

@@ -6,23 +6,15 @@ import math
 import pytest
 import torch
 
+from helpers import tiny_config
 from mr2 import data, models
-from mr2.engine import config, procedures
+from mr2.engine import procedures
 from mr2.engine.compare import run_config
 from mr2.engine.train import load_data, train
 
-BASE = {
-    "data": {
-        "name": "synthetic",
-        "options": {"num_classes": 5, "dim": 8, "n_train": 80, "n_test": 40},
-    },
-    "model": {"name": "mlp", "options": {"width": 32}},
-    "train": {"epochs": 2, "batch_size": 32},
-}
-
 
 def base():
-    return config.from_dict({k: dict(v) for k, v in BASE.items()})
+    return tiny_config()
 
 
 def test_jtt_second_stage_upweights_exactly_the_first_stage_errors(tmp_path):

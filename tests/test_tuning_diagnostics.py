@@ -7,22 +7,13 @@ import pytest
 import torch
 from scipy.stats import pearsonr, spearmanr
 
+from helpers import tiny_config
 from mr2 import cli, models
-from mr2.engine import config
 from mr2.engine.compare import grid_points, run_compare
 from mr2.engine.evaluate import feature_statistics
 from mr2.functional import class_statistics
 from mr2.report import build
 from mr2.report.diagnostics import correlations, diagnose_features
-
-BASE = {
-    "data": {
-        "name": "synthetic",
-        "options": {"num_classes": 5, "dim": 8, "n_train": 80, "n_test": 40},
-    },
-    "model": {"name": "mlp", "options": {"width": 32}},
-    "train": {"epochs": 2, "batch_size": 32},
-}
 
 
 def test_grid_points_order():
@@ -32,7 +23,7 @@ def test_grid_points_order():
 
 
 def test_grid_is_selected_on_validation_and_reported(tmp_path):
-    cfg = config.from_dict({k: dict(v) for k, v in BASE.items()})
+    cfg = tiny_config()
     cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0, 1]
     cfg.compare.grid = {"mr2": {"lambda_rep": [0.0, 1.0], "c_bar": [0.5, 2.0]}}
     cfg.compare.select_metric = "worst_class"
@@ -96,7 +87,7 @@ def test_diagnose_feature_file_and_run(tmp_path, capsys):
     assert saved["spread"] == pytest.approx(direct["spread"])
     assert saved["spread"][2] > saved["spread"][0]
     assert (tmp_path / "spread_vs_accuracy.png").is_file()
-    cfg = config.from_dict({k: dict(v) for k, v in BASE.items()})
+    cfg = tiny_config()
     from mr2.engine.train import train
 
     train(cfg, tmp_path / "run", show_progress=False)
