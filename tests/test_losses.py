@@ -169,3 +169,13 @@ def test_registry_errors():
         losses.create("label_smoothing", num_classes=3, smoothing=1.0)
     with pytest.raises(ValueError, match="class_counts"):
         losses.create("logit_adjustment", num_classes=3, class_counts=[1, 0, 2])
+
+
+def test_ce_temperature_equals_mr2_with_uniform_margins():
+    z, f, y = batch()
+    ce = losses.create("ce", num_classes=5, temperature=0.5)
+    torch.testing.assert_close(ce(z, None, y), F.cross_entropy(z / 0.5, y))
+    mr2 = losses.create("mr2_logit", num_classes=5, c_bar=0.5).eval()  # no statistics: all c_bar
+    torch.testing.assert_close(mr2(z, f, y), ce(z, None, y))
+    with pytest.raises(ValueError, match="temperature"):
+        losses.create("ce", num_classes=5, temperature=0.0)

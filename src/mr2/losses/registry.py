@@ -34,14 +34,27 @@ def describe(name: str) -> str:
 
 
 def options(name: str) -> dict[str, Any]:
-    """The keyword options of a loss and their defaults (num_classes excluded)."""
+    """The keyword options of a loss and their defaults (num_classes excluded), including
+    those a class passes on to its base class through ``**kwargs`` (reduction, validate)."""
     factory, _, options_from = _lookup(name)
-    sig = inspect.signature(options_from or factory)
-    return {
-        p.name: p.default
-        for p in sig.parameters.values()
-        if p.name != "num_classes" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    }
+    target = options_from or factory
+    chain = (
+        [c.__init__ for c in target.__mro__ if "__init__" in vars(c)]
+        if isinstance(target, type)
+        else [target]
+    )
+    found: dict[str, Any] = {}
+    for fn in chain:
+        params = inspect.signature(fn).parameters.values()
+        for p in params:
+            if p.name not in ("self", "num_classes") and p.kind in (
+                p.KEYWORD_ONLY,
+                p.POSITIONAL_OR_KEYWORD,
+            ):
+                found.setdefault(p.name, p.default)
+        if not any(p.kind == p.VAR_KEYWORD for p in params) or fn is nn.Module.__init__:
+            break
+    return found
 
 
 def create(name: str, *, num_classes: int, **kwargs: Any) -> nn.Module:
