@@ -10,7 +10,8 @@ from helpers import tiny_config
 from mr2 import data, models
 from mr2.engine import procedures
 from mr2.engine.compare import run_config
-from mr2.engine.train import load_data, train
+from mr2.engine.loop import load_data
+from mr2.engine.train import train
 
 
 def base():

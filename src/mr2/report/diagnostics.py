@@ -101,7 +101,7 @@ def diagnose_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     """Load a run's config and final model, compute features on ``split`` (val or test)."""
     from mr2 import models
     from mr2.engine import config
-    from mr2.engine.train import load_data
+    from mr2.engine.loop import load_data
 
     run_dir = Path(run_dir)
     if split not in ("val", "test"):

@@ -1,0 +1,156 @@
+"""Setting a run up: device and processes, data, model, loss, optimiser and procedure,
+gathered in one ``Loop`` that the training loop (train.py) works with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mr2 import data as mr2_data
+from mr2 import distributed, losses, models
+from mr2.engine import procedures
+from mr2.engine.config import RunConfig
+from mr2.engine.evaluate import evaluate
+from mr2.engine.schedule import make_optimizer
+
+
+@dataclass
+class Context:
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    world: int
+    rank: int
+
+
+def setup(cfg: RunConfig) -> Context:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    kind = cfg.train.device
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device = 'cuda' but no CUDA device is available")
+    distributed.init_from_env(kind)
+    device = (
+        torch.device(kind, torch.cuda.current_device()) if kind == "cuda" else torch.device("cpu")
+    )
+    amp = (torch.float16 if kind == "cuda" else torch.bfloat16) if cfg.train.amp else None
+    return Context(device, amp, distributed.world_size(), distributed.rank())
+
+
+def load_data(cfg: RunConfig) -> mr2_data.Dataset:
+    d = cfg.data
+    options = {
+        "data_dir": d.data_dir,
+        "path": d.path,
+        "val_fraction": d.val_fraction,
+        "seed": d.split_seed,
+        "train_subset": d.train_subset,
+        "allow_download": d.allow_download,
+    }
+    accepted = mr2_data.options(d.name)
+    for key in ("data_dir", "path"):
+        if options[key] and key not in accepted:
+            raise ValueError(f"data.{key} is set but dataset {d.name!r} does not use it")
+    options = {k: v for k, v in options.items() if k in accepted}
+    return mr2_data.load(d.name, **options, **d.options)
+
+
+def build(cfg: RunConfig, dataset: mr2_data.Dataset, ctx: Context):
+    torch.manual_seed(cfg.train.seed)
+    model = models.create(
+        cfg.model.name, dataset.input_shape, dataset.num_classes, **cfg.model.options
+    ).to(ctx.device)
+    loss_fn = losses.create(cfg.loss.name, num_classes=dataset.num_classes, **cfg.loss.options).to(
+        ctx.device
+    )
+    return model, loss_fn
+
+
+@dataclass
+class Loop:
+    """Everything one run's loop works with."""
+
+    cfg: RunConfig
+    ctx: Context
+    dataset: mr2_data.Dataset
+    model: nn.Module
+    net: nn.Module  # the model, wrapped in DistributedDataParallel when distributed
+    loss_fn: nn.Module
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    proc: procedures.Procedure
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.dataset.train) // self.cfg.train.batch_size
+
+    def autocast(self):
+        return torch.autocast(
+            self.ctx.device.type,
+            dtype=self.ctx.amp_dtype or torch.float32,
+            enabled=self.ctx.amp_dtype is not None,
+        )
+
+    def evaluate(self, split: mr2_data.Split):
+        return evaluate(
+            self.model,
+            split,
+            self.dataset.num_classes,
+            batch_size=self.cfg.train.eval_batch_size,
+            device=self.ctx.device,
+            amp_dtype=self.ctx.amp_dtype,
+        )
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "loss": self.loss_fn.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "procedure": self.proc.state_dict(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.loss_fn.load_state_dict(state["loss"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.proc.load_state_dict(state["procedure"])
+
+
+def prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> Loop:
+    ctx = setup(cfg)
+    if cfg.train.batch_size % ctx.world:
+        raise ValueError(
+            f"train.batch_size {cfg.train.batch_size} is not divisible by the {ctx.world} processes"
+        )
+    dataset = load_data(cfg)
+    if len(dataset.train) < cfg.train.batch_size:
+        raise ValueError(
+            f"only {len(dataset.train)} training samples for batch size {cfg.train.batch_size}"
+        )
+    if cfg.train.select == "best_val" and not len(dataset.val):
+        raise ValueError("train.select = 'best_val' needs a validation split (data.val_fraction)")
+    model, loss_fn = build(cfg, dataset, ctx)
+    net: nn.Module = model
+    if ctx.world > 1:
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    opt = make_optimizer(model, cfg.optim)
+    proc = procedures.create(
+        cfg.train.procedure, cfg, dataset, ctx.device, run_dir, **cfg.train.procedure_options
+    )
+    if proc.single_process_only and ctx.world > 1:
+        raise ValueError(f"procedure {cfg.train.procedure!r} runs on one process only")
+    proc.bind(opt)
+    proc.resume = resume
+    proc.prepare()
+    scaler = torch.amp.GradScaler("cuda", enabled=ctx.amp_dtype == torch.float16)
+    return Loop(cfg, ctx, dataset, model, net, loss_fn, opt, scaler, proc)
