@@ -106,6 +106,18 @@ def test_npz_pool_split_is_stratified_and_disjoint():
     assert len(ds.test) == 2000 and torch.equal(torch.bincount(ds.test.y), torch.full((10,), 200))
     assert torch.equal(torch.bincount(ds.val.y), torch.full((10,), 80))
     assert len(ds.train) + len(ds.val) + len(ds.test) == 10000
+    assert ds.class_names[2] == "2"
+    names = [f"c{i}" for i in range(10)]
+    named = data.load(
+        "npz", path=str(SHARED / "cifar10_jpeg" / "cifar10_jpeg_test.npz"), class_names=names
+    )
+    assert named.class_names == names
+    with pytest.raises(ValueError, match="class_names has 3 names"):
+        data.load(
+            "npz",
+            path=str(SHARED / "cifar10_jpeg" / "cifar10_jpeg_test.npz"),
+            class_names=names[:3],
+        )
     flat = {tuple(v.tolist()) for v in ds.test.x.flatten(1)[:, ::97]}
     assert not any(tuple(v.tolist()) in flat for v in ds.val.x.flatten(1)[:, ::97])
 

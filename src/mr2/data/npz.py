@@ -25,6 +25,7 @@ def load_npz(
     seed: int = 0,
     train_subset: int = 0,
     test_fraction: float = 0.2,
+    class_names: list[str] | None = None,
 ) -> Dataset:
     if not path:
         raise ValueError("the npz dataset needs a file: set data.path")
@@ -49,6 +50,8 @@ def load_npz(
     num_classes = int(max(y_tr.max(), y_te.max())) + 1
     train = Split(_tensor(x_tr), torch.from_numpy(y_tr.astype(np.int64)))
     test = Split(_tensor(x_te), torch.from_numpy(y_te.astype(np.int64)))
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"class_names has {len(class_names)} names for {num_classes} classes")
     return make_dataset(
         p.stem,
         train,
@@ -57,5 +60,6 @@ def load_npz(
         val_fraction=val_fraction,
         seed=seed,
         train_subset=train_subset,
+        class_names=class_names,
         notes=notes,
     )
