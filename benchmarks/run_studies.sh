@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# The real-data studies (issue 5). Resumable: rerun to continue. Each prints its table and
-# writes report.md / results.json / plots into its output folder.
+# The real-data studies (issue 5). Resumable: rerun to continue. Each writes report.md,
+# results.json and plots into its output folder; timings are appended to timings.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MR2="${MR2:-.venv/bin/mr2}"
 out="${OUT:-benchmarks/results}"
-for study in fashion_mnist/mlp fashion_mnist/cnn cifar10_jpeg/resnet32; do
+run() {  # run CONFIG OUTPUT_DIR
+  local start
   start=$(date +%s)
-  "$MR2" compare --config "benchmarks/$study.toml" --out "$out/$study"
-  echo "$study: $(( $(date +%s) - start )) s" | tee -a "$out/timings.txt"
-done
+  "$MR2" compare --config "benchmarks/$1.toml" --out "$out/$2"
+  echo "$1: $(( $(date +%s) - start )) s" | tee -a "$out/timings.txt"
+}
+run fashion_mnist/mlp fashion_mnist/mlp
+run fashion_mnist/cnn fashion_mnist/cnn
+run cifar10_jpeg/resnet32 cifar10_jpeg/resnet32
+run fashion_mnist/mlp_temperature fashion_mnist/mlp_temperature
+run fashion_mnist/cnn_baselines fashion_mnist/cnn   # same folder: one report with all methods
+.venv/bin/python benchmarks/fashion_mnist/temperature_control.py "$out/fashion_mnist"
