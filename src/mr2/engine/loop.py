@@ -12,7 +12,7 @@ from torch import nn
 
 from mr2 import data as mr2_data
 from mr2 import distributed, losses, models
-from mr2.engine import procedures
+from mr2.engine import checkpoint, procedures
 from mr2.engine.config import RunConfig
 from mr2.engine.evaluate import evaluate
 from mr2.engine.schedule import make_optimizer
@@ -60,11 +60,26 @@ def load_data(cfg: RunConfig) -> mr2_data.Dataset:
     return mr2_data.load(d.name, **options, **d.options)
 
 
+def create_model(cfg: RunConfig, dataset: mr2_data.Dataset) -> nn.Module:
+    """The run's model, freshly initialised (from the current torch seed)."""
+    return models.create(
+        cfg.model.name, dataset.input_shape, dataset.num_classes, **cfg.model.options
+    )
+
+
+def load_final_model(cfg: RunConfig, dataset: mr2_data.Dataset, run_dir: Path) -> nn.Module:
+    """The model a finished run saved in RUN_DIR/final.pt, on the CPU."""
+    path = Path(run_dir) / "final.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (a finished run dir?)")
+    model = create_model(cfg, dataset)
+    model.load_state_dict(checkpoint.load_torch(path)["model"])
+    return model
+
+
 def build(cfg: RunConfig, dataset: mr2_data.Dataset, ctx: Context):
     torch.manual_seed(cfg.train.seed)
-    model = models.create(
-        cfg.model.name, dataset.input_shape, dataset.num_classes, **cfg.model.options
-    ).to(ctx.device)
+    model = create_model(cfg, dataset).to(ctx.device)
     loss_fn = losses.create(cfg.loss.name, num_classes=dataset.num_classes, **cfg.loss.options).to(
         ctx.device
     )

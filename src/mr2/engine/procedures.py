@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mr2 import models
 from mr2.data import Dataset
 from mr2.losses import generalized_cross_entropy
 
@@ -70,6 +69,7 @@ class JTT(Procedure):
 
     def prepare(self) -> None:
         from mr2.engine.evaluate import predict
+        from mr2.engine.loop import load_final_model
         from mr2.engine.train import train
 
         stage1 = copy.deepcopy(self.cfg)
@@ -78,16 +78,7 @@ class JTT(Procedure):
         stage1.train.epochs = int(self.options["first_epochs"])
         stage1.train.select = "last"
         train(stage1, self.run_dir / "stage1", resume=self.resume, show_progress=False)
-        state = torch.load(
-            self.run_dir / "stage1" / "final.pt", map_location="cpu", weights_only=False
-        )
-        model = models.create(
-            self.cfg.model.name,
-            self.dataset.input_shape,
-            self.dataset.num_classes,
-            **self.cfg.model.options,
-        )
-        model.load_state_dict(state["model"])
+        model = load_final_model(self.cfg, self.dataset, self.run_dir / "stage1")
         preds = predict(
             model.to(self.device), self.dataset.train.x, self.cfg.train.eval_batch_size, self.device
         )
@@ -141,13 +132,12 @@ class LfF(Procedure):
     defaults: ClassVar[dict[str, Any]] = {"q": 0.7, "ema": 0.7}
 
     def prepare(self) -> None:
-        torch.manual_seed(self.cfg.train.seed + 1)
-        ds = self.dataset
-        self.biased = models.create(
-            self.cfg.model.name, ds.input_shape, ds.num_classes, **self.cfg.model.options
-        ).to(self.device)
+        from mr2.engine.loop import create_model
         from mr2.engine.schedule import make_optimizer
 
+        torch.manual_seed(self.cfg.train.seed + 1)
+        ds = self.dataset
+        self.biased = create_model(self.cfg, ds).to(self.device)
         self.opt = make_optimizer(self.biased, self.cfg.optim)
         self.ema_b = torch.zeros(len(ds.train), device=self.device)
         self.ema_d = torch.zeros(len(ds.train), device=self.device)

@@ -99,24 +99,17 @@ def diagnose_features(
 
 def diagnose_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     """Load a run's config and final model, compute features on ``split`` (val or test)."""
-    from mr2 import models
     from mr2.engine import config
-    from mr2.engine.loop import load_data
+    from mr2.engine.loop import load_data, load_final_model
 
     run_dir = Path(run_dir)
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
-    for name in ("config.toml", "final.pt"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir / name} does not exist (a finished run dir?)")
+    if not (run_dir / "config.toml").is_file():
+        raise FileNotFoundError(f"{run_dir / 'config.toml'} does not exist (a finished run dir?)")
     cfg = config.load(run_dir / "config.toml")
     dataset = load_data(cfg)
-    model = models.create(
-        cfg.model.name, dataset.input_shape, dataset.num_classes, **cfg.model.options
-    )
-    model.load_state_dict(
-        torch.load(run_dir / "final.pt", map_location="cpu", weights_only=False)["model"]
-    )
+    model = load_final_model(cfg, dataset, run_dir)
     model.eval()
     data = getattr(dataset, split)
     with torch.no_grad():
