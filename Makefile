@@ -2,17 +2,17 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# CPU build of PyTorch that this machine serves from local disk; override on a GPU box:
-#   make test TORCH_SPEC="torch"
-TORCH_SPEC ?= torch==2.13.0
+# The PyTorch + torchvision pair this machine serves from local disk (the backbones need
+# torchvision); override on another box, e.g. make test TORCH_SPEC="torch torchvision"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: venv demo test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q $(TORCH_SPEC)
+	$(BIN)/pip install -q -e ".[dev,vision]"
 	touch $@
 
 venv: $(BIN)/.installed

@@ -14,6 +14,8 @@ from mr2.data.folder import load_folder
 from mr2.data.idx import load_idx
 from mr2.data.npz import load_npz
 from mr2.data.synthetic import gaussian_mixture, load_synthetic
+from mr2.data.vision import SOURCES as VISION_SOURCES
+from mr2.data.vision import load_vision
 
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "synthetic": load_synthetic,
@@ -24,6 +26,7 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
     "cifar100": partial(load_cifar, "cifar100"),
     "npz": load_npz,
     "folder": load_folder,
+    **{name: load_vision for name in VISION_SOURCES},
 }
 
 

@@ -4,6 +4,7 @@ test splits, and the seeded, stratified carving of validation data from training
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,21 +13,27 @@ from torch import Tensor
 
 @dataclass
 class Split:
-    """x: (N, ...) float32 inputs (images as (N, C, H, W) in [0, 1]); y: (N,) int64."""
+    """x: (N, ...) float32 inputs (images as (N, C, H, W) in [0, 1]), or a lazy source from
+    mr2.data.lazy that gives such batches when indexed; y: (N,) int64."""
 
-    x: Tensor
+    x: Any  # Tensor, LazyImages or MappedTensor
     y: Tensor
 
     def __post_init__(self) -> None:
-        if self.x.shape[0] != self.y.shape[0]:
-            raise ValueError(f"x has {self.x.shape[0]} rows but y has {self.y.shape[0]}")
+        if len(self.x) != self.y.shape[0]:
+            raise ValueError(f"x has {len(self.x)} rows but y has {self.y.shape[0]}")
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def subset(self, idx: Tensor | np.ndarray) -> Split:
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return Split(self.x[idx], self.y[idx])
+        x = self.x.subset(idx) if hasattr(self.x, "subset") else self.x[idx]
+        return Split(x, self.y[idx])
+
+    def map(self, fn) -> Split:
+        """The same split with its inputs ``x`` replaced by ``fn(x)``."""
+        return Split(fn(self.x), self.y)
 
 
 @dataclass

@@ -1,0 +1,194 @@
+"""The fine-grained transfer datasets and ImageNet as lazily decoded image files, read by
+torchvision's dataset classes (extra ``vision``) with their official splits.
+
+Validation: the official one where the dataset has it (Flowers102, FGVC-Aircraft), else
+carved, stratified and seeded, from the training split (Pets ``trainval``, Food-101, Stanford
+Cars, ImageNet ``train``); the test split is the official test (ImageNet: ``val``). A CoOp
+split file (``split_zhou_*.json``: ``{"train"|"val"|"test": [[path, label, class], ...]}``)
+replaces all three splits, its labels and its class names when ``split_file`` is given.
+Images are found under ``data_dir``, ``$MR2_DATA`` or ``~/.cache/mr2/<name>``, in the folder
+torchvision expects (e.g. ``oxford-iiit-pet/``); torchvision downloads them when allowed
+and the dataset still has a public source (not Stanford Cars, not ImageNet)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mr2.data.base import Dataset, Split, make_dataset
+from mr2.data.files import search_dirs
+from mr2.data.lazy import LazyImages
+
+
+@dataclass(frozen=True)
+class Source:
+    folder: str  # torchvision's folder under root
+    image_root: str  # where CoOp's relative image paths start, under root
+    downloads: bool
+
+
+SOURCES = {
+    "pets": Source("oxford-iiit-pet", "oxford-iiit-pet/images", True),
+    "flowers102": Source("flowers-102", "flowers-102/jpg", True),
+    "food101": Source("food-101", "food-101/images", True),
+    "aircraft": Source("fgvc-aircraft-2013b", "fgvc-aircraft-2013b/data/images", True),
+    "cars": Source("stanford_cars", "stanford_cars", False),
+    "imagenet": Source("imagenet", "imagenet", False),
+}
+
+
+def _root(name: str, data_dir: str, path: str, allow_download: bool) -> tuple[Path, bool]:
+    """(root folder holding the dataset's folder, whether torchvision should download)."""
+    src = SOURCES[name]
+    candidates = [Path(path).parent] if path else search_dirs(name, data_dir, [])
+    if path and Path(path).name != src.folder:
+        raise ValueError(f"data.path for {name} must be a folder named {src.folder}, got {path}")
+    for d in candidates:
+        if (d / src.folder).is_dir():
+            return d, False
+    if allow_download and src.downloads and not path:
+        return candidates[-1], True
+    raise FileNotFoundError(
+        f"{name}: no {src.folder}/ folder under any of {[str(d) for d in candidates]}"
+        + ("" if src.downloads else f" ({name} cannot be downloaded automatically)")
+        + "; pass --set data.data_dir=DIR or set MR2_DATA"
+    )
+
+
+def _torchvision(name: str, root: Path, split: str, download: bool, verify: bool):
+    """(paths, labels, class names) of one official split, read by torchvision's class."""
+    from torchvision import datasets as tv
+
+    if name == "pets":
+        ds = tv.OxfordIIITPet(root, split=split, download=download)
+        return [str(p) for p in ds._images], ds._labels, ds.classes
+    if name == "flowers102":
+        cls = tv.Flowers102 if verify else _make_unverified()
+        ds = cls(root, split=split, download=download)
+        return [str(p) for p in ds._image_files], ds._labels, list(tv.Flowers102.classes)
+    if name == "food101":
+        ds = tv.Food101(root, split=split, download=download)
+        names = [c.replace("_", " ") for c in ds.classes]
+        return [str(p) for p in ds._image_files], ds._labels, names
+    if name == "aircraft":
+        ds = tv.FGVCAircraft(root, split=split, download=download)
+        return list(ds._image_files), ds._labels, ds.classes
+    if name == "cars":
+        ds = tv.StanfordCars(root, split=split)
+        return [p for p, _ in ds._samples], [y for _, y in ds._samples], ds.classes
+    ds = tv.ImageFolder(root / "imagenet" / split)
+    return [p for p, _ in ds.samples], ds.targets, _imagenet_names(ds.classes)
+
+
+def _imagenet_names(folders: list[str]) -> list[str]:
+    """CLIP's class names for the 1000 WordNet-id folders, else the folder names."""
+    if len(folders) == 1000 and all(f[:1] == "n" and f[1:].isdigit() for f in folders):
+        from importlib import resources
+
+        text = resources.files("mr2.backbones").joinpath("imagenet_classes.txt").read_text()
+        return text.splitlines()
+    return list(folders)
+
+
+def _unverified_check(self) -> bool:
+    return self._images_folder.is_dir() and all(
+        (self._base_folder / self._file_dict[k][0]).is_file() for k in ("label", "setid")
+    )
+
+
+def _make_unverified():
+    """Flowers102 that checks the annotation files exist instead of their MD5 sums."""
+    from torchvision.datasets import Flowers102
+
+    return type("_UnverifiedFlowers102", (Flowers102,), {"_check_integrity": _unverified_check})
+
+
+def _split(paths, labels) -> Split:
+    return Split(LazyImages(paths), torch.as_tensor(list(labels), dtype=torch.long))
+
+
+def read_coop_split(path: str | Path, image_root: Path) -> tuple[dict[str, Split], list[str]]:
+    """Splits and class names from a CoOp split file; image paths relative to image_root."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"split file {p} does not exist")
+    table = json.loads(p.read_text())
+    missing = {"train", "val", "test"} - set(table)
+    if missing:
+        raise ValueError(f"split file {p} lacks {sorted(missing)}")
+    names: dict[int, str] = {}
+    splits = {}
+    for key in ("train", "val", "test"):
+        rows = table[key]
+        for entry in rows:
+            if len(entry) != 3:
+                raise ValueError(
+                    f"split file {p}: {key} entry {entry!r} is not [path, label, name]"
+                )
+            names.setdefault(int(entry[1]), str(entry[2]))
+        splits[key] = _split([str(image_root / r[0]) for r in rows], [int(r[1]) for r in rows])
+    if sorted(names) != list(range(len(names))):
+        raise ValueError(f"split file {p}: labels are not 0..K-1")
+    return splits, [names[k].replace("_", " ") for k in range(len(names))]
+
+
+def load_vision(
+    name: str,
+    *,
+    data_dir: str = "",
+    path: str = "",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    train_subset: int = 0,
+    allow_download: bool = True,
+    split_file: str = "",
+    verify: bool = True,
+) -> Dataset:
+    """``path``: the dataset's own folder (e.g. /data/oxford-iiit-pet), else searched;
+    ``verify``: torchvision's MD5 checks of annotation files (Flowers102)."""
+    root, download = _root(name, data_dir, path, allow_download)
+    notes = [f"{name} under {root}"]
+    if split_file:
+        splits, classes = read_coop_split(split_file, root / SOURCES[name].image_root)
+        notes.append(f"CoOp split file {split_file}: its train / val / test")
+        ds = make_dataset(
+            name,
+            splits["train"],
+            splits["test"],
+            len(classes),
+            val_fraction=0.0,
+            seed=seed,
+            train_subset=train_subset,
+            class_names=classes,
+            notes=notes,
+        )
+        ds.val = splits["val"]
+        return ds
+    official = {
+        "pets": ("trainval", None, "test"),
+        "imagenet": ("train", None, "val"),
+        "flowers102": ("train", "val", "test"),
+        "aircraft": ("train", "val", "test"),
+    }
+    train_name, val_name, test_name = official.get(name, ("train", None, "test"))
+    paths, labels, classes = _torchvision(name, root, train_name, download, verify)
+    train = _split(paths, labels)
+    test = _split(*_torchvision(name, root, test_name, download, verify)[:2])
+    ds = make_dataset(
+        name,
+        train,
+        test,
+        len(classes),
+        val_fraction=0.0 if val_name else val_fraction,
+        seed=seed,
+        train_subset=train_subset,
+        class_names=list(classes),
+        notes=notes,
+    )
+    if val_name:
+        ds.val = _split(*_torchvision(name, root, val_name, download, verify)[:2])
+        notes.append(f"official {val_name} split as validation")
+    return ds
