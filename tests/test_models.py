@@ -8,7 +8,7 @@ from mr2 import models
 
 @pytest.mark.parametrize("name", models.available())
 def test_logits_and_features(name):
-    shape = (3, 32, 32) if name != "mlp" else (1, 8, 8)
+    shape = {"mlp": (1, 8, 8), "linear": (12,)}.get(name, (3, 32, 32))
     model = models.create(name, shape, 7)
     logits, features = model(torch.randn(2, *shape))
     assert logits.shape == (2, 7) and features.shape == (2, model.feature_dim)

@@ -12,6 +12,7 @@ from mr2.data.cifar import load_cifar
 from mr2.data.digits import load_digits
 from mr2.data.folder import load_folder
 from mr2.data.idx import load_idx
+from mr2.data.lazy import LazyImages, MappedTensor, preprocessed
 from mr2.data.npz import load_npz
 from mr2.data.synthetic import gaussian_mixture, load_synthetic
 from mr2.data.vision import SOURCES as VISION_SOURCES
@@ -59,11 +60,14 @@ def load(name: str, **kwargs) -> Dataset:
 __all__ = [
     "LOADERS",
     "Dataset",
+    "LazyImages",
+    "MappedTensor",
     "Split",
     "available",
     "gaussian_mixture",
     "load",
     "make_dataset",
+    "preprocessed",
     "random_crop_flip",
     "stratified_indices",
 ]

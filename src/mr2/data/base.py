@@ -47,6 +47,7 @@ class Dataset:
     num_classes: int
     class_names: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # provenance, e.g. where files came from
+    features_of: dict | None = None  # inputs are this backbone's cached features (probing)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

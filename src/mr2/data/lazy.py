@@ -99,3 +99,24 @@ class MappedTensor(_Rows):
 
     def __getitem__(self, idx) -> Tensor:
         return self.fn(self.x[torch.from_numpy(self._select(idx))])
+
+
+def preprocessed(dataset, preprocess):
+    """``dataset`` with every split's inputs passed through a backbone's ``preprocess``
+    (``pil_transform`` for image files, ``tensor_transform`` for in-memory images)."""
+    import dataclasses
+
+    def fit(x):
+        if isinstance(x, LazyImages):
+            return x.with_transform(preprocess.pil_transform())
+        if isinstance(x, MappedTensor):
+            raise ValueError("these inputs are already mapped through a preprocessing")
+        return MappedTensor(x, preprocess.tensor_transform)
+
+    return dataclasses.replace(
+        dataset,
+        train=dataset.train.map(fit),
+        val=dataset.val.map(fit),
+        test=dataset.test.map(fit),
+        notes=[*dataset.notes, f"preprocessing: {preprocess}"],
+    )

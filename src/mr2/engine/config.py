@@ -33,8 +33,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "mlp"  # a name from mr2.models.available()
+    name: str = "mlp"  # a name from mr2.models.available() or mr2.backbones.available()
     options: dict[str, Any] = field(default_factory=dict)  # e.g. {width = 128}
+    probe: bool = False  # backbones: train a linear head on cached frozen features
+    cache_dir: str = ""  # feature cache for probing; "" = ~/.cache/mr2/features
 
 
 @dataclass

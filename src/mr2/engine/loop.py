@@ -17,6 +17,8 @@ from mr2.engine.config import RunConfig
 from mr2.engine.evaluate import evaluate
 from mr2.engine.schedule import make_optimizer
 
+BACKBONE_NAMES = ("clip", "mae", "moco_v2")  # mr2.backbones.BACKBONES, without its imports
+
 
 @dataclass
 class Context:
@@ -60,15 +62,88 @@ def load_data(cfg: RunConfig) -> mr2_data.Dataset:
     return mr2_data.load(d.name, **options, **d.options)
 
 
+def is_backbone(cfg: RunConfig) -> bool:
+    return cfg.model.name in BACKBONE_NAMES
+
+
 def create_model(cfg: RunConfig, dataset: mr2_data.Dataset) -> nn.Module:
-    """The run's model, freshly initialised (from the current torch seed)."""
+    """The run's model, freshly initialised (from the current torch seed): a linear probe
+    when the dataset holds cached backbone features, else the configured model."""
+    if dataset.features_of is not None:
+        return models.create("linear", dataset.input_shape, dataset.num_classes)
+    if is_backbone(cfg):
+        from mr2 import backbones
+
+        return backbones.create(
+            cfg.model.name,
+            dataset.num_classes,
+            class_names=dataset.class_names,
+            **cfg.model.options,
+        )
+    if cfg.model.probe:
+        raise ValueError(f"model.probe needs a pre-trained backbone, not {cfg.model.name!r}")
     return models.create(
         cfg.model.name, dataset.input_shape, dataset.num_classes, **cfg.model.options
     )
 
 
+def for_model(
+    cfg: RunConfig, dataset: mr2_data.Dataset, model: nn.Module, ctx: Context
+) -> tuple[mr2_data.Dataset, nn.Module]:
+    """Fit the data to a pre-trained backbone: its preprocessing for fine-tuning, or, with
+    ``model.probe``, its cached features and a linear probe whose head starts as the
+    backbone's (CLIP: the zero-shot head). Other models pass through."""
+    if not hasattr(model, "preprocess") or dataset.features_of is not None:
+        return dataset, model
+    dataset = mr2_data.preprocessed(dataset, model.preprocess)
+    if not cfg.model.probe:
+        return dataset, model
+    from mr2.backbones.cache import cached_features
+
+    model = model.to(ctx.device)
+    splits, notes = {}, []
+    for name in ("train", "val", "test"):
+        split = getattr(dataset, name)
+        if ctx.rank == 0:  # one process extracts, the others read the finished entry
+            cached_features(
+                model,
+                split,
+                name,
+                cache_dir=cfg.model.cache_dir,
+                batch_size=cfg.train.eval_batch_size,
+                device=ctx.device,
+                amp_dtype=ctx.amp_dtype,
+            )
+        distributed.barrier()
+        feats, info = cached_features(model, split, name, cache_dir=cfg.model.cache_dir)
+        splits[name] = mr2_data.Split(feats, split.y)
+        notes.append(f"{name} features: cache entry {info['key']}")
+    probe_data = mr2_data.Dataset(
+        dataset.name,
+        splits["train"],
+        splits["val"],
+        splits["test"],
+        dataset.num_classes,
+        dataset.class_names,
+        dataset.notes + notes,
+        features_of=model.describe(),
+    )
+    probe = create_model(cfg, probe_data)
+    probe.head.load_state_dict(model.head.state_dict())
+    return probe_data, probe
+
+
+def load_run_data(cfg: RunConfig, ctx: Context) -> tuple[mr2_data.Dataset, nn.Module]:
+    """A run's data, ready for its model, and that model as initialised at the start of
+    training (seeded with ``train.seed``; for a backbone, its pre-trained / zero-shot state)."""
+    dataset = load_data(cfg)
+    torch.manual_seed(cfg.train.seed)
+    return for_model(cfg, dataset, create_model(cfg, dataset), ctx)
+
+
 def load_final_model(cfg: RunConfig, dataset: mr2_data.Dataset, run_dir: Path) -> nn.Module:
-    """The model a finished run saved in RUN_DIR/final.pt, on the CPU."""
+    """The model a finished run saved in RUN_DIR/final.pt, on the CPU (``dataset`` as
+    ``load_run_data`` gives it)."""
     path = Path(run_dir) / "final.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (a finished run dir?)")
@@ -77,13 +152,14 @@ def load_final_model(cfg: RunConfig, dataset: mr2_data.Dataset, run_dir: Path) -
     return model
 
 
-def build(cfg: RunConfig, dataset: mr2_data.Dataset, ctx: Context):
-    torch.manual_seed(cfg.train.seed)
-    model = create_model(cfg, dataset).to(ctx.device)
+def build(cfg: RunConfig, ctx: Context):
+    """(data fitted to the model, model, loss) of a run."""
+    dataset, model = load_run_data(cfg, ctx)
+    model = model.to(ctx.device)
     loss_fn = losses.create(cfg.loss.name, num_classes=dataset.num_classes, **cfg.loss.options).to(
         ctx.device
     )
-    return model, loss_fn
+    return dataset, model, loss_fn
 
 
 @dataclass
@@ -146,14 +222,13 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> Loop:
         raise ValueError(
             f"train.batch_size {cfg.train.batch_size} is not divisible by the {ctx.world} processes"
         )
-    dataset = load_data(cfg)
+    dataset, model, loss_fn = build(cfg, ctx)
     if len(dataset.train) < cfg.train.batch_size:
         raise ValueError(
             f"only {len(dataset.train)} training samples for batch size {cfg.train.batch_size}"
         )
     if cfg.train.select == "best_val" and not len(dataset.val):
         raise ValueError("train.select = 'best_val' needs a validation split (data.val_fraction)")
-    model, loss_fn = build(cfg, dataset, ctx)
     net: nn.Module = model
     if ctx.world > 1:
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None

@@ -7,12 +7,14 @@ import inspect
 from torch import nn
 
 from mr2.models.cnn import SmallCNN
+from mr2.models.linear import LinearProbe
 from mr2.models.mlp import MLP
 from mr2.models.resnet_cifar import ResNetCifar
 from mr2.models.wrn import WideResNet
 
 MODELS = {
     "mlp": (MLP, {}),
+    "linear": (LinearProbe, {}),
     "cnn": (SmallCNN, {}),
     "resnet32": (ResNetCifar, {"depth": 32}),
     "resnet20": (ResNetCifar, {"depth": 20}),
@@ -39,4 +41,13 @@ def create(name: str, input_shape: tuple[int, ...], num_classes: int, **options)
     return cls(tuple(input_shape), num_classes, **{**defaults, **options})
 
 
-__all__ = ["MLP", "MODELS", "ResNetCifar", "SmallCNN", "WideResNet", "available", "create"]
+__all__ = [
+    "MLP",
+    "LinearProbe",
+    "MODELS",
+    "ResNetCifar",
+    "SmallCNN",
+    "WideResNet",
+    "available",
+    "create",
+]

@@ -1,0 +1,143 @@
+"""The feature cache behind linear probing: a backbone's features of one split, written once
+to a memory-mapped ``.npy`` and reused by every later run with the same key.
+
+The key is a SHA-256 of everything the features depend on: the backbone's description
+(family, architecture, weights, a checksum of the encoder's weights, normalisation,
+preprocessing) and the split's identity (the image files of its rows, or a checksum of
+in-memory inputs, and of its labels). A changed backbone, preprocessing or split is a new
+entry; nothing stale is read. Entries are written to a temporary folder and renamed, so an
+interrupted extraction leaves no half-written entry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mr2.backbones.base import Backbone
+from mr2.data.base import Split
+from mr2.data.lazy import LazyImages, MappedTensor
+
+
+def default_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "mr2" / "features"
+
+
+def split_identity(split: Split) -> dict[str, Any]:
+    """What the rows of a split are: their image files, or a checksum of their inputs."""
+    h = hashlib.sha256()
+    x = split.x
+    if isinstance(x, LazyImages):
+        kind = "files"
+        for row in x.rows.tolist():
+            h.update(x.paths[row].encode() + b"\0")
+    else:
+        kind = "tensor"
+        base = x.x[torch.from_numpy(x.rows)] if isinstance(x, MappedTensor) else x
+        base = base.detach().cpu().contiguous()
+        h.update(str((tuple(base.shape), base.dtype)).encode())
+        h.update(base.reshape(-1).view(torch.uint8).numpy().tobytes())
+    labels = hashlib.sha256(split.y.numpy().astype(np.int64).tobytes()).hexdigest()
+    return {
+        "inputs": kind,
+        "inputs_sha256": h.hexdigest(),
+        "labels_sha256": labels,
+        "n": len(split),
+    }
+
+
+def entry_meta(model: Backbone, split: Split, name: str) -> dict[str, Any]:
+    return {"backbone": model.describe(), "split": {"name": name, **split_identity(split)}}
+
+
+def entry_key(meta: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:24]
+
+
+@torch.no_grad()
+def _extract_into(
+    model: Backbone,
+    split: Split,
+    out: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> None:
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(split), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(split)))
+        x = split.x[rows].to(device)
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            f = model.features(x)
+        out[rows] = f.float().cpu().numpy()
+    model.train(was_training)
+
+
+def cached_features(
+    model: Backbone,
+    split: Split,
+    name: str,
+    *,
+    cache_dir: str | Path = "",
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    amp_dtype: torch.dtype | None = None,
+) -> tuple[Tensor, dict[str, Any]]:
+    """(features (N, D) float32 backed by the memory-mapped cache file, info) for ``split``,
+    extracted with ``model.features`` unless a matching entry exists. info: key, folder,
+    whether it was reused, extraction seconds."""
+    if not len(split):
+        return torch.zeros(0, model.feature_dim), {"key": None, "reused": True, "seconds": 0.0}
+    meta = entry_meta(model, split, name)
+    key = entry_key(meta)
+    folder = Path(cache_dir or default_dir()) / key
+    info: dict[str, Any] = {"key": key, "folder": str(folder), "reused": True, "seconds": 0.0}
+    if not _valid(folder, meta):
+        start = time.perf_counter()
+        tmp = folder.with_name(f"{key}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        feats = np.lib.format.open_memmap(
+            tmp / "features.npy", mode="w+", dtype=np.float32, shape=(len(split), model.feature_dim)
+        )
+        _extract_into(model, split, feats, batch_size, torch.device(device), amp_dtype)
+        feats.flush()
+        del feats
+        np.save(tmp / "labels.npy", split.y.numpy().astype(np.int64))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        info.update(reused=False, seconds=time.perf_counter() - start)
+    feats = np.load(folder / "features.npy", mmap_mode="c")  # copy-on-write: never writes back
+    return torch.from_numpy(feats), info
+
+
+def _valid(folder: Path, meta: dict[str, Any]) -> bool:
+    try:
+        stored = json.loads((folder / "meta.json").read_text())
+        n = np.load(folder / "features.npy", mmap_mode="r").shape[0]
+    except (OSError, ValueError):
+        return False
+    return stored == json.loads(json.dumps(meta, sort_keys=True)) and n == meta["split"]["n"]
+
+
+def load_entry(folder: str | Path) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    """(features, labels, metadata) of one cache entry, e.g. for ``mr2 diagnose``."""
+    folder = Path(folder)
+    if not (folder / "meta.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a feature-cache entry (no meta.json)")
+    feats = torch.from_numpy(np.load(folder / "features.npy", mmap_mode="c"))
+    labels = torch.from_numpy(np.load(folder / "labels.npy"))
+    return feats, labels, json.loads((folder / "meta.json").read_text())
