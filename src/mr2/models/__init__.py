@@ -43,8 +43,8 @@ def create(name: str, input_shape: tuple[int, ...], num_classes: int, **options)
 
 __all__ = [
     "MLP",
-    "LinearProbe",
     "MODELS",
+    "LinearProbe",
     "ResNetCifar",
     "SmallCNN",
     "WideResNet",
