@@ -129,3 +129,30 @@ MAKERS = {
     "cars": make_cars,
     "imagenet": make_imagenet,
 }
+
+
+TEXT_CFG = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
+VISION_CFGS = {
+    "vit": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+    "rn": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 16},
+}
+MAE_KWARGS = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
+
+
+def tiny_clip_dir(folder: Path, kind: str = "vit") -> Path:
+    """A folder in open_clip's local format (open_clip_config.json) for a tiny CLIP."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = {"model_cfg": {"embed_dim": 16, "vision_cfg": VISION_CFGS[kind], "text_cfg": TEXT_CFG}}
+    (folder / "open_clip_config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def tiny_backbone_options(name: str, tmp: Path) -> dict:
+    """Model options of a tiny, randomly initialised backbone taking 32x32 images."""
+    if name == "clip":
+        return {"arch": f"local-dir:{tiny_clip_dir(tmp / 'clip')}", "prompts": "simple"}
+    if name == "clip_rn":
+        return {"arch": f"local-dir:{tiny_clip_dir(tmp / 'clip_rn', 'rn')}"}
+    if name == "mae":
+        return {"model_kwargs": dict(MAE_KWARGS)}
+    return {"arch": "resnet18", "image_size": 32}

@@ -9,7 +9,9 @@ from mr2 import losses, report
 from mr2.demo import run_demo
 from mr2.engine import config
 from mr2.engine.compare import run_compare
+from mr2.engine.loop import extract
 from mr2.engine.train import train
+from mr2.engine.wise import run_wise, wise_table
 from mr2.report.diagnostics import run_diagnose
 
 
@@ -57,6 +59,19 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", default="test", choices=["val", "test"])
     p.add_argument("--out", help="output folder (default: RUN/diagnose or next to the file)")
+    p = sub.add_parser(
+        "extract", help="write a backbone's features of every split to the feature cache"
+    )
+    _config_args(p)
+    p = sub.add_parser("wise", help="WiSE-FT: evaluate zero-shot / fine-tuned interpolations")
+    p.add_argument("run", help="a finished fine-tuning run directory")
+    p.add_argument(
+        "--alphas",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.25, 0.5, 0.75, 1.0],
+        help="interpolation weights of the fine-tuned model (0 = zero-shot, 1 = fine-tuned)",
+    )
     sub.add_parser("losses", help="list the registered losses and procedures")
     return ap
 
@@ -89,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "diagnose":
             out = run_diagnose(args.run, args.features, args.split, args.out)
             print(f"spread vs accuracy: {out['result'].get('correlation')}; {out['json']}")
+        elif args.command == "extract":
+            cfg = config.load(args.config, args.set)
+            for name, info in extract(cfg).items():
+                state = "reused" if info["reused"] else f"extracted in {info['seconds']:.1f} s"
+                print(f"{name:5s} {info.get('folder') or '(empty split)'}  {state}")
+        elif args.command == "wise":
+            print(wise_table(run_wise(args.run, args.alphas)))
         elif args.command == "losses":
             for name in losses.available():
                 print(f"{name:18s} {losses.describe(name)}")

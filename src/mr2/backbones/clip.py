@@ -108,5 +108,5 @@ def create_clip(
         w = zero_shot_weights(model, open_clip.get_tokenizer(arch), names, prompt_list)
         net.head.weight.data.copy_(w)
         net.head.bias.data.zero_()
-        net.identity["prompts"] = prompt_list
+        net.prompts = prompt_list  # the head's prompts; not part of the features' identity
     return net

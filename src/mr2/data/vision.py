@@ -60,6 +60,17 @@ def _root(name: str, data_dir: str, path: str, allow_download: bool) -> tuple[Pa
 
 def _torchvision(name: str, root: Path, split: str, download: bool, verify: bool):
     """(paths, labels, class names) of one official split, read by torchvision's class."""
+    try:
+        return _read_split(name, root, split, download, verify)
+    except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
+        hint = " (MD5 check of its .mat files; data.options.verify = false skips it)"
+        raise FileNotFoundError(
+            f"{name}: torchvision could not read {root / SOURCES[name].folder}: {err}"
+            + (hint if name == "flowers102" else "")
+        ) from err
+
+
+def _read_split(name: str, root: Path, split: str, download: bool, verify: bool):
     from torchvision import datasets as tv
 
     if name == "pets":

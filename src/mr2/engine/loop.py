@@ -44,6 +44,11 @@ def setup(cfg: RunConfig) -> Context:
     return Context(device, amp, distributed.world_size(), distributed.rank())
 
 
+def cpu_context() -> Context:
+    """One process on the CPU, full precision: for evaluating saved runs."""
+    return Context(torch.device("cpu"), None, 1, 0)
+
+
 def load_data(cfg: RunConfig) -> mr2_data.Dataset:
     d = cfg.data
     options = {
@@ -98,26 +103,8 @@ def for_model(
     dataset = mr2_data.preprocessed(dataset, model.preprocess)
     if not cfg.model.probe:
         return dataset, model
-    from mr2.backbones.cache import cached_features
-
-    model = model.to(ctx.device)
-    splits, notes = {}, []
-    for name in ("train", "val", "test"):
-        split = getattr(dataset, name)
-        if ctx.rank == 0:  # one process extracts, the others read the finished entry
-            cached_features(
-                model,
-                split,
-                name,
-                cache_dir=cfg.model.cache_dir,
-                batch_size=cfg.train.eval_batch_size,
-                device=ctx.device,
-                amp_dtype=ctx.amp_dtype,
-            )
-        distributed.barrier()
-        feats, info = cached_features(model, split, name, cache_dir=cfg.model.cache_dir)
-        splits[name] = mr2_data.Split(feats, split.y)
-        notes.append(f"{name} features: cache entry {info['key']}")
+    splits, infos = extract_features(cfg, dataset, model, ctx)
+    notes = [f"{name} features: cache entry {info['key']}" for name, info in infos.items()]
     probe_data = mr2_data.Dataset(
         dataset.name,
         splits["train"],
@@ -131,6 +118,46 @@ def for_model(
     probe = create_model(cfg, probe_data)
     probe.head.load_state_dict(model.head.state_dict())
     return probe_data, probe
+
+
+def extract_features(
+    cfg: RunConfig, dataset: mr2_data.Dataset, model: nn.Module, ctx: Context
+) -> tuple[dict[str, mr2_data.Split], dict[str, dict[str, Any]]]:
+    """The backbone's features of every split (dataset already preprocessed), from the cache
+    or extracted into it; (splits of features, cache info per split)."""
+    from mr2.backbones.cache import cached_features
+
+    model = model.to(ctx.device)
+    splits, infos = {}, {}
+    for name in ("train", "val", "test"):
+        split = getattr(dataset, name)
+        first = None
+        if ctx.rank == 0:  # one process extracts, the others read the finished entry
+            _, first = cached_features(
+                model,
+                split,
+                name,
+                cache_dir=cfg.model.cache_dir,
+                batch_size=cfg.train.eval_batch_size,
+                device=ctx.device,
+                amp_dtype=ctx.amp_dtype,
+            )
+        distributed.barrier()
+        feats, info = cached_features(model, split, name, cache_dir=cfg.model.cache_dir)
+        splits[name], infos[name] = mr2_data.Split(feats, split.y), first or info
+    return splits, infos
+
+
+def extract(cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """``mr2 extract``: the configured backbone's features of every split into the cache
+    (reused where present); cache info per split."""
+    if not is_backbone(cfg):
+        raise ValueError(f"mr2 extract needs a pre-trained backbone, not {cfg.model.name!r}")
+    ctx = setup(cfg)
+    dataset = load_data(cfg)
+    torch.manual_seed(cfg.train.seed)
+    model = create_model(cfg, dataset)
+    return extract_features(cfg, mr2_data.preprocessed(dataset, model.preprocess), model, ctx)[1]
 
 
 def load_run_data(cfg: RunConfig, ctx: Context) -> tuple[mr2_data.Dataset, nn.Module]:

@@ -100,7 +100,7 @@ def diagnose_features(
 def diagnose_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     """Load a run's config and final model, compute features on ``split`` (val or test)."""
     from mr2.engine import config
-    from mr2.engine.loop import load_data, load_final_model
+    from mr2.engine.loop import cpu_context, load_final_model, load_run_data
 
     run_dir = Path(run_dir)
     if split not in ("val", "test"):
@@ -108,7 +108,7 @@ def diagnose_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     if not (run_dir / "config.toml").is_file():
         raise FileNotFoundError(f"{run_dir / 'config.toml'} does not exist (a finished run dir?)")
     cfg = config.load(run_dir / "config.toml")
-    dataset = load_data(cfg)
+    dataset, _ = load_run_data(cfg, cpu_context())
     model = load_final_model(cfg, dataset, run_dir)
     model.eval()
     data = getattr(dataset, split)

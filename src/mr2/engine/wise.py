@@ -1,0 +1,127 @@
+"""WiSE-FT (Wortsman et al., 2022): interpolate the weights of the zero-shot model and the
+fine-tuned one, ``theta(alpha) = (1 - alpha) theta_zs + alpha theta_ft``, and evaluate every
+alpha in one go. The zero-shot model is the run's model at the start of training (rebuilt
+from its config: pre-trained weights and zero-shot head); alpha is chosen on validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mr2.engine import checkpoint, config
+from mr2.engine.evaluate import evaluate
+from mr2.engine.loop import Context, cpu_context, load_final_model, load_run_data
+from mr2.metrics import disparity_summary
+
+
+def interpolate(
+    zero_shot: dict[str, Tensor], finetuned: dict[str, Tensor], alpha: float
+) -> dict[str, Tensor]:
+    """Weight-space interpolation of two state dicts with the same keys; integer buffers
+    (e.g. BatchNorm's counters) are taken from the fine-tuned model."""
+    if set(zero_shot) != set(finetuned):
+        diff = sorted(set(zero_shot) ^ set(finetuned))
+        raise ValueError(f"the two models differ in their parameters: {diff[:5]}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    out = {}
+    for k, ft in finetuned.items():
+        zs = zero_shot[k]
+        if zs.shape != ft.shape:
+            raise ValueError(f"{k}: shapes {tuple(zs.shape)} and {tuple(ft.shape)} differ")
+        out[k] = torch.lerp(zs.to(ft.dtype), ft, alpha) if ft.is_floating_point() else ft.clone()
+    return out
+
+
+def _scores(model, split, num_classes: int, cfg, ctx: Context) -> dict[str, Any] | None:
+    if not len(split):
+        return None
+    res = evaluate(
+        model,
+        split,
+        num_classes,
+        batch_size=cfg.train.eval_batch_size,
+        device=ctx.device,
+        amp_dtype=ctx.amp_dtype,
+    )
+    return {"overall": res.overall, "per_class": res.accuracy, "support": res.support}
+
+
+def _summarise(scores: dict[str, Any] | None, reference: Tensor) -> dict[str, Any] | None:
+    """Disparity summary with easy / medium / hard ranked by the fine-tuned model's
+    accuracies on the same split, so every alpha is scored on the same classes."""
+    if scores is None:
+        return None
+    summary = disparity_summary(
+        scores["per_class"], reference=reference, class_counts=scores["support"]
+    ).as_dict()
+    return {
+        "overall": scores["overall"],
+        "per_class": scores["per_class"].tolist(),
+        "summary": summary,
+    }
+
+
+def run_wise(
+    run_dir: str | Path, alphas: list[float], *, ctx: Context | None = None
+) -> dict[str, Any]:
+    """Evaluate the zero-shot (alpha 0), fine-tuned (alpha 1) and interpolated models of a
+    finished run on validation and test; write RUN_DIR/wise.json. The selected alpha is the
+    one with the best validation mean-class accuracy (test is reported, never used)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").is_file():
+        raise FileNotFoundError(f"{run_dir / 'config.toml'} does not exist (a finished run dir?)")
+    if not alphas:
+        raise ValueError("give at least one alpha")
+    cfg = config.load(run_dir / "config.toml")
+    ctx = ctx or cpu_context()
+    dataset, model = load_run_data(cfg, ctx)
+    zero_shot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    finetuned = load_final_model(cfg, dataset, run_dir).state_dict()
+    model = model.to(ctx.device)
+    rows = []
+    for alpha in sorted(set(float(a) for a in alphas)):
+        model.load_state_dict(interpolate(zero_shot, finetuned, alpha))
+        rows.append(
+            {
+                "alpha": alpha,
+                "val": _scores(model, dataset.val, dataset.num_classes, cfg, ctx),
+                "test": _scores(model, dataset.test, dataset.num_classes, cfg, ctx),
+            }
+        )
+    model.load_state_dict(finetuned)
+    for split in ("val", "test"):
+        ref = _scores(model, getattr(dataset, split), dataset.num_classes, cfg, ctx)
+        for r in rows:
+            r[split] = _summarise(r[split], ref["per_class"] if ref else None)
+    scored = [r for r in rows if r["val"] is not None]
+    best = max(scored, key=lambda r: r["val"]["summary"]["mean_class"]) if scored else None
+    out = {
+        "run": str(run_dir),
+        "rows": rows,
+        "selected_alpha": best["alpha"] if best else None,
+        "select_metric": "val mean_class",
+        "class_names": dataset.class_names,
+    }
+    checkpoint.save_json(out, run_dir / "wise.json")
+    return out
+
+
+def wise_table(result: dict[str, Any]) -> str:
+    """Markdown table: one row per alpha, validation and test columns."""
+    lines = [
+        "| alpha | val mean-class | test overall | test mean-class | test worst | test hard |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        v = f"{100 * r['val']['summary']['mean_class']:.2f}" if r["val"] else "-"
+        t = r["test"]["summary"]
+        mark = " (selected)" if r["alpha"] == result["selected_alpha"] else ""
+        lines.append(
+            f"| {r['alpha']:g}{mark} | {v} | {100 * r['test']['overall']:.2f} | "
+            f"{100 * t['mean_class']:.2f} | {100 * t['worst_class']:.2f} | {100 * t['hard']:.2f} |"
+        )
+    return "\n".join(lines)
