@@ -11,10 +11,10 @@ import timm
 import torch
 import torchvision
 from PIL import Image
-from vision_fixtures import MAE_KWARGS, tiny_clip_dir
 
 import mr2.backbones as bb
 from mr2.backbones.base import Preprocess, state_sha256
+from vision_fixtures import MAE_KWARGS, tiny_clip_dir
 
 
 def _photo(seed: int = 0, size=(300, 240)) -> Image.Image:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from vision_fixtures import MAKERS, coop_split_file, make_flowers, make_pets
 
 from mr2 import data
 from mr2.backbones.base import Preprocess
 from mr2.data.lazy import LazyImages, MappedTensor
+from vision_fixtures import MAKERS, coop_split_file, make_flowers, make_pets
 
 PLAIN = Preprocess(16, 16, "bilinear", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # no normalisation
 
@@ -123,7 +123,7 @@ def test_missing_data_and_files_name_the_problem(tmp_path):
         ds.train.x[[0]]
     lazy = ds.test.x.with_transform(PLAIN.pil_transform())
     (tmp_path / "oxford-iiit-pet" / "images" / "Breed_A_1.jpg").unlink()
-    with pytest.raises(FileNotFoundError, match="Breed_A_1.jpg is missing"):
+    with pytest.raises(FileNotFoundError, match=r"Breed_A_1\.jpg is missing"):
         lazy[np.arange(len(lazy))]
 
 
