@@ -1,0 +1,224 @@
+"""Backbones through the engine, end to end on tiny random models and small image files:
+fine-tuning, linear probing from the feature cache (reuse and invalidation), WiSE-FT."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mr2 import data as mr2_data
+from mr2.backbones.cache import load_entry
+from mr2.cli import main
+from mr2.engine import config
+from mr2.engine.evaluate import evaluate
+from mr2.engine.loop import cpu_context, create_model, extract, load_data, load_run_data
+from mr2.engine.train import train
+from mr2.engine.wise import interpolate, run_wise
+from vision_fixtures import make_pets, tiny_backbone_options
+
+FAMILY = {"clip": "clip", "clip_rn": "clip", "mae": "mae", "moco_v2": "moco_v2"}
+
+
+def _cfg(tmp_path, backbone="moco_v2", probe=False, n=6, **sections):
+    if not (tmp_path / "oxford-iiit-pet").is_dir():
+        make_pets(tmp_path, n=n)
+    cfg = config.from_dict(
+        {
+            "data": {
+                "name": "pets",
+                "data_dir": str(tmp_path),
+                "val_fraction": 0.25,
+                "allow_download": False,
+            },
+            "model": {
+                "name": FAMILY[backbone],
+                "options": tiny_backbone_options(backbone, tmp_path),
+                "probe": probe,
+                "cache_dir": str(tmp_path / "cache"),
+            },
+            "optim": {
+                "name": "adamw",
+                "lr": 1e-3,
+                "weight_decay": 0.1,
+                "warmup_steps": 1,
+                "grad_clip": 1.0,
+            },
+            "train": {"epochs": 1, "batch_size": 3, "eval_batch_size": 4},
+            "loss": {"name": "mr2"},
+        }
+    )
+    for key, value in sections.items():
+        section, name = key.split("__")
+        setattr(getattr(cfg, section), name, value)
+    return cfg
+
+
+def _entries(tmp_path) -> set[str]:
+    return (
+        {p.name for p in (tmp_path / "cache").iterdir()} if (tmp_path / "cache").is_dir() else set()
+    )
+
+
+@pytest.mark.parametrize("backbone", sorted(FAMILY))
+def test_fine_tuning_runs_end_to_end(tmp_path, backbone):
+    cfg = _cfg(tmp_path, backbone)
+    result = train(cfg, tmp_path / "run", show_progress=False)
+    assert len(result["test"]["per_class"]) == 3 and sum(result["test"]["support"]) == 6
+    assert result["dataset"]["sizes"] == {"train": 9, "val": 3, "test": 6}
+    dataset, initial = load_run_data(cfg, cpu_context())
+    final = torch.load(tmp_path / "run" / "final.pt", weights_only=True)["model"]
+    changed = [
+        k
+        for k, v in initial.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, final[k])
+    ]
+    assert any(k.startswith("encoder.") for k in changed)  # the backbone itself is trained
+    assert "head.weight" in changed
+    assert not _entries(tmp_path)  # fine-tuning never touches the feature cache
+
+
+@pytest.mark.parametrize("backbone", sorted(FAMILY))
+def test_probe_trains_on_cached_features_equal_to_the_backbones(tmp_path, backbone):
+    cfg = _cfg(tmp_path, backbone, probe=True)
+    train(cfg, tmp_path / "probe", show_progress=False)
+    entries = _entries(tmp_path)
+    assert len(entries) == 3  # train, val, test
+    # independent recomputation: the seeded backbone on the preprocessed images
+    dataset = load_data(cfg)
+    torch.manual_seed(cfg.train.seed)
+    net = create_model(cfg, dataset).eval()
+    fitted = mr2_data.preprocessed(dataset, net.preprocess)
+    for entry in entries:
+        feats, labels, meta = load_entry(tmp_path / "cache" / entry)
+        split = getattr(fitted, meta["split"]["name"])
+        assert torch.equal(labels, split.y)
+        with torch.no_grad():
+            direct = net.features(split.x[np.arange(len(split))])
+        assert torch.allclose(feats, direct, atol=1e-5)
+        assert meta["backbone"]["preprocess"] == net.preprocess.to_dict()
+    # a second run with another loss reuses the cache: nothing is extracted again
+    mtimes = {e: (tmp_path / "cache" / e / "features.npy").stat().st_mtime_ns for e in entries}
+    again = train(
+        _cfg(tmp_path, backbone, probe=True, loss__name="ce"),
+        tmp_path / "probe2",
+        show_progress=False,
+    )
+    assert _entries(tmp_path) == entries
+    assert mtimes == {
+        e: (tmp_path / "cache" / e / "features.npy").stat().st_mtime_ns for e in entries
+    }
+    assert all(info["reused"] for info in extract(cfg).values())
+    assert len(again["test"]["per_class"]) == 3
+
+
+def test_cache_is_invalidated_by_backbone_and_preprocessing_only(tmp_path):
+    cfg = _cfg(tmp_path, "clip")
+    first = {k: v["key"] for k, v in extract(cfg).items()}
+    assert not any(v["reused"] for v in extract(_cfg(tmp_path, "moco_v2")).values())
+    other_prompts = _cfg(tmp_path, "clip")
+    other_prompts.model.options["prompts"] = "single"  # the head, not the features
+    assert {k: v["key"] for k, v in extract(other_prompts).items()} == first
+    other_weights = _cfg(tmp_path, "clip", train__seed=1)  # random init: other weights
+    assert not set(first.values()) & {v["key"] for v in extract(other_weights).values()}
+    moco = _cfg(tmp_path, "moco_v2")
+    resized = _cfg(tmp_path, "moco_v2")
+    resized.model.options["image_size"] = 40  # other preprocessing
+    keys = {v["key"] for v in extract(moco).values()}
+    assert not keys & {v["key"] for v in extract(resized).values()}
+    unnormalised = _cfg(tmp_path, "clip")
+    unnormalised.model.options["normalize"] = False
+    assert not set(first.values()) & {v["key"] for v in extract(unnormalised).values()}
+
+
+def test_interrupted_extraction_leaves_no_entry(tmp_path, monkeypatch):
+    from mr2.backbones import cache
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache, "_extract_into", crash)
+    with pytest.raises(KeyboardInterrupt):
+        extract(_cfg(tmp_path))
+    assert not [p for p in _entries(tmp_path) if ".tmp-" not in p]
+    monkeypatch.undo()
+    assert not any(v["reused"] for v in extract(_cfg(tmp_path)).values())
+
+
+def test_probe_learns_a_colour_coded_task(tmp_path):
+    cfg = _cfg(
+        tmp_path,
+        "moco_v2",
+        probe=True,
+        n=12,
+        loss__name="ce",
+        train__epochs=40,
+        train__batch_size=8,
+        optim__lr=0.05,
+        optim__weight_decay=0.0,
+    )
+    result = train(cfg, tmp_path / "run", show_progress=False)
+    assert result["test"]["overall"] >= 0.9  # chance is 1/3
+
+
+def test_probe_from_in_memory_images(tmp_path):
+    cfg = _cfg(tmp_path, "moco_v2", probe=True)
+    cfg.data = config.DataConfig(name="digits", val_fraction=0.2)
+    cfg.train.batch_size = 64
+    result = train(cfg, tmp_path / "digits", show_progress=False)
+    assert len(result["test"]["per_class"]) == 10
+    metas = [
+        json.loads((tmp_path / "cache" / e / "meta.json").read_text()) for e in _entries(tmp_path)
+    ]
+    assert {m["split"]["inputs"] for m in metas} == {"tensor"}
+
+
+def test_wise_ft_endpoints_and_midpoint(tmp_path):
+    cfg = _cfg(tmp_path, "clip", train__epochs=2, optim__lr=1e-2)
+    result = train(cfg, tmp_path / "ft", show_progress=False)
+    out = run_wise(tmp_path / "ft", [1.0, 0.0, 0.5])
+    rows = {r["alpha"]: r for r in out["rows"]}
+    assert sorted(rows) == [0.0, 0.5, 1.0]
+    # alpha 1 = the fine-tuned model's own test evaluation
+    assert rows[1.0]["test"]["per_class"] == result["test"]["per_class"]
+    # alpha 0 = the zero-shot model, built and evaluated independently here
+    dataset, zero_shot = load_run_data(cfg, cpu_context())
+    direct = evaluate(zero_shot, dataset.test, 3, batch_size=4, device=torch.device("cpu"))
+    assert rows[0.0]["test"]["per_class"] == direct.accuracy.tolist()
+    best = max(out["rows"], key=lambda r: r["val"]["summary"]["mean_class"])
+    assert out["selected_alpha"] == best["alpha"]
+    assert json.loads((tmp_path / "ft" / "wise.json").read_text())["rows"][0]["alpha"] == 0.0
+
+
+def test_interpolate_by_hand():
+    a = {"w": torch.tensor([0.0, 2.0]), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([4.0, 6.0]), "n": torch.tensor(7)}
+    mid = interpolate(a, b, 0.25)
+    assert torch.equal(mid["w"], torch.tensor([1.0, 3.0])) and int(mid["n"]) == 7
+    assert torch.equal(interpolate(a, b, 0.0)["w"], a["w"])
+    assert torch.equal(interpolate(a, b, 1.0)["w"], b["w"])
+    with pytest.raises(ValueError, match="alpha"):
+        interpolate(a, b, 1.5)
+    with pytest.raises(ValueError, match="differ"):
+        interpolate(a, {"w": b["w"]}, 0.5)
+
+
+def test_cli_extract_and_wise(tmp_path, capsys):
+    cfg = _cfg(tmp_path, "mae")
+    path = tmp_path / "cfg.toml"
+    path.write_text(config.to_toml(cfg))
+    assert main(["extract", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.count("extracted in") == 3
+    assert main(["extract", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.count("reused") == 3
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 0
+    assert main(["wise", str(tmp_path / "run"), "--alphas", "0", "0.6", "1"]) == 0
+    assert "| 0.6" in capsys.readouterr().out
+    assert main(["extract", "--config", str(path), "--set", "model.name=mlp"]) == 2
+    assert "needs a pre-trained backbone" in capsys.readouterr().err
+    bad = config.to_toml(cfg).replace("model_kwargs = {", "modle_kwargs = {")
+    path.write_text(bad)
+    assert main(["extract", "--config", str(path)]) == 2
+    assert "does not take option" in capsys.readouterr().err
