@@ -68,7 +68,7 @@ def test_fine_tuning_runs_end_to_end(tmp_path, backbone):
     result = train(cfg, tmp_path / "run", show_progress=False)
     assert len(result["test"]["per_class"]) == 3 and sum(result["test"]["support"]) == 6
     assert result["dataset"]["sizes"] == {"train": 9, "val": 3, "test": 6}
-    dataset, initial = load_run_data(cfg, cpu_context())
+    _, initial = load_run_data(cfg, cpu_context())
     final = torch.load(tmp_path / "run" / "final.pt", weights_only=True)["model"]
     changed = [
         k
