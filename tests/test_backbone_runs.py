@@ -222,3 +222,26 @@ def test_cli_extract_and_wise(tmp_path, capsys):
     path.write_text(bad)
     assert main(["extract", "--config", str(path)]) == 2
     assert "does not take option" in capsys.readouterr().err
+
+
+def test_probe_under_torchrun_matches_one_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cfg = _cfg(tmp_path, "moco_v2", probe=True, train__batch_size=4, train__epochs=2)
+    path = tmp_path / "cfg.toml"
+    path.write_text(config.to_toml(cfg))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           "2", "-m", "mr2", "train", "--config", str(path), "--out", str(tmp_path / "ddp")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert ddp["world_size"] == 2 and len(_entries(tmp_path)) == 3  # extracted once
+    single = train(cfg, tmp_path / "one", show_progress=False)
+    a = torch.load(tmp_path / "ddp" / "final.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "one" / "final.pt", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    assert ddp["test"]["confusion"] == single["test"]["confusion"]
