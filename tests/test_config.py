@@ -2,6 +2,7 @@
 
 import pytest
 
+from mr2 import backbones, losses, models
 from mr2.engine import config
 
 
@@ -54,6 +55,17 @@ def test_shipped_configs_load():
     for f in files:
         cfg = config.load(f)
         assert cfg.train.epochs >= 1, f
+        for method, options in cfg.compare.options.items():  # every option is a real one
+            losses.create(method, num_classes=10, **options)
+        if cfg.model.name in backbones.available():
+            assert set(cfg.model.options) <= backbones.options(cfg.model.name), f
+        else:
+            models.create(cfg.model.name, (3, 32, 32), 10, **cfg.model.options)
+    clip = config.load(Path(__file__).parents[1] / "configs" / "clip_vitb16_finetune_pets.toml")
+    assert (clip.optim.name, clip.optim.lr, clip.optim.weight_decay) == ("adamw", 3e-5, 0.1)
+    assert (clip.train.batch_size, clip.train.epochs, clip.optim.warmup_steps) == (512, 10, 500)
+    assert clip.optim.grad_clip == 1.0 and clip.optim.schedule == "cosine"
+    assert clip.compare.options["mr2"]["lambda_rep"] == pytest.approx(0.1 * 512 / 10 / 37, 1e-5)
     paper = config.load(Path(__file__).parents[1] / "configs" / "cifar100_resnet32.toml")
     assert (paper.train.epochs, paper.optim.lr, paper.optim.warmup_epochs) == (300, 0.1, 20.0)
     assert (paper.optim.weight_decay, paper.train.batch_size) == (5e-4, 128)

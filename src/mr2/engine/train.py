@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,23 @@ def _batches(n: int, batch: int, seed: int, epoch: int, ctx: Context):
         yield chunk[ctx.rank * local : (ctx.rank + 1) * local]
 
 
+def _loaded(source, batches):
+    """(idx, inputs) per batch. Lazily decoded inputs (image files) are loaded one batch
+    ahead in a background thread, so decoding overlaps the training step."""
+    if isinstance(source, torch.Tensor):
+        yield from ((idx, source[idx]) for idx in batches)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for idx in batches:
+            future = pool.submit(source.__getitem__, idx)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (idx, future)
+        if pending is not None:
+            yield pending[0], pending[1].result()
+
+
 def train_epoch(loop: Loop, epoch: int, show_progress: bool | None) -> tuple[float, float]:
     """One pass over the training split; returns (mean loss, accuracy) over all processes."""
     cfg, ctx, train_split = loop.cfg, loop.ctx, loop.dataset.train
@@ -85,10 +103,8 @@ def train_epoch(loop: Loop, epoch: int, show_progress: bool | None) -> tuple[flo
     )
     aug = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch + 7)
     sums = torch.zeros(3, device=ctx.device)  # loss * n, correct, n
-    for step, idx in enumerate(
-        _batches(len(train_split), cfg.train.batch_size, cfg.train.seed, epoch, ctx)
-    ):
-        x = train_split.x[idx]
+    batches = _batches(len(train_split), cfg.train.batch_size, cfg.train.seed, epoch, ctx)
+    for step, (idx, x) in enumerate(_loaded(train_split.x, batches)):
         if cfg.data.augment:
             x = mr2_data.random_crop_flip(x, aug)
         x, y = x.to(ctx.device, non_blocking=True), train_split.y[idx].to(ctx.device)
