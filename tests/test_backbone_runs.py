@@ -232,8 +232,21 @@ def test_probe_under_torchrun_matches_one_process(tmp_path):
     cfg = _cfg(tmp_path, "moco_v2", probe=True, train__batch_size=4, train__epochs=2)
     path = tmp_path / "cfg.toml"
     path.write_text(config.to_toml(cfg))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-           "2", "-m", "mr2", "train", "--config", str(path), "--out", str(tmp_path / "ddp")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mr2",
+        "train",
+        "--config",
+        str(path),
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -245,3 +258,27 @@ def test_probe_under_torchrun_matches_one_process(tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
     assert ddp["test"]["confusion"] == single["test"]["confusion"]
+
+
+def test_cache_follows_weights_content_and_precision_not_file_paths(tmp_path):
+    import shutil
+
+    from mr2 import backbones
+
+    torch.manual_seed(5)
+    net = backbones.create(
+        "mae", 3, model_kwargs=tiny_backbone_options("mae", tmp_path)["model_kwargs"]
+    )
+    torch.save(net.encoder.state_dict(), tmp_path / "a.pth")
+    shutil.copy(tmp_path / "a.pth", tmp_path / "b.pth")
+    cfg = _cfg(tmp_path, "mae")
+    cfg.model.options["weights"] = str(tmp_path / "a.pth")
+    first = extract(cfg)
+    moved = _cfg(tmp_path, "mae", train__seed=3)  # seed irrelevant: weights come from the file
+    moved.model.options["weights"] = str(tmp_path / "b.pth")
+    again = extract(moved)
+    assert all(v["reused"] for v in again.values())
+    assert {k: v["key"] for k, v in again.items()} == {k: v["key"] for k, v in first.items()}
+    bf16 = _cfg(tmp_path, "mae", train__amp=True)  # bfloat16 autocast on CPU
+    bf16.model.options["weights"] = str(tmp_path / "a.pth")
+    assert not any(v["reused"] for v in extract(bf16).values())

@@ -55,12 +55,22 @@ def split_identity(split: Split) -> dict[str, Any]:
     }
 
 
-def entry_meta(model: Backbone, split: Split, name: str) -> dict[str, Any]:
-    return {"backbone": model.describe(), "split": {"name": name, **split_identity(split)}}
+def entry_meta(
+    description: dict[str, Any], split: Split, name: str, amp_dtype: torch.dtype | None
+) -> dict[str, Any]:
+    precision = str(amp_dtype or torch.float32).replace("torch.", "")
+    return {
+        "backbone": description,
+        "precision": precision,
+        "split": {"name": name, **split_identity(split)},
+    }
 
 
 def entry_key(meta: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:24]
+    """The weights enter through the encoder's checksum, not their file's path, so a moved
+    weights file (or cache) still matches."""
+    keyed = {**meta, "backbone": {k: v for k, v in meta["backbone"].items() if k != "weights"}}
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:24]
 
 
 @torch.no_grad()
@@ -94,13 +104,15 @@ def cached_features(
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     amp_dtype: torch.dtype | None = None,
+    description: dict[str, Any] | None = None,
 ) -> tuple[Tensor, dict[str, Any]]:
     """(features (N, D) float32 backed by the memory-mapped cache file, info) for ``split``,
-    extracted with ``model.features`` unless a matching entry exists. info: key, folder,
-    whether it was reused, extraction seconds."""
+    extracted with ``model.features`` (under ``amp_dtype`` autocast if given) unless a
+    matching entry exists. ``description``: ``model.describe()`` if already computed (it
+    checksums the weights). info: key, folder, whether it was reused, extraction seconds."""
     if not len(split):
         return torch.zeros(0, model.feature_dim), {"key": None, "reused": True, "seconds": 0.0}
-    meta = entry_meta(model, split, name)
+    meta = entry_meta(description or model.describe(), split, name, amp_dtype)
     key = entry_key(meta)
     folder = Path(cache_dir or default_dir()) / key
     info: dict[str, Any] = {"key": key, "folder": str(folder), "reused": True, "seconds": 0.0}
@@ -130,7 +142,8 @@ def _valid(folder: Path, meta: dict[str, Any]) -> bool:
         n = np.load(folder / "features.npy", mmap_mode="r").shape[0]
     except (OSError, ValueError):
         return False
-    return stored == json.loads(json.dumps(meta, sort_keys=True)) and n == meta["split"]["n"]
+    same = entry_key(stored) == entry_key(meta) if "backbone" in stored else False
+    return same and n == meta["split"]["n"]
 
 
 def load_entry(folder: str | Path) -> tuple[Tensor, Tensor, dict[str, Any]]:

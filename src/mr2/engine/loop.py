@@ -103,7 +103,8 @@ def for_model(
     dataset = mr2_data.preprocessed(dataset, model.preprocess)
     if not cfg.model.probe:
         return dataset, model
-    splits, infos = extract_features(cfg, dataset, model, ctx)
+    description = model.describe()  # checksums the weights: once
+    splits, infos = extract_features(cfg, dataset, model, ctx, description)
     notes = [f"{name} features: cache entry {info['key']}" for name, info in infos.items()]
     probe_data = mr2_data.Dataset(
         dataset.name,
@@ -113,7 +114,7 @@ def for_model(
         dataset.num_classes,
         dataset.class_names,
         dataset.notes + notes,
-        features_of=model.describe(),
+        features_of=description,
     )
     probe = create_model(cfg, probe_data)
     probe.head.load_state_dict(model.head.state_dict())
@@ -121,13 +122,22 @@ def for_model(
 
 
 def extract_features(
-    cfg: RunConfig, dataset: mr2_data.Dataset, model: nn.Module, ctx: Context
+    cfg: RunConfig,
+    dataset: mr2_data.Dataset,
+    model: nn.Module,
+    ctx: Context,
+    description: dict[str, Any] | None = None,
 ) -> tuple[dict[str, mr2_data.Split], dict[str, dict[str, Any]]]:
     """The backbone's features of every split (dataset already preprocessed), from the cache
-    or extracted into it; (splits of features, cache info per split)."""
+    or extracted into it (under the run's AMP setting); (feature splits, cache info)."""
     from mr2.backbones.cache import cached_features
 
     model = model.to(ctx.device)
+    common = {
+        "cache_dir": cfg.model.cache_dir,
+        "amp_dtype": ctx.amp_dtype,
+        "description": description or model.describe(),
+    }
     splits, infos = {}, {}
     for name in ("train", "val", "test"):
         split = getattr(dataset, name)
@@ -137,13 +147,12 @@ def extract_features(
                 model,
                 split,
                 name,
-                cache_dir=cfg.model.cache_dir,
                 batch_size=cfg.train.eval_batch_size,
                 device=ctx.device,
-                amp_dtype=ctx.amp_dtype,
+                **common,
             )
         distributed.barrier()
-        feats, info = cached_features(model, split, name, cache_dir=cfg.model.cache_dir)
+        feats, info = cached_features(model, split, name, **common)
         splits[name], infos[name] = mr2_data.Split(feats, split.y), first or info
     return splits, infos
 
