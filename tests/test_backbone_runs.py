@@ -80,6 +80,40 @@ def test_fine_tuning_runs_end_to_end(tmp_path, backbone):
     assert not _entries(tmp_path)  # fine-tuning never touches the feature cache
 
 
+def test_fine_tuning_under_bf16_autocast(tmp_path):
+    result = train(_cfg(tmp_path, "clip", train__amp=True), tmp_path / "amp", show_progress=False)
+    assert all(np.isfinite(h["train_loss"]) for h in result["history"])
+    assert result["history"][0]["margins"]  # MR²'s statistics were updated
+
+
+def test_pretrained_zero_shot_head_is_computed_once_per_process(tmp_path, monkeypatch):
+    from mr2 import backbones
+    from mr2.backbones import clip
+
+    folder = tmp_path / "clip"
+    torch.manual_seed(0)
+    tiny_backbone_options("clip", tmp_path)
+    import open_clip
+
+    torch.save(
+        open_clip.create_model(f"local-dir:{folder}").state_dict(),
+        folder / "open_clip_pytorch_model.bin",
+    )
+    calls = []
+    real = clip.zero_shot_weights
+    monkeypatch.setattr(clip, "zero_shot_weights", lambda *a: calls.append(1) or real(*a))
+    options = {"arch": f"local-dir:{folder}", "prompts": "single"}
+    first = backbones.create("clip", 3, class_names=["a", "b", "c"], **options)
+    torch.manual_seed(1)  # pre-trained: the seed changes nothing
+    second = backbones.create("clip", 3, class_names=["a", "b", "c"], **options)
+    assert len(calls) == 1 and torch.equal(first.head.weight, second.head.weight)
+    assert first.identity["weights"] == "local-dir"
+    backbones.create("clip", 3, class_names=["a", "b", "d"], **options)  # other names
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="leave weights empty"):
+        backbones.create("clip", 3, class_names=["a", "b", "c"], weights="x.pt", **options)
+
+
 @pytest.mark.parametrize("backbone", sorted(FAMILY))
 def test_probe_trains_on_cached_features_equal_to_the_backbones(tmp_path, backbone):
     cfg = _cfg(tmp_path, backbone, probe=True)
@@ -175,8 +209,9 @@ def test_probe_from_in_memory_images(tmp_path):
     assert {m["split"]["inputs"] for m in metas} == {"tensor"}
 
 
-def test_wise_ft_endpoints_and_midpoint(tmp_path):
-    cfg = _cfg(tmp_path, "clip", train__epochs=2, optim__lr=1e-2)
+@pytest.mark.parametrize("backbone", sorted(FAMILY))
+def test_wise_ft_endpoints_and_midpoint(tmp_path, backbone):
+    cfg = _cfg(tmp_path, backbone, train__epochs=2, optim__lr=1e-2)
     result = train(cfg, tmp_path / "ft", show_progress=False)
     out = run_wise(tmp_path / "ft", [1.0, 0.0, 0.5])
     rows = {r["alpha"]: r for r in out["rows"]}
@@ -187,6 +222,14 @@ def test_wise_ft_endpoints_and_midpoint(tmp_path):
     dataset, zero_shot = load_run_data(cfg, cpu_context())
     direct = evaluate(zero_shot, dataset.test, 3, batch_size=4, device=torch.device("cpu"))
     assert rows[0.0]["test"]["per_class"] == direct.accuracy.tolist()
+    # alpha 0.5: the evaluation of the hand-averaged weights
+    final = torch.load(tmp_path / "ft" / "final.pt", weights_only=True)["model"]
+    start = zero_shot.state_dict()
+    zero_shot.load_state_dict(
+        {k: (start[k] + final[k]) / 2 if final[k].is_floating_point() else final[k] for k in final}
+    )
+    mid = evaluate(zero_shot, dataset.test, 3, batch_size=4, device=torch.device("cpu"))
+    assert rows[0.5]["test"]["per_class"] == mid.accuracy.tolist()
     best = max(out["rows"], key=lambda r: r["val"]["summary"]["mean_class"])
     assert out["selected_alpha"] == best["alpha"]
     assert json.loads((tmp_path / "ft" / "wise.json").read_text())["rows"][0]["alpha"] == 0.0

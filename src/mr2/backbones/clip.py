@@ -55,6 +55,9 @@ def zero_shot_weights(model, tokenizer, class_names: list[str], prompts: list[st
     return torch.stack(rows) * model.logit_scale.exp()
 
 
+_HEADS: dict[tuple, Tensor] = {}  # zero-shot head of pre-trained weights, per process
+
+
 def create_clip(
     num_classes: int,
     *,
@@ -68,7 +71,14 @@ def create_clip(
     """A CLIP image encoder with a linear head (zero-shot initialised when ``zero_shot``)."""
     import open_clip
 
-    if weights and not arch.startswith(("local-dir:", "hf-hub:")):
+    from_folder = arch.startswith(("local-dir:", "hf-hub:"))
+    if weights and from_folder:
+        raise ValueError(f"{arch}: weights come from that source itself; leave weights empty")
+    pretrained = bool(weights) or arch.startswith("hf-hub:")
+    if arch.startswith("local-dir:"):
+        folder = Path(arch[len("local-dir:") :])
+        pretrained = any(any(folder.glob(f"*{ext}")) for ext in (".safetensors", ".bin", ".pth"))
+    if weights and not from_folder:
         known = {tag for _, tag in open_clip.list_pretrained() if _ == arch}
         if not Path(weights).is_file() and weights not in known:
             raise FileNotFoundError(
@@ -89,7 +99,8 @@ def create_clip(
         mean=tuple(cfg["mean"]),
         std=tuple(cfg["std"]),
     )
-    identity = {"family": "clip", "arch": arch, "weights": weights or "random"}
+    source = weights or (arch.split(":", 1)[0] if pretrained else "random")
+    identity = {"family": "clip", "arch": arch, "weights": source}
     net = Backbone(
         model.visual,
         model.visual.output_dim,
@@ -105,7 +116,13 @@ def create_clip(
                 f"a zero-shot head needs {num_classes} class names, the dataset gives {len(names)}"
             )
         prompt_list = templates(prompts)
-        w = zero_shot_weights(model, open_clip.get_tokenizer(arch), names, prompt_list)
+        key = (arch, weights, tuple(names), tuple(prompt_list))
+        w = _HEADS.get(key) if pretrained else None  # random text towers differ per seed
+        if w is None:
+            w = zero_shot_weights(model, open_clip.get_tokenizer(arch), names, prompt_list)
+            if pretrained:
+                _HEADS.clear()  # keep one: a 1000-class head of 80 prompts costs 80k encodings
+                _HEADS[key] = w
         net.head.weight.data.copy_(w)
         net.head.bias.data.zero_()
         net.prompts = prompt_list  # the head's prompts; not part of the features' identity
