@@ -325,3 +325,49 @@ def test_cache_follows_weights_content_and_precision_not_file_paths(tmp_path):
     bf16 = _cfg(tmp_path, "mae", train__amp=True)  # bfloat16 autocast on CPU
     bf16.model.options["weights"] = str(tmp_path / "a.pth")
     assert not any(v["reused"] for v in extract(bf16).values())
+
+
+def test_compare_runs_wise_ft_and_reports_it(tmp_path):
+    from mr2 import report
+    from mr2.engine.compare import run_compare
+    from mr2.metrics import disparity_summary
+
+    cfg = _cfg(tmp_path, "moco_v2")
+    cfg.compare.methods, cfg.compare.seeds, cfg.compare.wise_alphas = (
+        ["ce", "mr2"],
+        [0, 1],
+        [0.0, 0.6, 1.0],
+    )
+    run_compare(cfg, tmp_path / "cmp", log=lambda *_: None, show_progress=False)
+    built = report.build([tmp_path / "cmp"], tmp_path / "cmp")
+    wise = built["summary"]["wise"]
+    assert sorted(wise) == ["ce", "mr2"] and sorted(wise["mr2"]["alphas"]) == ["0", "0.6", "1"]
+    # alpha 1 is the fine-tuned model: its row equals the main table's statistics
+    for method in ("ce", "mr2"):
+        main_row = built["summary"]["methods"][method]["summary"]
+        for field in ("overall", "hard", "worst_class"):
+            assert wise[method]["alphas"]["1"][field]["mean"] == pytest.approx(
+                100 * main_row[field]["mean"]
+            )  # the main summary holds fractions
+    # one value by hand: alpha 0.6, mr2, hard third ranked by ce's mean per-class accuracy
+    ref = np.mean(
+        [
+            json.loads((tmp_path / "cmp" / "ce" / f"seed{s}" / "result.json").read_text())["test"][
+                "per_class"
+            ]
+            for s in (0, 1)
+        ],
+        axis=0,
+    )
+    hards = []
+    for s in (0, 1):
+        rows = json.loads((tmp_path / "cmp" / "mr2" / f"seed{s}" / "wise.json").read_text())
+        row = next(r for r in rows["rows"] if r["alpha"] == 0.6)
+        hards.append(disparity_summary(row["test"]["per_class"], reference=ref).hard * 100)
+    assert wise["mr2"]["alphas"]["0.6"]["hard"]["mean"] == pytest.approx(np.mean(hards))
+    assert "## WiSE-FT" in (tmp_path / "cmp" / "report.md").read_text()
+    with pytest.raises(ValueError, match="needs a pre-trained backbone"):
+        bad = _cfg(tmp_path, "moco_v2")
+        bad.model = config.ModelConfig(name="mlp")
+        bad.compare.wise_alphas = [0.5]
+        run_compare(bad, tmp_path / "bad", log=lambda *_: None)

@@ -11,7 +11,9 @@ from mr2 import losses
 from mr2.engine import procedures
 from mr2.engine.checkpoint import save_json
 from mr2.engine.config import RunConfig
+from mr2.engine.loop import is_backbone
 from mr2.engine.train import train
+from mr2.engine.wise import run_wise
 
 
 def methods() -> list[str]:
@@ -116,6 +118,8 @@ def run_compare(
             raise ValueError(f"compare.{section} has entries for methods not compared: {unknown}")
     for m in cfg.compare.methods:
         run_config(cfg, m, 0)  # fail early on an unknown method
+    if cfg.compare.wise_alphas and not is_backbone(cfg):
+        raise ValueError("compare.wise_alphas needs a pre-trained backbone (model.name)")
     chosen = {}
     for m in cfg.compare.methods:
         if m in cfg.compare.grid:
@@ -136,4 +140,6 @@ def run_compare(
                 show_progress=show_progress,
             )
         )
+        if cfg.compare.wise_alphas and not ((run_dir / "wise.json").exists() and resume):
+            run_wise(run_dir, cfg.compare.wise_alphas)
     return results

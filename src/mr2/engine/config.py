@@ -84,6 +84,8 @@ class CompareConfig:
     grid: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     tune_seeds: list[int] = field(default_factory=list)  # seeds that tune; [] = first seed
     select_metric: str = "mean_class"  # validation "mean_class", "worst_class" or "hard"
+    # backbones: after each run, WiSE-FT at these alphas (0 = zero-shot, 1 = fine-tuned)
+    wise_alphas: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -199,6 +201,10 @@ def validate(cfg: RunConfig) -> None:
         (cfg.train.device in ("auto", "cpu", "cuda"), "train.device must be auto|cpu|cuda"),
         (0 <= cfg.data.val_fraction < 1, "data.val_fraction must lie in [0, 1)"),
         (cfg.optim.grad_clip >= 0, "optim.grad_clip must be >= 0"),
+        (
+            all(0 <= a <= 1 for a in cfg.compare.wise_alphas),
+            "compare.wise_alphas must lie in [0, 1]",
+        ),
         (
             cfg.compare.select_metric in ("mean_class", "worst_class", "hard"),
             "compare.select_metric must be mean_class|worst_class|hard",

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from mr2.engine import checkpoint, config
 from mr2.engine.evaluate import evaluate
-from mr2.engine.loop import Context, cpu_context, load_final_model, load_run_data
+from mr2.engine.loop import Context, load_final_model, load_run_data, setup
 from mr2.metrics import disparity_summary
 
 
@@ -77,7 +77,7 @@ def run_wise(
     if not alphas:
         raise ValueError("give at least one alpha")
     cfg = config.load(run_dir / "config.toml")
-    ctx = ctx or cpu_context()
+    ctx = ctx or setup(cfg)  # the run's device and precision
     dataset, model = load_run_data(cfg, ctx)
     zero_shot = {k: v.detach().clone() for k, v in model.state_dict().items()}
     finetuned = load_final_model(cfg, dataset, run_dir).state_dict()

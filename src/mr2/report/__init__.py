@@ -9,6 +9,7 @@ from typing import Any
 from mr2.engine.checkpoint import save_json, save_text
 from mr2.report import diagnostics, plots, tables
 from mr2.report.results import collect, selections, summarize
+from mr2.report.wise import summarize_wise, wise_report_table
 
 
 def build(paths: list[str | Path], out_dir: str | Path, reference: str = "ce") -> dict[str, Any]:
@@ -16,6 +17,9 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str = "ce") -
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(collect(paths), reference=reference)
     summary["tuning"] = tuned = selections(paths)
+    wise = summarize_wise(summary)
+    if wise:
+        summary["wise"] = wise
     save_json(summary, out / "results.json")
     save_text(tables.per_class_csv(summary), out / "per_class.csv")
     figs = [
@@ -56,6 +60,20 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str = "ce") -
         tables.per_class_table(summary),
         "",
         *tuning,
+        *(
+            [
+                "## WiSE-FT: zero-shot / fine-tuned interpolation",
+                "",
+                "theta(alpha) = (1 - alpha) theta_zero-shot + alpha theta_fine-tuned; test "
+                f"accuracy in %, mean ± std over seeds, hard = {ref}'s hard third; the alpha "
+                "of each seed is selected on validation mean-class accuracy.",
+                "",
+                wise_report_table(wise),
+                "",
+            ]
+            if wise
+            else []
+        ),
         "## Diagnostics",
         "",
         "Feature spread ||s_k||^2 (test features of the final models) against per-class "

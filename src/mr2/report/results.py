@@ -11,7 +11,10 @@ results.json (schema 1)::
                               "vs_reference": {paired comparison, "gain_std"} | null,
                               "test_spread_mean", "test_norm_sq_mean": [...] | null,
                               "confusion_sum": [[...]], "internals": {...} | null}},
-     "tuning": [selection.json records]}
+     "tuning": [selection.json records],
+     "wise": {"<method>": {"alphas": {"<alpha>": {"overall" | "mean_class" | "worst_class" |
+              "hard": {"mean", "std", "n"}}}, "selected": [alpha per seed]}}  (only with
+              WiSE-FT results; accuracies in %, see mr2/report/wise.py)}
 
 Every summary statistic (overall, easy / medium / hard, worst class, ...) is computed per
 run with the easy / medium / hard thirds ranked by the reference method's per-class

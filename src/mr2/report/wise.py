@@ -1,0 +1,67 @@
+"""WiSE-FT in the comparison report: every run's ``wise.json`` (written by ``mr2 wise`` or by
+``compare.wise_alphas``), summarised per method and alpha over seeds."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mr2.metrics import disparity_summary, mean_std
+
+FIELDS = ("overall", "mean_class", "worst_class", "hard")
+
+
+def collect_wise(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """(method, seed, wise.json) of every summarised run that has one."""
+    found = []
+    for run in summary["runs"]:
+        path = Path(run["run_dir"]) / "wise.json"
+        if path.is_file():
+            found.append(
+                {"method": run["method"], "seed": run["seed"], **json.loads(path.read_text())}
+            )
+    return found
+
+
+def summarize_wise(summary: dict[str, Any]) -> dict[str, Any]:
+    """Per method and alpha: mean ± std over seeds of test overall, mean-class, worst-class
+    and hard accuracy (hard ranked by the reference method, as in the main table), and the
+    validation-selected alpha of each seed."""
+    ref = np.asarray(summary["methods"][summary["reference"]]["per_class_mean"], dtype=float)
+    out: dict[str, Any] = {}
+    for record in collect_wise(summary):
+        method = out.setdefault(record["method"], {"alphas": {}, "selected": []})
+        method["selected"].append(record["selected_alpha"])
+        for row in record["rows"]:
+            stats = method["alphas"].setdefault(f"{row['alpha']:g}", {f: [] for f in FIELDS})
+            s = disparity_summary(row["test"]["per_class"], reference=ref)
+            stats["overall"].append(row["test"]["overall"])
+            stats["mean_class"].append(s.mean_class)
+            stats["worst_class"].append(s.worst_class)
+            stats["hard"].append(s.hard)
+    for method in out.values():
+        for alpha, stats in method["alphas"].items():
+            method["alphas"][alpha] = {
+                f: asdict(mean_std(np.asarray(v) * 100)) for f, v in stats.items()
+            }
+    return out
+
+
+def wise_report_table(wise: dict[str, Any]) -> str:
+    lines = [
+        "| method | alpha | seeds | overall | mean-class | worst class | hard |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, method in wise.items():
+        for alpha, stats in method["alphas"].items():
+            cells = [f"{stats[f]['mean']:.2f} ± {stats[f]['std']:.2f}" for f in FIELDS]
+            lines.append(
+                f"| {name} | {alpha} | {stats['overall']['n']} | " + " | ".join(cells) + " |"
+            )
+        chosen = ", ".join(f"{a:g}" for a in method["selected"] if a is not None)
+        lines.append(f"| {name} | selected on validation: {chosen} | | | | | |")
+    return "\n".join(lines)
