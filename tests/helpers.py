@@ -1,5 +1,10 @@
 """A tiny, fast run configuration shared by the engine tests."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from mr2.engine import config
 
 TINY = {
@@ -19,3 +24,25 @@ def tiny_config(**sections):
         section, name = key.split("__")
         setattr(getattr(cfg, section), name, value)
     return cfg
+
+
+def torchrun_train(cfg_file: Path, out: Path, nproc: int = 2) -> None:
+    """``mr2 train`` under torchrun with ``nproc`` CPU (gloo) processes; fails with stderr."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        "mr2",
+        "train",
+        "--config",
+        str(cfg_file),
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import torchrun_train
 from mr2 import data as mr2_data
 from mr2.backbones.cache import load_entry
 from mr2.cli import main
@@ -268,31 +269,10 @@ def test_cli_extract_and_wise(tmp_path, capsys):
 
 
 def test_probe_under_torchrun_matches_one_process(tmp_path):
-    import os
-    import subprocess
-    import sys
-
     cfg = _cfg(tmp_path, "moco_v2", probe=True, train__batch_size=4, train__epochs=2)
     path = tmp_path / "cfg.toml"
     path.write_text(config.to_toml(cfg))
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "mr2",
-        "train",
-        "--config",
-        str(path),
-        "--out",
-        str(tmp_path / "ddp"),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun_train(path, tmp_path / "ddp")
     ddp = json.loads((tmp_path / "ddp" / "result.json").read_text())
     assert ddp["world_size"] == 2 and len(_entries(tmp_path)) == 3  # extracted once
     single = train(cfg, tmp_path / "one", show_progress=False)

@@ -2,7 +2,6 @@
 model selection on validation, CDB refresh, compare + report, CLI errors."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import tiny_config
+from helpers import tiny_config, torchrun_train
 from mr2 import cli, losses
 from mr2.engine import config
 from mr2.engine.schedule import lr_factor
@@ -105,24 +104,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
     cfg = small(loss__name="mr2", train__epochs=2)
     cfg.loss.options = {"gather_features": True}
     cfg_file = write_config(cfg, tmp_path / "c.toml")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "mr2",
-        "train",
-        "--config",
-        str(cfg_file),
-        "--out",
-        str(tmp_path / "ddp"),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun_train(cfg_file, tmp_path / "ddp")
     ddp = json.loads((tmp_path / "ddp" / "result.json").read_text())
     assert ddp["world_size"] == 2 and sum(ddp["test"]["support"]) == 200
     single = train(cfg, tmp_path / "one", show_progress=False)
