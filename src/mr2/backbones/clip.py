@@ -47,9 +47,11 @@ def zero_shot_weights(model, tokenizer, class_names: list[str], prompts: list[st
     ``normalize(f) @ W.T`` are CLIP's zero-shot logits."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     rows = []
     for name in class_names:
-        emb = F.normalize(model.encode_text(tokenizer([p.format(name) for p in prompts])), dim=-1)
+        tokens = tokenizer([p.format(name) for p in prompts]).to(device)
+        emb = F.normalize(model.encode_text(tokens), dim=-1)
         rows.append(F.normalize(emb.mean(0), dim=0))
     model.train(was_training)
     return torch.stack(rows) * model.logit_scale.exp()
@@ -79,7 +81,7 @@ def create_clip(
         folder = Path(arch[len("local-dir:") :])
         pretrained = any(any(folder.glob(f"*{ext}")) for ext in (".safetensors", ".bin", ".pth"))
     if weights and not from_folder:
-        known = {tag for _, tag in open_clip.list_pretrained() if _ == arch}
+        known = {tag for name, tag in open_clip.list_pretrained() if name == arch}
         if not Path(weights).is_file() and weights not in known:
             raise FileNotFoundError(
                 f"CLIP weights {weights!r}: not a file and not an open_clip tag of {arch} "
@@ -119,7 +121,12 @@ def create_clip(
         key = (arch, weights, tuple(names), tuple(prompt_list))
         w = _HEADS.get(key) if pretrained else None  # random text towers differ per seed
         if w is None:
-            w = zero_shot_weights(model, open_clip.get_tokenizer(arch), names, prompt_list)
+            # on a GPU when there is one: 1000 classes x 80 prompts are hours on a CPU
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            w = zero_shot_weights(
+                model.to(device), open_clip.get_tokenizer(arch), names, prompt_list
+            ).cpu()
+            model.cpu()
             if pretrained:
                 _HEADS.clear()  # keep one: a 1000-class head of 80 prompts costs 80k encodings
                 _HEADS[key] = w
