@@ -71,6 +71,15 @@ def test_class_names_for_prompts(tmp_path):
     assert flowers.num_classes == 102 and flowers.class_names[0] == "pink primrose"
 
 
+def test_decoding_threads_option(tmp_path):
+    make_pets(tmp_path)
+    ds = _load("pets", tmp_path, threads=1)
+    assert {ds.train.x.threads, ds.val.x.threads, ds.test.x.threads} == {1}
+    one = ds.test.x.with_transform(PLAIN.pil_transform())[np.arange(6)]
+    many = _load("pets", tmp_path, threads=4).test.x.with_transform(PLAIN.pil_transform())
+    assert torch.equal(one, many[np.arange(6)])  # threads change speed, not the batch
+
+
 def test_imagenet_wnid_folders_get_clips_names(tmp_path):
     from mr2.data.vision import _imagenet_names
 

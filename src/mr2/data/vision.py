@@ -117,11 +117,15 @@ def _make_unverified():
     return type("_UnverifiedFlowers102", (Flowers102,), {"_check_integrity": _unverified_check})
 
 
-def _split(paths, labels) -> Split:
-    return Split(LazyImages(paths), torch.as_tensor(list(labels), dtype=torch.long))
+def _split(paths, labels, threads: int = 8) -> Split:
+    return Split(
+        LazyImages(paths, threads=threads), torch.as_tensor(list(labels), dtype=torch.long)
+    )
 
 
-def read_coop_split(path: str | Path, image_root: Path) -> tuple[dict[str, Split], list[str]]:
+def read_coop_split(
+    path: str | Path, image_root: Path, threads: int = 8
+) -> tuple[dict[str, Split], list[str]]:
     """Splits and class names from a CoOp split file; image paths relative to image_root."""
     p = Path(path)
     if not p.is_file():
@@ -140,7 +144,8 @@ def read_coop_split(path: str | Path, image_root: Path) -> tuple[dict[str, Split
                     f"split file {p}: {key} entry {entry!r} is not [path, label, name]"
                 )
             names.setdefault(int(entry[1]), str(entry[2]))
-        splits[key] = _split([str(image_root / r[0]) for r in rows], [int(r[1]) for r in rows])
+        paths = [str(image_root / r[0]) for r in rows]
+        splits[key] = _split(paths, [int(r[1]) for r in rows], threads)
     if sorted(names) != list(range(len(names))):
         raise ValueError(f"split file {p}: labels are not 0..K-1")
     return splits, [names[k].replace("_", " ") for k in range(len(names))]
@@ -157,13 +162,15 @@ def load_vision(
     allow_download: bool = True,
     split_file: str = "",
     verify: bool = True,
+    threads: int = 8,
 ) -> Dataset:
     """``path``: the dataset's own folder (e.g. /data/oxford-iiit-pet), else searched;
-    ``verify``: torchvision's MD5 checks of annotation files (Flowers102)."""
+    ``verify``: torchvision's MD5 checks of annotation files (Flowers102); ``threads``:
+    decoding threads per batch."""
     root, download = _root(name, data_dir, path, allow_download)
     notes = [f"{name} under {root}"]
     if split_file:
-        splits, classes = read_coop_split(split_file, root / SOURCES[name].image_root)
+        splits, classes = read_coop_split(split_file, root / SOURCES[name].image_root, threads)
         notes.append(f"CoOp split file {split_file}: its train / val / test")
         ds = make_dataset(
             name,
@@ -186,8 +193,8 @@ def load_vision(
     }
     train_name, val_name, test_name = official.get(name, ("train", None, "test"))
     paths, labels, classes = _torchvision(name, root, train_name, download, verify)
-    train = _split(paths, labels)
-    test = _split(*_torchvision(name, root, test_name, download, verify)[:2])
+    train = _split(paths, labels, threads)
+    test = _split(*_torchvision(name, root, test_name, download, verify)[:2], threads)
     ds = make_dataset(
         name,
         train,
@@ -200,6 +207,6 @@ def load_vision(
         notes=notes,
     )
     if val_name:
-        ds.val = _split(*_torchvision(name, root, val_name, download, verify)[:2])
+        ds.val = _split(*_torchvision(name, root, val_name, download, verify)[:2], threads)
         notes.append(f"official {val_name} split as validation")
     return ds
