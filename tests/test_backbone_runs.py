@@ -147,6 +147,11 @@ def test_probe_trains_on_cached_features_equal_to_the_backbones(tmp_path, backbo
     }
     assert all(info["reused"] for info in extract(cfg).values())
     assert len(again["test"]["per_class"]) == 3
+    # diagnose reads the probe's features back from the cache
+    from mr2.report.diagnostics import diagnose_run
+
+    diag = diagnose_run(tmp_path / "probe")
+    assert len(diag["spread"]) == 3 and _entries(tmp_path) == entries
 
 
 def test_cache_is_invalidated_by_backbone_and_preprocessing_only(tmp_path):

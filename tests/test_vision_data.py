@@ -71,6 +71,19 @@ def test_class_names_for_prompts(tmp_path):
     assert flowers.num_classes == 102 and flowers.class_names[0] == "pink primrose"
 
 
+def test_dataset_folder_given_as_data_path(tmp_path):
+    make_pets(tmp_path / "elsewhere")
+    ds = data.load(
+        "pets",
+        path=str(tmp_path / "elsewhere" / "oxford-iiit-pet"),
+        allow_download=False,
+        val_fraction=0.25,
+    )
+    assert len(ds.train) == 9 and str(tmp_path / "elsewhere") in ds.notes[0]
+    with pytest.raises(ValueError, match="must be a folder named oxford-iiit-pet"):
+        data.load("pets", path=str(tmp_path / "elsewhere"), allow_download=False)
+
+
 def test_decoding_threads_option(tmp_path):
     make_pets(tmp_path)
     ds = _load("pets", tmp_path, threads=1)
