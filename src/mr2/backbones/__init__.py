@@ -8,9 +8,11 @@ import inspect
 from torch import nn
 
 from mr2.backbones.base import Backbone, Preprocess, state_sha256
-from mr2.backbones.clip import create_clip, imagenet_class_names, templates, zero_shot_weights
+from mr2.backbones.clip import create_clip
 from mr2.backbones.mae import create_mae
 from mr2.backbones.moco import convert_moco_checkpoint, create_moco
+from mr2.backbones.wiseft import interpolate
+from mr2.backbones.zeroshot import imagenet_class_names, templates, zero_shot_weights
 
 BACKBONES = {"clip": create_clip, "mae": create_mae, "moco_v2": create_moco}
 
@@ -47,6 +49,7 @@ __all__ = [
     "convert_moco_checkpoint",
     "create",
     "imagenet_class_names",
+    "interpolate",
     "options",
     "state_sha256",
     "templates",

@@ -1,4 +1,4 @@
-"""CLIP image encoders through open_clip, with a zero-shot head built from class-name prompts.
+"""CLIP image encoders through open_clip, with a zero-shot head (``zeroshot.py``).
 
 Weights: a file path, an open_clip tag (``"openai"``, ``"laion2b_s34b_b88k"``; downloaded by
 open_clip when the network allows), or ``""`` for random initialisation. ``arch`` is an
@@ -8,54 +8,13 @@ with ``open_clip_config.json`` and optionally weights, open_clip's own local for
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mr2.backbones.base import Backbone, Preprocess
-
-
-def imagenet_class_names() -> list[str]:
-    """The 1000 ImageNet class names in CLIP's wording, in the order of sorted WordNet ids."""
-    text = resources.files("mr2.backbones").joinpath("imagenet_classes.txt").read_text()
-    return text.splitlines()
-
-
-def templates(name: str | list[str]) -> list[str]:
-    """Prompt templates with ``{}`` for the class name: ``"openai_imagenet"`` (CLIP's 80),
-    ``"simple"`` (CLIP's 7), ``"single"`` ("a photo of a {}."), or a list of your own."""
-    if isinstance(name, list):
-        chosen = name
-    else:
-        table = json.loads(resources.files("mr2.backbones").joinpath("templates.json").read_text())
-        if name not in table:
-            raise ValueError(f"unknown templates {name!r}; known: {sorted(table)} or a list")
-        chosen = table[name]
-    if not chosen or any("{}" not in t for t in chosen):
-        raise ValueError("every template needs a '{}' for the class name")
-    return chosen
-
-
-@torch.no_grad()
-def zero_shot_weights(model, tokenizer, class_names: list[str], prompts: list[str]) -> Tensor:
-    """(K, D) head weights: per class, the mean of the L2-normalised text embeddings of its
-    prompts, normalised again and scaled by CLIP's logit scale, so that
-    ``normalize(f) @ W.T`` are CLIP's zero-shot logits."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    rows = []
-    for name in class_names:
-        tokens = tokenizer([p.format(name) for p in prompts]).to(device)
-        emb = F.normalize(model.encode_text(tokens), dim=-1)
-        rows.append(F.normalize(emb.mean(0), dim=0))
-    model.train(was_training)
-    return torch.stack(rows) * model.logit_scale.exp()
-
+from mr2.backbones.zeroshot import templates, zero_shot_weights
 
 _HEADS: dict[tuple, Tensor] = {}  # zero-shot head of pre-trained weights, per process
 

@@ -8,32 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from mr2.backbones.wiseft import interpolate
 from mr2.engine import checkpoint, config
 from mr2.engine.evaluate import evaluate
 from mr2.engine.loop import Context, load_final_model, load_run_data, setup
 from mr2.metrics import disparity_summary
-
-
-def interpolate(
-    zero_shot: dict[str, Tensor], finetuned: dict[str, Tensor], alpha: float
-) -> dict[str, Tensor]:
-    """Weight-space interpolation of two state dicts with the same keys; integer buffers
-    (e.g. BatchNorm's counters) are taken from the fine-tuned model."""
-    if set(zero_shot) != set(finetuned):
-        diff = sorted(set(zero_shot) ^ set(finetuned))
-        raise ValueError(f"the two models differ in their parameters: {diff[:5]}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    out = {}
-    for k, ft in finetuned.items():
-        zs = zero_shot[k]
-        if zs.shape != ft.shape:
-            raise ValueError(f"{k}: shapes {tuple(zs.shape)} and {tuple(ft.shape)} differ")
-        out[k] = torch.lerp(zs.to(ft.dtype), ft, alpha) if ft.is_floating_point() else ft.clone()
-    return out
 
 
 def _scores(model, split, num_classes: int, cfg, ctx: Context) -> dict[str, Any] | None:
