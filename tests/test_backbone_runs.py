@@ -280,6 +280,17 @@ def test_probe_under_torchrun_matches_one_process(tmp_path):
     torchrun_train(path, tmp_path / "ddp")
     ddp = json.loads((tmp_path / "ddp" / "result.json").read_text())
     assert ddp["world_size"] == 2 and len(_entries(tmp_path)) == 3  # extracted once
+    # the two processes wrote alternate rows of each entry: all equal to one process's
+    dataset = load_data(cfg)
+    torch.manual_seed(cfg.train.seed)
+    net = create_model(cfg, dataset).eval()
+    fitted = mr2_data.preprocessed(dataset, net.preprocess)
+    for entry in _entries(tmp_path):
+        feats, _, meta = load_entry(tmp_path / "cache" / entry)
+        split = getattr(fitted, meta["split"]["name"])
+        with torch.no_grad():
+            direct = net.features(split.x[np.arange(len(split))])
+        assert torch.allclose(feats, direct, atol=1e-5)
     single = train(cfg, tmp_path / "one", show_progress=False)
     a = torch.load(tmp_path / "ddp" / "final.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "one" / "final.pt", weights_only=True)["model"]

@@ -139,21 +139,12 @@ def extract_features(
         "description": description or model.describe(),
     }
     splits, infos = {}, {}
-    for name in ("train", "val", "test"):
+    for name in ("train", "val", "test"):  # under DDP every process extracts its share
         split = getattr(dataset, name)
-        first = None
-        if ctx.rank == 0:  # one process extracts, the others read the finished entry
-            _, first = cached_features(
-                model,
-                split,
-                name,
-                batch_size=cfg.train.eval_batch_size,
-                device=ctx.device,
-                **common,
-            )
-        distributed.barrier()
-        feats, info = cached_features(model, split, name, **common)
-        splits[name], infos[name] = mr2_data.Split(feats, split.y), first or info
+        feats, info = cached_features(
+            model, split, name, batch_size=cfg.train.eval_batch_size, device=ctx.device, **common
+        )
+        splits[name], infos[name] = mr2_data.Split(feats, split.y), info
     return splits, infos
 
 
