@@ -196,3 +196,14 @@ def test_bad_backbone_arguments(tmp_path):
         bb.create("moco_v2", 3, weights=str(tmp_path / "missing.pth"))
     with pytest.raises(FileNotFoundError, match="not a file and not an open_clip tag"):
         bb.create("clip", 3, arch="ViT-B-32", weights=str(tmp_path / "missing.pt"))
+
+
+@pytest.mark.parametrize(("arch", "dim"), [("ViT-B-32", 512), ("RN50", 1024)])
+def test_paper_clip_architectures_build_with_their_preprocessing(arch, dim):
+    net = bb.create("clip", 4, arch=arch, zero_shot=False)
+    model_cfg = open_clip.get_model_config(arch)
+    assert net.feature_dim == dim == model_cfg["embed_dim"]
+    assert net.preprocess.size == model_cfg["vision_cfg"]["image_size"] == 224
+    with torch.no_grad():
+        logits, features = net.eval()(torch.randn(1, 3, 224, 224))
+    assert logits.shape == (1, 4) and torch.allclose(features.norm(dim=1), torch.ones(1))
