@@ -207,3 +207,32 @@ def test_paper_clip_architectures_build_with_their_preprocessing(arch, dim):
     with torch.no_grad():
         logits, features = net.eval()(torch.randn(1, 3, 224, 224))
     assert logits.shape == (1, 4) and torch.allclose(features.norm(dim=1), torch.ones(1))
+
+
+def test_mae_average_pooling_gets_a_fresh_fc_norm_like_maes_fine_tuning(tmp_path):
+    torch.manual_seed(0)
+    pretrained = bb.create("mae", 4, model_kwargs=MAE_KWARGS)  # token pooling, final norm
+    state = pretrained.encoder.state_dict()
+    with torch.no_grad():
+        state["norm.weight"].mul_(3.0)  # a pre-trained final norm that is not the identity
+    torch.save({"model": state}, tmp_path / "mae.pth")
+    torch.manual_seed(1)
+    tuned = bb.create(
+        "mae", 4, weights=str(tmp_path / "mae.pth"), global_pool="avg", model_kwargs=MAE_KWARGS
+    )
+    got = tuned.encoder.state_dict()
+    assert all(torch.equal(got[k], state[k]) for k in state if not k.startswith("norm."))
+    assert torch.equal(got["fc_norm.weight"], torch.ones(32))  # fresh, as MAE's code does
+    assert torch.equal(got["fc_norm.bias"], torch.zeros(32))
+    del state["blocks.0.attn.qkv.weight"]
+    torch.save({"model": state}, tmp_path / "broken.pth")
+    with pytest.raises(ValueError, match=r"blocks\.0\.attn\.qkv\.weight is missing"):
+        bb.create(
+            "mae",
+            4,
+            weights=str(tmp_path / "broken.pth"),
+            global_pool="avg",
+            model_kwargs=MAE_KWARGS,
+        )
+    with pytest.raises(ValueError, match="global_pool"):
+        bb.create("mae", 4, global_pool="max", model_kwargs=MAE_KWARGS)

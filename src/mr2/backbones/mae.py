@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mr2.backbones.base import Backbone, Preprocess
 
 
@@ -27,15 +29,23 @@ def create_mae(
     del class_names  # no zero-shot head for MAE
     if weights and weights != "hub" and not Path(weights).is_file():
         raise FileNotFoundError(f"MAE weights {weights!r}: no such file (or use 'hub')")
+    if global_pool not in ("token", "avg"):
+        raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
     overlay = {"file": weights} if weights and weights != "hub" else None
+    # average pooling (MAE's fine-tuning protocol) reads a fresh LayerNorm, fc_norm, in place
+    # of the pre-trained final norm, as MAE's own code does: that load cannot be strict
+    avg = global_pool == "avg"
     encoder = timm.create_model(
         arch,
         pretrained=bool(weights),
         pretrained_cfg_overlay=overlay,
+        pretrained_strict=not avg,
         num_classes=0,
         global_pool=global_pool,
         **(model_kwargs or {}),
     )
+    if avg and overlay:
+        _check_loaded(encoder, weights)
     cfg = timm.data.resolve_model_data_config(encoder)
     size = int(encoder.patch_embed.img_size[0])
     preprocess = Preprocess.from_crop_pct(
@@ -47,3 +57,16 @@ def create_mae(
     )
     identity = {"family": "mae", "arch": arch, "weights": weights or "random"}
     return Backbone(encoder, encoder.num_features, num_classes, preprocess, identity)
+
+
+def _check_loaded(encoder, path: str) -> None:
+    """After a non-strict load: every weight but fc_norm must have come from the file."""
+    from timm.models import load_state_dict
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    stored = checkpoint_filter_fn(load_state_dict(path), encoder)
+    for name, value in encoder.state_dict().items():
+        if name.startswith("fc_norm."):
+            continue
+        if name not in stored or not torch.equal(stored[name].to(value.dtype), value):
+            raise ValueError(f"MAE weights {path}: {name} is missing or was not loaded")
