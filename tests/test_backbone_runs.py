@@ -380,3 +380,34 @@ def test_bad_backbone_settings_name_the_problem(tmp_path):
         config.load(None, ["compare.wise_alphas=[0.5, 1.5]"])
     with pytest.raises(FileNotFoundError, match=r"config\.toml"):
         run_wise(tmp_path / "nothing", [0.5])
+
+
+def test_zero_shot_is_a_method_of_the_comparison(tmp_path, capsys):
+    from mr2 import report
+    from mr2.engine.compare import run_compare
+
+    cfg = _cfg(tmp_path, "clip")
+    cfg.compare.methods, cfg.compare.seeds, cfg.compare.zero_shot = ["ce"], [0, 1], True
+    run_compare(cfg, tmp_path / "cmp", log=lambda *_: None, show_progress=False)
+    summary = report.build([tmp_path / "cmp"], tmp_path / "cmp")["summary"]
+    assert sorted(summary["methods"]) == ["ce", "zero_shot"]
+    for seed in (0, 1):  # independently: the seeded initial model on the test split
+        run = json.loads(
+            (tmp_path / "cmp" / "zero_shot" / f"seed{seed}" / "result.json").read_text()
+        )
+        cfg.train.seed = seed
+        dataset, model = load_run_data(cfg, cpu_context())
+        direct = evaluate(model, dataset.test, 3, batch_size=4, device=torch.device("cpu"))
+        assert run["test"]["per_class"] == direct.accuracy.tolist()
+        assert (
+            run["val"]["per_class"]
+            == evaluate(
+                model, dataset.val, 3, batch_size=4, device=torch.device("cpu")
+            ).accuracy.tolist()
+        )
+        assert not (tmp_path / "cmp" / "zero_shot" / f"seed{seed}" / "final.pt").exists()
+    path = tmp_path / "cfg.toml"
+    path.write_text(config.to_toml(cfg))
+    assert main(["evaluate", "--config", str(path), "--out", str(tmp_path / "zs")]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert (tmp_path / "zs" / "result.json").is_file()

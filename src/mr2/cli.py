@@ -10,7 +10,7 @@ from mr2.demo import run_demo
 from mr2.engine import config
 from mr2.engine.compare import run_compare
 from mr2.engine.loop import extract
-from mr2.engine.train import train
+from mr2.engine.train import evaluate_initial, train
 from mr2.engine.wise import run_wise, wise_table
 from mr2.report.diagnostics import run_diagnose
 
@@ -63,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
         "extract", help="write a backbone's features of every split to the feature cache"
     )
     _config_args(p)
+    p = sub.add_parser(
+        "evaluate", help="evaluate the configured model without training (e.g. CLIP zero-shot)"
+    )
+    _config_args(p)
+    p.add_argument("--out", required=True, help="run directory (result.json)")
     p = sub.add_parser("wise", help="WiSE-FT: evaluate zero-shot / fine-tuned interpolations")
     p.add_argument("run", help="a finished fine-tuning run directory")
     p.add_argument(
@@ -109,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             for name, info in extract(cfg).items():
                 state = "reused" if info["reused"] else f"extracted in {info['seconds']:.1f} s"
                 print(f"{name:5s} {info.get('folder') or '(empty split)'}  {state}")
+        elif args.command == "evaluate":
+            result = evaluate_initial(config.load(args.config, args.set), args.out)
+            print(
+                f"test accuracy {result['test']['overall']:.4f}; "
+                f"worst class {result['test']['summary']['worst_class']:.4f}; {args.out}"
+            )
         elif args.command == "wise":
             print(wise_table(run_wise(args.run, args.alphas)))
         elif args.command == "losses":

@@ -12,7 +12,7 @@ from mr2.engine import procedures
 from mr2.engine.checkpoint import save_json
 from mr2.engine.config import RunConfig
 from mr2.engine.loop import is_backbone
-from mr2.engine.train import train
+from mr2.engine.train import evaluate_initial, train
 from mr2.engine.wise import run_wise
 
 
@@ -142,4 +142,9 @@ def run_compare(
         )
         if cfg.compare.wise_alphas and not ((run_dir / "wise.json").exists() and resume):
             run_wise(run_dir, cfg.compare.wise_alphas)
+    if cfg.compare.zero_shot:
+        for seed in cfg.compare.seeds:
+            log(f"zero_shot seed {seed}: evaluated before training")
+            run = run_config(cfg, "ce", seed)  # the loss plays no part
+            results.append(evaluate_initial(run, out / "zero_shot" / f"seed{seed}"))
     return results

@@ -86,6 +86,9 @@ class CompareConfig:
     select_metric: str = "mean_class"  # validation "mean_class", "worst_class" or "hard"
     # backbones: after each run, WiSE-FT at these alphas (0 = zero-shot, 1 = fine-tuned)
     wise_alphas: list[float] = field(default_factory=list)
+    # also evaluate each seed's model before training, as method "zero_shot" (backbones:
+    # the pre-trained encoder with its zero-shot head)
+    zero_shot: bool = False
 
 
 @dataclass

@@ -214,6 +214,37 @@ def train(
     return result
 
 
+def evaluate_initial(cfg: RunConfig, run_dir: str | Path, *, label: str = "zero_shot") -> dict:
+    """Evaluate the model as it is before training, on validation and test, into
+    ``run_dir/result.json`` (the schema of a trained run; method ``label``): a pre-trained
+    backbone with its zero-shot head, or any model's initialisation. No weights are saved.
+    A result.json already there is returned as is."""
+    run_dir = Path(run_dir)
+    result_path = run_dir / "result.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    start = time.time()
+    loop = prepare(cfg, run_dir, resume=False)
+    history = []
+    if len(loop.dataset.val):
+        val = loop.evaluate(loop.dataset.val)
+        history = [
+            {
+                "epoch": 0,
+                "val_acc": val.overall,
+                "val_per_class": val.accuracy.tolist(),
+                "time_s": round(time.time() - start, 3),
+            }
+        ]
+    result = build_result(loop, history, 0)
+    result.update(method=label, history=[], train_time_s=0.0, selected_epoch=None)
+    if loop.ctx.rank == 0:
+        checkpoint.save_text(to_toml(cfg), run_dir / "config.toml")
+        checkpoint.save_json(result, result_path)
+    distributed.barrier()
+    return result
+
+
 def build_result(loop: Loop, history: list[dict[str, Any]], selected: int) -> dict[str, Any]:
     """The one test evaluation of the run and everything result.json holds."""
     cfg, dataset = loop.cfg, loop.dataset
