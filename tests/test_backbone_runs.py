@@ -411,3 +411,24 @@ def test_zero_shot_is_a_method_of_the_comparison(tmp_path, capsys):
     assert main(["evaluate", "--config", str(path), "--out", str(tmp_path / "zs")]) == 0
     assert "test accuracy" in capsys.readouterr().out
     assert (tmp_path / "zs" / "result.json").is_file()
+
+
+def test_fine_tuning_under_torchrun_matches_one_process(tmp_path):
+    # ViT: no BatchNorm; SGD: AdamW would blow float-order noise of near-zero gradients up
+    # to a fraction of a step
+    cfg = _cfg(
+        tmp_path, "clip", train__batch_size=4, train__epochs=2, optim__name="sgd", optim__lr=0.05
+    )
+    path = tmp_path / "cfg.toml"
+    path.write_text(config.to_toml(cfg))
+    torchrun_train(path, tmp_path / "ddp")
+    ddp = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    single = train(cfg, tmp_path / "one", show_progress=False)
+    a = torch.load(tmp_path / "ddp" / "final.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "one" / "final.pt", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    assert ddp["world_size"] == 2 and ddp["test"]["confusion"] == single["test"]["confusion"]
+    _, initial = load_run_data(cfg, cpu_context())
+    moved = (a["encoder.conv1.weight"] - initial.state_dict()["encoder.conv1.weight"]).abs()
+    assert moved.max() > 1e-3  # both really trained: the match is not of untouched weights
