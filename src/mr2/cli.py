@@ -9,7 +9,7 @@ from mr2 import losses, report
 from mr2.demo import run_demo
 from mr2.engine import config
 from mr2.engine.compare import run_compare
-from mr2.engine.loop import extract
+from mr2.engine.features import extract
 from mr2.engine.train import evaluate_initial, train
 from mr2.engine.wise import run_wise, wise_table
 from mr2.report.diagnostics import run_diagnose

@@ -15,6 +15,7 @@ from mr2 import distributed, losses, models
 from mr2.engine import checkpoint, procedures
 from mr2.engine.config import RunConfig
 from mr2.engine.evaluate import evaluate
+from mr2.engine.features import fit_to_backbone
 from mr2.engine.schedule import make_optimizer
 
 BACKBONE_NAMES = ("clip", "mae", "moco_v2")  # mr2.backbones.BACKBONES, without its imports
@@ -92,80 +93,12 @@ def create_model(cfg: RunConfig, dataset: mr2_data.Dataset) -> nn.Module:
     )
 
 
-def for_model(
-    cfg: RunConfig, dataset: mr2_data.Dataset, model: nn.Module, ctx: Context
-) -> tuple[mr2_data.Dataset, nn.Module]:
-    """Fit the data to a pre-trained backbone: its preprocessing for fine-tuning, or, with
-    ``model.probe``, its cached features and a linear probe whose head starts as the
-    backbone's (CLIP: the zero-shot head). Other models pass through."""
-    if not hasattr(model, "preprocess") or dataset.features_of is not None:
-        return dataset, model
-    dataset = mr2_data.preprocessed(dataset, model.preprocess)
-    if not cfg.model.probe:
-        return dataset, model
-    description = model.describe()  # checksums the weights: once
-    splits, infos = extract_features(cfg, dataset, model, ctx, description)
-    notes = [f"{name} features: cache entry {info['key']}" for name, info in infos.items()]
-    probe_data = mr2_data.Dataset(
-        dataset.name,
-        splits["train"],
-        splits["val"],
-        splits["test"],
-        dataset.num_classes,
-        dataset.class_names,
-        dataset.notes + notes,
-        features_of=description,
-    )
-    probe = create_model(cfg, probe_data)
-    probe.head.load_state_dict(model.head.state_dict())
-    return probe_data, probe
-
-
-def extract_features(
-    cfg: RunConfig,
-    dataset: mr2_data.Dataset,
-    model: nn.Module,
-    ctx: Context,
-    description: dict[str, Any] | None = None,
-) -> tuple[dict[str, mr2_data.Split], dict[str, dict[str, Any]]]:
-    """The backbone's features of every split (dataset already preprocessed), from the cache
-    or extracted into it (under the run's AMP setting); (feature splits, cache info)."""
-    from mr2.backbones.cache import cached_features
-
-    model = model.to(ctx.device)
-    common = {
-        "cache_dir": cfg.model.cache_dir,
-        "amp_dtype": ctx.amp_dtype,
-        "description": description or model.describe(),
-    }
-    splits, infos = {}, {}
-    for name in ("train", "val", "test"):  # under DDP every process extracts its share
-        split = getattr(dataset, name)
-        feats, info = cached_features(
-            model, split, name, batch_size=cfg.train.eval_batch_size, device=ctx.device, **common
-        )
-        splits[name], infos[name] = mr2_data.Split(feats, split.y), info
-    return splits, infos
-
-
-def extract(cfg: RunConfig) -> dict[str, dict[str, Any]]:
-    """``mr2 extract``: the configured backbone's features of every split into the cache
-    (reused where present); cache info per split."""
-    if not is_backbone(cfg):
-        raise ValueError(f"mr2 extract needs a pre-trained backbone, not {cfg.model.name!r}")
-    ctx = setup(cfg)
-    dataset = load_data(cfg)
-    torch.manual_seed(cfg.train.seed)
-    model = create_model(cfg, dataset)
-    return extract_features(cfg, mr2_data.preprocessed(dataset, model.preprocess), model, ctx)[1]
-
-
 def load_run_data(cfg: RunConfig, ctx: Context) -> tuple[mr2_data.Dataset, nn.Module]:
     """A run's data, ready for its model, and that model as initialised at the start of
     training (seeded with ``train.seed``; for a backbone, its pre-trained / zero-shot state)."""
     dataset = load_data(cfg)
     torch.manual_seed(cfg.train.seed)
-    return for_model(cfg, dataset, create_model(cfg, dataset), ctx)
+    return fit_to_backbone(cfg, dataset, create_model(cfg, dataset), ctx)
 
 
 def load_final_model(cfg: RunConfig, dataset: mr2_data.Dataset, run_dir: Path) -> nn.Module:
