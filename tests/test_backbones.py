@@ -108,6 +108,12 @@ def test_shipped_class_names_and_templates_equal_clips_lists():
     assert bb.templates("openai_imagenet") == [t("{}") for t in meta.OPENAI_IMAGENET_TEMPLATES]
     assert len(bb.templates("openai_imagenet")) == 80
     assert bb.templates(["a {} photo"]) == ["a {} photo"]
+    from mr2.data.vision import SOURCES
+
+    for name in set(SOURCES) - {"imagenet"}:  # CLIP's prompts for each transfer dataset
+        assert bb.templates(name)
+    assert bb.templates("pets") == ["a photo of a {}, a type of pet."]
+    assert len(bb.templates("cars")) == 8 and len(bb.templates("aircraft")) == 2
     with pytest.raises(ValueError, match="'\\{\\}'"):
         bb.templates(["no placeholder"])
     with pytest.raises(ValueError, match="unknown templates"):

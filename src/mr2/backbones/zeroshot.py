@@ -20,7 +20,8 @@ def imagenet_class_names() -> list[str]:
 
 def templates(name: str | list[str]) -> list[str]:
     """Prompt templates with ``{}`` for the class name: ``"openai_imagenet"`` (CLIP's 80),
-    ``"simple"`` (CLIP's 7), ``"single"`` ("a photo of a {}."), or a list of your own."""
+    ``"simple"`` (CLIP's 7), ``"single"`` ("a photo of a {}."), CLIP's per-dataset prompts
+    ``"pets"``, ``"flowers102"``, ``"food101"``, ``"aircraft"``, ``"cars"``, or a list."""
     if isinstance(name, list):
         chosen = name
     else:
