@@ -13,7 +13,7 @@ from torch import Tensor
 from mr2.backbones.wiseft import interpolate
 from mr2.engine import checkpoint, config
 from mr2.engine.evaluate import evaluate
-from mr2.engine.loop import Context, load_final_model, load_run_data, setup
+from mr2.engine.loop import Context, load_run_data, setup
 from mr2.metrics import disparity_summary
 
 
@@ -61,7 +61,10 @@ def run_wise(
     ctx = ctx or setup(cfg)  # the run's device and precision
     dataset, model = load_run_data(cfg, ctx)
     zero_shot = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    finetuned = load_final_model(cfg, dataset, run_dir).state_dict()
+    final = run_dir / "final.pt"  # the weights only: no second model to build
+    if not final.is_file():
+        raise FileNotFoundError(f"{final} does not exist (a finished run dir?)")
+    finetuned = checkpoint.load_torch(final)["model"]
     model = model.to(ctx.device)
     rows = []
     for alpha in sorted(set(float(a) for a in alphas)):
@@ -73,9 +76,14 @@ def run_wise(
                 "test": _scores(model, dataset.test, dataset.num_classes, cfg, ctx),
             }
         )
+    end = next((r for r in rows if r["alpha"] == 1.0), None)  # alpha 1 is the fine-tuned model
     model.load_state_dict(finetuned)
     for split in ("val", "test"):
-        ref = _scores(model, getattr(dataset, split), dataset.num_classes, cfg, ctx)
+        ref = (
+            end[split]
+            if end
+            else _scores(model, getattr(dataset, split), dataset.num_classes, cfg, ctx)
+        )
         for r in rows:
             r[split] = _summarise(r[split], ref["per_class"] if ref else None)
     scored = [r for r in rows if r["val"] is not None]
