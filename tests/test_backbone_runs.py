@@ -266,12 +266,13 @@ def test_cli_extract_and_wise(tmp_path, capsys):
     assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 0
     assert main(["wise", str(tmp_path / "run"), "--alphas", "0", "0.6", "1"]) == 0
     assert "| 0.6" in capsys.readouterr().out
-    assert main(["extract", "--config", str(path), "--set", "model.name=mlp"]) == 2
+    mlp = ["--set", "model.name=mlp", "--set", "model.options={}"]
+    assert main(["extract", "--config", str(path), *mlp]) == 2
     assert "needs a pre-trained backbone" in capsys.readouterr().err
     bad = config.to_toml(cfg).replace("model_kwargs = {", "modle_kwargs = {")
     path.write_text(bad)
     assert main(["extract", "--config", str(path)]) == 2
-    assert "does not take option" in capsys.readouterr().err
+    assert "does not take it (did you mean 'model_kwargs'?)" in capsys.readouterr().err
 
 
 def test_probe_under_torchrun_matches_one_process(tmp_path):

@@ -10,6 +10,7 @@ from mr2.demo import run_demo
 from mr2.engine import config
 from mr2.engine.compare import run_compare
 from mr2.engine.features import extract
+from mr2.engine.identity import RunBusyError
 from mr2.engine.train import evaluate_initial, train
 from mr2.engine.wise import run_wise, wise_table
 from mr2.report.diagnostics import run_diagnose
@@ -27,6 +28,15 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace runs of another configuration found under --out (removed only once "
+        "the new run is set up); without it such a run is an error",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mr2", description="Class-wise fair classifiers (MR²).")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -36,11 +46,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-resume",
         action="store_true",
-        help="start over even if a checkpoint exists (default: resume)",
+        help="start over even if a checkpoint of this configuration exists (default: resume)",
     )
+    _overwrite_arg(p)
     p = sub.add_parser("compare", help="methods x seeds, resumable, then the report")
     _config_args(p)
     p.add_argument("--out", required=True, help="comparison directory")
+    _overwrite_arg(p)
     p.add_argument("--methods", nargs="+", help=f"losses to compare: {losses.available()}")
     p.add_argument("--seeds", nargs="+", type=int)
     p = sub.add_parser("report", help="rebuild the report from saved runs")
@@ -48,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report directory (default: the first RUN_DIR)")
     p.add_argument("--reference", default="ce", help="baseline that ranks the classes")
     p = sub.add_parser("demo", help="the main job: ERM vs MR² on Fashion-MNIST, 3 seeds")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", help="default: runs/demo (runs/demo-quick with --quick)")
     p.add_argument("--data-dir", default="", help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--quick", action="store_true", help="1 seed, 2 epochs (a smoke test)")
     p = sub.add_parser("diagnose", help="spread vs accuracy of a saved run or a feature file")
@@ -68,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     )
     _config_args(p)
     p.add_argument("--out", required=True, help="run directory (result.json)")
+    _overwrite_arg(p)
     p = sub.add_parser("wise", help="WiSE-FT: evaluate zero-shot / fine-tuned interpolations")
     p.add_argument("run", help="a finished fine-tuning run directory")
     p.add_argument(
@@ -86,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             cfg = config.load(args.config, args.set)
-            result = train(cfg, args.out, resume=not args.no_resume)
+            result = train(cfg, args.out, resume=not args.no_resume, overwrite=args.overwrite)
             print(
                 f"test accuracy {result['test']['overall']:.4f}; "
                 f"worst class {result['test']['summary']['worst_class']:.4f}; {args.out}"
@@ -98,14 +111,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.seeds:
                 overrides.append(f"compare.seeds={args.seeds!r}")
             cfg = config.load(args.config, overrides)
-            run_compare(cfg, args.out)
+            run_compare(cfg, args.out, overwrite=args.overwrite)
             built = report.build([args.out], args.out, reference=cfg.compare.reference)
             print(built["table"], f"\nReport: {built['report']}", sep="\n")
         elif args.command == "report":
             built = report.build(args.runs, args.out or args.runs[0], reference=args.reference)
             print(built["table"], f"\nReport: {built['report']}", sep="\n")
         elif args.command == "demo":
-            run_demo(args.out, data_dir=args.data_dir, quick=args.quick)
+            out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
+            run_demo(out, data_dir=args.data_dir, quick=args.quick)
         elif args.command == "diagnose":
             out = run_diagnose(args.run, args.features, args.split, args.out)
             print(f"spread vs accuracy: {out['result'].get('correlation')}; {out['json']}")
@@ -115,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                 state = "reused" if info["reused"] else f"extracted in {info['seconds']:.1f} s"
                 print(f"{name:5s} {info.get('folder') or '(empty split)'}  {state}")
         elif args.command == "evaluate":
-            result = evaluate_initial(config.load(args.config, args.set), args.out)
+            cfg = config.load(args.config, args.set)
+            result = evaluate_initial(cfg, args.out, overwrite=args.overwrite)
             print(
                 f"test accuracy {result['test']['overall']:.4f}; "
                 f"worst class {result['test']['summary']['worst_class']:.4f}; {args.out}"
@@ -125,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "losses":
             for name in losses.available():
                 print(f"{name:18s} {losses.describe(name)}")
-    except (ValueError, FileNotFoundError, ImportError) as err:
+    except (ValueError, OSError, ImportError, RunBusyError) as err:
         print(f"mr2: error: {err}", file=sys.stderr)
         return 2
     return 0

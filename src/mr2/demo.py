@@ -57,9 +57,12 @@ def demo_config(data_dir: str = "", quick: bool = False, log=print) -> RunConfig
 
 
 def run_demo(
-    out_dir: str | Path = "runs/demo", *, data_dir: str = "", quick: bool = False, log=print
+    out_dir: str | Path | None = None, *, data_dir: str = "", quick: bool = False, log=print
 ) -> dict[str, Any]:
+    """The demo into ``out_dir`` (default runs/demo, or runs/demo-quick with ``quick``: the
+    two never share runs, and a run of another configuration is never reused)."""
     t0 = time.time()
+    out_dir = out_dir or ("runs/demo-quick" if quick else "runs/demo")
     cfg = demo_config(data_dir, quick, log)
     log(
         f"mr2 demo: {', '.join(cfg.compare.methods)} on {cfg.data.name}, seeds "

@@ -7,6 +7,8 @@ resolved configuration is written into every run directory (``config.toml``).
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,9 @@ class ModelConfig:
 class LossConfig:
     name: str = "ce"  # a name from mr2.losses.available()
     options: dict[str, Any] = field(default_factory=dict)  # passed to losses.create
+    # named settings resolved with the run's class count and feature width, e.g. MR²'s
+    # "official" (the authors' scaling) or "paper"; ``options`` override them
+    preset: str = ""
 
 
 @dataclass
@@ -123,18 +128,42 @@ def apply(cfg: RunConfig, values: dict[str, Any], prefix: str = "") -> RunConfig
     for section, body in values.items():
         if not hasattr(cfg, section) or section.startswith("_"):
             known = [f.name for f in dataclasses.fields(cfg)]
-            raise ValueError(f"unknown config section {prefix}{section!r}; known: {known}")
+            raise ValueError(
+                f"unknown config section {prefix}{section!r}{_did_you_mean(section, known)}; "
+                f"known: {known}"
+            )
         if not isinstance(body, dict):
             raise ValueError(f"config section {prefix}{section} must be a table")
         target = getattr(cfg, section)
         hints = get_type_hints(type(target))
         for key, value in body.items():
             if key not in hints:
-                raise ValueError(f"unknown config key {section}.{key}; known: {sorted(hints)}")
+                raise ValueError(
+                    f"unknown config key {section}.{key}{_key_hint(cfg, section, key)}; "
+                    f"known in [{section}]: {sorted(hints)}"
+                )
             value = _check_type(f"{section}.{key}", value, hints[key])
             setattr(target, key, value)
     validate(cfg)
     return cfg
+
+
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _key_hint(cfg: RunConfig, section: str, key: str) -> str:
+    """' (did you mean optim.lr?)': the key in another section, or a close spelling."""
+    everywhere = [
+        f"{name}.{k}"
+        for name in (f.name for f in dataclasses.fields(cfg))
+        for k in get_type_hints(type(getattr(cfg, name)))
+    ]
+    same = [full for full in everywhere if full.split(".", 1)[1] == key]
+    if same:
+        return f" (did you mean {' or '.join(same)}?)"
+    return _did_you_mean(f"{section}.{key}", everywhere)
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -193,29 +222,78 @@ def load(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig
     return cfg
 
 
-def validate(cfg: RunConfig) -> None:
-    checks = [
-        (cfg.optim.name in ("sgd", "adamw"), "optim.name must be 'sgd' or 'adamw'"),
-        (cfg.optim.schedule in ("cosine", "constant"), "optim.schedule must be cosine|constant"),
-        (cfg.optim.lr > 0, "optim.lr must be > 0"),
-        (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
-        (cfg.train.batch_size >= 1, "train.batch_size must be >= 1"),
-        (cfg.train.select in ("last", "best_val"), "train.select must be 'last' or 'best_val'"),
-        (cfg.train.device in ("auto", "cpu", "cuda"), "train.device must be auto|cpu|cuda"),
-        (0 <= cfg.data.val_fraction < 1, "data.val_fraction must lie in [0, 1)"),
-        (cfg.optim.grad_clip >= 0, "optim.grad_clip must be >= 0"),
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def range_problems(cfg: RunConfig) -> list[str]:
+    """Every out-of-range value of the optimiser, schedule, training and data settings."""
+    o, t, d, c = cfg.optim, cfg.train, cfg.data, cfg.compare
+    rules = [
+        (o.name in ("sgd", "adamw"), f"optim.name must be 'sgd' or 'adamw', got {o.name!r}"),
+        (o.schedule in ("cosine", "constant"), "optim.schedule must be 'cosine' or 'constant'"),
+        (_finite(o.lr) and o.lr > 0, f"optim.lr must be finite and > 0, got {o.lr}"),
         (
-            all(0 <= a <= 1 for a in cfg.compare.wise_alphas),
+            _finite(o.momentum) and 0 <= o.momentum < 1,
+            f"optim.momentum must lie in [0, 1), got {o.momentum}",
+        ),
+        (not (o.nesterov and o.momentum == 0), "optim.nesterov needs optim.momentum > 0"),
+        (
+            len(o.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in o.betas),
+            f"optim.betas must be two values in [0, 1), got {o.betas}",
+        ),
+        (
+            _finite(o.weight_decay) and o.weight_decay >= 0,
+            f"optim.weight_decay must be finite and >= 0, got {o.weight_decay}",
+        ),
+        (
+            _finite(o.warmup_epochs) and o.warmup_epochs >= 0,
+            f"optim.warmup_epochs must be finite and >= 0, got {o.warmup_epochs}",
+        ),
+        (o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {o.warmup_steps}"),
+        (
+            _finite(o.grad_clip) and o.grad_clip >= 0,
+            f"optim.grad_clip must be finite and >= 0, got {o.grad_clip}",
+        ),
+        (t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}"),
+        (t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}"),
+        (t.eval_batch_size >= 1, f"train.eval_batch_size must be >= 1, got {t.eval_batch_size}"),
+        (t.seed >= 0, f"train.seed must be >= 0, got {t.seed}"),
+        (t.threads >= 0, f"train.threads must be >= 0 (0 = torch's default), got {t.threads}"),
+        (
+            t.select in ("last", "best_val"),
+            f"train.select must be 'last' or 'best_val', got {t.select!r}",
+        ),
+        (
+            t.device in ("auto", "cpu", "cuda"),
+            f"train.device must be auto|cpu|cuda, got {t.device!r}",
+        ),
+        (
+            _finite(d.val_fraction) and 0 <= d.val_fraction < 1,
+            f"data.val_fraction must lie in [0, 1), got {d.val_fraction}",
+        ),
+        (d.split_seed >= 0, f"data.split_seed must be >= 0, got {d.split_seed}"),
+        (d.train_subset >= 0, f"data.train_subset must be >= 0 (0 = all), got {d.train_subset}"),
+        (
+            all(_finite(a) and 0 <= a <= 1 for a in c.wise_alphas),
             "compare.wise_alphas must lie in [0, 1]",
         ),
         (
-            cfg.compare.select_metric in ("mean_class", "worst_class", "hard"),
+            c.select_metric in ("mean_class", "worst_class", "hard"),
             "compare.select_metric must be mean_class|worst_class|hard",
         ),
+        (bool(c.methods), "compare.methods must name at least one method"),
+        (bool(c.seeds) and min(c.seeds) >= 0, "compare.seeds must list seeds >= 0"),
+        (len(set(c.seeds)) == len(c.seeds), f"compare.seeds has duplicates: {c.seeds}"),
+        (len(set(c.methods)) == len(c.methods), f"compare.methods has duplicates: {c.methods}"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(f"bad config value: {message}")
+    return [message for ok, message in rules if not ok]
+
+
+def validate(cfg: RunConfig) -> None:
+    problems = range_problems(cfg)
+    if problems:
+        raise ValueError("bad config value: " + "; ".join(problems))
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from torch import nn
 
 from mr2 import data as mr2_data
 from mr2 import models
+from mr2.engine import validate
 from mr2.engine.config import RunConfig
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def extract(cfg: RunConfig) -> dict[str, dict[str, Any]]:
     (reused where present); cache info per split."""
     from mr2.engine.loop import create_model, is_backbone, load_data, setup
 
+    validate.check_run(cfg)
     if not is_backbone(cfg):
         raise ValueError(f"mr2 extract needs a pre-trained backbone, not {cfg.model.name!r}")
     ctx = setup(cfg)

@@ -11,14 +11,13 @@ import torch
 from torch import nn
 
 from mr2 import data as mr2_data
-from mr2 import distributed, losses, models
-from mr2.engine import checkpoint, procedures
+from mr2 import distributed, io, losses, models
+from mr2.engine import procedures
 from mr2.engine.config import RunConfig
 from mr2.engine.evaluate import evaluate
 from mr2.engine.features import fit_to_backbone
 from mr2.engine.schedule import make_optimizer
-
-BACKBONE_NAMES = ("clip", "mae", "moco_v2")  # mr2.backbones.BACKBONES, without its imports
+from mr2.engine.validate import BACKBONE_NAMES
 
 
 @dataclass
@@ -108,7 +107,7 @@ def load_final_model(cfg: RunConfig, dataset: mr2_data.Dataset, run_dir: Path) -
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (a finished run dir?)")
     model = create_model(cfg, dataset)
-    model.load_state_dict(checkpoint.load_torch(path)["model"])
+    model.load_state_dict(io.load_torch(path)["model"])
     return model
 
 
@@ -116,10 +115,26 @@ def build(cfg: RunConfig, ctx: Context):
     """(data fitted to the model, model, loss) of a run."""
     dataset, model = load_run_data(cfg, ctx)
     model = model.to(ctx.device)
-    loss_fn = losses.create(cfg.loss.name, num_classes=dataset.num_classes, **cfg.loss.options).to(
-        ctx.device
+    return dataset, model, create_loss(cfg, dataset.num_classes, model, ctx.world).to(ctx.device)
+
+
+def create_loss(cfg: RunConfig, num_classes: int, model: nn.Module, world: int) -> nn.Module:
+    """The run's loss; ``loss.preset`` is resolved with the class count and the width of the
+    model's head input. Under torch.distributed, losses that compare samples with each other
+    (MR²'s representation term) gather features across processes unless the config says
+    otherwise, so a DDP run computes what one process would."""
+    options = dict(cfg.loss.options)
+    if world > 1 and "gather_features" in losses.options(cfg.loss.name):
+        options.setdefault("gather_features", True)
+    head = getattr(model, "head", None)
+    feature_dim = head.in_features if isinstance(head, nn.Linear) else None
+    return losses.create(
+        cfg.loss.name,
+        num_classes=num_classes,
+        preset=cfg.loss.preset,
+        feature_dim=feature_dim,
+        **options,
     )
-    return dataset, model, loss_fn
 
 
 @dataclass
@@ -200,7 +215,6 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> Loop:
     if proc.single_process_only and ctx.world > 1:
         raise ValueError(f"procedure {cfg.train.procedure!r} runs on one process only")
     proc.bind(opt)
-    proc.resume = resume
-    proc.prepare()
+    proc.resume = resume  # the caller runs proc.prepare() once the run directory is set up
     scaler = torch.amp.GradScaler("cuda", enabled=ctx.amp_dtype == torch.float16)
     return Loop(cfg, ctx, dataset, model, net, loss_fn, opt, scaler, proc)

@@ -9,7 +9,7 @@ training split; the test split is evaluated once, at the end, with the model cho
 
 from __future__ import annotations
 
-import json
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from mr2 import data as mr2_data
-from mr2 import distributed
-from mr2.engine import checkpoint
+from mr2 import distributed, io
+from mr2.engine import identity, validate
 from mr2.engine.config import RunConfig, to_dict, to_toml
 from mr2.engine.evaluate import feature_statistics
-from mr2.engine.loop import Context, Loop, prepare
+from mr2.engine.loop import Context, Loop, build, prepare, setup
 from mr2.engine.progress import JsonlLog, ProgressBar
 from mr2.engine.schedule import lr_factor, warmup_steps
 from mr2.metrics import disparity_summary
@@ -130,32 +130,75 @@ def train_epoch(loop: Loop, epoch: int, show_progress: bool | None) -> tuple[flo
             ]
         ).float()
         if bar.enabled:
-            bar.update(loss=float(loss), acc=float(sums[1] / sums[2]))
+            bar.update(loss=loss.detach().item(), acc=(sums[1] / sums[2]).item())
     bar.close()
     sums = distributed.all_reduce_sum(sums)
     return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
 
 def train(
-    cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, show_progress: bool | None = None
+    cfg: RunConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = True,
+    overwrite: bool = False,
+    wait: bool = False,
+    show_progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Train one run into ``run_dir`` (config.toml, log.jsonl, checkpoint.pt, final.pt,
-    result.json) and return the result dict. With ``resume``, continue from an existing
-    checkpoint; a run whose result.json exists is returned as is."""
+    """Train one run into ``run_dir`` (run.json, config.toml, log.jsonl, checkpoint.pt,
+    final.pt, result.json) and return the result dict.
+
+    The whole configuration is checked first. A run directory of the same configuration
+    (``identity``) is reused when finished and resumed from its checkpoint otherwise
+    (``resume=False``: started over); one of another configuration is an error, unless
+    ``overwrite``: then it is removed once the new run is set up. ``wait``: wait for another
+    process that holds the run's lock instead of raising ``RunBusyError``."""
+    validate.check_run(cfg)
+    setup(cfg)  # joins the torchrun process group: only rank 0 locks and writes
     run_dir = Path(run_dir)
-    result_path = run_dir / "result.json"
-    if resume and result_path.exists():
-        return json.loads(result_path.read_text())
-    loop = prepare(cfg, run_dir, resume)
-    ctx = loop.ctx
+    with _run_lock(run_dir, cfg, "train", overwrite=overwrite, wait=wait) as found:
+        if found.finished and resume and not overwrite:
+            return io.load_json(run_dir / "result.json")
+        loop = prepare(cfg, run_dir, resume)
+        fresh = overwrite or not resume or found.state is not identity.State.MATCH
+        loop.proc.resume = not fresh
+        _start_dir(run_dir, cfg, found, clear=fresh and found.state is not identity.State.FRESH)
+        loop.proc.prepare()
+        return _fit(loop, run_dir, resume=not fresh, show_progress=show_progress)
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path, cfg: RunConfig, kind: str, *, overwrite: bool, wait: bool):
+    """Check the run directory's identity (nothing modified on a mismatch), then hold its
+    lock (rank 0) and yield the identity found under the lock."""
+    identity.check(run_dir, cfg, kind, overwrite=overwrite)  # every rank: reads only
+    distributed.barrier()
+    lock = identity.RunLock(run_dir, wait=wait) if distributed.rank() == 0 else None
+    with lock or contextlib.nullcontext():
+        found = identity.check(run_dir, cfg, kind, overwrite=overwrite)
+        distributed.barrier()
+        yield found
+
+
+def _start_dir(run_dir: Path, cfg: RunConfig, found: identity.Inspection, *, clear: bool) -> None:
+    """Rank 0: remove an old run if asked, stale temporary files, then record the identity."""
+    if distributed.rank() == 0:
+        if clear:
+            identity.clear(run_dir)
+        io.remove_stale_tmp(run_dir)
+        identity.write_record(run_dir, found)
+        io.save_text(to_toml(cfg), run_dir / "config.toml")
+    distributed.barrier()
+
+
+def _fit(loop: Loop, run_dir: Path, *, resume: bool, show_progress: bool | None) -> dict:
+    cfg, ctx = loop.cfg, loop.ctx
     log = JsonlLog(run_dir / "log.jsonl")
     ckpt_path = run_dir / "checkpoint.pt"
     start, best = 0, {"score": -1.0, "epoch": -1, "state": None}
     history: list[dict[str, Any]] = []
-    if ctx.rank == 0:
-        checkpoint.save_text(to_toml(cfg), run_dir / "config.toml")
     if resume and ckpt_path.exists():
-        state = checkpoint.load_torch(ckpt_path)
+        state = io.load_torch(ckpt_path)
         loop.restore(state)
         start, best, history = state["epoch"] + 1, state["best"], state["history"]
         if ctx.rank == 0:  # the log is rebuilt from the checkpoint: epochs after it are gone
@@ -166,38 +209,15 @@ def train(
 
     t0 = time.time() - (history[-1]["time_s"] if history else 0.0)  # cumulative over resumes
     for epoch in range(start, cfg.train.epochs):
-        train_loss, train_acc = train_epoch(loop, epoch, show_progress)
-        val = loop.evaluate(loop.dataset.val) if len(loop.dataset.val) else None
-        val_score = float(torch.nanmean(val.accuracy)) if val is not None else float("nan")
-        if val is not None and hasattr(loop.loss_fn, "update_difficulty"):
-            loop.loss_fn.update_difficulty(val.accuracy)  # CDB: from validation, never test
-        if cfg.train.select == "best_val" and val_score > best["score"]:
-            weights = {k: v.detach().cpu().clone() for k, v in loop.model.state_dict().items()}
-            best = {"score": val_score, "epoch": epoch, "state": weights}
-        record = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "lr": loop.opt.param_groups[0]["lr"],
-            "val_acc": val.overall if val is not None else None,
-            "val_mean_class": val_score,
-            "time_s": round(time.time() - t0, 3),
-            **loss_internals(loop.loss_fn),
-        }
-        if val is not None:
-            record["val_per_class"] = val.accuracy.tolist()
+        record, best = _epoch(loop, epoch, best, t0, show_progress)
         history.append(record)
         if ctx.rank == 0:  # checkpoint first: a logged epoch is always a saved epoch
-            checkpoint.save_torch(
+            io.save_torch(
                 {**loop.state(), "epoch": epoch, "best": best, "history": history}, ckpt_path
             )
             log.write(record)
             if show_progress is not False:
-                print(
-                    f"epoch {epoch + 1}/{cfg.train.epochs} loss {train_loss:.4f} "
-                    f"train acc {train_acc:.4f} val acc {record['val_acc']}",
-                    flush=True,
-                )
+                print(epoch_line(record, cfg.train.epochs), flush=True)
         distributed.barrier()
 
     if cfg.train.select == "best_val":
@@ -205,44 +225,93 @@ def train(
     selected = best["epoch"] if cfg.train.select == "best_val" else cfg.train.epochs - 1
     result = build_result(loop, history, selected)
     if ctx.rank == 0:
-        checkpoint.save_torch(
+        io.save_torch(
             {"model": loop.model.state_dict(), "loss": loop.loss_fn.state_dict()},
             run_dir / "final.pt",
         )
-        checkpoint.save_json(result, result_path)
+        io.save_json(result, run_dir / "result.json")
     distributed.barrier()
     return result
 
 
-def evaluate_initial(cfg: RunConfig, run_dir: str | Path, *, label: str = "zero_shot") -> dict:
+def _epoch(loop: Loop, epoch: int, best: dict, t0: float, show_progress) -> tuple[dict, dict]:
+    """Train one epoch, validate; (the epoch's history record, the best-so-far state)."""
+    cfg = loop.cfg
+    train_loss, train_acc = train_epoch(loop, epoch, show_progress)
+    val = loop.evaluate(loop.dataset.val) if len(loop.dataset.val) else None
+    val_score = float(torch.nanmean(val.accuracy)) if val is not None else float("nan")
+    if val is not None and hasattr(loop.loss_fn, "update_difficulty"):
+        loop.loss_fn.update_difficulty(val.accuracy)  # CDB: from validation, never test
+    if cfg.train.select == "best_val" and val_score > best["score"]:
+        weights = {k: v.detach().cpu().clone() for k, v in loop.model.state_dict().items()}
+        best = {"score": val_score, "epoch": epoch, "state": weights}
+    record = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "lr": loop.opt.param_groups[0]["lr"],
+        "val_acc": val.overall if val is not None else None,
+        "val_mean_class": val_score,
+        "time_s": round(time.time() - t0, 3),
+        **loss_internals(loop.loss_fn),
+    }
+    if val is not None:
+        record["val_per_class"] = val.accuracy.tolist()
+    return record, best
+
+
+def epoch_line(record: dict[str, Any], epochs: int) -> str:
+    """One line per epoch, every number formatted (validation shown only when there is one)."""
+    val = ""
+    if record.get("val_acc") is not None:
+        val = f" val acc {record['val_acc']:.4f} val mean-class {record['val_mean_class']:.4f}"
+    return (
+        f"epoch {record['epoch'] + 1}/{epochs} loss {record['train_loss']:.4f} "
+        f"train acc {record['train_acc']:.4f}{val} lr {record['lr']:.3g} "
+        f"({record['time_s']:.1f} s)"
+    )
+
+
+def evaluate_initial(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    *,
+    label: str = "zero_shot",
+    overwrite: bool = False,
+    wait: bool = False,
+) -> dict:
     """Evaluate the model as it is before training, on validation and test, into
     ``run_dir/result.json`` (the schema of a trained run; method ``label``): a pre-trained
-    backbone with its zero-shot head, or any model's initialisation. No weights are saved.
-    A result.json already there is returned as is."""
+    backbone with its zero-shot head, or any model's initialisation. No weights are saved,
+    no optimiser or procedure is built. A result of the same configuration is reused."""
+    validate.check_run(cfg)
+    setup(cfg)  # joins the torchrun process group: only rank 0 locks and writes
     run_dir = Path(run_dir)
-    result_path = run_dir / "result.json"
-    if result_path.exists():
-        return json.loads(result_path.read_text())
-    start = time.time()
-    loop = prepare(cfg, run_dir, resume=False)
-    history = []
-    if len(loop.dataset.val):
-        val = loop.evaluate(loop.dataset.val)
-        history = [
-            {
-                "epoch": 0,
-                "val_acc": val.overall,
-                "val_per_class": val.accuracy.tolist(),
-                "time_s": round(time.time() - start, 3),
-            }
-        ]
-    result = build_result(loop, history, 0)
-    result.update(method=label, history=[], train_time_s=0.0, selected_epoch=None)
-    if loop.ctx.rank == 0:
-        checkpoint.save_text(to_toml(cfg), run_dir / "config.toml")
-        checkpoint.save_json(result, result_path)
-    distributed.barrier()
-    return result
+    with _run_lock(run_dir, cfg, f"initial:{label}", overwrite=overwrite, wait=wait) as found:
+        if found.finished and not overwrite:
+            return io.load_json(run_dir / "result.json")
+        start = time.time()
+        ctx = setup(cfg)
+        dataset, model = build(cfg, ctx)[:2]
+        loop = Loop(cfg, ctx, dataset, model, model, None, None, None, None)  # evaluation only
+        _start_dir(run_dir, cfg, found, clear=found.state is not identity.State.FRESH)
+        history = []
+        if len(dataset.val):
+            val = loop.evaluate(dataset.val)
+            history = [
+                {
+                    "epoch": 0,
+                    "val_acc": val.overall,
+                    "val_per_class": val.accuracy.tolist(),
+                    "time_s": round(time.time() - start, 3),
+                }
+            ]
+        result = build_result(loop, history, 0)
+        result.update(method=label, history=[], train_time_s=0.0, selected_epoch=None)
+        if ctx.rank == 0:
+            io.save_json(result, run_dir / "result.json")
+        distributed.barrier()
+        return result
 
 
 def build_result(loop: Loop, history: list[dict[str, Any]], selected: int) -> dict[str, Any]:
@@ -257,9 +326,12 @@ def build_result(loop: Loop, history: list[dict[str, Any]], selected: int) -> di
         device=loop.ctx.device,
     )
     sizes = {"train": len(dataset.train), "val": len(dataset.val), "test": len(dataset.test)}
+    ident = identity.identity(cfg)
     return {
         "schema": 1,
         "method": method_label(cfg),
+        "fingerprint": identity.fingerprint(ident),
+        "mr2_version": ident["mr2_version"],
         "seed": cfg.train.seed,
         "config": to_dict(cfg),
         "dataset": {

@@ -10,8 +10,9 @@ from typing import Any
 
 from torch import Tensor
 
+from mr2 import io
 from mr2.backbones.wiseft import interpolate
-from mr2.engine import checkpoint, config
+from mr2.engine import config
 from mr2.engine.evaluate import evaluate
 from mr2.engine.loop import Context, load_run_data, setup
 from mr2.metrics import disparity_summary
@@ -64,7 +65,7 @@ def run_wise(
     final = run_dir / "final.pt"  # the weights only: no second model to build
     if not final.is_file():
         raise FileNotFoundError(f"{final} does not exist (a finished run dir?)")
-    finetuned = checkpoint.load_torch(final)["model"]
+    finetuned = io.load_torch(final)["model"]
     model = model.to(ctx.device)
     rows = []
     for alpha in sorted(set(float(a) for a in alphas)):
@@ -95,7 +96,7 @@ def run_wise(
         "select_metric": "val mean_class",
         "class_names": dataset.class_names,
     }
-    checkpoint.save_json(out, run_dir / "wise.json")
+    io.save_json(out, run_dir / "wise.json")
     return out
 
 

@@ -97,11 +97,21 @@ class MR2Loss(ClassLoss):
         self.register_buffer("class_mean", torch.zeros(num_classes, 0))  # sized on first use
         self.register_buffer("sq_dev", torch.zeros(num_classes, 2))
 
+    PRESETS = _PRESETS
+
     @classmethod
     def from_preset(
         cls, name: str, num_classes: int, *, feature_dim: int | None = None, **overrides: Any
     ) -> MR2Loss:
-        """Named settings. ``overrides`` replace any constructor argument.
+        """Named settings (``preset_options``); ``overrides`` replace any constructor
+        argument."""
+        return cls(
+            num_classes, **{**cls.preset_options(name, num_classes, feature_dim), **overrides}
+        )
+
+    @staticmethod
+    def preset_options(name: str, num_classes: int, feature_dim: int | None) -> dict[str, Any]:
+        """The constructor arguments of a named setting.
 
         - ``"paper"``: the paper's formula: 2-norm statistics, temperature 1, lambda 0.1.
         - ``"official"``: the authors' ImageNet / CLIP code (needs ``feature_dim`` = D):
@@ -134,7 +144,7 @@ class MR2Loss(ClassLoss):
             }
         else:
             raise ValueError(f"unknown preset {name!r}; available: {', '.join(_PRESETS)}")
-        return cls(num_classes, **{**kwargs, **overrides})
+        return kwargs
 
     # -- state ---------------------------------------------------------------------------
 
@@ -244,11 +254,21 @@ class MR2Loss(ClassLoss):
         )
 
 
-@register("mr2_logit", "MR² ablation: logit margins only (lambda_rep = 0)", MR2Loss)
+@register(
+    "mr2_logit",
+    "MR² ablation: logit margins only (lambda_rep = 0)",
+    MR2Loss,
+    fixed={"lambda_rep": 0.0},
+)
 def mr2_logit(num_classes: int, **kwargs: Any) -> MR2Loss:
-    return MR2Loss(num_classes, **{"lambda_rep": 0.0, **kwargs})
+    return MR2Loss(num_classes, **{**kwargs, "lambda_rep": 0.0})
 
 
-@register("mr2_rep", "MR² ablation: representation margin only (all margins 1)", MR2Loss)
+@register(
+    "mr2_rep",
+    "MR² ablation: representation margin only (all margins 1)",
+    MR2Loss,
+    fixed={"logit_margins": False},
+)
 def mr2_rep(num_classes: int, **kwargs: Any) -> MR2Loss:
-    return MR2Loss(num_classes, **{"logit_margins": False, **kwargs})
+    return MR2Loss(num_classes, **{**kwargs, "logit_margins": False})

@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import nn
 
-_REGISTRY: dict[str, tuple[Callable[..., nn.Module], str, Callable | None]] = {}
+
+class _Entry(NamedTuple):
+    factory: Callable[..., nn.Module]
+    description: str
+    options_from: Callable | None
+    fixed: dict[str, Any]
 
 
-def register(name: str, description: str, options_from: Callable | None = None) -> Callable:
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register(
+    name: str,
+    description: str,
+    options_from: Callable | None = None,
+    fixed: dict[str, Any] | None = None,
+) -> Callable:
     """Decorator: register a loss class (or factory) under ``name``. A factory that passes
-    ``**kwargs`` on to a class names that class in ``options_from``."""
+    ``**kwargs`` on to a class names that class in ``options_from``; ``fixed`` options are
+    set by the factory (an ablation's defining setting) and not accepted from the caller."""
 
     def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"loss {name!r} is registered twice")
-        _REGISTRY[name] = (factory, description, options_from)
+        _REGISTRY[name] = _Entry(factory, description, options_from, dict(fixed or {}))
         return factory
 
     return wrap
@@ -30,13 +45,19 @@ def available() -> list[str]:
 
 
 def describe(name: str) -> str:
-    return _lookup(name)[1]
+    return _lookup(name).description
+
+
+def presets(name: str) -> list[str]:
+    """Named settings of loss ``name`` (``create(..., preset=...)``), e.g. MR²'s "official"."""
+    entry = _lookup(name)
+    return list(getattr(entry.options_from or entry.factory, "PRESETS", ()))
 
 
 def options(name: str) -> dict[str, Any]:
     """The keyword options of a loss and their defaults (num_classes excluded), including
     those a class passes on to its base class through ``**kwargs`` (reduction, validate)."""
-    factory, _, options_from = _lookup(name)
+    factory, _, options_from, fixed = _lookup(name)
     target = options_from or factory
     chain = (
         [c.__init__ for c in target.__mro__ if "__init__" in vars(c)]
@@ -54,23 +75,47 @@ def options(name: str) -> dict[str, Any]:
                 found.setdefault(p.name, p.default)
         if not any(p.kind == p.VAR_KEYWORD for p in params) or fn is nn.Module.__init__:
             break
-    return found
+    return {k: v for k, v in found.items() if k not in fixed}
 
 
-def create(name: str, *, num_classes: int, **kwargs: Any) -> nn.Module:
+def create(
+    name: str,
+    *,
+    num_classes: int,
+    preset: str = "",
+    feature_dim: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """Build loss ``name`` for ``num_classes`` classes; unknown names and options raise
-    ``ValueError`` listing what is accepted."""
-    factory = _lookup(name)[0]
+    ``ValueError`` listing what is accepted. ``preset`` names settings resolved with the
+    class count and the feature width ``feature_dim`` (see ``presets``); ``kwargs``
+    override them."""
+    entry = _lookup(name)
     accepted = options(name)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise ValueError(
-            f"unknown option(s) {unknown} for loss {name!r}; accepted: {sorted(accepted)}"
+        hint = "".join(
+            f" ({u!r}: did you mean {c[0]!r}?)"
+            for u in unknown
+            if (c := difflib.get_close_matches(u, list(accepted), n=1, cutoff=0.6))
         )
-    return factory(num_classes, **kwargs)
+        raise ValueError(
+            f"unknown option(s) {unknown} for loss {name!r}{hint}; accepted: {sorted(accepted)}"
+        )
+    base: dict[str, Any] = {}
+    if preset:
+        if preset not in presets(name):
+            raise ValueError(
+                f"loss {name!r} has no preset {preset!r}; available: {presets(name) or 'none'}"
+            )
+        target = entry.options_from or entry.factory
+        base = target.preset_options(preset, num_classes, feature_dim)  # type: ignore[union-attr]
+    return entry.factory(num_classes, **{**base, **kwargs, **entry.fixed})
 
 
-def _lookup(name: str) -> tuple[Callable[..., nn.Module], str, Callable | None]:
+def _lookup(name: str) -> _Entry:
     if name not in _REGISTRY:
-        raise ValueError(f"unknown loss {name!r}; available: {', '.join(available())}")
+        close = difflib.get_close_matches(name, available(), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown loss {name!r}{hint}; available: {', '.join(available())}")
     return _REGISTRY[name]

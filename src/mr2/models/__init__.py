@@ -27,18 +27,23 @@ def available() -> list[str]:
     return sorted(MODELS)
 
 
-def create(name: str, input_shape: tuple[int, ...], num_classes: int, **options) -> nn.Module:
-    """Build model ``name``; ``options`` (e.g. width) override its defaults."""
+def options(name: str) -> set[str]:
+    """The options model ``name`` accepts."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
+    return set(inspect.signature(MODELS[name][0]).parameters) - {"input_shape", "num_classes"}
+
+
+def create(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
+    """Build model ``name``; ``kwargs`` (e.g. width) override its defaults."""
+    accepted = options(name)
     cls, defaults = MODELS[name]
-    accepted = set(inspect.signature(cls).parameters) - {"input_shape", "num_classes"}
-    unknown = sorted(set(options) - accepted)
+    unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise ValueError(
             f"model {name!r} does not take option(s) {unknown}; accepted: {sorted(accepted)}"
         )
-    return cls(tuple(input_shape), num_classes, **{**defaults, **options})
+    return cls(tuple(input_shape), num_classes, **{**defaults, **kwargs})
 
 
 __all__ = [
@@ -50,4 +55,5 @@ __all__ = [
     "WideResNet",
     "available",
     "create",
+    "options",
 ]

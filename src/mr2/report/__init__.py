@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mr2.engine.checkpoint import save_json, save_text
+from mr2.io import save_json, save_text
 from mr2.report import diagnostics, plots, tables
 from mr2.report.results import collect, selections, summarize
 from mr2.report.wise import summarize_wise, wise_report_table

@@ -148,7 +148,7 @@ def run_diagnose(
 ) -> dict[str, Any]:
     """``mr2 diagnose``: from a run directory or a feature file; writes diagnose.json and,
     when accuracies are known, spread_vs_accuracy.png."""
-    from mr2.engine.checkpoint import save_json
+    from mr2.io import save_json
 
     if (run is None) == (features is None):
         raise ValueError("give either a run directory or --features FILE.npz")

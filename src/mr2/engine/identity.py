@@ -1,0 +1,241 @@
+"""Run identity: which configuration a run directory holds, and who is writing it.
+
+A run's **fingerprint** is a SHA-256 of everything that can change its numbers: the
+resolved configuration with every loss and procedure option filled in with its default
+(so a changed default is a changed run), the kind of run and the mr2 version. Settings
+that only say where files are or how fast things go are left out: ``data.data_dir``,
+``data.allow_download``, ``model.cache_dir``, ``train.threads``, ``train.device``,
+``train.eval_batch_size`` and the whole ``compare`` section (a comparison folds each
+method's options into its runs' ``loss`` / ``train`` sections).
+
+``RUN_DIR/run.json`` records the fingerprint and the flat key -> value identity it hashes;
+reusing a finished run, resuming a checkpoint or skipping a run in ``mr2 compare`` happens
+only when it matches. A per-run lock (``RUN_DIR/.lock``, ``fcntl.flock``: released by the
+kernel when its process dies, so a killed run never holds it) keeps two processes from
+writing one run.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from mr2 import io, losses
+from mr2.engine import procedures
+from mr2.engine.config import RunConfig, to_dict
+
+IGNORED = (
+    "data.data_dir",
+    "data.allow_download",
+    "model.cache_dir",
+    "train.threads",
+    "train.device",
+    "train.eval_batch_size",
+)
+RECORD = "run.json"
+LOCK = ".lock"
+
+
+def mr2_version() -> str:
+    try:
+        return version("mr2")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+class RunMismatchError(ValueError):
+    """A run directory holds a run of another configuration (or of an unknown one)."""
+
+
+class RunBusyError(RuntimeError):
+    """Another live process holds the run directory's lock."""
+
+
+def _jsonable(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str, list, dict))
+
+
+def _with_defaults(cfg: RunConfig) -> dict[str, Any]:
+    """The configuration as a dict, loss and procedure options completed by their defaults."""
+    data = to_dict(cfg)
+    loss = data["loss"]
+    defaults = losses.options(cfg.loss.name) if cfg.loss.name in losses.available() else {}
+    loss["options"] = {
+        **{k: v for k, v in defaults.items() if _jsonable(v) and k != "validate"},
+        **loss["options"],
+    }
+    proc = procedures.PROCEDURES.get(cfg.train.procedure)
+    if proc is not None:
+        data["train"]["procedure_options"] = {
+            **proc.defaults,
+            **data["train"]["procedure_options"],
+        }
+    return data
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> {"section.key.sub": value} (lists kept as values)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def identity(cfg: RunConfig, kind: str = "train", *, without: tuple[str, ...] = ()) -> dict:
+    """The flat key -> value map a run's fingerprint hashes (``without``: more keys to drop,
+    e.g. ``("train.seed",)`` to compare the runs of one method across seeds)."""
+    data = _with_defaults(cfg)
+    data.pop("compare")
+    drop = (*IGNORED, *without)
+    flat = {k: v for k, v in flatten(data).items() if k not in drop}
+    return {"kind": kind, "mr2_version": mr2_version(), **flat}
+
+
+def fingerprint(ident: dict[str, Any]) -> str:
+    blob = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for every key whose value differs (missing keys shown as unset)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if a != b:
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return out
+
+
+class State(enum.Enum):
+    FRESH = "fresh"  # no directory, or nothing of a run in it
+    MATCH = "match"  # a run of this configuration (finished, interrupted or just set up)
+    MISMATCH = "mismatch"  # a run of another configuration, or of an unknown one
+
+
+@dataclass
+class Inspection:
+    state: State
+    ident: dict[str, Any]
+    fingerprint: str
+    finished: bool = False
+    message: str = ""
+
+
+def inspect_run(run_dir: Path, cfg: RunConfig, kind: str = "train") -> Inspection:
+    """What ``run_dir`` holds relative to ``cfg``; reads only, modifies nothing."""
+    run_dir = Path(run_dir)
+    ident = identity(cfg, kind)
+    fp = fingerprint(ident)
+    present = (
+        sorted(p.name for p in run_dir.iterdir() if p.name != LOCK) if run_dir.is_dir() else []
+    )
+    if not present:
+        return Inspection(State.FRESH, ident, fp)
+    record_path = run_dir / RECORD
+    if not record_path.is_file():
+        return Inspection(
+            State.MISMATCH,
+            ident,
+            fp,
+            message=f"{run_dir} holds {', '.join(present[:5])} but no {RECORD}: a run of an "
+            "unknown configuration (an older mr2, or not a run directory)",
+        )
+    record = io.load_json(record_path)
+    if record.get("fingerprint") != fp:
+        diff = differences(record.get("identity", {}), ident)
+        return Inspection(
+            State.MISMATCH,
+            ident,
+            fp,
+            message=f"{run_dir} holds a run of another configuration; differing settings:\n  "
+            + "\n  ".join(diff or ["(identity record unreadable)"]),
+        )
+    return Inspection(State.MATCH, ident, fp, finished=(run_dir / "result.json").is_file())
+
+
+def mismatch_error(found: Inspection) -> RunMismatchError:
+    return RunMismatchError(
+        f"{found.message}\nTo keep it, write the new run elsewhere (--out); to replace it, "
+        "pass --overwrite (the old run is removed only once the new one is set up)."
+    )
+
+
+def check(run_dir: Path, cfg: RunConfig, kind: str = "train", *, overwrite: bool = False):
+    """Inspect and raise ``RunMismatchError`` on a mismatch unless ``overwrite``."""
+    found = inspect_run(run_dir, cfg, kind)
+    if found.state is State.MISMATCH and not overwrite:
+        raise mismatch_error(found)
+    return found
+
+
+def clear(run_dir: Path) -> None:
+    """Remove everything of an old run from ``run_dir`` (not the lock file)."""
+    for p in Path(run_dir).iterdir():
+        if p.name == LOCK:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def write_record(run_dir: Path, found: Inspection) -> None:
+    io.save_json({"fingerprint": found.fingerprint, "identity": found.ident}, run_dir / RECORD)
+
+
+class RunLock:
+    """Exclusive, non-blocking (or waiting) lock on a run directory; ``with RunLock(d):``."""
+
+    def __init__(self, run_dir: Path, *, wait: bool = False) -> None:
+        self.path = Path(run_dir) / LOCK
+        self.wait = wait
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as err:
+            raise OSError(err.errno, f"cannot write {self.path.parent}: {err.strerror}") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunBusyError(
+                f"{self.path.parent} is being written by another process (pid {holder}); "
+                "wait for it to finish, or use another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def seedless(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """Identity of a run's saved configuration without its seed: what the runs of one method
+    in a report must share (``report`` refuses to pool runs that differ in more)."""
+    cfg = copy.deepcopy(cfg_dict)
+    cfg.get("train", {}).pop("seed", None)
+    cfg.pop("compare", None)
+    flat = flatten(cfg)
+    return {k: v for k, v in flat.items() if k not in IGNORED}

@@ -1,0 +1,177 @@
+"""Checking a whole configuration before any data is loaded or any directory written.
+
+``check_run`` covers one run: every registry name (dataset, model or backbone, loss,
+procedure), every option against the factory that will receive it (names, value types
+against the factory's defaults, then ranges by building the loss once on a dummy class
+count), and the ranges of the optimiser, schedule and training settings. ``check_compare``
+runs it over every run a comparison will train: each method with its options and each
+grid point. All problems are reported together.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from mr2 import data as mr2_data
+from mr2 import losses, models
+from mr2.engine import procedures
+from mr2.engine.config import RunConfig, range_problems
+
+BACKBONE_NAMES = ("clip", "mae", "moco_v2")  # mr2.backbones.BACKBONES, without its imports
+
+ENGINE_DATA_KEYS = ("data_dir", "path", "val_fraction", "seed", "train_subset", "allow_download")
+
+
+def suggest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _data(cfg: RunConfig) -> list[str]:
+    d = cfg.data
+    if d.name not in mr2_data.available():
+        return [
+            f"data.name: unknown dataset {d.name!r}{suggest(d.name, mr2_data.available())}; "
+            f"available: {', '.join(mr2_data.available())}"
+        ]
+    accepted = mr2_data.options(d.name)
+    errors = [
+        f"data.{key} is set but dataset {d.name!r} does not use it"
+        for key in ("data_dir", "path")
+        if getattr(d, key) and key not in accepted
+    ]
+    for key in d.options:
+        if key in ENGINE_DATA_KEYS:
+            errors.append(f"data.options.{key}: set it as data.{key}, not as a loader option")
+        elif key not in accepted:
+            extra = sorted(accepted - set(ENGINE_DATA_KEYS))
+            errors.append(
+                f"data.options.{key}: dataset {d.name!r} does not take it"
+                f"{suggest(key, extra)}; accepted: {extra}"
+            )
+    return errors
+
+
+def _model(cfg: RunConfig) -> list[str]:
+    m = cfg.model
+    names = sorted([*models.available(), *BACKBONE_NAMES])
+    if m.name not in names:
+        return [
+            f"model.name: unknown model {m.name!r}{suggest(m.name, names)}; available: "
+            f"{', '.join(names)}"
+        ]
+    if m.name in BACKBONE_NAMES:
+        try:
+            from mr2 import backbones  # optional extra: torchvision, open_clip, timm
+        except ImportError as err:
+            return [
+                f"model.name = {m.name!r} needs the 'vision' extra (pip install "
+                f"'mr2[vision]'): {err}"
+            ]
+        accepted = backbones.options(m.name)
+    else:
+        if m.probe:
+            return [
+                f"model.probe needs a pre-trained backbone ({', '.join(BACKBONE_NAMES)}), "
+                f"not {m.name!r}"
+            ]
+        accepted = models.options(m.name)
+    return [
+        f"model.options.{key}: model {m.name!r} does not take it{suggest(key, sorted(accepted))}; "
+        f"accepted: {sorted(accepted)}"
+        for key in m.options
+        if key not in accepted
+    ]
+
+
+def _typed(where: str, value: Any, default: Any) -> str | None:
+    """A message if ``value`` does not have the type of the factory's ``default``."""
+    if default is None or isinstance(default, (list, dict, tuple)):
+        return None
+    want = type(default)
+    if want is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif want is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, want)
+    return None if ok else f"{where}: expected {want.__name__}, got {value!r}"
+
+
+def _loss(cfg: RunConfig, where: str = "loss") -> list[str]:
+    name, options = cfg.loss.name, cfg.loss.options
+    if name not in losses.available():
+        return [
+            f"{where}.name: unknown loss {name!r}{suggest(name, losses.available())}; "
+            f"available: {', '.join(losses.available())}"
+        ]
+    accepted = losses.options(name)
+    errors = []
+    for key, value in options.items():
+        if key not in accepted:
+            errors.append(
+                f"{where}.options.{key}: loss {name!r} does not take it"
+                f"{suggest(key, sorted(accepted))}; accepted: {sorted(accepted)}"
+            )
+        elif (msg := _typed(f"{where}.options.{key}", value, accepted[key])) is not None:
+            errors.append(msg)
+    if cfg.loss.preset and cfg.loss.preset not in losses.presets(name):
+        errors.append(
+            f"{where}.preset: loss {name!r} has no preset {cfg.loss.preset!r}; available: "
+            f"{losses.presets(name) or 'none'}"
+        )
+    if errors:
+        return errors
+    try:  # ranges and combinations: build it once (K and D are dummies here)
+        losses.create(
+            name,
+            num_classes=_dummy_classes(options),
+            preset=cfg.loss.preset,
+            feature_dim=8,
+            **options,
+        )
+    except (TypeError, ValueError) as err:
+        errors.append(f"{where} {name!r} with options {options}: {err}")
+    return errors
+
+
+def _dummy_classes(options: dict[str, Any]) -> int:
+    lengths = [len(v) for v in options.values() if isinstance(v, list)]
+    return lengths[0] if lengths else 10
+
+
+def _procedure(cfg: RunConfig) -> list[str]:
+    name, options = cfg.train.procedure, cfg.train.procedure_options
+    if name not in procedures.PROCEDURES:
+        names = sorted(procedures.PROCEDURES)
+        return [
+            f"train.procedure: unknown procedure {name!r}{suggest(name, names)}; available: {names}"
+        ]
+    defaults = procedures.PROCEDURES[name].defaults
+    errors = []
+    for key, value in options.items():
+        if key not in defaults:
+            errors.append(
+                f"train.procedure_options.{key}: procedure {name!r} does not take it"
+                f"{suggest(key, sorted(defaults))}; accepted: {sorted(defaults)}"
+            )
+        elif (msg := _typed(f"train.procedure_options.{key}", value, defaults[key])) is not None:
+            errors.append(msg)
+    return errors
+
+
+def problems(cfg: RunConfig) -> list[str]:
+    """Every problem of one run's configuration (empty when it can run)."""
+    return [*range_problems(cfg), *_data(cfg), *_model(cfg), *_loss(cfg), *_procedure(cfg)]
+
+
+def raise_for(errors: list[str], what: str = "configuration") -> None:
+    if errors:
+        unique = list(dict.fromkeys(errors))
+        raise ValueError(f"bad {what} ({len(unique)} problem(s)):\n  " + "\n  ".join(unique))
+
+
+def check_run(cfg: RunConfig) -> None:
+    """Raise ``ValueError`` listing every problem of one run's configuration."""
+    raise_for(problems(cfg))
