@@ -102,5 +102,5 @@ def test_procedures_run_by_name_and_resume(method, tmp_path):
 def test_unknown_procedure_option(tmp_path):
     cfg = base()
     cfg.compare.options = {"jtt": {"upweigth": 3}}
-    with pytest.raises(ValueError, match="does not take it .did you mean .upweight"):
+    with pytest.raises(ValueError, match=r"does not take it \(did you mean .upweight"):
         train(run_config(cfg, "jtt", 0), tmp_path / "x", show_progress=False)

@@ -43,13 +43,20 @@ class _RepresentationMargin(torch.autograd.Function):
         e = z.sub_(top.unsqueeze(1)).clamp_(_exp_floor(z.dtype), 0.0).exp_()
         total = torch.exp(-top) + e.sum(dim=1)
         loss = top + total.log()  # (A,)
-        ctx.save_for_backward(rows, g, e.div_((total * temperature).unsqueeze(1)))  # P / T
-        ctx.symmetric = symmetric
+        ctx.save_for_backward(rows, g, e.div_((total * temperature).unsqueeze(1)), row_y, col_y)
+        ctx.symmetric, ctx.offset, ctx.s_bar, ctx.temperature = (
+            symmetric,
+            offset,
+            s_bar,
+            temperature,
+        )
         return loss
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        rows, g, p = ctx.saved_tensors  # p = P / T = dl_i / d dist_ij
+        rows, g, p, row_y, col_y = ctx.saved_tensors  # p = P / T = dl_i / d dist_ij
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
+            return _differentiable_backward(ctx, rows, g, row_y, col_y, grad)
         if ctx.symmetric:  # S = W + W^T with W = grad_i * p_ij, in one allocation
             s = (p.t() * grad.unsqueeze(0)).addcmul_(p, grad.unsqueeze(1))
             return (
@@ -66,6 +73,28 @@ class _RepresentationMargin(torch.autograd.Function):
         d_rows = 2.0 * (w.sum(1, keepdim=True) * rows - w @ g)
         d_cols = 2.0 * (w.sum(0).unsqueeze(1) * g - w.t() @ rows)
         return d_rows, d_cols, None, None, None, None, None, None
+
+
+def _reference(rows, cols, row_y, col_y, offset, s_bar, temperature) -> Tensor:
+    """The same per-sample values with plain autograd operations (an A x C x D-free but
+    twice-differentiable form): what ``create_graph=True`` differentiates."""
+    dist = rows.square().sum(1, keepdim=True) + cols.square().sum(1) - 2.0 * rows @ cols.t()
+    z = (dist - 2.0 * s_bar) / temperature
+    other = row_y.unsqueeze(1) != col_y.unsqueeze(0)
+    other.diagonal(offset).fill_(True)
+    z = z.masked_fill(other, float("-inf"))
+    return torch.logsumexp(torch.cat([z.new_zeros(len(z), 1), z], dim=1), dim=1)
+
+
+def _differentiable_backward(ctx, rows, g, row_y, col_y, grad):
+    cols = rows if ctx.symmetric else g
+    values = _reference(rows, cols, row_y, col_y, ctx.offset, ctx.s_bar, ctx.temperature)
+    wrt = [rows] if ctx.symmetric else [rows, cols]
+    needs = [t for t in wrt if t.requires_grad]
+    grads = iter(torch.autograd.grad(values, needs, grad, create_graph=True, allow_unused=True))
+    d_rows = next(grads) if rows.requires_grad else None
+    d_cols = None if ctx.symmetric or not cols.requires_grad else next(grads)
+    return d_rows, d_cols, None, None, None, None, None, None
 
 
 def representation_margin(

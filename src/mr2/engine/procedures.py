@@ -157,8 +157,10 @@ class LfF(Procedure):
     def batch_weights(self, epoch, idx, x, y, logits):
         idx = idx.to(self.device)
         self.biased.train()
-        for group, main in zip(self.opt.param_groups, self.main_groups, strict=True):
-            group["lr"] = main["lr"]  # the biased model follows the main schedule
+        # the biased model follows the main schedule; read the optimiser's current groups
+        # (load_state_dict replaces the list, so a list kept from before a resume is stale)
+        for group, main in zip(self.opt.param_groups, self.main.param_groups, strict=True):
+            group["lr"] = main["lr"]
         logits_b, _ = self.biased(x)
         loss_b = generalized_cross_entropy(logits_b.float(), y, self.options["q"])
         self.opt.zero_grad(set_to_none=True)
@@ -172,7 +174,7 @@ class LfF(Procedure):
     single_process_only = True  # the biased model and the EMAs are per process
 
     def bind(self, optimizer):
-        self.main_groups = optimizer.param_groups
+        self.main = optimizer
 
     def state_dict(self):
         return {

@@ -332,6 +332,7 @@ def build_result(loop: Loop, history: list[dict[str, Any]], selected: int) -> di
         "method": method_label(cfg),
         "fingerprint": identity.fingerprint(ident),
         "mr2_version": ident["mr2_version"],
+        "identity": ident,
         "seed": cfg.train.seed,
         "config": to_dict(cfg),
         "dataset": {

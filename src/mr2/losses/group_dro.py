@@ -42,17 +42,29 @@ class GroupDRO(ClassLoss):
         self.register_buffer("q", torch.full((num_classes,), 1.0 / num_classes))
 
     @torch.no_grad()
-    def update_weights(self, losses: Tensor, targets: Tensor) -> None:
+    def global_class_counts(self, losses: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-class loss sums and counts of the global batch (summed over processes)."""
         sums, counts = class_mean_losses(losses.detach().float(), targets, self.num_classes)
         packed = distributed.all_reduce_sum(torch.stack([sums, counts]), self.process_group)
-        group_loss = packed[0] / packed[1].clamp(min=1)  # 0 for absent classes
+        return packed[0], packed[1]
+
+    @torch.no_grad()
+    def update_weights(self, sums: Tensor, counts: Tensor) -> None:
+        group_loss = sums / counts.clamp(min=1)  # 0 for absent classes
         q = self.q * torch.exp(self.step_size * group_loss)
         self.q.copy_(q / q.sum())
 
     def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
         ce = F.cross_entropy(logits, targets, reduction="none")
-        if self.training:
-            self.update_weights(ce, targets)
-        # sum_g q_g mean_{i in g} l_i, written per sample so the base's mean reduces to it
-        _, counts = class_mean_losses(ce.detach(), targets, self.num_classes)
-        return ce * (self.q.to(ce.dtype)[targets] * ce.shape[0] / counts[targets])
+        world = 1
+        if self.training:  # the global batch: collectives only where every rank trains
+            sums, counts = self.global_class_counts(ce, targets)
+            self.update_weights(sums, counts)
+            world = distributed.world_size(self.process_group)
+        else:
+            counts = class_mean_losses(ce.detach(), targets, self.num_classes)[1]
+        # sum_g q_g mean_{i in g} l_i over the global batch, written per sample so that the
+        # base's local mean and DDP's average over W processes reduce to it:
+        # weight_i = q_{y_i} * W * B_local / n_{y_i}(global).
+        scale = self.q.to(ce.dtype)[targets] * (world * ce.shape[0]) / counts.to(ce.dtype)[targets]
+        return ce * scale

@@ -193,19 +193,33 @@ class MR2Loss(ClassLoss):
         norms = (self.norm_p, 2.0)
         dev = distributed.all_reduce_sum(MF.class_deviation_sums(f, targets, means, norms), group)
         sq_dev = dev / count.clamp(min=1).unsqueeze(1)
-        weight, _, running = MF.ema_merge(
-            self.weight,
-            self.class_mean,
-            self.sq_dev,
-            count,
-            means,
-            sq_dev,
-            self.ema_decay,
-            norms,
-            inplace=True,
+        weight, mean, running = MF.ema_merge(
+            self.weight, self.class_mean, self.sq_dev, count, means, sq_dev, self.ema_decay, norms
         )
-        self.weight.copy_(weight)
-        self.sq_dev.copy_(running)
+        self._commit(weight, mean, running)
+
+    def _commit(self, weight: Tensor, mean: Tensor, running: Tensor) -> None:
+        """Keep the new statistics only if they and the margins they give are finite: a
+        batch that would overflow them (huge features, float16 norms) is refused with a
+        ``ValueError`` (``validate=True``) or skipped without a host sync (``validate=False``);
+        either way the running state is untouched."""
+        a = MF.sq_pnorm(mean, self.norm_p) + running[:, 0]
+        ok = torch.isfinite(mean).all() & torch.isfinite(running).all() & torch.isfinite(a).all()
+        if self.validate:
+            if not bool(ok):
+                raise ValueError(
+                    "MR2Loss: this batch's features would make the running class statistics "
+                    "non-finite (squared feature norms overflow float32); the statistics are "
+                    "unchanged. Check the features for exploding values (lower the learning "
+                    "rate, clip gradients) or rescale them."
+                )
+            self.weight.copy_(weight)
+            self.class_mean.copy_(mean)
+            self.sq_dev.copy_(running)
+            return
+        self.weight.copy_(torch.where(ok, weight, self.weight))
+        self.class_mean.copy_(torch.where(ok, mean, self.class_mean))
+        self.sq_dev.copy_(torch.where(ok, running, self.sq_dev))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         incoming = state_dict.get(prefix + "class_mean")

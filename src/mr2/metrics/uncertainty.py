@@ -150,8 +150,11 @@ def mean_std(values) -> MeanStd:
 def sign_flip_p_value(differences) -> float:
     """Exact two-sided paired permutation p-value for mean(d) != 0 (all 2^n sign flips;
     a Monte Carlo of 2^16 flips above 16 values). With n values the smallest possible p is
-    2 / 2^n: 3 seeds can never give p < 0.25."""
-    d = _as_numpy(differences).ravel()
+    2 / 2^n: 3 seeds can never give p < 0.25. NaN when there is no value or any is NaN
+    (nothing to test), never a spuriously small p."""
+    d = _as_numpy(differences).ravel().astype(np.float64)
+    if d.size == 0 or np.isnan(d).any():
+        return float("nan")
     observed = abs(d.mean())
     if d.size <= 16:
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=d.size)))
@@ -161,8 +164,12 @@ def sign_flip_p_value(differences) -> float:
 
 
 def sign_test_p_value(gains) -> float:
-    """Exact two-sided binomial sign test of #positive vs #negative (zeros dropped)."""
-    g = _as_numpy(gains).ravel()
+    """Exact two-sided binomial sign test of #positive vs #negative (zeros and NaN dropped);
+    NaN for empty input."""
+    g = _as_numpy(gains).ravel().astype(np.float64)
+    if g.size == 0:
+        return float("nan")
+    g = g[~np.isnan(g)]
     pos, neg = int((g > 0).sum()), int((g < 0).sum())
     n = pos + neg
     if n == 0:

@@ -13,9 +13,9 @@ from mr2.report.wise import summarize_wise, wise_report_table
 
 
 def build(paths: list[str | Path], out_dir: str | Path, reference: str = "ce") -> dict[str, Any]:
+    summary = summarize(collect(paths), reference=reference)  # before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(collect(paths), reference=reference)
     summary["tuning"] = tuned = selections(paths)
     wise = summarize_wise(summary)
     if wise:

@@ -30,16 +30,20 @@ from typing import Any
 
 import numpy as np
 
+from mr2.io import load_json
 from mr2.metrics import disparity_summary, mean_std, paired_comparison
 from mr2.metrics.summary import SCALAR_FIELDS
 
 
 def collect(paths: list[str | Path]) -> list[dict[str, Any]]:
-    """Every result.json under the given run or comparison directories (sorted)."""
+    """Every result.json under the given run or comparison directories (sorted); a run
+    reached twice (``mr2 report X X``, or a folder and its parent) counts once."""
     found = []
+    seen: set[Path] = set()
+    missing = [str(p) for p in map(Path, paths) if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} does not exist")
     for p in map(Path, paths):
-        if not p.exists():
-            raise FileNotFoundError(f"{p} does not exist")
         files = (
             [p]
             if p.is_file()
@@ -50,7 +54,10 @@ def collect(paths: list[str | Path]) -> list[dict[str, Any]]:
             )
         )
         for f in files:
-            result = json.loads(f.read_text())
+            if f.resolve() in seen:
+                continue
+            seen.add(f.resolve())
+            result = load_json(f)
             result["run_dir"] = str(f.parent)
             found.append(result)
     if not found:
@@ -88,7 +95,65 @@ def selections(paths: list[str | Path]) -> list[dict[str, Any]]:
     ]
 
 
+def _setting(result: dict[str, Any]) -> dict[str, Any]:
+    """What the runs of one method must share: the run's identity without its seed."""
+    ident = result.get("identity") or _flatten(
+        {k: v for k, v in result.get("config", {}).items() if k != "compare"}
+    )
+    return {k: v for k, v in ident.items() if k != "train.seed"}
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_poolable(results: list[dict[str, Any]]) -> None:
+    """Refuse to average runs that are not seeds of one setting on one test set: every run
+    must have the same dataset (name, classes, test split size); within a method the
+    settings may differ only in the seed, and each seed appears once."""
+
+    def test_set(r: dict[str, Any]) -> tuple:
+        d = r["dataset"]
+        return d["name"], d["num_classes"], tuple(d["class_names"]), d["sizes"]["test"]
+
+    sets = {test_set(r): r["run_dir"] for r in results}
+    if len(sets) > 1:
+        raise ValueError(
+            "these runs are on different datasets / test sets and cannot share one report: "
+            + "; ".join(f"{s[0]} ({s[1]} classes, {s[3]} test) in {d}" for s, d in sets.items())
+        )
+    by_method: dict[str, list[dict]] = {}
+    for r in results:
+        by_method.setdefault(r["method"], []).append(r)
+    for method, runs in by_method.items():
+        seeds = [r["seed"] for r in runs]
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        if twice:
+            dirs = [r["run_dir"] for r in runs if r["seed"] in twice]
+            raise ValueError(
+                f"method {method!r} has seed(s) {twice} more than once ({', '.join(dirs)}): "
+                "report each comparison separately"
+            )
+        first = _setting(runs[0])
+        for r in runs[1:]:
+            other = _setting(r)
+            diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+            if diff:
+                raise ValueError(
+                    f"runs of method {method!r} differ in more than the seed ({', '.join(diff)}: "
+                    f"{runs[0]['run_dir']} vs {r['run_dir']}); they are not seeds of one "
+                    "setting. Report them separately"
+                )
+
+
 def summarize(results: list[dict[str, Any]], reference: str = "ce") -> dict[str, Any]:
+    check_poolable(results)
     by_method: dict[str, list[dict]] = {}
     for r in sorted(results, key=lambda r: (r["method"], r["seed"])):
         by_method.setdefault(r["method"], []).append(r)

@@ -19,9 +19,30 @@ COLUMNS = [
 
 
 def _pct(stat: dict[str, float] | None) -> str:
-    if stat is None:
+    """Mean ± std over seeds in %; one seed shows the value alone (no spread to show)."""
+    if stat is None or stat["mean"] != stat["mean"]:
         return "n/a"
+    if stat.get("n", 2) < 2:
+        return f"{100 * stat['mean']:.2f}"
     return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
+
+
+def _p(value: float) -> str:
+    return "n/a" if value != value else f"{value:.2f}"
+
+
+def hard_gain_cell(vs: dict[str, Any] | None) -> str:
+    """The hard-third gain over the reference, with p-values only where they exist (>= 2
+    paired seeds; a hard third with classes in it)."""
+    if vs is None:
+        return "reference"
+    gain = vs["group_gain"]["hard"]
+    if gain != gain:
+        return "n/a (no hard class)"
+    if len(vs["hard_gain_per_seed"]) < 2:
+        return f"{100 * gain:+.2f} (1 seed: no p-value)"
+    mark = " *" if vs["exceeds_seed_noise"] else ""
+    return f"{100 * gain:+.2f} ({_p(vs['p_seeds'])}, {_p(vs['p_classes'])}){mark}"
 
 
 def summary_table(summary: dict[str, Any]) -> str:
@@ -33,16 +54,7 @@ def summary_table(summary: dict[str, Any]) -> str:
     lines = [head, "|" + "---|" * (len(COLUMNS) + 3)]
     for m, body in summary["methods"].items():
         cells = [_pct(body["summary"].get(k)) for k, _ in COLUMNS]
-        vs = body["vs_reference"]
-        gain = (
-            "reference"
-            if vs is None
-            else (
-                f"{100 * vs['group_gain']['hard']:+.2f} "
-                f"({vs['p_seeds']:.2f}, {vs['p_classes']:.2f})"
-                + (" *" if vs["exceeds_seed_noise"] else "")
-            )
-        )
+        gain = hard_gain_cell(body["vs_reference"])
         lines.append(f"| {m} | {len(body['seeds'])} | " + " | ".join(cells) + f" | {gain} |")
     return "\n".join(lines)
 

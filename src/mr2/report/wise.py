@@ -58,7 +58,11 @@ def wise_report_table(wise: dict[str, Any]) -> str:
     ]
     for name, method in wise.items():
         for alpha, stats in method["alphas"].items():
-            cells = [f"{stats[f]['mean']:.2f} ± {stats[f]['std']:.2f}" for f in FIELDS]
+            cells = [
+                f"{stats[f]['mean']:.2f}"
+                + (f" ± {stats[f]['std']:.2f}" if stats[f]["n"] > 1 else "")
+                for f in FIELDS
+            ]
             lines.append(
                 f"| {name} | {alpha} | {stats['overall']['n']} | " + " | ".join(cells) + " |"
             )
