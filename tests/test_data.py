@@ -10,8 +10,7 @@ import torch
 
 from mr2 import data
 from mr2.data import cifar, idx
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from required_data import DEBIAN_FASHION_MNIST, debian_fashion_mnist, shared
 
 
 def write_idx(path: Path, array: np.ndarray) -> str:
@@ -67,12 +66,19 @@ def test_idx_download_verifies_and_caches(fake_mnist, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache2"))
     with pytest.raises(FileNotFoundError, match="download failed"):
         data.load("mnist", data_dir=str(tmp_path / "empty"))
+    assert not (tmp_path / "cache2").exists()  # no empty cache folders left behind
 
 
 def test_real_fashion_mnist_matches_shared_copy():
     """The Debian package's official files decode to the arrays of ../shared (exact)."""
-    ds = data.load("fashion_mnist", val_fraction=0.0, allow_download=False)
-    ref = np.load(SHARED / "fashion_mnist" / "fashion_mnist.npz")
+    debian_fashion_mnist()
+    ref = np.load(shared("fashion_mnist", "fashion_mnist.npz"))
+    ds = data.load(
+        "fashion_mnist",
+        data_dir=str(DEBIAN_FASHION_MNIST),
+        val_fraction=0.0,
+        allow_download=False,
+    )
     assert torch.equal(ds.test.y, torch.from_numpy(ref["y_test"]))
     assert torch.equal((ds.test.x[:, 0] * 255).round().byte(), torch.from_numpy(ref["x_test"]))
     assert len(ds.train) == 60000 and ds.class_names[6] == "Shirt"
@@ -93,31 +99,44 @@ def test_cifar_archive_and_folder(tmp_path, monkeypatch):
 
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path / "extracted", filter="data")
+    folder = tmp_path / "extracted" / "cifar-10-batches-py"
+    with pytest.raises(ValueError, match=r"batches.meta does not match the official file's MD5"):
+        data.load("cifar10", data_dir=str(tmp_path / "extracted"), allow_download=False)
+    sums = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in folder.iterdir()}
+    monkeypatch.setitem(cifar.SOURCES["cifar10"], "members", sums)
     again = data.load(
         "cifar10", data_dir=str(tmp_path / "extracted"), val_fraction=0.1, allow_download=False
     )
     assert torch.equal(again.test.x, ds.test.x)
 
 
+def test_cifar_pickle_runs_no_code(tmp_path, monkeypatch):
+    """A member whose checksum was made to match still cannot run code when unpickled."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    payload = b"cos\nsystem\n(S'touch " + str(tmp_path / "pwned").encode() + b"'\ntR."
+    for member in cifar.SOURCES["cifar10"]["members"]:
+        (folder / member).write_bytes(payload)
+    sums = {m: hashlib.md5(payload).hexdigest() for m in cifar.SOURCES["cifar10"]["members"]}
+    monkeypatch.setitem(cifar.SOURCES["cifar10"], "members", sums)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match=r"refers to os\.system: refused"):
+        data.load("cifar10", data_dir=str(tmp_path), allow_download=False)
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_npz_pool_split_is_stratified_and_disjoint():
-    ds = data.load(
-        "npz", path=str(SHARED / "cifar10_jpeg" / "cifar10_jpeg_test.npz"), val_fraction=0.1
-    )
+    path = str(shared("cifar10_jpeg", "cifar10_jpeg_test.npz"))
+    ds = data.load("npz", path=path, val_fraction=0.1)
     assert len(ds.test) == 2000 and torch.equal(torch.bincount(ds.test.y), torch.full((10,), 200))
     assert torch.equal(torch.bincount(ds.val.y), torch.full((10,), 80))
     assert len(ds.train) + len(ds.val) + len(ds.test) == 10000
     assert ds.class_names[2] == "2"
     names = [f"c{i}" for i in range(10)]
-    named = data.load(
-        "npz", path=str(SHARED / "cifar10_jpeg" / "cifar10_jpeg_test.npz"), class_names=names
-    )
+    named = data.load("npz", path=path, class_names=names)
     assert named.class_names == names
     with pytest.raises(ValueError, match="class_names has 3 names"):
-        data.load(
-            "npz",
-            path=str(SHARED / "cifar10_jpeg" / "cifar10_jpeg_test.npz"),
-            class_names=names[:3],
-        )
+        data.load("npz", path=path, class_names=names[:3])
     flat = {tuple(v.tolist()) for v in ds.test.x.flatten(1)[:, ::97]}
     assert not any(tuple(v.tolist()) in flat for v in ds.val.x.flatten(1)[:, ::97])
 

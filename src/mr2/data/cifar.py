@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 import tarfile
@@ -18,6 +19,16 @@ SOURCES = {
     "cifar10": {
         "archive": "cifar-10-python.tar.gz",
         "md5": {"c58f30108f718f92721af3b95e74349a"},
+        # the members of the extracted folder (torchvision's list of the same files)
+        "members": {
+            "data_batch_1": "c99cafc152244af753f735de768cd75f",
+            "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+            "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+            "data_batch_4": "634d18415352ddfa80567beed471001a",
+            "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+            "test_batch": "40351d587109b95175f43aff81a1287e",
+            "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+        },
         "folder": "cifar-10-batches-py",
         "train": [f"data_batch_{i}" for i in range(1, 6)],
         "test": ["test_batch"],
@@ -28,6 +39,11 @@ SOURCES = {
     "cifar100": {
         "archive": "cifar-100-python.tar.gz",
         "md5": {"eb9058c3a382ffc7106e4002c42a8d85"},
+        "members": {
+            "train": "16019d7e3df5f24257cddd939b257f8d",
+            "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+            "meta": "7973b15100ade9c7d40fb424638fde48",
+        },
         "folder": "cifar-100-python",
         "train": ["train"],
         "test": ["test"],
@@ -42,10 +58,11 @@ def _reader(name: str, data_dir, allow_download: bool):
     """Return a function member-name -> unpickled dict, from an archive or a folder."""
     src = SOURCES[name]
     dirs = search_dirs(name, data_dir, [])
-    for d in dirs:  # an extracted folder (no archive checksum to check)
+    for d in dirs:  # an extracted folder: each member checked against its own MD5
         folder = d / src["folder"]
         if (folder / src["test"][0]).is_file():
-            return partial(_read_member, folder), f"folder {folder}"
+            origin = f"folder {folder} (MD5 verified)"
+            return partial(_read_member, folder, src["members"]), origin
     archive = find_file([src["archive"]], dirs, src["md5"])
     if archive is None and allow_download:
         from mr2.data.files import cache_dir, download
@@ -71,13 +88,41 @@ def _reader(name: str, data_dir, allow_download: bool):
     return read, f"archive {archive} (MD5 verified)"
 
 
-def _read_member(folder: Path, member: str) -> dict:
-    return _unpickle((folder / member).read_bytes())
+def _read_member(folder: Path, checksums: dict[str, str], member: str) -> dict:
+    blob = (folder / member).read_bytes()
+    if hashlib.md5(blob).hexdigest() != checksums.get(member):
+        raise ValueError(
+            f"{folder / member} does not match the official file's MD5; delete the folder "
+            "or replace it with the official CIFAR archive"
+        )
+    return _unpickle(blob)
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """The official files hold dicts of bytes, lists and NumPy arrays: nothing else is
+    rebuilt (no arbitrary callable runs), on top of the checksum."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"CIFAR file refers to {module}.{name}: refused")
+        return super().find_class(module, name)
 
 
 def _unpickle(blob: bytes) -> dict:
     # The official archives are pickles; they are read only after the checksum matched.
-    return pickle.loads(blob, encoding="bytes")
+    try:
+        return _ArraysOnly(io.BytesIO(blob), encoding="bytes").load()
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"not an official CIFAR file: {err}") from err
 
 
 def _stack(read, members: list[str], label_key: bytes) -> Split:

@@ -68,6 +68,7 @@ def find_file(names: list[str], dirs: list[Path], checksums: set[str]) -> Path |
 def download(url: str, dest: Path, checksums: set[str], timeout: float = 30.0) -> Path:
     """Download ``url`` to ``dest`` atomically and verify it; raises ``RuntimeError`` with a
     clear message when the network is unavailable or the checksum does not match."""
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     try:
@@ -78,10 +79,14 @@ def download(url: str, dest: Path, checksums: set[str], timeout: float = 30.0) -
         os.replace(tmp, dest)
         return dest
     except OSError as err:  # URLError is an OSError
-        raise RuntimeError(f"could not download {url}: {err}") from err
+        why = getattr(err, "reason", None) or err
+        raise RuntimeError(f"could not download {url} ({why}); no network?") from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        for folder in created:  # a failed download leaves no empty folders behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def locate(

@@ -17,6 +17,14 @@ def _tensor(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
+def _check_labels(path: Path, key: str, labels: np.ndarray) -> None:
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"{path}: {key} has dtype {labels.dtype}; labels must be integer class indices "
+            "(a float label would be truncated). Save them with .astype(np.int64)"
+        )
+
+
 def load_npz(
     name: str = "npz",
     *,
@@ -39,6 +47,7 @@ def load_npz(
             x_tr, y_tr, x_te, y_te = (data[k] for k in ("x_train", "y_train", "x_test", "y_test"))
         elif {"x", "y"} <= keys:
             x, y = data["x"], data["y"]
+            _check_labels(p, "labels y", y)
             rest, test_idx = stratified_indices(y, test_fraction, seed=10_000 + seed)
             x_tr, y_tr, x_te, y_te = x[rest], y[rest], x[test_idx], y[test_idx]
             notes.append(
@@ -47,6 +56,8 @@ def load_npz(
             )
         else:
             raise ValueError(f"{p} needs keys x_train/y_train/x_test/y_test or x/y, has {keys}")
+    _check_labels(p, "y_train", y_tr)
+    _check_labels(p, "y_test", y_te)
     num_classes = int(max(y_tr.max(), y_te.max())) + 1
     train = Split(_tensor(x_tr), torch.from_numpy(y_tr.astype(np.int64)))
     test = Split(_tensor(x_te), torch.from_numpy(y_te.astype(np.int64)))
