@@ -372,6 +372,8 @@ def test_compare_runs_wise_ft_and_reports_it(tmp_path):
 
 
 def test_bad_backbone_settings_name_the_problem(tmp_path):
+    from mr2.engine.validate import check_run
+
     with pytest.raises(ValueError, match=r"model\.probe needs a pre-trained backbone"):
         train(
             _cfg(tmp_path, model__name="mlp", model__options={}, model__probe=True),
@@ -379,7 +381,7 @@ def test_bad_backbone_settings_name_the_problem(tmp_path):
             show_progress=False,
         )
     with pytest.raises(ValueError, match="wise_alphas must lie in"):
-        config.load(None, ["compare.wise_alphas=[0.5, 1.5]"])
+        check_run(config.load(None, ["compare.wise_alphas=[0.5, 1.5]"]))
     with pytest.raises(FileNotFoundError, match=r"config\.toml"):
         run_wise(tmp_path / "nothing", [0.5])
 

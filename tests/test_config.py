@@ -1,9 +1,12 @@
 """Config: TOML file, --set overrides, errors that name the key, resolved-config round trip."""
 
 import pytest
+import torch
 
-from mr2 import backbones, losses, models
+from mr2 import backbones, models
 from mr2.engine import config
+from mr2.engine.compare import check_compare, run_config
+from mr2.engine.loop import create_loss
 
 
 def test_file_then_overrides(tmp_path):
@@ -31,8 +34,6 @@ def test_file_then_overrides(tmp_path):
         ("train.epochs=x", "train.epochs: expected int"),
         ("train.epochs=2.5", "train.epochs: expected int"),
         ("train.amp=1", "train.amp: expected bool"),
-        ("optim.name=adam", "optim.name must be"),
-        ("train.epochs=0", "train.epochs must be >= 1"),
         ("epochs=3", "section.key=value"),
         ("train.seed.x=1", "not a table"),
     ],
@@ -40,6 +41,17 @@ def test_file_then_overrides(tmp_path):
 def test_errors_name_the_key(override, match):
     with pytest.raises(ValueError, match=match):
         config.load(None, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [("optim.name=adam", "optim.name must be"), ("train.epochs=0", "train.epochs must be >= 1")],
+)
+def test_bad_values_are_named_before_a_run(override, match):
+    from mr2.engine import validate
+
+    with pytest.raises(ValueError, match=match):
+        validate.check_run(config.load(None, [override]))
 
 
 def test_missing_file():
@@ -55,8 +67,7 @@ def test_shipped_configs_load():
     for f in files:
         cfg = config.load(f)
         assert cfg.train.epochs >= 1, f
-        for method, options in cfg.compare.options.items():  # every option is a real one
-            losses.create(method, num_classes=10, **options)
+        check_compare(cfg)  # every name, option and grid point of every run is a real one
         if cfg.model.name in backbones.available():
             assert set(cfg.model.options) <= backbones.options(cfg.model.name), f
         else:
@@ -65,7 +76,16 @@ def test_shipped_configs_load():
     assert (clip.optim.name, clip.optim.lr, clip.optim.weight_decay) == ("adamw", 3e-5, 0.1)
     assert (clip.train.batch_size, clip.train.epochs, clip.optim.warmup_steps) == (512, 10, 500)
     assert clip.optim.grad_clip == 1.0 and clip.optim.schedule == "cosine"
-    assert clip.compare.options["mr2"]["lambda_rep"] == pytest.approx(0.1 * 512 / 10 / 37, 1e-5)
+    run = run_config(clip, "mr2", 0)
+    head = torch.nn.Module()
+    head.head = torch.nn.Linear(512, 37)  # CLIP ViT-B/16: D = 512; Pets: K = 37
+    loss_fn = create_loss(run, 37, head, world=1)
+    assert loss_fn.lambda_rep == pytest.approx(0.1 * 512 / 10 / 37)
+    assert (loss_fn.rep_temperature, loss_fn.norm_p, loss_fn.rep_reduction) == (
+        5120.0,
+        5.0,
+        "class",
+    )
     paper = config.load(Path(__file__).parents[1] / "configs" / "cifar100_resnet32.toml")
     assert (paper.train.epochs, paper.optim.lr, paper.optim.warmup_epochs) == (300, 0.1, 20.0)
     assert (paper.optim.weight_decay, paper.train.batch_size) == (5e-4, 128)

@@ -14,7 +14,7 @@ from mr2.losses.label_smoothing import LabelSmoothing, label_smoothing_cross_ent
 from mr2.losses.ldam import LDAMLoss, ldam_loss
 from mr2.losses.logit_adjustment import LogitAdjustment, logit_adjusted_cross_entropy
 from mr2.losses.mr2 import MR2Loss
-from mr2.losses.registry import available, create, describe, options, register
+from mr2.losses.registry import available, create, describe, options, presets, register
 from mr2.losses.supcon import SupConLoss, supervised_contrastive
 from mr2.losses.vs import VSLoss, vs_loss
 
@@ -43,6 +43,7 @@ __all__ = [
     "ldam_loss",
     "logit_adjusted_cross_entropy",
     "options",
+    "presets",
     "register",
     "supervised_contrastive",
     "vs_loss",

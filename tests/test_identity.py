@@ -1,0 +1,241 @@
+"""Run identity: a run directory is reused, resumed or skipped only for its own
+configuration; mismatches are errors that change nothing; --overwrite replaces; one
+process per run directory."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from helpers import tiny_config
+from mr2 import cli
+from mr2.engine import config, identity
+from mr2.engine.compare import run_compare, run_config
+from mr2.engine.train import train
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with its bytes (to show nothing was modified)."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def write(cfg, path):
+    path.write_text(config.to_toml(cfg))
+    return str(path)
+
+
+def test_retrain_with_another_loss_is_refused_and_changes_nothing(tmp_path, capsys):
+    path = write(tiny_config(), tmp_path / "c.toml")
+    out = str(tmp_path / "R")
+    assert cli.main(["train", "--config", path, "--set", "loss.name=mr2", "--out", out]) == 0
+    before = snapshot(tmp_path / "R")
+    capsys.readouterr()
+    assert cli.main(["train", "--config", path, "--set", "loss.name=ce", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "another configuration" in err and "loss.name: 'mr2' -> 'ce'" in err
+    assert "--overwrite" in err
+    assert snapshot(tmp_path / "R") == before  # nothing in the directory modified
+    assert json.loads((tmp_path / "R" / "result.json").read_text())["method"] == "mr2"
+
+
+def test_overwrite_replaces_the_old_run(tmp_path):
+    train(tiny_config(loss__name="mr2"), tmp_path / "R", show_progress=False)
+    (tmp_path / "R" / "stray.txt").write_text("old")
+    result = train(tiny_config(), tmp_path / "R", overwrite=True, show_progress=False)
+    assert result["method"] == "ce"
+    assert not (tmp_path / "R" / "stray.txt").exists()  # nothing of the old run mixed in
+    assert json.loads((tmp_path / "R" / "result.json").read_text())["method"] == "ce"
+    record = json.loads((tmp_path / "R" / "run.json").read_text())
+    assert (
+        record["identity"]["loss.name"] == "ce" and record["fingerprint"] == result["fingerprint"]
+    )
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_one_cannot_be_set_up(tmp_path):
+    train(tiny_config(), tmp_path / "R", show_progress=False)
+    before = snapshot(tmp_path / "R")
+    bad = tiny_config(data__name="npz", data__path=str(tmp_path / "gone.npz"), data__options={})
+    with pytest.raises(FileNotFoundError, match=r"gone\.npz"):
+        train(bad, tmp_path / "R", overwrite=True, show_progress=False)
+    assert snapshot(tmp_path / "R") == before
+
+
+def test_same_configuration_is_reused(tmp_path):
+    first = train(tiny_config(), tmp_path / "R", show_progress=False)
+    mtime = (tmp_path / "R" / "result.json").stat().st_mtime_ns
+    again = train(tiny_config(), tmp_path / "R", show_progress=False)
+    assert again["test"] == first["test"]
+    assert (tmp_path / "R" / "result.json").stat().st_mtime_ns == mtime  # not retrained
+
+
+def test_display_only_settings_do_not_change_the_fingerprint():
+    a, b = tiny_config(), tiny_config(train__threads=1, train__eval_batch_size=7)
+    b.compare.methods = ["ce"]
+    assert identity.fingerprint(identity.identity(a)) == identity.fingerprint(identity.identity(b))
+    c = tiny_config(train__seed=1)
+    assert identity.differences(identity.identity(a), identity.identity(c)) == [
+        "train.seed: 0 -> 1"
+    ]
+
+
+def test_loss_defaults_are_part_of_the_identity():
+    """An explicit default and an omitted option are the same run; a changed default is not."""
+    a = tiny_config(loss__name="mr2")
+    b = tiny_config(loss__name="mr2", loss__options={"lambda_rep": 0.1})
+    assert identity.identity(a) == identity.identity(b)
+    assert identity.identity(a)["loss.options.lambda_rep"] == 0.1
+
+
+def test_resume_over_a_mismatched_checkpoint_is_refused(tmp_path):
+    """A checkpoint of another width: an error naming the keys, config.toml untouched."""
+    cfg = tiny_config(train__epochs=3)
+    train(cfg, tmp_path / "R", show_progress=False)
+    (tmp_path / "R" / "result.json").unlink()  # an interrupted run: checkpoint only
+    before = snapshot(tmp_path / "R")
+    wider = tiny_config(train__epochs=3, model__options={"width": 64})
+    with pytest.raises(identity.RunMismatchError, match=r"model\.options\.width: 32 -> 64"):
+        train(wider, tmp_path / "R", show_progress=False)
+    assert snapshot(tmp_path / "R") == before
+
+
+def test_directory_without_identity_is_refused(tmp_path):
+    (tmp_path / "R").mkdir()
+    (tmp_path / "R" / "result.json").write_text("{}")
+    with pytest.raises(identity.RunMismatchError, match=r"no run\.json"):
+        train(tiny_config(), tmp_path / "R", show_progress=False)
+
+
+def test_compare_with_changed_epochs_is_refused_before_training(tmp_path, capsys):
+    cfg = tiny_config(train__epochs=1)
+    cfg.compare.methods, cfg.compare.seeds = ["ce"], [0, 1]
+    run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
+    before = snapshot(tmp_path / "C")
+    longer = tiny_config(train__epochs=2)
+    longer.compare.methods, longer.compare.seeds = ["ce"], [0, 1]
+    with pytest.raises(identity.RunMismatchError, match=r"train\.epochs: 1 -> 2") as err:
+        run_compare(longer, tmp_path / "C", show_progress=False, log=lambda *_: None)
+    assert "ce/seed0" in str(err.value) and "ce/seed1" in str(err.value)  # all listed at once
+    assert snapshot(tmp_path / "C") == before
+    results = run_compare(
+        longer, tmp_path / "C", overwrite=True, show_progress=False, log=lambda *_: None
+    )
+    assert [len(r["history"]) for r in results] == [2, 2]
+
+
+def test_loss_options_under_compare_are_the_base_of_their_method(tmp_path):
+    cfg = tiny_config(loss__name="mr2", loss__options={"lambda_rep": 0.5, "c_bar": 2.0})
+    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0]
+    cfg.compare.options = {"mr2": {"c_bar": 3.0}}
+    run = run_config(cfg, "mr2", 0)
+    assert run.loss.options == {"lambda_rep": 0.5, "c_bar": 3.0}  # compare.options override
+    assert run_config(cfg, "ce", 0).loss.options == {}
+    results = run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
+    mr2 = next(r for r in results if r["method"] == "mr2")
+    assert mr2["config"]["loss"]["options"] == {"lambda_rep": 0.5, "c_bar": 3.0}
+    assert mr2["identity"]["loss.options.lambda_rep"] == 0.5
+
+
+def test_loss_options_for_a_method_not_compared_are_refused(tmp_path):
+    cfg = tiny_config(loss__options={"lambda_rep": 0.5})  # loss.name is "ce"
+    cfg.compare.methods, cfg.compare.seeds = ["mr2"], [0]
+    cfg.compare.reference = "mr2"
+    with pytest.raises(ValueError, match=r"\[loss\] options / preset are set for loss.name = 'ce'"):
+        run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
+    assert not (tmp_path / "C").exists()
+
+
+def test_typo_in_second_method_is_reported_before_anything_trains(tmp_path, capsys):
+    path = write(tiny_config(), tmp_path / "c.toml")
+    argv = ["compare", "--config", path, "--methods", "ce", "mr2", "--seeds", "0"]
+    argv += ["--set", "compare.options.mr2.lamda_rep=0.1", "--out", str(tmp_path / "C")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "lamda_rep" in err and "did you mean 'lambda_rep'" in err
+    assert not (tmp_path / "C").exists()  # no run directory written
+
+
+def test_grid_points_are_checked_and_labels_stay_inside_out(tmp_path):
+    cfg = tiny_config()
+    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0]
+    cfg.compare.grid = {"mr2": {"lambda_rep": [0.1, -1.0]}}
+    with pytest.raises(ValueError, match=r"grid point lambda_rep=-1.0: .*lambda_rep must be"):
+        run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
+    assert not (tmp_path / "C").exists()
+    from mr2.engine.compare import point_label
+
+    assert "/" not in point_label({"x": "../../etc"}) and ".." not in point_label({"x": ".."})
+
+
+def test_a_dead_process_does_not_hold_the_lock(tmp_path):
+    code = (
+        "import sys, time; from mr2.engine.identity import RunLock; "
+        f"lock = RunLock({str(tmp_path / 'R')!r}).__enter__(); print('locked', flush=True); "
+        "time.sleep(60)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "locked"
+    with pytest.raises(identity.RunBusyError, match=f"pid {child.pid}"):
+        train(tiny_config(), tmp_path / "R", show_progress=False)
+    child.kill()
+    child.wait()
+    assert train(tiny_config(), tmp_path / "R", show_progress=False)["method"] == "ce"
+
+
+def test_two_compares_on_one_directory_train_each_run_once(tmp_path):
+    cfg = tiny_config(train__epochs=6)
+    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0, 1]
+    cfg.compare.reference = "ce"
+    path = write(cfg, tmp_path / "c.toml")
+    out = tmp_path / "C"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "mr2", "compare", "--config", path, "--out", str(out)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    procs = [subprocess.Popen(cmd, env=env, **pipes) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    for method in ("ce", "mr2"):
+        for seed in (0, 1):
+            log = (out / method / f"seed{seed}" / "log.jsonl").read_text().splitlines()
+            assert [json.loads(line)["epoch"] for line in log] == list(range(6))  # once
+    trained = sum(o.count("epoch 1/6") for o, _ in outs)
+    assert trained == 4, outs  # each of the 4 runs trained by exactly one process
+
+
+def test_checkpoint_from_torch_load_of_foreign_objects_is_refused(tmp_path):
+    """A crafted checkpoint.pt (arbitrary pickled object) is never unpickled."""
+    cfg = tiny_config(train__epochs=3)
+    train(cfg, tmp_path / "R", show_progress=False)
+    (tmp_path / "R" / "result.json").unlink()
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    torch.save({"model": Evil()}, tmp_path / "R" / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint\.pt cannot be read as an mr2 checkpoint"):
+        train(cfg, tmp_path / "R", show_progress=False)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_bit_flipped_checkpoint_is_an_error_naming_it(tmp_path):
+    cfg = tiny_config(train__epochs=3)
+    train(cfg, tmp_path / "R", show_progress=False)
+    (tmp_path / "R" / "result.json").unlink()
+    ckpt = tmp_path / "R" / "checkpoint.pt"
+    blob = bytearray(ckpt.read_bytes())
+    state = torch.load(ckpt, weights_only=True)
+    weight = state["model"]["head.weight"]
+    raw = weight.reshape(-1).view(torch.uint8).numpy().tobytes()
+    at = bytes(blob).find(raw[:64])  # the head's weights inside the zip (stored, not deflated)
+    assert at > 0
+    blob[at + 3] ^= 0x10
+    ckpt.write_bytes(bytes(blob))
+    started = time.time()
+    with pytest.raises(ValueError, match=r"checkpoint\.pt fails its checksum"):
+        train(cfg, tmp_path / "R", show_progress=False)
+    assert time.time() - started < 60
+    assert ckpt.read_bytes() == bytes(blob)  # kept for inspection, not deleted
