@@ -57,3 +57,20 @@ def metric_worker(rank: int, world: int, sizes: list[int]):
         "preds": preds,
         "targets": targets,
     }
+
+
+def group_dro_worker(rank: int, world: int, sizes: list[int], steps: int = 2):
+    """GroupDRO on this rank's slice of the same global batches (equal slices, as DDP has)."""
+    from mr2.losses import GroupDRO
+
+    loss_fn = GroupDRO(4, step_size=0.5)
+    out = {}
+    for step in range(steps):
+        logits, _, y = global_batch(b=sum(sizes), step=step)
+        part = bounds(rank, sizes)
+        local = logits[part].clone().requires_grad_(True)
+        loss = loss_fn(local, None, y[part])
+        loss.backward()
+        out[step] = {"loss": loss.detach(), "grad": local.grad}
+    out["q"] = loss_fn.q.clone()
+    return out

@@ -187,3 +187,11 @@ def test_unknown_dataset_and_option():
         data.load("synthetic", path="x.npz")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data.load("npz", path="/nonexistent.npz")
+
+
+def test_float_labels_are_refused(tmp_path):
+    path = tmp_path / "f.npz"
+    x = np.zeros((20, 4), dtype=np.float32)
+    np.savez(path, x_train=x, y_train=np.arange(20) % 2 + 0.7, x_test=x, y_test=np.arange(20) % 2)
+    with pytest.raises(ValueError, match="y_train has dtype float64; labels must be integer"):
+        data.load("npz", path=str(path))

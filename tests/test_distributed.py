@@ -51,3 +51,23 @@ def test_without_gather_rep_term_sees_only_local_pairs():
     _, ref = single_process(30)
     per_sample = torch.cat([r[0]["per_sample"] for r in ranks])
     assert not torch.allclose(per_sample, ref[0]["per_sample"])
+
+
+def test_group_dro_under_ddp_equals_one_process():
+    """Class weights q from global class counts, and DDP's gradient average equal to the
+    gradient of one process's loss on the whole batch (class losses are global means)."""
+    from mr2.losses import GroupDRO
+
+    ranks = ddp.run(w.group_dro_worker, 2, [15, 15])
+    ref = GroupDRO(4, step_size=0.5)
+    for step in range(2):
+        logits, _, y = w.global_batch(b=30, step=step)
+        logits = logits.clone().requires_grad_(True)
+        loss = ref(logits, None, y)
+        loss.backward()
+        grad = torch.cat([r[step]["grad"] for r in ranks]) / 2  # DDP averages over ranks
+        torch.testing.assert_close(grad, logits.grad)
+        mean_loss = sum(r[step]["loss"] for r in ranks) / 2
+        torch.testing.assert_close(mean_loss, loss.detach())
+    for r in ranks:
+        torch.testing.assert_close(r["q"], ref.q)

@@ -164,3 +164,19 @@ def test_demo_falls_back_to_digits(monkeypatch):
     said = []
     cfg = demo.demo_config(log=said.append)
     assert cfg.data.name == "digits" and "Falling back" in said[0]
+
+
+def test_quick_demo_has_its_own_folder(monkeypatch, tmp_path):
+    """`mr2 demo --quick` and `mr2 demo` never share runs (the full demo would otherwise
+    reuse the quick 2-epoch runs)."""
+    from mr2 import demo
+
+    used = []
+    monkeypatch.setattr(demo, "run_compare", lambda cfg, out, **kw: used.append(str(out)))
+    monkeypatch.setattr(
+        demo.report, "build", lambda *a, **k: {"table": "", "report": "", "plots": []}
+    )
+    monkeypatch.setattr(demo, "load", lambda *a, **k: None)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo", "--quick"]) == 0 and cli.main(["demo"]) == 0
+    assert used == ["runs/demo-quick", "runs/demo"]

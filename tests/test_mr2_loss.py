@@ -230,3 +230,49 @@ def test_bad_hyperparameters(kwargs, match):
         MR2Loss(5, **kwargs)
     with pytest.raises(ValueError, match="num_classes"):
         MR2Loss(0)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_overflowing_batch_leaves_the_statistics_untouched(validate):
+    """Features whose squared norms overflow float32 (x 1e20) must not poison the state:
+    refused with a ValueError (validate) or skipped (validate=False); later batches see the
+    margins of the earlier ones."""
+    loss_fn = MR2Loss(5, validate=validate)
+    logits, f, y = data()
+    loss_fn(logits, f, y)
+    before = {k: v.clone() for k, v in loss_fn.state_dict().items()}
+    if validate:
+        with pytest.raises(ValueError, match="running class statistics non-finite"):
+            loss_fn(logits, f * 1e20, y)
+    else:
+        loss_fn(logits, f * 1e20, y)
+    for key, value in loss_fn.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert torch.isfinite(loss_fn.margins()).all()
+    assert torch.isfinite(loss_fn(logits, f, y))
+
+
+def test_second_derivative_is_correct():
+    """create_graph=True: Hessian-vector products of the whole loss (representation term
+    included) against finite differences, in float64."""
+    logits, f, y = data(b=12, k=3, d=4, dtype=torch.float64)
+    loss_fn = MR2Loss(3, lambda_rep=0.5, rep_temperature=4.0).double()
+    loss_fn(logits, f, y)  # statistics from one batch, then fixed (eval)
+    loss_fn.eval()
+    w = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+
+    def fn(feats, weight):
+        return loss_fn(feats @ weight, feats, y)
+
+    feats = f.clone().requires_grad_(True)
+    assert torch.autograd.gradgradcheck(fn, (feats, w))
+    from mr2.representation import representation_margin
+
+    s_bar = torch.tensor(0.3, dtype=torch.float64)
+    cols = torch.randn(20, 4, dtype=torch.float64, requires_grad=True)
+    col_y = torch.arange(20) % 3
+    assert torch.autograd.gradgradcheck(lambda a: representation_margin(a, y, s_bar, 2.0), (feats,))
+    assert torch.autograd.gradgradcheck(  # rows against a larger (gathered) batch
+        lambda a, c: representation_margin(a, col_y[3:15], s_bar, 2.0, (c, col_y, 3)),
+        (feats, cols),
+    )

@@ -104,3 +104,37 @@ def test_unknown_procedure_option(tmp_path):
     cfg.compare.options = {"jtt": {"upweigth": 3}}
     with pytest.raises(ValueError, match=r"does not take it \(did you mean .upweight"):
         train(run_config(cfg, "jtt", 0), tmp_path / "x", show_progress=False)
+
+
+def test_lff_resume_is_exact(tmp_path, monkeypatch):
+    """Interrupted after epoch 1 and resumed, LfF ends bitwise as the uninterrupted run (the
+    biased model keeps following the main schedule after the optimiser state is restored)."""
+    import sys
+
+    train_module = sys.modules[
+        "mr2.engine.train"
+    ]  # the module (mr2.engine.train is also a function)
+
+    cfg = run_config(base(), "lff", 0)
+    cfg.train.epochs = 3
+    whole = train(cfg, tmp_path / "whole", show_progress=False)
+    real_epoch = train_module._epoch
+
+    def interrupted(loop, epoch, *args):
+        if epoch == 1:
+            raise KeyboardInterrupt  # after epoch 0's checkpoint was written
+        return real_epoch(loop, epoch, *args)
+
+    monkeypatch.setattr(train_module, "_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "cut", show_progress=False)
+    monkeypatch.setattr(train_module, "_epoch", real_epoch)
+    resumed = train(cfg, tmp_path / "cut", show_progress=False)
+    assert [h["train_loss"] for h in resumed["history"]] == [
+        h["train_loss"] for h in whole["history"]
+    ]
+    assert resumed["test"]["per_class"] == whole["test"]["per_class"]
+    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["procedure"]
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["procedure"]
+    for key, value in a["biased"].items():
+        assert torch.equal(value, b["biased"][key]), key

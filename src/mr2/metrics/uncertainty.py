@@ -220,8 +220,10 @@ def paired_comparison(method_acc, baseline_acc, *, reference=None) -> PairedComp
     groups = disparity_summary(ref).groups
     diff = m - b  # (S, K)
     gain = np.nanmean(diff, axis=0)
-    group_gain = {g: float(np.nanmean(gain[c])) for g, c in groups.items()}
-    hard = np.nanmean(diff[:, groups["hard"]], axis=1)  # (S,)
+    with warnings.catch_warnings():  # an empty group (K < 3) is NaN, said in the report
+        warnings.simplefilter("ignore", RuntimeWarning)
+        group_gain = {g: float(np.nanmean(gain[c])) for g, c in groups.items()}
+        hard = np.nanmean(diff[:, groups["hard"]], axis=1)  # (S,)
     se = float(hard.std(ddof=1) / math.sqrt(len(hard))) if len(hard) > 1 else float("nan")
     return PairedComparison(
         gain=[float(x) for x in gain],

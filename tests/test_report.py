@@ -1,0 +1,75 @@
+"""Reports pool only seeds of one setting on one test set, count each run once, and show
+no spread or p-value where there is none."""
+
+import json
+import shutil
+
+import pytest
+
+from helpers import tiny_config
+from mr2 import cli, report
+from mr2.engine.compare import run_compare
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "C"
+    cfg = tiny_config()
+    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0, 1]
+    run_compare(cfg, out, show_progress=False, log=lambda *_: None)
+    return out
+
+
+def test_the_same_runs_given_twice_count_once(comparison, tmp_path):
+    once = report.build([comparison], tmp_path / "a")["summary"]
+    twice = report.build([comparison, comparison, comparison / "ce"], tmp_path / "b")["summary"]
+    assert len(twice["runs"]) == len(once["runs"]) == 4
+    assert twice["methods"]["mr2"]["vs_reference"] == once["methods"]["mr2"]["vs_reference"]
+
+
+def test_runs_of_different_settings_are_not_pooled_as_seeds(comparison, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(comparison, copy)
+    path = copy / "mr2" / "seed1" / "result.json"
+    result = json.loads(path.read_text())
+    result["identity"]["loss.options.lambda_rep"] = 0.5
+    path.write_text(json.dumps(result))
+    with pytest.raises(ValueError, match=r"differ in more than the seed \(loss.options.lambda_rep"):
+        report.build([copy], tmp_path / "r")
+    other = tmp_path / "other"
+    shutil.copytree(comparison / "ce" / "seed0", other / "ce" / "seed5")
+    p = other / "ce" / "seed5" / "result.json"
+    result = json.loads(p.read_text())
+    result["dataset"]["name"], result["seed"] = "digits", 5
+    p.write_text(json.dumps(result))
+    with pytest.raises(ValueError, match="different datasets"):
+        report.build([comparison, other], tmp_path / "r2")
+    with pytest.raises(ValueError, match=r"seed\(s\) \[0, 1\] more than once"):
+        report.build([comparison / "ce", copy / "ce"], tmp_path / "r3")
+
+
+def test_one_seed_shows_no_spread_and_no_p_value(comparison, tmp_path, capsys):
+    assert (
+        cli.main(
+            [
+                "report",
+                str(comparison / "ce" / "seed0"),
+                str(comparison / "mr2" / "seed0"),
+                "--out",
+                str(tmp_path / "one"),
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "±" not in table and "1 seed: no p-value" in table
+    assert "nan" not in (tmp_path / "one" / "report.md").read_text()
+
+
+def test_two_classes_give_no_nan_in_the_table(tmp_path, capsys):
+    cfg = tiny_config()
+    cfg.data.options = {**cfg.data.options, "num_classes": 2}
+    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0, 1]
+    run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
+    built = report.build([tmp_path / "C"], tmp_path / "C")
+    assert "nan" not in built["table"]
