@@ -195,3 +195,20 @@ def test_float_labels_are_refused(tmp_path):
     np.savez(path, x_train=x, y_train=np.arange(20) % 2 + 0.7, x_test=x, y_test=np.arange(20) % 2)
     with pytest.raises(ValueError, match="y_train has dtype float64; labels must be integer"):
         data.load("npz", path=str(path))
+
+
+def test_corrupt_gzip_is_a_checksum_error_and_the_demo_falls_back(fake_mnist, monkeypatch):
+    from mr2 import demo
+
+    folder, _ = fake_mnist
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")  # truncated gzip
+    with pytest.raises(ValueError, match="does not match its known checksum"):
+        data.load("mnist", data_dir=str(folder), allow_download=False)
+    monkeypatch.setitem(idx.SOURCES["fashion_mnist"], "system", [])
+    monkeypatch.setitem(idx.SOURCES["fashion_mnist"], "mirrors", ())
+    target = folder / "fm"
+    target.mkdir()
+    (target / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    said = []
+    cfg = demo.demo_config(data_dir=str(target), log=said.append)
+    assert cfg.data.name == "digits" and "Falling back" in said[0]

@@ -180,3 +180,11 @@ def test_quick_demo_has_its_own_folder(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["demo", "--quick"]) == 0 and cli.main(["demo"]) == 0
     assert used == ["runs/demo-quick", "runs/demo"]
+
+
+def test_training_with_the_progress_bar_raises_no_warning(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(small(loss__name="mr2", train__epochs=1), tmp_path / "r", show_progress=True)

@@ -46,7 +46,7 @@ def demo_config(data_dir: str = "", quick: bool = False, log=print) -> RunConfig
     cfg.data.data_dir = data_dir
     try:
         load("fashion_mnist", data_dir=data_dir, val_fraction=0.1)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # missing, corrupt or unreadable files
         log(f"Fashion-MNIST is not available ({err}).\nFalling back to scikit-learn's digits.")
         cfg.data.name, cfg.data.data_dir, cfg.data.train_subset = "digits", "", 0
         cfg.train.epochs, cfg.train.batch_size = 30, 64

@@ -33,7 +33,12 @@ def verified(path: Path, checksums: set[str]) -> bool:
         return True
     if md5(path) in checksums:
         return True
-    return path.suffix == ".gz" and md5(path, decompress=True) in checksums
+    if path.suffix != ".gz":
+        return False
+    try:
+        return md5(path, decompress=True) in checksums
+    except (OSError, EOFError):  # not a gzip file, or a truncated one: simply not verified
+        return False
 
 
 def search_dirs(name: str, data_dir: str | os.PathLike | None, system: list[str]) -> list[Path]:

@@ -124,6 +124,15 @@ def point_label(point: dict[str, Any]) -> str:
 Job = tuple[str, RunConfig, Path]  # (what to print, run configuration, run directory)
 
 
+def brief(result: dict[str, Any]) -> dict[str, Any]:
+    """What a comparison keeps in memory of a finished run: everything but the per-epoch
+    history and the confusion matrix (megabytes per run at K = 1000, so a long comparison
+    would grow without bound); the whole record stays in the run's result.json."""
+    test = {k: v for k, v in result["test"].items() if k != "confusion"}
+    rest = {k: v for k, v in result.items() if k not in ("history", "test")}
+    return {**rest, "test": test, "epochs": len(result.get("history") or [])}
+
+
 def run_jobs(jobs: list[Job], *, resume: bool, overwrite: bool, show_progress, log) -> list[dict]:
     """Train every job; results in job order. A job whose directory another process holds
     (``mr2 compare`` twice on one OUT) is put off and awaited at the end, so two processes
@@ -135,15 +144,16 @@ def run_jobs(jobs: list[Job], *, resume: bool, overwrite: bool, show_progress, l
         done = found.finished and found.state is identity.State.MATCH and resume and not overwrite
         log(what + (" (done, skipped)" if done else ""))
         try:
-            results[i] = train(
+            result = train(
                 run, run_dir, resume=resume, overwrite=overwrite, show_progress=show_progress
             )
+            results[i] = brief(result)
         except identity.RunBusyError:
             log(f"  {run_dir} is being trained by another process: waiting for it at the end")
             waiting.append(i)
     for i in waiting:
         what, run, run_dir = jobs[i]
-        results[i] = train(run, run_dir, resume=True, wait=True, show_progress=show_progress)
+        results[i] = brief(train(run, run_dir, resume=True, wait=True, show_progress=show_progress))
     return [results[i] for i in range(len(jobs))]
 
 
@@ -263,6 +273,6 @@ def run_compare(
             log(f"zero_shot seed {seed}: evaluated before training")
             run = run_config(cfg, "ce", seed)  # the loss plays no part
             results.append(
-                evaluate_initial(run, out / "zero_shot" / f"seed{seed}", overwrite=overwrite)
+                brief(evaluate_initial(run, out / "zero_shot" / f"seed{seed}", overwrite=overwrite))
             )
     return results
