@@ -113,3 +113,15 @@ def test_epoch_line_formats_every_number():
     assert line == "epoch 1/3 loss 0.3333 train acc 0.5000 lr 0.0123 (2.0 s)"
     line = epoch_line({**record, "val_acc": 2 / 3, "val_mean_class": 0.6}, 3)
     assert "val acc 0.6667 val mean-class 0.6000" in line
+
+
+def test_engine_gathers_features_under_ddp_unless_told_otherwise():
+    from mr2 import models
+    from mr2.engine.loop import create_loss
+
+    model = models.create("mlp", (8,), 5, width=32)
+    assert create_loss(tiny_config(loss__name="mr2"), 5, model, world=2).gather_features
+    assert not create_loss(tiny_config(loss__name="mr2"), 5, model, world=1).gather_features
+    told = tiny_config(loss__name="mr2", loss__options={"gather_features": False})
+    assert not create_loss(told, 5, model, world=2).gather_features
+    assert create_loss(tiny_config(), 5, model, world=2).__class__.__name__ == "CrossEntropy"
