@@ -212,3 +212,17 @@ def test_corrupt_gzip_is_a_checksum_error_and_the_demo_falls_back(fake_mnist, mo
     said = []
     cfg = demo.demo_config(data_dir=str(target), log=said.append)
     assert cfg.data.name == "digits" and "Falling back" in said[0]
+
+
+def test_missing_ci_data_skips_for_users_and_fails_under_mr2_require_data(tmp_path, monkeypatch):
+    import required_data
+
+    absent = tmp_path / "nowhere.npz"
+    monkeypatch.setattr(required_data, "REQUIRED", False)
+    with pytest.raises(pytest.skip.Exception, match="set MR2_REQUIRE_DATA=1"):
+        required_data.require(absent, "x", "how")
+    monkeypatch.setattr(required_data, "REQUIRED", True)
+    with pytest.raises(pytest.fail.Exception, match="MR2_REQUIRE_DATA is set"):
+        required_data.require(absent, "x", "how")
+    absent.write_bytes(b"")
+    assert required_data.require(absent, "x", "how") == absent
