@@ -85,7 +85,7 @@ def download(url: str, dest: Path, checksums: set[str], timeout: float = 30.0) -
         return dest
     except OSError as err:  # URLError is an OSError
         why = getattr(err, "reason", None) or err
-        raise RuntimeError(f"could not download {url} ({why}); no network?") from err
+        raise RuntimeError(f"could not download {url} ({why}; no network?)") from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
