@@ -140,7 +140,7 @@ def test_compare_report_and_resume(tmp_path, capsys):
     assert len((out / "per_class.csv").read_text().splitlines()) == 1 + 4 * 5
     capsys.readouterr()
     assert cli.main(["compare", "--config", str(cfg_file), "--out", str(out)]) == 0
-    assert capsys.readouterr().out.count("(done, skipped)") == 4
+    assert capsys.readouterr().out.count("done earlier, skipped") == 4
     before = (out / "results.json").read_text()
     assert cli.main(["report", str(out)]) == 0
     assert (out / "results.json").read_text() == before

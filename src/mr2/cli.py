@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from mr2 import losses, report
 from mr2.demo import run_demo
 from mr2.engine import config
-from mr2.engine.compare import run_compare
+from mr2.engine.compare import RunsFailed, run_compare
 from mr2.engine.features import extract
 from mr2.engine.identity import RunBusyError
 from mr2.engine.train import evaluate_initial, train
@@ -55,6 +56,12 @@ def parser() -> argparse.ArgumentParser:
     _overwrite_arg(p)
     p.add_argument("--methods", nargs="+", help=f"losses to compare: {losses.available()}")
     p.add_argument("--seeds", nargs="+", type=int)
+    p.add_argument(
+        "--executor",
+        choices=["local", "pool", "ray", "slurm"],
+        help="where the runs train (compare.executor; default local: one after another)",
+    )
+    p.add_argument("--jobs", type=int, help="runs at once (compare.jobs; 0 = GPUs or cores)")
     p = sub.add_parser("report", help="rebuild the report from saved runs")
     p.add_argument("runs", nargs="+", help="run or comparison directories")
     p.add_argument("--out", help="report directory (default: the first RUN_DIR)")
@@ -110,8 +117,19 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.append(f"compare.methods={args.methods!r}".replace("'", '"'))
             if args.seeds:
                 overrides.append(f"compare.seeds={args.seeds!r}")
+            if args.executor:
+                overrides.append(f'compare.executor="{args.executor}"')
+            if args.jobs is not None:
+                overrides.append(f"compare.jobs={args.jobs}")
             cfg = config.load(args.config, overrides)
-            run_compare(cfg, args.out, overwrite=args.overwrite)
+            try:
+                run_compare(cfg, args.out, overwrite=args.overwrite)
+            except RunsFailed as failed:
+                if any(Path(args.out).rglob("result.json")):  # report what finished
+                    built = report.build([args.out], args.out, reference=cfg.compare.reference)
+                    print(built["table"], f"\nReport: {built['report']}", sep="\n")
+                print(f"mr2: error: {failed}", file=sys.stderr)
+                return 1
             built = report.build([args.out], args.out, reference=cfg.compare.reference)
             print(built["table"], f"\nReport: {built['report']}", sep="\n")
         elif args.command == "report":

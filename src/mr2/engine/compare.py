@@ -1,17 +1,22 @@
 """Methods x seeds: one run per pair under OUT/<method>/seed<k>, resumable (finished runs
-are skipped, interrupted ones continue from their checkpoint), then the report."""
+are skipped, interrupted ones continue from their checkpoint), trained by the executor the
+config names (``executors``): every tuning run first, all at once, then the selected
+settings on all seeds. A failed run is recorded and the others go on."""
 
 from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mr2 import losses
-from mr2.engine import identity, procedures, validate
+from mr2.engine import executors, identity, procedures, validate
 from mr2.engine.config import RunConfig
-from mr2.engine.train import evaluate_initial, train
+from mr2.engine.executors import brief
+from mr2.engine.progress import RunProgress
+from mr2.engine.train import evaluate_initial
 from mr2.engine.wise import run_wise
 from mr2.io import save_json
 
@@ -56,10 +61,34 @@ def run_config(
     return run
 
 
+def executor_problems(cfg: RunConfig) -> list[str]:
+    """The executor's settings, and its package where it needs one (extra ``cluster``)."""
+    c, errors = cfg.compare, []
+    needs = {"ray": "ray", "slurm": "submitit"}.get(c.executor)
+    if needs:
+        try:
+            __import__(needs)
+        except ImportError:
+            errors.append(
+                f"compare.executor = {c.executor!r} needs {needs}: pip install 'mr2[cluster]'"
+            )
+    if c.slurm and c.executor != "slurm":
+        errors.append("compare.slurm is set but compare.executor is not 'slurm'")
+    if (c.ray_address or c.ray_resources) and c.executor != "ray":
+        errors.append(
+            "compare.ray_address / ray_resources are set but compare.executor is not 'ray'"
+        )
+    try:
+        executors.slurm_parameters(c.slurm)
+    except ValueError as err:
+        errors.append(str(err))
+    return errors
+
+
 def check_compare(cfg: RunConfig) -> None:
     """Every problem of every run a comparison will train (each method with its options,
     each grid point), raised together before anything is loaded or written."""
-    errors: list[str] = []
+    errors: list[str] = executor_problems(cfg)
     for section in ("options", "grid"):
         unknown = sorted(set(getattr(cfg.compare, section)) - set(cfg.compare.methods))
         if unknown:
@@ -121,69 +150,75 @@ def point_label(point: dict[str, Any]) -> str:
     return safe if safe.strip(".") else "_"
 
 
-Job = tuple[str, RunConfig, Path]  # (what to print, run configuration, run directory)
+class RunsFailed(RuntimeError):
+    """Some runs of a comparison failed (each recorded in its RUN/failed.json); the others
+    finished. ``failures``: (run directory, error) pairs."""
+
+    def __init__(self, failures: list[tuple[Path, str]]) -> None:
+        self.failures = failures
+        lines = "\n  ".join(f"{d}: {e}" for d, e in failures)
+        super().__init__(
+            f"{len(failures)} run(s) failed (details in each failed.json); re-run the same "
+            f"command to retry them, finished runs are kept:\n  {lines}"
+        )
 
 
-def brief(result: dict[str, Any]) -> dict[str, Any]:
-    """What a comparison keeps in memory of a finished run: everything but the per-epoch
-    history and the confusion matrix (megabytes per run at K = 1000, so a long comparison
-    would grow without bound); the whole record stays in the run's result.json."""
-    test = {k: v for k, v in result["test"].items() if k != "confusion"}
-    rest = {k: v for k, v in result.items() if k not in ("history", "test")}
-    return {**rest, "test": test, "epochs": len(result.get("history") or [])}
+@dataclass
+class Orchestra:
+    """How a comparison's runs are executed: the executor, the run options, the log and the
+    failures met so far."""
+
+    executor: executors.Executor
+    options: executors.Options
+    log: Any = print
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+
+    def run(self, jobs: list[executors.Job]) -> list[dict[str, Any] | None]:
+        """Train every job (results in job order, None for a failed run). A run another
+        process holds (``mr2 compare`` twice on one OUT) is awaited at the end, so two
+        processes share the work and no run is trained twice."""
+        progress = RunProgress([j.label for j in jobs], self.executor.jobs, self.log)
+        outcomes = self.executor.run(jobs, self.options, progress)
+        waiting = replace(self.options, resume=True, overwrite=False, wait=True)
+        for i, outcome in enumerate(outcomes):
+            if outcome.status == "busy":
+                self.log(f"{jobs[i].label}: trained by another process, waiting for it")
+                outcomes[i] = executors.run_job(jobs[i], waiting)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if outcome.status != "done":
+                self.failures.append((job.run_dir, outcome.error))
+        return [o.result if o.status == "done" else None for o in outcomes]
 
 
-def run_jobs(jobs: list[Job], *, resume: bool, overwrite: bool, show_progress, log) -> list[dict]:
-    """Train every job; results in job order. A job whose directory another process holds
-    (``mr2 compare`` twice on one OUT) is put off and awaited at the end, so two processes
-    share the work and no run is trained twice."""
-    results: dict[int, dict] = {}
-    waiting = []
-    for i, (what, run, run_dir) in enumerate(jobs):
-        found = identity.inspect_run(run_dir, run)
-        done = found.finished and found.state is identity.State.MATCH and resume and not overwrite
-        log(what + (" (done, skipped)" if done else ""))
-        try:
-            result = train(
-                run, run_dir, resume=resume, overwrite=overwrite, show_progress=show_progress
-            )
-            results[i] = brief(result)
-        except identity.RunBusyError:
-            log(f"  {run_dir} is being trained by another process: waiting for it at the end")
-            waiting.append(i)
-    for i in waiting:
-        what, run, run_dir = jobs[i]
-        results[i] = brief(train(run, run_dir, resume=True, wait=True, show_progress=show_progress))
-    return [results[i] for i in range(len(jobs))]
-
-
-def tune(
-    cfg: RunConfig, method: str, out: Path, *, resume: bool, overwrite: bool, show_progress, log
-) -> dict[str, Any]:
-    """Train every grid point on the tuning seeds and select on validation (never test).
-    Writes OUT/<method>/selection.json and returns it."""
+def tuning_jobs(cfg: RunConfig, method: str, out: Path) -> list[executors.Job]:
     base = dict(cfg.compare.options.get(method, {}))
     seeds = cfg.compare.tune_seeds or cfg.compare.seeds[:1]
-    metric = cfg.compare.select_metric
-    points = grid_points(cfg.compare.grid[method])
-    jobs = [
-        (
-            f"  tuning {method} {point_label(point)} seed {seed}",
+    return [
+        executors.Job(
+            f"tuning {method} {point_label(point)} seed {seed}",
             run_config(cfg, method, seed, {**base, **point}),
             out / method / "grid" / point_label(point) / f"seed{seed}",
         )
-        for point in points
+        for point in grid_points(cfg.compare.grid[method])
         for seed in seeds
     ]
-    results = run_jobs(
-        jobs, resume=resume, overwrite=overwrite, show_progress=show_progress, log=log
-    )
+
+
+def select(cfg: RunConfig, method: str, out: Path, results: list[dict | None]) -> dict | None:
+    """Pick the grid point with the best validation score (never test) from the tuning
+    runs' results (in ``tuning_jobs`` order); write OUT/<method>/selection.json. None when a
+    tuning run failed: the method is not selected on part of its grid."""
+    if any(r is None for r in results):
+        return None
+    base = dict(cfg.compare.options.get(method, {}))
+    seeds = cfg.compare.tune_seeds or cfg.compare.seeds[:1]
+    metric = cfg.compare.select_metric
     rows = []
-    for i, point in enumerate(points):
+    for i, point in enumerate(grid_points(cfg.compare.grid[method])):
         mine = results[i * len(seeds) : (i + 1) * len(seeds)]
-        if any(r.get("val") is None for r in mine):
+        if any(r.get("val") is None for r in mine):  # type: ignore[union-attr]
             raise ValueError("tuning needs a validation split: data.val_fraction > 0")
-        scores = [r["val"][metric] for r in mine]
+        scores = [r["val"][metric] for r in mine]  # type: ignore[index]
         rows.append(
             {
                 "point": point,
@@ -203,6 +238,18 @@ def tune(
     }
     save_json(selection, out / method / "selection.json")
     return selection
+
+
+def tune_all(cfg: RunConfig, out: Path, orchestra: Orchestra) -> dict[str, dict | None]:
+    """Every tuned method's grid, all points at once, then each method's selection."""
+    tuned = [m for m in cfg.compare.methods if m in cfg.compare.grid]
+    per_method = {m: tuning_jobs(cfg, m, out) for m in tuned}
+    results = orchestra.run([job for jobs in per_method.values() for job in jobs])
+    chosen, at = {}, 0
+    for method, jobs in per_method.items():
+        chosen[method] = select(cfg, method, out, results[at : at + len(jobs)])
+        at += len(jobs)
+    return chosen
 
 
 def preflight(cfg: RunConfig, out: Path, *, overwrite: bool) -> None:
@@ -243,36 +290,42 @@ def run_compare(
     show_progress: bool | None = None,
     log=print,
 ) -> list[dict[str, Any]]:
-    """Train methods x seeds (after tuning the methods with a grid) under OUT; the whole
-    comparison is checked before anything is loaded or written."""
+    """Train methods x seeds (after tuning the methods with a grid) under OUT with the
+    executor ``compare.executor``; the whole comparison is checked before anything is loaded
+    or written. Returns the finished runs' results; raises ``RunsFailed`` at the end if some
+    runs failed (the others finish, and the report can still be built)."""
     check_compare(cfg)
     out = Path(out_dir)
     preflight(cfg, out, overwrite=overwrite)
-    opts = {"resume": resume, "overwrite": overwrite, "show_progress": show_progress, "log": log}
-    chosen = {
-        m: tune(cfg, m, out, **opts)["options"]
-        for m in cfg.compare.methods
-        if m in cfg.compare.grid
-    }
-    runs = [(m, s) for m in cfg.compare.methods for s in cfg.compare.seeds]
+    c = cfg.compare
+    settings = {"address": c.ray_address, "resources": c.ray_resources, "slurm": c.slurm}
+    settings |= {"folder": str(out / "slurm"), "cluster": c.slurm.get("cluster")}
+    run_options = executors.Options(resume, overwrite, False, show_progress)
+    orchestra = Orchestra(executors.create(c.executor, jobs=c.jobs, **settings), run_options, log)
+    chosen = tune_all(cfg, out, orchestra)
     jobs = [
-        (
-            f"[{i}/{len(runs)}] {method} seed {seed}",
-            run_config(cfg, method, seed, chosen.get(method)),
+        executors.Job(
+            f"{method} seed {seed}",
+            run_config(cfg, method, seed, chosen[method]["options"] if method in chosen else None),
             out / method / f"seed{seed}",
         )
-        for i, (method, seed) in enumerate(runs, 1)
+        for method in c.methods
+        if not (method in chosen and chosen[method] is None)  # its tuning failed: not run
+        for seed in c.seeds
     ]
-    results = run_jobs(jobs, **opts)
-    if cfg.compare.wise_alphas:
-        for _, _, run_dir in jobs:
-            if not ((run_dir / "wise.json").exists() and resume and not overwrite):
-                run_wise(run_dir, cfg.compare.wise_alphas)
-    if cfg.compare.zero_shot:
-        for seed in cfg.compare.seeds:
+    results = [r for r in orchestra.run(jobs) if r is not None]
+    if c.wise_alphas:
+        for job in jobs:
+            done = (job.run_dir / "result.json").exists()
+            if done and not ((job.run_dir / "wise.json").exists() and resume and not overwrite):
+                run_wise(job.run_dir, c.wise_alphas)
+    if c.zero_shot:
+        for seed in c.seeds:
             log(f"zero_shot seed {seed}: evaluated before training")
             run = run_config(cfg, "ce", seed)  # the loss plays no part
             results.append(
                 brief(evaluate_initial(run, out / "zero_shot" / f"seed{seed}", overwrite=overwrite))
             )
+    if orchestra.failures:
+        raise RunsFailed(orchestra.failures)
     return results

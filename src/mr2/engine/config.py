@@ -96,6 +96,15 @@ class CompareConfig:
     # also evaluate each seed's model before training, as method "zero_shot" (backbones:
     # the pre-trained encoder with its zero-shot head)
     zero_shot: bool = False
+    # where the runs train: "local" (one after another), "pool" (worker processes on this
+    # machine), "ray" (Ray tasks), "slurm" (SLURM jobs through submitit)
+    executor: str = "local"
+    jobs: int = 0  # runs at once (pool, ray; slurm: array parallelism); 0 = GPUs or cores
+    ray_address: str = ""  # "" = a local Ray started on demand; else e.g. "auto"
+    ray_resources: dict[str, Any] = field(default_factory=dict)  # per run: num_cpus, num_gpus
+    # submitit parameters, e.g. {partition = "gpu", gpus_per_node = 1, time = 120,
+    # cpus_per_task = 8}; cluster = "local" runs submitit's local executor (tests)
+    slurm: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -287,6 +296,11 @@ def range_problems(cfg: RunConfig) -> list[str]:
         (bool(c.seeds) and min(c.seeds) >= 0, "compare.seeds must list seeds >= 0"),
         (len(set(c.seeds)) == len(c.seeds), f"compare.seeds has duplicates: {c.seeds}"),
         (len(set(c.methods)) == len(c.methods), f"compare.methods has duplicates: {c.methods}"),
+        (
+            c.executor in ("local", "pool", "ray", "slurm"),
+            f"compare.executor must be local|pool|ray|slurm, got {c.executor!r}",
+        ),
+        (c.jobs >= 0, f"compare.jobs must be >= 0 (0 = one per GPU or core), got {c.jobs}"),
     ]
     return [message for ok, message in rules if not ok]
 

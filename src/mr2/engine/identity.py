@@ -43,6 +43,8 @@ IGNORED = (
 )
 RECORD = "run.json"
 LOCK = ".lock"
+FAILED = "failed.json"  # written by an executor for a run that raised: not part of the run
+BESIDE = (LOCK, FAILED)
 
 
 def mr2_version() -> str:
@@ -140,7 +142,9 @@ def inspect_run(run_dir: Path, cfg: RunConfig, kind: str = "train") -> Inspectio
     ident = identity(cfg, kind)
     fp = fingerprint(ident)
     present = (
-        sorted(p.name for p in run_dir.iterdir() if p.name != LOCK) if run_dir.is_dir() else []
+        sorted(p.name for p in run_dir.iterdir() if p.name not in BESIDE)
+        if run_dir.is_dir()
+        else []
     )
     if not present:
         return Inspection(State.FRESH, ident, fp)
@@ -184,7 +188,7 @@ def check(run_dir: Path, cfg: RunConfig, kind: str = "train", *, overwrite: bool
 def clear(run_dir: Path) -> None:
     """Remove everything of an old run from ``run_dir`` (not the lock file)."""
     for p in Path(run_dir).iterdir():
-        if p.name == LOCK:
+        if p.name in BESIDE:
             continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)

@@ -62,3 +62,44 @@ class JsonlLog:
         if not self.path.exists():
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+class RunProgress:
+    """A comparison's progress: one line per started and per finished run, with its wall
+    time, the runs left and an ETA from the runs finished so far (runs reused from an
+    earlier invocation do not count towards it). Called as ``progress(i, outcome)``, with
+    ``outcome`` None when run ``i`` starts."""
+
+    def __init__(self, labels: list[str], parallel: int, log=print) -> None:
+        self.labels, self.parallel, self.log = labels, max(1, parallel), log
+        self.running = self.finished = 0
+        self.times: list[float] = []
+
+    def __call__(self, i: int, outcome: Any) -> None:
+        total = len(self.labels)
+        if outcome is None:
+            self.running += 1
+            self.log(f"[start] {self.labels[i]} ({self.running} running)")
+            return
+        self.running -= 1
+        self.finished += 1
+        left = total - self.finished
+        if outcome.reused:
+            what = "done earlier, skipped"
+        else:
+            self.times.append(outcome.seconds)
+            what = f"{outcome.status} in {outcome.seconds:.1f} s"
+        eta = ""
+        if self.times and left:
+            seconds = sum(self.times) / len(self.times) * left / min(self.parallel, left)
+            eta = f", ETA {_duration(seconds)}"
+        error = f": {outcome.error}" if outcome.status == "failed" else ""
+        self.log(f"[{self.finished}/{total}] {self.labels[i]} {what}{error}; {left} left{eta}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -8,7 +8,7 @@ from typing import Any
 
 from mr2.io import save_json, save_text
 from mr2.report import diagnostics, plots, tables
-from mr2.report.results import collect, selections, summarize
+from mr2.report.results import collect, failures, selections, summarize
 from mr2.report.wise import summarize_wise, wise_report_table
 
 
@@ -17,6 +17,7 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str = "ce") -
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary["tuning"] = tuned = selections(paths)
+    summary["missing"] = missing = failures(paths)
     wise = summarize_wise(summary)
     if wise:
         summary["wise"] = wise
@@ -44,6 +45,20 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str = "ce") -
         if tuned
         else []
     )
+    missing_md = (
+        [
+            "## Missing runs",
+            "",
+            "These runs failed (each RUN/failed.json holds the error, traceback and log tail); "
+            "the tables above average only the runs that finished. Re-run the same command to "
+            "retry them.",
+            "",
+            *[f"- {m['run']} ({m['run_dir']}): {m['error']}" for m in missing],
+            "",
+        ]
+        if missing
+        else []
+    )
     md = [
         f"# Class-wise comparison on {summary['dataset']}",
         "",
@@ -55,6 +70,7 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str = "ce") -
         "",
         table,
         "",
+        *missing_md,
         "## Per-class accuracy (hardest first)",
         "",
         tables.per_class_table(summary),

@@ -63,7 +63,8 @@ def gain_over_reference(summary: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel(f"accuracy gain over {ref_name} (points)")
     ax.set_title("Per-class gain, hardest first (band: ± std of paired per-seed gains)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # no other method: nothing to label
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -85,6 +85,25 @@ def _internals(run: dict) -> dict[str, Any] | None:
     }
 
 
+def failures(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """The runs recorded as failed (``failed.json``) under the given directories: a report
+    lists them instead of silently averaging fewer seeds."""
+    found = []
+    for p in map(Path, paths):
+        for f in sorted(p.rglob("failed.json")) if p.is_dir() else []:
+            record = load_json(f)
+            found.append(
+                {
+                    "run": record.get("run", str(f.parent)),
+                    "method": record.get("method"),
+                    "seed": record.get("seed"),
+                    "run_dir": str(f.parent),
+                    "error": record.get("error", ""),
+                }
+            )
+    return found
+
+
 def selections(paths: list[str | Path]) -> list[dict[str, Any]]:
     """The tuning records (selection.json) under the given comparison directories."""
     return [

@@ -55,7 +55,9 @@ def summary_table(summary: dict[str, Any]) -> str:
     for m, body in summary["methods"].items():
         cells = [_pct(body["summary"].get(k)) for k, _ in COLUMNS]
         gain = hard_gain_cell(body["vs_reference"])
-        lines.append(f"| {m} | {len(body['seeds'])} | " + " | ".join(cells) + f" | {gain} |")
+        failed = sum(1 for x in summary.get("missing", []) if x["method"] == m)
+        seeds = f"{len(body['seeds'])}" + (f" ({failed} failed)" if failed else "")
+        lines.append(f"| {m} | {seeds} | " + " | ".join(cells) + f" | {gain} |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,157 @@
+"""Comparisons on a process pool, Ray and submitit give the numbers of the sequential run;
+a failing run is recorded and the others finish; a killed pool resumes without training
+any run twice."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import tiny_config
+from mr2 import cli
+from mr2.engine import config
+from mr2.engine.compare import RunsFailed, run_compare
+from mr2.engine.progress import RunProgress
+
+
+def comparison(**compare):
+    """2 methods x 2 seeds with a 2-point grid; one thread per run (so runs are
+    reproducible wherever they run)."""
+    cfg = tiny_config(train__threads=1)
+    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0, 1]
+    cfg.compare.grid = {"mr2": {"lambda_rep": [0.0, 0.1]}}
+    for key, value in compare.items():
+        setattr(cfg.compare, key, value)
+    return cfg
+
+
+def numbers_of(out):
+    """Every result.json's test numbers and the selection, by run directory."""
+    found = {}
+    for path in sorted(out.rglob("result.json")):
+        result = json.loads(path.read_text())
+        found[str(path.parent.relative_to(out))] = (result["test"], result["val"])
+    selection = json.loads((out / "mr2" / "selection.json").read_text())["selected"]
+    return found, selection
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory):
+    out = tmp_path_factory.mktemp("seq") / "C"
+    run_compare(comparison(), out, show_progress=False, log=lambda *_: None)
+    return numbers_of(out)
+
+
+def test_pool_equals_sequential(sequential, tmp_path):
+    lines = []
+    out = tmp_path / "C"
+    run_compare(comparison(executor="pool", jobs=2), out, show_progress=False, log=lines.append)
+    numbers = numbers_of(out)
+    assert len(numbers[0]) == 6  # 2 grid points + 2 methods x 2 seeds
+    assert numbers == sequential
+    assert sum(line.startswith("[start]") for line in lines) == 6
+    assert any("ETA" in line for line in lines)
+
+
+def test_ray_equals_sequential(sequential, tmp_path):
+    pytest.importorskip("ray", reason="extra 'cluster' (installed by make test)")
+    out = tmp_path / "C"
+    run_compare(comparison(executor="ray", jobs=2), out, show_progress=False, log=lambda *_: 0)
+    assert numbers_of(out) == sequential
+
+
+def test_submitit_local_equals_sequential(sequential, tmp_path):
+    pytest.importorskip("submitit", reason="extra 'cluster' (installed by make test)")
+    out = tmp_path / "C"
+    cfg = comparison(executor="slurm", jobs=2, slurm={"cluster": "local", "timeout_min": 10})
+    run_compare(cfg, out, show_progress=False, log=lambda *_: 0)
+    assert numbers_of(out) == sequential
+    assert (out / "slurm").is_dir()  # submitit's logs
+
+
+@pytest.mark.parametrize("executor", ["local", "pool"])
+def test_a_failing_run_is_recorded_and_the_others_finish(executor, tmp_path, capsys):
+    cfg = comparison(executor=executor, jobs=2, grid={})
+    cfg.compare.options = {"mr2": {"c_bar": 1e-38}}  # logits / 1e-38 overflow: a runtime error
+    path = tmp_path / "c.toml"
+    path.write_text(config.to_toml(cfg))
+    out = tmp_path / "C"
+    assert cli.main(["compare", "--config", str(path), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "2 run(s) failed" in captured.err and "mr2/seed0" in captured.err
+    for seed in (0, 1):
+        assert (out / "ce" / f"seed{seed}" / "result.json").is_file()
+        failed = json.loads((out / "mr2" / f"seed{seed}" / "failed.json").read_text())
+        assert "NaN or Inf" in failed["error"] and "Traceback" in failed["traceback"]
+        assert failed["log_tail"] == []  # it failed in its first epoch
+    md = (out / "report.md").read_text()
+    assert "Missing runs" in md and "mr2 seed 0" in md  # marked, not silently averaged
+    with pytest.raises(RunsFailed):  # the same command again retries only the failed runs
+        run_compare(cfg, out, show_progress=False, log=lambda *_: None)
+
+
+def test_failed_record_goes_once_the_run_finishes(tmp_path):
+    cfg = comparison(grid={}, methods=["ce"], seeds=[0])
+    (tmp_path / "C" / "ce" / "seed0").mkdir(parents=True)
+    (tmp_path / "C" / "ce" / "seed0" / "failed.json").write_text("{}")
+    run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
+    assert not (tmp_path / "C" / "ce" / "seed0" / "failed.json").exists()
+
+
+def test_killed_pool_resumes_without_training_a_run_twice(tmp_path):
+    cfg = comparison(executor="pool", jobs=2, grid={}, seeds=[0, 1, 2])
+    cfg.data.options = {"num_classes": 5, "dim": 32, "n_train": 600, "n_test": 20}
+    cfg.model.options = {"width": 256}
+    cfg.train.epochs = 4
+    path = tmp_path / "c.toml"
+    path.write_text(config.to_toml(cfg))
+    out = tmp_path / "C"
+    cmd = [sys.executable, "-m", "mr2", "compare", "--config", str(path), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 240
+    while not list(out.rglob("result.json")) and time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the command and its pool workers
+    proc.wait()
+    finished = {p: p.read_bytes() for p in out.rglob("result.json")}
+    assert 0 < len(finished) < 6
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for p, blob in finished.items():
+        assert p.read_bytes() == blob  # finished before the kill: reused, not retrained
+    for method in ("ce", "mr2"):
+        for seed in (0, 1, 2):
+            log = (out / method / f"seed{seed}" / "log.jsonl").read_text().splitlines()
+            assert [json.loads(line)["epoch"] for line in log] == [0, 1, 2, 3]
+
+
+def test_progress_lines_and_eta():
+    from mr2.engine.executors import Outcome
+
+    lines = []
+    progress = RunProgress(["a", "b", "c", "d"], parallel=2, log=lines.append)
+    progress(0, None)
+    progress(1, None)
+    progress(0, Outcome("done", seconds=10.0))
+    progress(1, Outcome("done", seconds=20.0, reused=True))
+    assert lines[0] == "[start] a (1 running)"
+    assert lines[2] == "[1/4] a done in 10.0 s; 3 left, ETA 15 s"  # 10 s x 3 runs / 2 at once
+    assert lines[3] == "[2/4] b done earlier, skipped; 2 left, ETA 10 s"
+
+
+def test_executor_settings_are_checked_up_front(tmp_path):
+    cfg = comparison(executor="slurm", slurm={"partiton": "gpu"})
+    with pytest.raises(ValueError, match=r"compare.slurm: unknown setting\(s\) \['partiton'\]"):
+        run_compare(cfg, tmp_path / "C", log=lambda *_: None)
+    cfg = comparison(ray_address="auto")
+    with pytest.raises(ValueError, match=r"compare\.executor is not 'ray'"):
+        run_compare(cfg, tmp_path / "C", log=lambda *_: None)
+    assert not (tmp_path / "C").exists()
