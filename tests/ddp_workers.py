@@ -74,3 +74,24 @@ def group_dro_worker(rank: int, world: int, sizes: list[int], steps: int = 2):
         out[step] = {"loss": loss.detach(), "grad": local.grad}
     out["q"] = loss_fn.q.clone()
     return out
+
+
+def with_features_worker(rank: int, world: int):
+    """DDP over with_features(a plain Sequential) with MR² (features gathered): each rank
+    takes its half of the same batch; the synced gradients equal one process's."""
+    from torch import nn
+
+    from mr2 import with_features
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4))
+    model = with_features(net)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    loss_fn = MR2Loss(4, lambda_rep=0.5, gather_features=world > 1)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(16, 6, generator=g), torch.arange(16) % 4
+    part = slice(rank * 16 // world, (rank + 1) * 16 // world)
+    logits, features = model(x[part])
+    loss_fn(logits, features, y[part]).backward()
+    return {"grads": {n: p.grad.clone() for n, p in net.named_parameters()}}

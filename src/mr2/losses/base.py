@@ -47,6 +47,12 @@ class ClassLoss(nn.Module):
             if features is None:
                 raise ValueError(f"{type(self).__name__} needs features (B, D), got None")
             _checks.check_matrix(features, "features")
+            if features.data_ptr() == logits.data_ptr() and features.shape == logits.shape:
+                raise ValueError(
+                    f"{type(self).__name__} got the logits tensor as the features; pass the "
+                    "input of the final linear layer (mr2.with_features(model) returns "
+                    "(logits, features) for any classifier)"
+                )
             if features.shape[0] != batch:
                 raise ValueError(
                     f"batch sizes differ: logits have {batch}, features {features.shape[0]}"
