@@ -62,8 +62,16 @@ def parser() -> argparse.ArgumentParser:
         help="where the runs train (compare.executor; default local: one after another)",
     )
     p.add_argument("--jobs", type=int, help="runs at once (compare.jobs; 0 = GPUs or cores)")
-    p = sub.add_parser("report", help="rebuild the report from saved runs")
-    p.add_argument("runs", nargs="+", help="run or comparison directories")
+    p = sub.add_parser("report", help="the report of saved runs (or of prediction files)")
+    p.add_argument("runs", nargs="*", help="run or comparison directories")
+    p.add_argument(
+        "--predictions",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help=".npz (y_true, y_pred or logits; optional method, seed, features, class_names) "
+        "or .csv (y_true, y_pred, optional method, seed) files, recorded as runs under --out",
+    )
     p.add_argument("--out", help="report directory (default: the first RUN_DIR)")
     p.add_argument("--reference", default="ce", help="baseline that ranks the classes")
     p = sub.add_parser("demo", help="the main job: ERM vs MR² on Fashion-MNIST, 3 seeds")
@@ -133,7 +141,13 @@ def main(argv: list[str] | None = None) -> int:
             built = report.build([args.out], args.out, reference=cfg.compare.reference)
             print(built["table"], f"\nReport: {built['report']}", sep="\n")
         elif args.command == "report":
-            built = report.build(args.runs, args.out or args.runs[0], reference=args.reference)
+            if not args.runs and not args.predictions:
+                raise ValueError("give run directories and/or --predictions FILE ...")
+            out = args.out or (args.runs[0] if args.runs else None)
+            if out is None:
+                raise ValueError("--predictions needs --out (the folder for runs and report)")
+            recorded = report.record_predictions(args.predictions, out) if args.predictions else []
+            built = report.build([*args.runs, *recorded], out, reference=args.reference)
             print(built["table"], f"\nReport: {built['report']}", sep="\n")
         elif args.command == "demo":
             out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")

@@ -8,6 +8,8 @@ from typing import Any
 
 from mr2.io import save_json, save_text
 from mr2.report import diagnostics, plots, tables
+from mr2.report.predictions import record_predictions
+from mr2.report.record import record_run, validate_result
 from mr2.report.results import collect, failures, selections, summarize
 from mr2.report.wise import summarize_wise, wise_report_table
 
@@ -113,4 +115,13 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str = "ce") -
     return {"summary": summary, "table": table, "report": out / "report.md", "plots": figs}
 
 
-__all__ = ["build", "collect", "diagnostics", "selections", "summarize"]
+__all__ = [
+    "build",
+    "collect",
+    "diagnostics",
+    "record_predictions",
+    "record_run",
+    "selections",
+    "summarize",
+    "validate_result",
+]

@@ -33,6 +33,7 @@ import numpy as np
 from mr2.io import load_json
 from mr2.metrics import disparity_summary, mean_std, paired_comparison
 from mr2.metrics.summary import SCALAR_FIELDS
+from mr2.report.record import validate_result
 
 
 def collect(paths: list[str | Path]) -> list[dict[str, Any]]:
@@ -57,7 +58,7 @@ def collect(paths: list[str | Path]) -> list[dict[str, Any]]:
             if f.resolve() in seen:
                 continue
             seen.add(f.resolve())
-            result = load_json(f)
+            result = validate_result(load_json(f), f)
             result["run_dir"] = str(f.parent)
             found.append(result)
     if not found:
@@ -119,7 +120,7 @@ def _setting(result: dict[str, Any]) -> dict[str, Any]:
     ident = result.get("identity") or _flatten(
         {k: v for k, v in result.get("config", {}).items() if k != "compare"}
     )
-    return {k: v for k, v in ident.items() if k != "train.seed"}
+    return {k: v for k, v in ident.items() if k not in ("train.seed", "config.seed")}
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -139,13 +140,14 @@ def check_poolable(results: list[dict[str, Any]]) -> None:
 
     def test_set(r: dict[str, Any]) -> tuple:
         d = r["dataset"]
-        return d["name"], d["num_classes"], tuple(d["class_names"]), d["sizes"]["test"]
+        size = sum(r["test"]["support"])
+        return d["name"], d["num_classes"], tuple(d["class_names"]), size, d.get("split", "test")
 
     sets = {test_set(r): r["run_dir"] for r in results}
     if len(sets) > 1:
         raise ValueError(
             "these runs are on different datasets / test sets and cannot share one report: "
-            + "; ".join(f"{s[0]} ({s[1]} classes, {s[3]} test) in {d}" for s, d in sets.items())
+            + "; ".join(f"{s[0]} ({s[1]} classes, {s[3]} {s[4]}) in {d}" for s, d in sets.items())
         )
     by_method: dict[str, list[dict]] = {}
     for r in results:
@@ -238,11 +240,11 @@ def summarize(results: list[dict[str, Any]], reference: str = "ce") -> dict[str,
                 "method": r["method"],
                 "seed": r["seed"],
                 "run_dir": r.get("run_dir"),
-                "config": r["config"],
+                "config": r.get("config", {}),
                 "overall": r["test"]["overall"],
                 "per_class": r["test"]["per_class"],
                 "support": r["test"]["support"],
-                "selected_epoch": r["selected_epoch"],
+                "selected_epoch": r.get("selected_epoch"),
                 "train_time_s": r.get("train_time_s"),
             }
             for rs in by_method.values()

@@ -1,0 +1,124 @@
+"""Runs of one's own loop: record_run writes the engine's result schema; mr2 report builds
+the full report from them, also mixed with engine runs; prediction files work too."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import recall_score
+
+from helpers import TINY, tiny_config
+from mr2 import cli, data, report
+from mr2.engine.compare import run_compare
+from mr2.report import record_run
+
+
+def plain_loop(seed: int, epochs: int = 3):
+    """A hand-written PyTorch loop on the tiny synthetic data: (test y, predictions, feats)."""
+    ds = data.load("synthetic", val_fraction=0.1, **TINY["data"]["options"])
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU())
+    head = torch.nn.Linear(16, ds.num_classes)
+    opt = torch.optim.SGD([*net.parameters(), *head.parameters()], lr=0.1)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(ds.train)).split(32):
+            loss = torch.nn.functional.cross_entropy(head(net(ds.train.x[idx])), ds.train.y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        feats = net(ds.test.x)
+        val_pred = head(net(ds.val.x)).argmax(1)
+        return ds, head(feats).argmax(1), feats, val_pred
+
+
+def test_record_run_per_class_equals_sklearn_recall(tmp_path):
+    ds, preds, feats, val_pred = plain_loop(0)
+    result = record_run(
+        tmp_path / "r",
+        method="plain",
+        seed=0,
+        y_true=ds.test.y,
+        y_pred=preds,
+        val=(ds.val.y, val_pred),
+        features=feats,
+        config={"dataset": "synthetic", "lr": 0.1},
+    )
+    expect = recall_score(ds.test.y, preds, average=None, labels=range(ds.num_classes))
+    np.testing.assert_allclose(result["test"]["per_class"], expect)
+    assert result["test"]["overall"] == pytest.approx(float((preds == ds.test.y).float().mean()))
+    assert json.loads((tmp_path / "r" / "result.json").read_text()) == json.loads(
+        json.dumps(result)
+    )
+    assert len(result["diagnostics"]["test_spread"]) == ds.num_classes
+    assert result["val"]["overall"] == pytest.approx(float((val_pred == ds.val.y).float().mean()))
+
+
+def test_logits_and_absent_classes(tmp_path):
+    logits = torch.tensor([[2.0, 0, 0, 0], [0, 3.0, 0, 0], [0, 0, 1.0, 0]])
+    result = record_run(tmp_path, method="m", seed=1, y_true=[0, 1, 1], logits=logits)
+    assert result["dataset"]["num_classes"] == 4
+    per_class = result["test"]["per_class"]
+    assert per_class[:2] == [1.0, 0.5] and np.isnan(per_class[2]) and np.isnan(per_class[3])
+    with pytest.raises(ValueError, match="exactly one of y_pred"):
+        record_run(tmp_path, method="m", seed=1, y_true=[0], y_pred=[0], logits=logits[:1])
+    with pytest.raises(ValueError, match="integer class indices"):
+        record_run(tmp_path, method="m", seed=1, y_true=[0.5], y_pred=[0])
+
+
+def test_report_from_a_plain_loop_and_mixed_with_engine_runs(tmp_path, capsys):
+    for seed in (0, 1):
+        for method, epochs in (("plain_short", 1), ("plain_long", 4)):
+            ds, preds, feats, _ = plain_loop(seed, epochs)
+            record_run(
+                tmp_path / "own" / method / f"seed{seed}",
+                method=method,
+                seed=seed,
+                y_true=ds.test.y,
+                y_pred=preds,
+                features=feats,
+                config={"dataset": "synthetic", "epochs": epochs},
+            )
+    built = report.build([tmp_path / "own"], tmp_path / "own", reference="plain_short")
+    assert set(built["summary"]["methods"]) == {"plain_short", "plain_long"}
+    assert (tmp_path / "own" / "gain_over_reference.png").is_file()
+    assert "p seeds" in built["table"]
+    cfg = tiny_config()
+    cfg.compare.methods, cfg.compare.seeds = ["ce"], [0, 1]
+    run_compare(cfg, tmp_path / "engine", show_progress=False, log=lambda *_: None)
+    argv = ["report", str(tmp_path / "engine"), str(tmp_path / "own"), "--out", str(tmp_path / "m")]
+    assert cli.main(argv) == 0
+    mixed = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert set(mixed["methods"]) == {"ce", "plain_short", "plain_long"}
+
+
+def test_missing_field_is_named(tmp_path, capsys):
+    record_run(tmp_path / "r", method="m", seed=0, y_true=[0, 1], y_pred=[0, 1])
+    path = tmp_path / "r" / "result.json"
+    broken = json.loads(path.read_text())
+    del broken["test"]["support"]
+    path.write_text(json.dumps(broken))
+    assert cli.main(["report", str(tmp_path / "r")]) == 2
+    assert "missing field 'test.support'" in capsys.readouterr().err
+
+
+def test_prediction_files(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 60)
+    for seed in (0, 1):
+        pred = np.where(rng.random(60) < 0.7, y, rng.integers(0, 3, 60))
+        np.savez(tmp_path / f"a{seed}.npz", y_true=y, y_pred=pred, method="a", seed=seed)
+    lines = ["method,seed,y_true,y_pred"]
+    lines += [
+        f"b,{s},{t},{t if (i + s) % 3 else (t + 1) % 3}" for s in (0, 1) for i, t in enumerate(y)
+    ]
+    (tmp_path / "b.csv").write_text("\n".join(lines) + "\n")
+    files = [str(tmp_path / "a0.npz"), str(tmp_path / "a1.npz"), str(tmp_path / "b.csv")]
+    argv = ["report", "--predictions", *files, "--out", str(tmp_path / "rep"), "--reference", "a"]
+    assert cli.main(argv) == 0
+    summary = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert set(summary["methods"]) == {"a", "b"} and summary["methods"]["b"]["seeds"] == [0, 1]
+    expect = recall_score(y, np.load(tmp_path / "a0.npz")["y_pred"], average=None)
+    run = next(r for r in summary["runs"] if r["method"] == "a" and r["seed"] == 0)
+    np.testing.assert_allclose(run["per_class"], expect)
