@@ -95,3 +95,17 @@ def with_features_worker(rank: int, world: int):
     logits, features = model(x[part])
     loss_fn(logits, features, y[part]).backward()
     return {"grads": {n: p.grad.clone() for n, p in net.named_parameters()}}
+
+
+def disparity_metric_worker(rank: int, world: int):
+    """DisparityMetric over uneven shards of the same predictions (torchmetrics' sync)."""
+    from mr2.metrics.disparity_metric import DisparityMetric
+    from test_disparity_metric import predictions
+
+    logits, y = predictions()
+    cut = 110 if rank == 0 else 300
+    start = 0 if rank == 0 else 110
+    metric = DisparityMetric(7, per_class=True)
+    metric.update(logits[start:cut], y[start:cut])
+    out = metric.compute()
+    return {"per_class": out["per_class"], "worst_class": float(out["worst_class"])}

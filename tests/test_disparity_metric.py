@@ -1,0 +1,60 @@
+"""DisparityMetric (torchmetrics): equal to mr2.metrics and to torchmetrics' own per-class
+accuracy, usable in a MetricCollection, summed across DDP processes."""
+
+import pytest
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from mr2.metrics import classwise_accuracy, disparity_summary
+from mr2.metrics.disparity_metric import DisparityMetric
+
+
+def predictions(n=300, k=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, k - 1, (n,), generator=g)  # class k-1 absent: NaN
+    logits = torch.randn(n, k, generator=g) + 2.0 * torch.nn.functional.one_hot(y, k)
+    return logits, y
+
+
+def test_equals_mr2_metrics_and_torchmetrics_per_class():
+    logits, y = predictions()
+    metric = DisparityMetric(7, per_class=True)
+    for chunk in torch.arange(len(y)).split(37):
+        metric.update(logits[chunk], y[chunk])
+    out = metric.compute()
+    ours = classwise_accuracy(logits, y, 7)
+    torch.testing.assert_close(out["per_class"], ours.double(), equal_nan=True)
+    summary = disparity_summary(ours, class_counts=torch.bincount(y, minlength=7)).as_dict()
+    for name, value in summary.items():
+        if isinstance(value, float):
+            assert float(out[name]) == pytest.approx(value, nan_ok=True), name
+    tm = MulticlassAccuracy(num_classes=7, average="none")(logits, y)
+    present = ~torch.isnan(out["per_class"])
+    torch.testing.assert_close(out["per_class"][present].float(), tm[present])
+    assert torch.isnan(out["per_class"][6])
+
+
+def test_in_a_metric_collection_with_a_reference():
+    logits, y = predictions(seed=1)
+    ref = torch.linspace(0.2, 0.9, 7)
+    collection = MetricCollection({"disparity": DisparityMetric(7, reference=ref)}, prefix="val/")
+    collection.update(logits, y)
+    out = collection.compute()
+    expect = disparity_summary(classwise_accuracy(logits, y, 7), reference=ref).hard
+    assert float(out["val/hard"]) == pytest.approx(expect)
+    assert all(v.dim() == 0 for v in out.values())  # loggable with log_dict
+
+
+def test_ddp_sync_sums_counts():
+    import ddp
+    import ddp_workers
+
+    ranks = ddp.run(ddp_workers.disparity_metric_worker, 2)
+    logits, y = predictions()
+    single = DisparityMetric(7, per_class=True)
+    single.update(logits, y)
+    expect = single.compute()
+    for r in ranks:
+        torch.testing.assert_close(r["per_class"], expect["per_class"], equal_nan=True)
+        assert r["worst_class"] == pytest.approx(float(expect["worst_class"]))
