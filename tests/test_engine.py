@@ -188,3 +188,22 @@ def test_training_with_the_progress_bar_raises_no_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         train(small(loss__name="mr2", train__epochs=1), tmp_path / "r", show_progress=True)
+
+
+def test_evaluate_a_finished_run(tmp_path, capsys):
+    cfg_file = write_config(small(loss__name="mr2"), tmp_path / "c.toml")
+    run = tmp_path / "R"
+    assert cli.main(["train", "--config", str(cfg_file), "--out", str(run)]) == 0
+    result = json.loads((run / "result.json").read_text())
+    assert cli.main(["evaluate", str(run)]) == 0
+    test = json.loads((run / "eval_test.json").read_text())
+    assert test["per_class"] == result["test"]["per_class"]
+    assert cli.main(["evaluate", str(run), "--split", "val"]) == 0
+    val = json.loads((run / "eval_val.json").read_text())
+    assert val["per_class"] == result["history"][-1]["val_per_class"]  # select = "last"
+    assert "test accuracy" in capsys.readouterr().out
+    assert cli.main(["evaluate", str(run), "--set", "train.epochs=9"]) == 2
+    assert "only data.* settings" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.startswith("mr2 ")

@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from mr2 import losses, report
+from mr2 import __version__, losses, report
 from mr2.demo import run_demo
 from mr2.engine import config
 from mr2.engine.compare import RunsFailed, run_compare
 from mr2.engine.features import extract
 from mr2.engine.identity import RunBusyError
+from mr2.engine.saved import evaluate_run
 from mr2.engine.train import evaluate_initial, train
 from mr2.engine.wise import run_wise, wise_table
 from mr2.report.diagnostics import run_diagnose
@@ -40,6 +41,7 @@ def _overwrite_arg(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mr2", description="Class-wise fair classifiers (MR²).")
+    ap.add_argument("--version", action="version", version=f"mr2 {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train one run")
     _config_args(p)
@@ -91,10 +93,14 @@ def parser() -> argparse.ArgumentParser:
     )
     _config_args(p)
     p = sub.add_parser(
-        "evaluate", help="evaluate the configured model without training (e.g. CLIP zero-shot)"
+        "evaluate",
+        help="evaluate a finished run (RUN_DIR), or the configured model untrained "
+        "(--config ... --out: e.g. CLIP zero-shot)",
     )
+    p.add_argument("run", nargs="?", help="a finished run directory: evaluate its final.pt")
+    p.add_argument("--split", default="test", choices=["val", "test"], help="with RUN_DIR")
     _config_args(p)
-    p.add_argument("--out", required=True, help="run directory (result.json)")
+    p.add_argument("--out", help="untrained model: its run directory (result.json)")
     _overwrite_arg(p)
     p = sub.add_parser("wise", help="WiSE-FT: evaluate zero-shot / fine-tuned interpolations")
     p.add_argument("run", help="a finished fine-tuning run directory")
@@ -160,7 +166,17 @@ def main(argv: list[str] | None = None) -> int:
             for name, info in extract(cfg).items():
                 state = "reused" if info["reused"] else f"extracted in {info['seconds']:.1f} s"
                 print(f"{name:5s} {info.get('folder') or '(empty split)'}  {state}")
+        elif args.command == "evaluate" and args.run:
+            if args.config or args.out:
+                raise ValueError("give RUN_DIR (a finished run) or --config/--out, not both")
+            done = evaluate_run(args.run, args.split, args.set)
+            print(
+                f"{args.split} accuracy {done['overall']:.4f}; worst class "
+                f"{done['summary']['worst_class']:.4f}; {args.run}/eval_{args.split}.json"
+            )
         elif args.command == "evaluate":
+            if not args.out:
+                raise ValueError("evaluating an untrained model needs --out RUN_DIR")
             cfg = config.load(args.config, args.set)
             result = evaluate_initial(cfg, args.out, overwrite=args.overwrite)
             print(
