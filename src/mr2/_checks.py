@@ -14,6 +14,12 @@ from torch import Tensor
 
 
 def check_targets_shape(targets: Tensor, batch: int, name: str = "targets") -> None:
+    if targets.dim() == 2 and targets.dtype.is_floating_point:
+        raise ValueError(
+            f"soft (B, K) {name} are not supported (class statistics need one label per "
+            "sample); for mixup / cutmix use mr2.losses.mixed_loss(loss_fn, logits, features, "
+            "y_a, y_b, lam)"
+        )
     if targets.dim() != 1:
         raise ValueError(f"{name} must be 1-D (B,), got shape {tuple(targets.shape)}")
     if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:

@@ -13,6 +13,7 @@ from mr2.losses.group_dro import GroupDRO
 from mr2.losses.label_smoothing import LabelSmoothing, label_smoothing_cross_entropy
 from mr2.losses.ldam import LDAMLoss, ldam_loss
 from mr2.losses.logit_adjustment import LogitAdjustment, logit_adjusted_cross_entropy
+from mr2.losses.mixed import mixed_loss
 from mr2.losses.mr2 import MR2Loss
 from mr2.losses.registry import available, create, describe, options, presets, register
 from mr2.losses.supcon import SupConLoss, supervised_contrastive
@@ -42,6 +43,7 @@ __all__ = [
     "label_smoothing_cross_entropy",
     "ldam_loss",
     "logit_adjusted_cross_entropy",
+    "mixed_loss",
     "options",
     "presets",
     "register",

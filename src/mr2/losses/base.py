@@ -22,18 +22,59 @@ class ClassLoss(nn.Module):
 
     uses_features: bool = False
 
-    def __init__(self, num_classes: int, *, reduction: str = "mean", validate: bool = True):
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        reduction: str = "mean",
+        validate: bool = True,
+        ignore_index: int | None = None,
+    ):
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        if ignore_index is not None and 0 <= ignore_index < num_classes:
+            raise ValueError(
+                f"ignore_index {ignore_index} is a class index (0 .. {num_classes - 1})"
+            )
         self.num_classes = num_classes
         self.reduction = _checks.check_reduction(reduction)
         self.validate = bool(validate)
+        self.ignore_index = ignore_index
 
     def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
         raise NotImplementedError
 
     def forward(
+        self,
+        logits: Tensor,
+        features: Tensor | None,
+        targets: Tensor,
+        sample_weight: Tensor | None = None,
+    ) -> Tensor:
+        if self.ignore_index is not None:
+            return self._without_ignored(logits, features, targets, sample_weight)
+        return self._forward(logits, features, targets, sample_weight)
+
+    def _without_ignored(self, logits, features, targets, sample_weight) -> Tensor:
+        """``ignore_index``: those samples leave the loss and any statistics, as in
+        ``F.cross_entropy`` (the mean is over the kept samples; "none" gives them 0)."""
+        _checks.check_targets_shape(targets, logits.shape[0])
+        keep = targets != self.ignore_index
+        if not bool(keep.any()):  # nothing to learn from: zero, with a graph
+            zero = logits.sum() * 0.0
+            return zero.expand(len(targets)).clone() if self.reduction == "none" else zero
+        kept = self._forward(
+            logits[keep],
+            features[keep] if features is not None else None,
+            targets[keep],
+            sample_weight[keep] if sample_weight is not None else None,
+        )
+        if self.reduction != "none":
+            return kept
+        return kept.new_zeros(len(targets)).masked_scatter(keep, kept)
+
+    def _forward(
         self,
         logits: Tensor,
         features: Tensor | None,

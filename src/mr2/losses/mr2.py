@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -49,6 +50,12 @@ class MR2Loss(ClassLoss):
         validate: check label range and finiteness (one fused host sync per call). Set
             False for a sync-free forward on accelerators; shapes are always checked.
         process_group: the torch.distributed group to reduce over (default: world).
+        ignore_index: a target value whose samples are left out of the loss and of the
+            statistics (as ``F.cross_entropy``'s).
+
+    Mixed targets (mixup / cutmix): ``mr2.losses.mixed_loss(loss_fn, logits, features, y_a,
+    y_b, lam)`` computes ``lam * l(y_a) + (1 - lam) * l(y_b)``; soft (B, K) targets are
+    refused (the class statistics need one label per sample).
 
     Example:
         >>> torch.manual_seed(0) and None
@@ -76,8 +83,11 @@ class MR2Loss(ClassLoss):
         gather_features: bool = False,
         validate: bool = True,
         process_group: Any = None,
+        ignore_index: int | None = None,
     ) -> None:
-        super().__init__(num_classes, reduction=reduction, validate=validate)
+        super().__init__(
+            num_classes, reduction=reduction, validate=validate, ignore_index=ignore_index
+        )
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
         if not norm_p >= 1.0 or norm_p == float("inf"):
@@ -236,9 +246,20 @@ class MR2Loss(ClassLoss):
 
     uses_features = True
 
+    frozen = False  # set by ``statistics_frozen()``: training without updating statistics
+
+    @contextlib.contextmanager
+    def statistics_frozen(self):
+        """Compute the loss in training mode without updating the running statistics."""
+        self.frozen, before = True, self.frozen
+        try:
+            yield self
+        finally:
+            self.frozen = before
+
     def per_sample(self, logits: Tensor, features: Tensor, targets: Tensor) -> Tensor:
         """l_gamma + lambda_rep * l_s per sample (B,); inputs already validated, float32."""
-        if self.training:
+        if self.training and not self.frozen:
             self.update_statistics(features, targets)
         if self.logit_margins:
             per_sample = MF._logit_margin_ce(logits, targets, self.margins())
