@@ -32,8 +32,9 @@ def mixture(n_per_class: int, k: int = 10, d: int = 16, seed: int = 0):
 class MLP(nn.Module):
     def __init__(self, d_in: int, k: int, width: int = 64):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, width),
-                                  nn.ReLU())
+        self.body = nn.Sequential(
+            nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU()
+        )
         self.head = nn.Linear(width, k)
 
     def forward(self, x):
@@ -72,8 +73,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=30)
     args = ap.parse_args()
-    print(f"{'loss':<6} {'overall':>8} {'worst 3 classes':>16} {'worst class':>12}  (test, "
-          f"mean over {args.seeds} seeds)")
+    print(
+        f"{'loss':<6} {'overall':>8} {'worst 3 classes':>16} {'worst class':>12}  (test, "
+        f"mean over {args.seeds} seeds)"
+    )
     for name in ("ce", "mr2"):
         acc = torch.stack([train(name, s, args.epochs) for s in range(args.seeds)])  # (S, K)
         worst3 = acc.sort(dim=1).values[:, :3].mean(1)
