@@ -150,7 +150,9 @@ def ema_merge(
         weight: (K,) running effective sample count W_k (0 for unseen classes).
         mean: (K, D) running class means.
         sq_dev: (K, P) running mean squared deviations, one column per p in ``norms``.
-        batch_count, batch_mean, batch_sq_dev: the same for one batch ((K,), (K, D), (K, P)).
+        batch_count: (K,) the batch's per-class counts.
+        batch_mean: (K, D) the batch's class means.
+        batch_sq_dev: (K, P) the batch's mean squared deviations.
         decay: weight kept by the old statistics per update, in [0, 1].
         norms: the p of each ``sq_dev`` column.
         inplace: update ``mean`` in place and use ``batch_mean`` as scratch (saves two

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,10 +88,10 @@ def rank_easy_to_hard(reference: np.ndarray) -> np.ndarray:
 
 
 def disparity_summary(
-    per_class_accuracy,
+    per_class_accuracy: Any,
     *,
-    reference=None,
-    class_counts=None,
+    reference: Any = None,
+    class_counts: Any = None,
     worst_fraction: float = 0.1,
 ) -> DisparitySummary:
     """Summarise per-class accuracies.

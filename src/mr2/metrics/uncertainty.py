@@ -14,6 +14,7 @@ import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -79,11 +80,11 @@ class BootstrapCI:
 
 
 def bootstrap_ci(
-    preds,
-    targets,
+    preds: Any,
+    targets: Any,
     num_classes: int,
     *,
-    reference=None,
+    reference: Any = None,
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
@@ -92,7 +93,8 @@ def bootstrap_ci(
     """Percentile bootstrap intervals over test samples for all summary statistics.
 
     Args:
-        preds, targets: (N,) predicted and true labels.
+        preds: (N,) predicted labels.
+        targets: (N,) true labels.
         reference: (K,) accuracies that fix the easy / medium / hard groups (default: this
             run's own full-test-set accuracies).
         stratified: resample within each class (class sizes fixed, the usual choice for
@@ -206,11 +208,14 @@ class PairedComparison:
     groups: dict[str, list[int]] = field(default_factory=dict)
 
 
-def paired_comparison(method_acc, baseline_acc, *, reference=None) -> PairedComparison:
+def paired_comparison(
+    method_acc: Any, baseline_acc: Any, *, reference: Any = None
+) -> PairedComparison:
     """Compare per-class accuracies (S, K) of a method with a baseline's, seed by seed.
 
     Args:
-        method_acc, baseline_acc: (S, K) per-class accuracy, row s = seed s for both.
+        method_acc: (S, K) per-class accuracy of the method, row s = seed s.
+        baseline_acc: (S, K) the baseline's, same seeds.
         reference: (K,) accuracies that define the thirds (default: the baseline's mean).
     """
     m, b = np.atleast_2d(_as_numpy(method_acc)), np.atleast_2d(_as_numpy(baseline_acc))

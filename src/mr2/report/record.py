@@ -160,7 +160,8 @@ def record_run(
     """Write ``out_dir/result.json`` for a run of your own training loop and return it.
 
     Args:
-        method, seed: what the run stands for (runs of one method are its seeds).
+        method: what the run stands for (runs of one method are its seeds).
+        seed: the run's seed.
         y_true: (N,) true labels of the evaluated split; ``y_pred`` (N,) predicted labels
             or ``logits`` (N, K).
         class_names: K names (default "0" .. "K-1"; K from the logits or the labels).
@@ -172,10 +173,11 @@ def record_run(
 
     Example:
         >>> import tempfile
-        >>> r = record_run(tempfile.mkdtemp(), method="ce", seed=0, y_true=[0, 1, 1],
-        ...                y_pred=[0, 1, 0])
-        >>> r["test"]["per_class"]
-        [1.0, 0.5]
+        >>> result = record_run(tempfile.mkdtemp(), method="ce", seed=0, y_true=[0, 1, 1],
+        ...                     y_pred=[0, 1, 0])
+        >>> test = result["test"]
+        >>> round(test["overall"], 3)
+        0.667
     """
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
