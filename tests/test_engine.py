@@ -207,3 +207,11 @@ def test_evaluate_a_finished_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["--version"])
     assert capsys.readouterr().out.startswith("mr2 ")
+
+
+def test_zero_shot_command_evaluates_the_untrained_model(tmp_path):
+    cfg_file = write_config(small(), tmp_path / "c.toml")
+    assert cli.main(["zero-shot", "--config", str(cfg_file), "--out", str(tmp_path / "Z")]) == 0
+    result = json.loads((tmp_path / "Z" / "result.json").read_text())
+    assert result["method"] == "zero_shot" and result["history"] == []
+    assert not (tmp_path / "Z" / "final.pt").exists()  # nothing trained, nothing saved

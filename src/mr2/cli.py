@@ -102,6 +102,12 @@ def parser() -> argparse.ArgumentParser:
     _config_args(p)
     p.add_argument("--out", help="untrained model: its run directory (result.json)")
     _overwrite_arg(p)
+    p = sub.add_parser(
+        "zero-shot", help="evaluate the configured model before any training (CLIP zero-shot)"
+    )
+    _config_args(p)
+    p.add_argument("--out", required=True, help="run directory (result.json)")
+    _overwrite_arg(p)
     p = sub.add_parser("wise", help="WiSE-FT: evaluate zero-shot / fine-tuned interpolations")
     p.add_argument("run", help="a finished fine-tuning run directory")
     p.add_argument(
@@ -174,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.split} accuracy {done['overall']:.4f}; worst class "
                 f"{done['summary']['worst_class']:.4f}; {args.run}/eval_{args.split}.json"
             )
-        elif args.command == "evaluate":
+        elif args.command in ("evaluate", "zero-shot"):
             if not args.out:
                 raise ValueError("evaluating an untrained model needs --out RUN_DIR")
             cfg = config.load(args.config, args.set)
