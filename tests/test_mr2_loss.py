@@ -276,3 +276,72 @@ def test_second_derivative_is_correct():
         lambda a, c: representation_margin(a, col_y[3:15], s_bar, 2.0, (c, col_y, 3)),
         (feats, cols),
     )
+
+
+def test_auto_temperature_is_scale_free():
+    """rep_temperature="auto": scaling every feature by a constant leaves the loss (both
+    terms) and its margins unchanged; float64 reference of the exponent (d - 2 s) / (2 s)."""
+    logits, f, y = data(dtype=torch.float64)
+    values = []
+    for c in (1.0, 7.0, 0.01):
+        loss_fn = MR2Loss(5, lambda_rep=0.5, rep_temperature="auto").double()
+        values.append((loss_fn(logits, f * c, y), loss_fn.margins()))
+    for value, margins in values[1:]:
+        torch.testing.assert_close(value, values[0][0])
+        torch.testing.assert_close(margins, values[0][1])
+    loss_fn = MR2Loss(5, lambda_rep=1.0, logit_margins=False, rep_temperature="auto").double()
+    total = loss_fn(logits, f, y)
+    s = loss_fn.s_bar()
+    d = torch.cdist(f, f).square()
+    z = (d - 2 * s) / (2 * s)
+    same = (y[:, None] == y[None, :]) & ~torch.eye(len(y), dtype=torch.bool)
+    rep = torch.log1p((z.exp() * same).sum(1))
+    expect = F.cross_entropy(logits, y, reduction="none") + rep
+    torch.testing.assert_close(total, expect.mean())
+    literal = MR2Loss(5, lambda_rep=0.5).double()
+    assert not torch.allclose(
+        literal(logits, f * 7, y), MR2Loss(5, lambda_rep=0.5).double()(logits, f, y)
+    )
+    with pytest.raises(ValueError, match="'auto'"):
+        MR2Loss(5, rep_temperature="hot")
+
+
+@pytest.mark.parametrize("statistic", ["paper", "centered", "spread"])
+def test_margin_statistics_against_float64_references(statistic):
+    logits, f, y = data(dtype=torch.float64)
+    f = f.relu() + 0.5  # ReLU-like features: ||mu_k||^2 dominates the paper's statistic
+    loss_fn = MR2Loss(5, margin_statistic=statistic, ema_decay=0.0).double()
+    loss_fn(logits, f, y)
+    mu = torch.stack([f[y == k].mean(0) for k in range(5)])
+    spread = torch.stack([(f[y == k] - mu[k]).square().sum(1).mean() for k in range(5)])
+    counts = torch.bincount(y, minlength=5).double()
+    center = (counts[:, None] * mu).sum(0) / counts.sum()
+    a = {
+        "paper": mu.square().sum(1) + spread,
+        "centered": (mu - center).square().sum(1) + spread,
+        "spread": spread,
+    }[statistic]
+    root = a.pow(1 / 3)
+    torch.testing.assert_close(loss_fn.margins(), root / root.mean())
+    shifted = MR2Loss(5, margin_statistic=statistic, ema_decay=0.0).double()
+    shifted(logits, f + 3.0, y)  # a constant shift of every feature
+    moved = not torch.allclose(shifted.margins(), loss_fn.margins())
+    assert moved == (statistic == "paper")  # centred and spread statistics ignore a shift
+
+
+def test_auto_temperature_and_margin_statistic_from_a_config(tmp_path):
+    from helpers import tiny_config
+    from mr2.engine.train import train
+
+    cfg = tiny_config(
+        loss__name="mr2",
+        loss__options={"rep_temperature": "auto", "margin_statistic": "centered"},
+    )
+    result = train(cfg, tmp_path / "r", show_progress=False)
+    assert result["identity"]["loss.options.rep_temperature"] == "auto"
+    with pytest.raises(ValueError, match="margin_statistic must be"):
+        train(
+            tiny_config(loss__name="mr2", loss__options={"margin_statistic": "median"}),
+            tmp_path / "bad",
+            show_progress=False,
+        )

@@ -114,6 +114,8 @@ def _loss(cfg: RunConfig, where: str = "loss") -> list[str]:
                 f"{where}.options.{key}: loss {name!r} does not take it"
                 f"{suggest(key, sorted(accepted))}; accepted: {sorted(accepted)}"
             )
+        elif isinstance(value, str) and losses.registry.accepts_text(name, key):
+            continue  # e.g. rep_temperature = "auto": the factory checks the value
         elif (msg := _typed(f"{where}.options.{key}", value, accepted[key])) is not None:
             errors.append(msg)
     if cfg.loss.preset and cfg.loss.preset not in losses.presets(name):

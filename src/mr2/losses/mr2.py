@@ -39,7 +39,16 @@ class MR2Loss(ClassLoss):
         c_bar: mean margin over seen classes.
         ema_decay: weight the running statistics keep at each update, in [0, 1).
         norm_p: p of the norm used for the margin statistics (2 in the paper's formula).
-        rep_temperature: divides the exponent of the representation term (1 = paper).
+        rep_temperature: divides the exponent of the representation term (1 = paper), or
+            "auto": the running, detached mean same-class pair distance 2 s_bar, which makes
+            the term scale-free (the same value of every feature scaled by a constant, so one
+            lambda_rep means the same for an MLP, a CNN or a CLIP backbone); 1 while s_bar
+            is still 0.
+        margin_statistic: what a_k in gamma_k ∝ a_k^(1/3) is: "paper" (||mu_k||_p^2 +
+            ||s_k||^2), "centered" (the same with mu_k centred by the running mean of all
+            classes: invariant to a shift of the features, which a linear head's bias
+            absorbs) or "spread" (||s_k||^2 alone). With ReLU features ||mu_k||^2 dominates
+            "paper", so the hardest (most spread) classes can get the smallest margins.
         rep_reduction: "sample" (paper: every sample's term counts once) or "class" (the
             authors' ImageNet code: the sum over classes of each class's mean term, i.e.
             sample i weighted by B / n_{y_i} with n the class's count in the local batch).
@@ -76,7 +85,8 @@ class MR2Loss(ClassLoss):
         c_bar: float = 1.0,
         ema_decay: float = 0.99,
         norm_p: float = 2.0,
-        rep_temperature: float = 1.0,
+        rep_temperature: float | str = 1.0,
+        margin_statistic: str = "paper",
         rep_reduction: str = "sample",
         reduction: str = "mean",
         logit_margins: bool = True,
@@ -96,7 +106,17 @@ class MR2Loss(ClassLoss):
         self.c_bar = _checks.check_positive(c_bar, "c_bar")
         self.ema_decay = float(ema_decay)
         self.norm_p = float(norm_p)
-        self.rep_temperature = _checks.check_positive(rep_temperature, "rep_temperature")
+        if rep_temperature != "auto":
+            if isinstance(rep_temperature, str):
+                raise ValueError(f"rep_temperature must be > 0 or 'auto', got {rep_temperature!r}")
+            rep_temperature = _checks.check_positive(rep_temperature, "rep_temperature")
+        self.rep_temperature = rep_temperature
+        if margin_statistic not in ("paper", "centered", "spread"):
+            raise ValueError(
+                "margin_statistic must be 'paper', 'centered' or 'spread', "
+                f"got {margin_statistic!r}"
+            )
+        self.margin_statistic = margin_statistic
         if rep_reduction not in ("sample", "class"):
             raise ValueError(f"rep_reduction must be 'sample' or 'class', got {rep_reduction!r}")
         self.rep_reduction = rep_reduction
@@ -164,7 +184,14 @@ class MR2Loss(ClassLoss):
 
     def margins(self) -> Tensor:
         """Current per-class margins gamma (K,); c_bar for unseen classes."""
-        norm_sq = MF.sq_pnorm(self.class_mean, self.norm_p)
+        if self.margin_statistic == "spread" or self.class_mean.shape[1] == 0:
+            norm_sq = torch.zeros_like(self.sq_dev[:, 0])
+        elif self.margin_statistic == "centered":
+            w = self.weight.unsqueeze(1)
+            center = (w * self.class_mean).sum(0) / w.sum().clamp(min=1e-12)
+            norm_sq = MF.sq_pnorm(self.class_mean - center, self.norm_p)
+        else:
+            norm_sq = MF.sq_pnorm(self.class_mean, self.norm_p)
         return MF.class_margins(norm_sq, self.sq_dev[:, 0], self.seen(), self.c_bar)
 
     def s_bar(self) -> Tensor:
@@ -271,20 +298,31 @@ class MR2Loss(ClassLoss):
                 all_f, offset = distributed.all_gather_with_grad(features, self.process_group)
                 all_y, _ = distributed.all_gather_with_grad(targets, self.process_group)
                 partners = (all_f, all_y, offset)
-            rep = representation_margin(
-                features, targets, self.s_bar(), self.rep_temperature, partners
-            )
+            rep = self._representation(features, targets, partners)
             if self.rep_reduction == "class":
                 count = rep.new_zeros(self.num_classes).index_add_(0, targets, torch.ones_like(rep))
                 rep = rep * (rep.shape[0] / count[targets])
             per_sample = per_sample + self.lambda_rep * rep
         return per_sample
 
+    def _representation(self, features: Tensor, targets: Tensor, partners) -> Tensor:
+        s_bar = self.s_bar()
+        if self.rep_temperature != "auto":
+            return representation_margin(features, targets, s_bar, self.rep_temperature, partners)
+        # "auto": (d - 2 s) / (2 s) computed as the paper's form on features / sqrt(2 s),
+        # without a host sync; the scale is a detached constant like s_bar itself
+        scale = torch.where(s_bar > 0, 2.0 * s_bar, torch.ones_like(s_bar)).detach()
+        root = scale.sqrt()
+        if partners is not None:
+            partners = (partners[0] / root, partners[1], partners[2])
+        return representation_margin(features / root, targets, s_bar / scale, 1.0, partners)
+
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, lambda_rep={self.lambda_rep}, c_bar={self.c_bar}, "
             f"ema_decay={self.ema_decay}, norm_p={self.norm_p}, "
-            f"rep_temperature={self.rep_temperature}, rep_reduction={self.rep_reduction!r}, "
+            f"rep_temperature={self.rep_temperature!r}, rep_reduction={self.rep_reduction!r}, "
+            f"margin_statistic={self.margin_statistic!r}, "
             f"reduction={self.reduction!r}"
         )
 

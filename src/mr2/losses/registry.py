@@ -78,6 +78,23 @@ def options(name: str) -> dict[str, Any]:
     return {k: v for k, v in found.items() if k not in fixed}
 
 
+def accepts_text(name: str, option: str) -> bool:
+    """True if loss ``name``'s option is annotated to take a string (e.g. MR²'s
+    ``rep_temperature = "auto"``)."""
+    entry = _lookup(name)
+    target = entry.options_from or entry.factory
+    inits = (
+        [c.__init__ for c in target.__mro__ if "__init__" in vars(c)]
+        if isinstance(target, type)
+        else [target]
+    )
+    for fn in inits:
+        param = inspect.signature(fn).parameters.get(option)
+        if param is not None:
+            return "str" in str(param.annotation)
+    return False
+
+
 def create(
     name: str,
     *,
