@@ -19,9 +19,10 @@ from mr2.engine.progress import RunProgress
 
 
 def comparison(**compare):
-    """2 methods x 2 seeds with a 2-point grid; one thread per run (so runs are
-    reproducible wherever they run)."""
-    cfg = tiny_config(train__threads=1)
+    """scikit-learn's digits, 2 methods x 2 seeds with a 2-point grid; one thread per run
+    (so runs are reproducible wherever they run)."""
+    cfg = tiny_config(train__threads=1, train__epochs=3, train__batch_size=64)
+    cfg.data.name, cfg.data.options = "digits", {}
     cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0, 1]
     cfg.compare.grid = {"mr2": {"lambda_rep": [0.0, 0.1]}}
     for key, value in compare.items():
@@ -104,6 +105,7 @@ def test_failed_record_goes_once_the_run_finishes(tmp_path):
 
 def test_killed_pool_resumes_without_training_a_run_twice(tmp_path):
     cfg = comparison(executor="pool", jobs=2, grid={}, seeds=[0, 1, 2])
+    cfg.data.name = "synthetic"  # bigger runs, so that the kill lands mid-way
     cfg.data.options = {"num_classes": 5, "dim": 32, "n_train": 600, "n_test": 20}
     cfg.model.options = {"width": 256}
     cfg.train.epochs = 4
