@@ -59,14 +59,21 @@ def bench_extraction(args, device: torch.device) -> dict:
         paths = write_images(Path(tmp), args.images, args.size)
         labels = torch.zeros(len(paths), dtype=torch.long)
         split = Split(LazyImages(paths), labels)
-        ds = preprocessed(Dataset("bench", split, split.subset([]), split.subset([]), 1000),
-                          net.preprocess)
+        ds = preprocessed(
+            Dataset("bench", split, split.subset([]), split.subset([]), 1000), net.preprocess
+        )
         x = ds.train.x[np.arange(args.batch)]  # warm-up, and a decoded batch for forward-only
         with torch.no_grad():
             net.features(x.to(device))
         start = time.perf_counter()
-        _, info = cached_features(net, ds.train, "train", cache_dir=Path(tmp) / "cache",
-                                  batch_size=args.batch, device=device)
+        _, info = cached_features(
+            net,
+            ds.train,
+            "train",
+            cache_dir=Path(tmp) / "cache",
+            batch_size=args.batch,
+            device=device,
+        )
         total = time.perf_counter() - start
         assert not info["reused"]
         start = time.perf_counter()
@@ -110,8 +117,14 @@ def bench_probe(args, device: torch.device) -> dict:
         x = torch.from_numpy(np.load(path, mmap_mode="c"))
         y = torch.from_numpy(labels)
         out = {"n": n, "dim": dim, "classes": k, "batch": args.probe_batch}
-        mr2_options = {"norm_p": 5.0, "rep_temperature": 5120.0, "lambda_rep": 0.1 * dim / 10 / k,
-                       "rep_reduction": "class", "ema_decay": 0.999, "validate": False}
+        mr2_options = {
+            "norm_p": 5.0,
+            "rep_temperature": 5120.0,
+            "lambda_rep": 0.1 * dim / 10 / k,
+            "rep_reduction": "class",
+            "ema_decay": 0.999,
+            "validate": False,
+        }
         for name, options in (("ce", {}), ("mr2", mr2_options)):
             torch.manual_seed(0)
             model = LinearProbe((dim,), k).to(device)
@@ -156,12 +169,16 @@ def main() -> int:
         "probe": bench_probe(args, device),
     }
     e, p = result["extraction"], result["probe"]
-    print(f"| extraction (ViT-B/16, {e['params_million']} M params, {e['images']} JPEGs "
-          f"{e['image_px']} px) | {e['extract_images_per_s']} img/s end to end | "
-          f"{e['forward_only_images_per_s']} img/s forward only | cache reuse {e['reuse_s']} s |")
-    print(f"| probe epoch ({p['n']} x {p['dim']} cached, K {p['classes']}, batch {p['batch']}) "
-          f"| CE {p['ce_s_per_epoch']} s | MR² {p['mr2_s_per_epoch']} s | ImageNet-sized: "
-          f"CE {p['ce_imagenet_s_per_epoch']} s, MR² {p['mr2_imagenet_s_per_epoch']} s |")
+    print(
+        f"| extraction (ViT-B/16, {e['params_million']} M params, {e['images']} JPEGs "
+        f"{e['image_px']} px) | {e['extract_images_per_s']} img/s end to end | "
+        f"{e['forward_only_images_per_s']} img/s forward only | cache reuse {e['reuse_s']} s |"
+    )
+    print(
+        f"| probe epoch ({p['n']} x {p['dim']} cached, K {p['classes']}, batch {p['batch']}) "
+        f"| CE {p['ce_s_per_epoch']} s | MR² {p['mr2_s_per_epoch']} s | ImageNet-sized: "
+        f"CE {p['ce_imagenet_s_per_epoch']} s, MR² {p['mr2_imagenet_s_per_epoch']} s |"
+    )
     out = Path(args.out or Path(__file__).parent / "results" / f"backbone_speed_{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
