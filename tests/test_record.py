@@ -122,3 +122,13 @@ def test_prediction_files(tmp_path, capsys):
     expect = recall_score(y, np.load(tmp_path / "a0.npz")["y_pred"], average=None)
     run = next(r for r in summary["runs"] if r["method"] == "a" and r["seed"] == 0)
     np.testing.assert_allclose(run["per_class"], expect)
+
+
+def test_an_engine_run_is_never_overwritten(tmp_path):
+    from mr2.engine.train import train
+
+    train(tiny_config(), tmp_path / "R", show_progress=False)
+    before = (tmp_path / "R" / "result.json").read_bytes()
+    with pytest.raises(ValueError, match="holds a run of mr2's engine"):
+        record_run(tmp_path / "R", method="m", seed=0, y_true=[0, 1], y_pred=[0, 1])
+    assert (tmp_path / "R" / "result.json").read_bytes() == before

@@ -181,6 +181,10 @@ def record_run(
     """
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    if (Path(out_dir) / "run.json").exists():
+        raise ValueError(
+            f"{out_dir} holds a run of mr2's engine (run.json); record this run elsewhere"
+        )
     if not isinstance(method, str) or not method or "/" in method:
         raise ValueError(f"method must be a non-empty name without '/', got {method!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
