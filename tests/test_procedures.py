@@ -10,8 +10,10 @@ from helpers import tiny_config
 from mr2 import data, models
 from mr2.engine import procedures
 from mr2.engine.compare import run_config
-from mr2.engine.loop import load_data
+from mr2.engine.loop import create_model, load_data, load_final_model
 from mr2.engine.train import train
+
+SERVICES = procedures.Services(create_model, load_final_model, train)  # what the engine passes
 
 
 def base():
@@ -40,6 +42,7 @@ def test_jtt_second_stage_upweights_exactly_the_first_stage_errors(tmp_path):
         dataset,
         torch.device("cpu"),
         tmp_path / "jtt",
+        services=SERVICES,
         first_epochs=1,
         upweight=4.0,
     )
@@ -70,7 +73,7 @@ def test_drw_weights_switch_on_at_the_start_epoch():
 def test_lff_relative_difficulty_and_biased_model_training():
     cfg = base()
     ds = load_data(cfg)
-    proc = procedures.create("lff", cfg, ds, torch.device("cpu"), None, ema=0.5)
+    proc = procedures.create("lff", cfg, ds, torch.device("cpu"), None, SERVICES, ema=0.5)
     proc.prepare()
     idx = torch.tensor([0, 1])
     y = ds.train.y[idx]

@@ -10,7 +10,7 @@ from mr2 import __version__, losses, report
 from mr2.demo import run_demo
 from mr2.engine import config
 from mr2.engine.compare import RunsFailed, run_compare
-from mr2.engine.features import extract
+from mr2.engine.extract import extract
 from mr2.engine.identity import RunBusyError
 from mr2.engine.saved import evaluate_run
 from mr2.engine.train import evaluate_initial, train

@@ -1,20 +1,16 @@
 """Data for a pre-trained backbone: its preprocessing (fine-tuning), or its cached frozen
-features and a linear probe (``model.probe``); ``extract`` is ``mr2 extract``."""
+features and a linear probe (``model.probe``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
 from torch import nn
 
 from mr2 import data as mr2_data
 from mr2 import models
-from mr2.engine import validate
 from mr2.engine.config import RunConfig
-
-if TYPE_CHECKING:
-    from mr2.engine.loop import Context
+from mr2.engine.context import Context
 
 
 def fit_to_backbone(
@@ -71,18 +67,3 @@ def extract_features(
         )
         splits[name], infos[name] = mr2_data.Split(feats, split.y), info
     return splits, infos
-
-
-def extract(cfg: RunConfig) -> dict[str, dict[str, Any]]:
-    """``mr2 extract``: the configured backbone's features of every split into the cache
-    (reused where present); cache info per split."""
-    from mr2.engine.loop import create_model, is_backbone, load_data, setup
-
-    validate.check_run(cfg)
-    if not is_backbone(cfg):
-        raise ValueError(f"mr2 extract needs a pre-trained backbone, not {cfg.model.name!r}")
-    ctx = setup(cfg)
-    dataset = load_data(cfg)
-    torch.manual_seed(cfg.train.seed)
-    model = create_model(cfg, dataset)
-    return extract_features(cfg, mr2_data.preprocessed(dataset, model.preprocess), model, ctx)[1]

@@ -11,42 +11,14 @@ import torch
 from torch import nn
 
 from mr2 import data as mr2_data
-from mr2 import distributed, io, losses, models
+from mr2 import io, losses, models
 from mr2.engine import procedures
 from mr2.engine.config import RunConfig
+from mr2.engine.context import Context, setup
 from mr2.engine.evaluate import evaluate
 from mr2.engine.features import fit_to_backbone
 from mr2.engine.schedule import make_optimizer
 from mr2.engine.validate import BACKBONE_NAMES
-
-
-@dataclass
-class Context:
-    device: torch.device
-    amp_dtype: torch.dtype | None
-    world: int
-    rank: int
-
-
-def setup(cfg: RunConfig) -> Context:
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    kind = cfg.train.device
-    if kind == "auto":
-        kind = "cuda" if torch.cuda.is_available() else "cpu"
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device = 'cuda' but no CUDA device is available")
-    distributed.init_from_env(kind)
-    device = (
-        torch.device(kind, torch.cuda.current_device()) if kind == "cuda" else torch.device("cpu")
-    )
-    amp = (torch.float16 if kind == "cuda" else torch.bfloat16) if cfg.train.amp else None
-    return Context(device, amp, distributed.world_size(), distributed.rank())
-
-
-def cpu_context() -> Context:
-    """One process on the CPU, full precision: for evaluating saved runs."""
-    return Context(torch.device("cpu"), None, 1, 0)
 
 
 def load_data(cfg: RunConfig) -> mr2_data.Dataset:
@@ -191,7 +163,9 @@ class Loop:
         self.proc.load_state_dict(state["procedure"])
 
 
-def prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> Loop:
+def prepare(cfg: RunConfig, run_dir: Path, resume: bool, train_run=None) -> Loop:
+    """The run's ``Loop``; ``train_run`` (the trainer, passed in by it) lets a procedure
+    train a sub-run (JTT's stage 1) without importing the trainer."""
     ctx = setup(cfg)
     if cfg.train.batch_size % ctx.world:
         raise ValueError(
@@ -209,8 +183,15 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool) -> Loop:
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     opt = make_optimizer(model, cfg.optim)
+    services = procedures.Services(create_model, load_final_model, train_run)
     proc = procedures.create(
-        cfg.train.procedure, cfg, dataset, ctx.device, run_dir, **cfg.train.procedure_options
+        cfg.train.procedure,
+        cfg,
+        dataset,
+        ctx.device,
+        run_dir,
+        services=services,
+        **cfg.train.procedure_options,
     )
     if proc.single_process_only and ctx.world > 1:
         raise ValueError(f"procedure {cfg.train.procedure!r} runs on one process only")

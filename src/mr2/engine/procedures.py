@@ -11,15 +11,30 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from mr2.data import Dataset
+from mr2.engine.evaluate import predict
+from mr2.engine.schedule import make_optimizer
 from mr2.losses import generalized_cross_entropy
+
+
+@dataclass(frozen=True)
+class Services:
+    """What a procedure may build, handed in by the engine (so procedures import neither
+    the run set-up nor the trainer): a fresh model for a config and dataset, the model a
+    finished run saved, and the trainer itself for sub-runs (JTT's stage 1)."""
+
+    create_model: Callable[[Any, Dataset], nn.Module]
+    load_final_model: Callable[[Any, Dataset, Path], nn.Module]
+    train_run: Callable[..., dict] | None = None
 
 
 class Procedure:
@@ -28,7 +43,13 @@ class Procedure:
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(
-        self, cfg, dataset: Dataset, device: torch.device, run_dir: Path, **options: Any
+        self,
+        cfg,
+        dataset: Dataset,
+        device: torch.device,
+        run_dir: Path,
+        services: Services | None = None,
+        **options: Any,
     ) -> None:
         unknown = sorted(set(options) - set(self.defaults))
         if unknown:
@@ -37,6 +58,7 @@ class Procedure:
                 f"{unknown}; accepted: {sorted(self.defaults)}"
             )
         self.cfg, self.dataset, self.device, self.run_dir = cfg, dataset, device, run_dir
+        self.services = services
         self.options = {**self.defaults, **options}
         self.resume = True  # set by the loop: False restarts sub-runs too
 
@@ -68,10 +90,9 @@ class JTT(Procedure):
     defaults: ClassVar[dict[str, Any]] = {"first_epochs": 1, "upweight": 5.0}
 
     def prepare(self) -> None:
-        from mr2.engine.evaluate import predict
-        from mr2.engine.loop import load_final_model
-        from mr2.engine.train import train
-
+        if self.services is None or self.services.train_run is None:
+            raise ValueError("JTT trains a first stage: it needs the engine's trainer (services)")
+        train, load_final_model = self.services.train_run, self.services.load_final_model
         stage1 = copy.deepcopy(self.cfg)
         stage1.train.procedure, stage1.train.procedure_options = "standard", {}
         stage1.loss.name, stage1.loss.options = "ce", {}
@@ -132,12 +153,11 @@ class LfF(Procedure):
     defaults: ClassVar[dict[str, Any]] = {"q": 0.7, "ema": 0.7}
 
     def prepare(self) -> None:
-        from mr2.engine.loop import create_model
-        from mr2.engine.schedule import make_optimizer
-
+        if self.services is None:
+            raise ValueError("LfF builds a biased twin model: it needs the engine's services")
         torch.manual_seed(self.cfg.train.seed + 1)
         ds = self.dataset
-        self.biased = create_model(self.cfg, ds).to(self.device)
+        self.biased = self.services.create_model(self.cfg, ds).to(self.device)
         self.opt = make_optimizer(self.biased, self.cfg.optim)
         self.ema_b = torch.zeros(len(ds.train), device=self.device)
         self.ema_d = torch.zeros(len(ds.train), device=self.device)
@@ -196,11 +216,17 @@ DEFAULT_LOSS = {"jtt": "ce", "lff": "ce", "drw": "ldam"}
 
 
 def create(
-    name: str, cfg, dataset: Dataset, device: torch.device, run_dir: Path, **options: Any
+    name: str,
+    cfg,
+    dataset: Dataset,
+    device: torch.device,
+    run_dir: Path,
+    services: Services | None = None,
+    **options: Any,
 ) -> Procedure:
     if name not in PROCEDURES:
         raise ValueError(f"unknown procedure {name!r}; available: {sorted(PROCEDURES)}")
-    return PROCEDURES[name](cfg, dataset, device, run_dir, **options)
+    return PROCEDURES[name](cfg, dataset, device, run_dir, services, **options)
 
 
 __all__ = [
@@ -210,6 +236,7 @@ __all__ = [
     "PROCEDURES",
     "LfF",
     "Procedure",
+    "Services",
     "create",
     "effective_number_weights",
 ]

@@ -7,7 +7,8 @@ from typing import Any
 
 from mr2 import io
 from mr2.engine import config, identity
-from mr2.engine.loop import Context, Loop, cpu_context, load_final_model, load_run_data
+from mr2.engine.context import Context, cpu_context
+from mr2.engine.loop import Loop, load_final_model, load_run_data
 from mr2.metrics import disparity_summary
 
 

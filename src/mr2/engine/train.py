@@ -22,8 +22,9 @@ from mr2 import data as mr2_data
 from mr2 import distributed, io
 from mr2.engine import identity, validate
 from mr2.engine.config import RunConfig, to_dict, to_toml
+from mr2.engine.context import Context, setup
 from mr2.engine.evaluate import feature_statistics
-from mr2.engine.loop import Context, Loop, build, prepare, setup
+from mr2.engine.loop import Loop, build, prepare
 from mr2.engine.progress import JsonlLog, ProgressBar
 from mr2.engine.schedule import lr_factor, warmup_steps
 from mr2.metrics import disparity_summary
@@ -159,7 +160,7 @@ def train(
     with _run_lock(run_dir, cfg, "train", overwrite=overwrite, wait=wait) as found:
         if found.finished and resume and not overwrite:
             return io.load_json(run_dir / "result.json")
-        loop = prepare(cfg, run_dir, resume)
+        loop = prepare(cfg, run_dir, resume, train_run=train)
         fresh = overwrite or not resume or found.state is not identity.State.MATCH
         loop.proc.resume = not fresh
         _start_dir(run_dir, cfg, found, clear=fresh and found.state is not identity.State.FRESH)

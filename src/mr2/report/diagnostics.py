@@ -100,7 +100,8 @@ def diagnose_features(
 def diagnose_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     """Load a run's config and final model, compute features on ``split`` (val or test)."""
     from mr2.engine import config
-    from mr2.engine.loop import cpu_context, load_final_model, load_run_data
+    from mr2.engine.context import cpu_context
+    from mr2.engine.loop import load_final_model, load_run_data
 
     run_dir = Path(run_dir)
     if split not in ("val", "test"):
@@ -122,7 +123,7 @@ def diagnose_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
 
 
 def diagnose_plot(result: dict[str, Any], path: Path) -> Path:
-    from mr2.report.plots import _pyplot
+    from mr2.report.backend import pyplot as _pyplot
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))

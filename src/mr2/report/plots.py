@@ -8,16 +8,7 @@ from typing import Any
 
 import numpy as np
 
-
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise ImportError("plots need matplotlib: pip install 'mr2[report]'") from err
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from mr2.report.backend import pyplot as _pyplot
 
 
 def sorted_accuracy(summary: dict[str, Any], path: Path) -> Path:

@@ -1,0 +1,39 @@
+"""Where a run computes: device, precision and processes (joining torchrun's group)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mr2 import distributed
+from mr2.engine.config import RunConfig
+
+
+@dataclass
+class Context:
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    world: int
+    rank: int
+
+
+def setup(cfg: RunConfig) -> Context:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    kind = cfg.train.device
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device = 'cuda' but no CUDA device is available")
+    distributed.init_from_env(kind)
+    device = (
+        torch.device(kind, torch.cuda.current_device()) if kind == "cuda" else torch.device("cpu")
+    )
+    amp = (torch.float16 if kind == "cuda" else torch.bfloat16) if cfg.train.amp else None
+    return Context(device, amp, distributed.world_size(), distributed.rank())
+
+
+def cpu_context() -> Context:
+    """One process on the CPU, full precision: for evaluating saved runs."""
+    return Context(torch.device("cpu"), None, 1, 0)
