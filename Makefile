@@ -22,6 +22,7 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/python -m pytest src tests -q
 
 lint: venv
