@@ -23,6 +23,7 @@ def _entry(rank: int, world: int, init_file: str, out_dir: str, fn: Callable, ar
             fh.write(traceback.format_exc())
         raise
     finally:
+        dist.barrier()  # no rank tears gloo down while another is still communicating
         dist.destroy_process_group()
 
 

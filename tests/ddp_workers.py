@@ -94,7 +94,11 @@ def with_features_worker(rank: int, world: int):
     part = slice(rank * 16 // world, (rank + 1) * 16 // world)
     logits, features = model(x[part])
     loss_fn(logits, features, y[part]).backward()
-    return {"grads": {n: p.grad.clone() for n, p in net.named_parameters()}}
+    grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+    if world > 1:  # DDP's reducer goes while the process group is alive (clean shutdown)
+        del model, logits, features
+        torch.distributed.barrier()
+    return {"grads": grads}
 
 
 def disparity_metric_worker(rank: int, world: int):
