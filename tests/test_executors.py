@@ -59,14 +59,12 @@ def test_pool_equals_sequential(sequential, tmp_path):
 
 
 def test_ray_equals_sequential(sequential, tmp_path):
-    pytest.importorskip("ray", reason="extra 'cluster' (installed by make test)")
     out = tmp_path / "C"
     run_compare(comparison(executor="ray", jobs=2), out, show_progress=False, log=lambda *_: 0)
     assert numbers_of(out) == sequential
 
 
 def test_submitit_local_equals_sequential(sequential, tmp_path):
-    pytest.importorskip("submitit", reason="extra 'cluster' (installed by make test)")
     out = tmp_path / "C"
     cfg = comparison(executor="slurm", jobs=2, slurm={"cluster": "local", "timeout_min": 10})
     run_compare(cfg, out, show_progress=False, log=lambda *_: 0)

@@ -9,6 +9,7 @@ from torch import nn
 from mr2 import distributed
 from mr2.data import Split
 from mr2.metrics import ClasswiseAccuracy, ClasswiseResult
+from mr2.metrics.spread import class_spread, feature_sums
 
 
 @torch.no_grad()
@@ -60,20 +61,7 @@ def feature_statistics(
     idx = torch.arange(distributed.rank(), len(split), distributed.world_size())
     for chunk in idx.split(batch_size):
         _, f = model(split.x[chunk].to(device))
-        f = f.double()
-        y = split.y[chunk].to(device)
-        rows = torch.cat([torch.ones_like(f[:, :1]), f.square().sum(1, keepdim=True), f], 1)
-        part = rows.new_zeros(num_classes, rows.shape[1]).index_add_(0, y, rows)
+        part = feature_sums(f, split.y[chunk], num_classes)
         sums = part if sums is None else sums + part
     model.train(was_training)
-    sums = distributed.all_reduce_sum(sums)
-    n = sums[:, 0].clamp(min=1)
-    mean = sums[:, 2:] / n.unsqueeze(1)
-    norm_sq = mean.square().sum(1)
-    spread = (sums[:, 1] / n - norm_sq).clamp(min=0)
-    missing = sums[:, 0] == 0
-    nan = torch.full_like(norm_sq, float("nan"))
-    return {
-        "norm_sq": torch.where(missing, nan, norm_sq).tolist(),
-        "spread": torch.where(missing, nan, spread).tolist(),
-    }
+    return class_spread(distributed.all_reduce_sum(sums))

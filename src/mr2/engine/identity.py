@@ -17,7 +17,6 @@ writing one run.
 
 from __future__ import annotations
 
-import copy
 import enum
 import fcntl
 import hashlib
@@ -25,11 +24,10 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from mr2 import io, losses
+from mr2 import __version__, io, losses
 from mr2.engine import procedures
 from mr2.engine.config import RunConfig, to_dict
 
@@ -45,13 +43,6 @@ RECORD = "run.json"
 LOCK = ".lock"
 FAILED = "failed.json"  # written by an executor for a run that raised: not part of the run
 BESIDE = (LOCK, FAILED)
-
-
-def mr2_version() -> str:
-    try:
-        return version("mr2")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "unknown"
 
 
 class RunMismatchError(ValueError):
@@ -103,7 +94,7 @@ def identity(cfg: RunConfig, kind: str = "train", *, without: tuple[str, ...] = 
     data.pop("compare")
     drop = (*IGNORED, *without)
     flat = {k: v for k, v in flatten(data).items() if k not in drop}
-    return {"kind": kind, "mr2_version": mr2_version(), **flat}
+    return {"kind": kind, "mr2_version": __version__, **flat}
 
 
 def fingerprint(ident: dict[str, Any]) -> str:
@@ -233,13 +224,3 @@ class RunLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
-
-
-def seedless(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    """Identity of a run's saved configuration without its seed: what the runs of one method
-    in a report must share (``report`` refuses to pool runs that differ in more)."""
-    cfg = copy.deepcopy(cfg_dict)
-    cfg.get("train", {}).pop("seed", None)
-    cfg.pop("compare", None)
-    flat = flatten(cfg)
-    return {k: v for k, v in flat.items() if k not in IGNORED}

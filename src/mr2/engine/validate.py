@@ -99,6 +99,29 @@ def _typed(where: str, value: Any, default: Any) -> str | None:
     return None if ok else f"{where}: expected {want.__name__}, got {value!r}"
 
 
+def _options(
+    where: str,
+    owner: str,
+    options: dict[str, Any],
+    defaults: dict[str, Any],
+    text_ok=lambda key: False,
+) -> list[str]:
+    """Unknown option names (with a suggestion) and values of the wrong type (against the
+    factory's defaults; ``text_ok(key)``: the option is annotated to take a string too)."""
+    errors = []
+    for key, value in options.items():
+        if key not in defaults:
+            errors.append(
+                f"{where}.{key}: {owner} does not take it{suggest(key, sorted(defaults))}; "
+                f"accepted: {sorted(defaults)}"
+            )
+        elif isinstance(value, str) and text_ok(key):
+            continue  # e.g. rep_temperature = "auto": the factory checks the value
+        elif (msg := _typed(f"{where}.{key}", value, defaults[key])) is not None:
+            errors.append(msg)
+    return errors
+
+
 def _loss(cfg: RunConfig, where: str = "loss") -> list[str]:
     name, options = cfg.loss.name, cfg.loss.options
     if name not in losses.available():
@@ -106,18 +129,13 @@ def _loss(cfg: RunConfig, where: str = "loss") -> list[str]:
             f"{where}.name: unknown loss {name!r}{suggest(name, losses.available())}; "
             f"available: {', '.join(losses.available())}"
         ]
-    accepted = losses.options(name)
-    errors = []
-    for key, value in options.items():
-        if key not in accepted:
-            errors.append(
-                f"{where}.options.{key}: loss {name!r} does not take it"
-                f"{suggest(key, sorted(accepted))}; accepted: {sorted(accepted)}"
-            )
-        elif isinstance(value, str) and losses.registry.accepts_text(name, key):
-            continue  # e.g. rep_temperature = "auto": the factory checks the value
-        elif (msg := _typed(f"{where}.options.{key}", value, accepted[key])) is not None:
-            errors.append(msg)
+    errors = _options(
+        f"{where}.options",
+        f"loss {name!r}",
+        options,
+        losses.options(name),
+        text_ok=lambda key: losses.registry.accepts_text(name, key),
+    )
     if cfg.loss.preset and cfg.loss.preset not in losses.presets(name):
         errors.append(
             f"{where}.preset: loss {name!r} has no preset {cfg.loss.preset!r}; available: "
@@ -151,16 +169,7 @@ def _procedure(cfg: RunConfig) -> list[str]:
             f"train.procedure: unknown procedure {name!r}{suggest(name, names)}; available: {names}"
         ]
     defaults = procedures.PROCEDURES[name].defaults
-    errors = []
-    for key, value in options.items():
-        if key not in defaults:
-            errors.append(
-                f"train.procedure_options.{key}: procedure {name!r} does not take it"
-                f"{suggest(key, sorted(defaults))}; accepted: {sorted(defaults)}"
-            )
-        elif (msg := _typed(f"train.procedure_options.{key}", value, defaults[key])) is not None:
-            errors.append(msg)
-    return errors
+    return _options("train.procedure_options", f"procedure {name!r}", options, defaults)
 
 
 def problems(cfg: RunConfig) -> list[str]:

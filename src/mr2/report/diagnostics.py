@@ -99,20 +99,10 @@ def diagnose_features(
 
 def diagnose_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     """Load a run's config and final model, compute features on ``split`` (val or test)."""
-    from mr2.engine import config
-    from mr2.engine.context import cpu_context
-    from mr2.engine.loop import load_final_model, load_run_data
+    from mr2.engine.saved import load_saved_run
 
-    run_dir = Path(run_dir)
-    if split not in ("val", "test"):
-        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
-    if not (run_dir / "config.toml").is_file():
-        raise FileNotFoundError(f"{run_dir / 'config.toml'} does not exist (a finished run dir?)")
-    cfg = config.load(run_dir / "config.toml")
-    dataset, _ = load_run_data(cfg, cpu_context())
-    model = load_final_model(cfg, dataset, run_dir)
-    model.eval()
-    data = getattr(dataset, split)
+    run = load_saved_run(run_dir, split)
+    model, dataset, data, cfg = run.model, run.dataset, run.split, run.cfg
     with torch.no_grad():
         outs = [model(x) for x in data.x.split(cfg.train.eval_batch_size)]
     logits = torch.cat([o[0] for o in outs])

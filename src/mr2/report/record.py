@@ -35,6 +35,7 @@ import torch
 from mr2.io import save_json
 from mr2.metrics import disparity_summary
 from mr2.metrics.classwise import accuracy_from_confusion, confusion_counts
+from mr2.metrics.spread import class_spread, feature_sums
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -127,20 +128,9 @@ def split_scores(y_true: Any, y_pred: Any, num_classes: int) -> dict[str, Any]:
 
 def feature_diagnostics(features: Any, y_true: Any, num_classes: int) -> dict[str, list]:
     """Per-class ||mu_k||^2 and spread E_k ||f - mu_k||^2 of (N, D) features (float64)."""
-    f = torch.as_tensor(_as_numpy(features)).double().flatten(1)
-    y = _labels(y_true, "y_true")
-    counts = torch.bincount(y, minlength=num_classes).double()
-    n = counts.clamp(min=1).unsqueeze(1)
-    mean = torch.zeros(num_classes, f.shape[1], dtype=torch.float64).index_add_(0, y, f) / n
-    sq = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, y, f.square().sum(1))
-    norm_sq = mean.square().sum(1)
-    spread = (sq / n.squeeze(1) - norm_sq).clamp(min=0)
-    nan = torch.full_like(norm_sq, float("nan"))
-    missing = counts == 0
-    return {
-        "test_norm_sq": torch.where(missing, nan, norm_sq).tolist(),
-        "test_spread": torch.where(missing, nan, spread).tolist(),
-    }
+    f = torch.as_tensor(_as_numpy(features))
+    stats = class_spread(feature_sums(f, _labels(y_true, "y_true"), num_classes))
+    return {"test_norm_sq": stats["norm_sq"], "test_spread": stats["spread"]}
 
 
 def record_run(

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from mr2.engine.identity import flatten
 from mr2.io import load_json
 from mr2.metrics import disparity_summary, mean_std, paired_comparison
 from mr2.metrics.summary import SCALAR_FIELDS
@@ -117,20 +118,10 @@ def selections(paths: list[str | Path]) -> list[dict[str, Any]]:
 
 def _setting(result: dict[str, Any]) -> dict[str, Any]:
     """What the runs of one method must share: the run's identity without its seed."""
-    ident = result.get("identity") or _flatten(
+    ident = result.get("identity") or flatten(
         {k: v for k, v in result.get("config", {}).items() if k != "compare"}
     )
     return {k: v for k, v in ident.items() if k not in ("train.seed", "config.seed")}
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def check_poolable(results: list[dict[str, Any]]) -> None:
