@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -31,9 +30,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from authors_loop import LoopMR2
+from environment import describe, save
 from mr2 import MR2Loss
 
-SHAPES = [(128, 100, 640), (512, 1000, 768), (1024, 1000, 2048)]
+SHAPES = [(128, 10, 256), (128, 100, 640), (512, 1000, 768), (1024, 1000, 2048)]
 METHODS = ["cross_entropy", "mr2", "mr2_validated", "authors_loop"]
 
 
@@ -112,14 +112,18 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--out", type=Path)
+    ap.add_argument(
+        "--shapes", nargs="+", default=[",".join(map(str, s)) for s in SHAPES], metavar="B,K,D"
+    )
     ap.add_argument("--one", nargs=4, metavar=("METHOD", "B", "K", "D"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         m, b, k, d = args.one
         print(json.dumps(peak_memory(m, int(b), int(k), int(d), args.device)))
         return
+    shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes]
     rows = []
-    for b, k, d in SHAPES:
+    for b, k, d in shapes:
         times = time_all(b, k, d, args.device, args.repeats)
         for m in METHODS:
             cmd = [
@@ -133,7 +137,10 @@ def main() -> None:
                 str(k),
                 str(d),
             ]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            if args.device.startswith("cuda"):  # the CUDA allocator's peak is clean in-process
+                out = json.dumps(peak_memory(m, b, k, d, args.device))
+            else:
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(
                 {
                     "method": m,
@@ -151,7 +158,7 @@ def main() -> None:
         "| B, K, D | CE + head ms | MR2Loss + head ms (validate=False / True) | loop + head ms "
         "| MR2 / CE | loop / MR2 | peak MB (CE / MR2 / loop) |\n|---|---|---|---|---|---|---|"
     )
-    for b, k, d in SHAPES:
+    for b, k, d in shapes:
         r = {x["method"]: x for x in rows if (x["B"], x["K"], x["D"]) == (b, k, d)}
         ce, mr, mrv, lp = (r[m]["median_ms"] for m in METHODS)
         mem = " / ".join(f"{r[m]['peak_mb']:.0f}" for m in ("cross_entropy", "mr2", "authors_loop"))
@@ -159,25 +166,9 @@ def main() -> None:
             f"| {b}, {k}, {d} | {ce:.1f} | {mr:.1f} / {mrv:.1f} | {lp:.1f} | "
             f"{mr / ce:.2f}x / {mrv / ce:.2f}x | {lp / mr:.1f}x | {mem} |"
         )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    meta = {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "device": args.device,
-        "commit": commit,
-        "cuda": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-    }
     out = args.out or Path(__file__).parent / "results" / f"loss_speed_{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    tmp.replace(out)
-    print(f"\nraw numbers: {out}  ({meta})")
+    meta = describe(args.device)
+    print(f"\nraw numbers: {save({'meta': meta, 'rows': rows}, out)}")
 
 
 if __name__ == "__main__":

@@ -45,13 +45,34 @@ def test_errors_name_the_key(override, match):
 
 @pytest.mark.parametrize(
     ("override", "match"),
-    [("optim.name=adam", "optim.name must be"), ("train.epochs=0", "train.epochs must be >= 1")],
+    [
+        ("optim.name=adam", "optim.name must be"),
+        ("train.epochs=0", "train.epochs must be >= 1"),
+        ("train.amp_dtype=fp8", "train.amp_dtype must be auto|float16|bfloat16"),
+    ],
 )
 def test_bad_values_are_named_before_a_run(override, match):
     from mr2.engine import validate
 
     with pytest.raises(ValueError, match=match):
         validate.check_run(config.load(None, [override]))
+
+
+@pytest.mark.parametrize(
+    ("amp", "name", "kind", "expected"),
+    [
+        (False, "bfloat16", "cuda", None),
+        (True, "auto", "cuda", torch.float16),
+        (True, "auto", "cpu", torch.bfloat16),
+        (True, "bfloat16", "cuda", torch.bfloat16),
+        (True, "float16", "cpu", torch.float16),
+    ],
+)
+def test_amp_dtype(amp, name, kind, expected):
+    from mr2.engine.context import amp_dtype
+
+    cfg = config.load(None, [f"train.amp={str(amp).lower()}", f"train.amp_dtype={name}"])
+    assert amp_dtype(cfg, kind) == expected
 
 
 def test_missing_file():

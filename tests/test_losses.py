@@ -179,3 +179,6 @@ def test_ce_temperature_equals_mr2_with_uniform_margins():
     torch.testing.assert_close(mr2(z, f, y), ce(z, None, y))
     with pytest.raises(ValueError, match="temperature"):
         losses.create("ce", num_classes=5, temperature=0.0)
+    control = losses.create("ce_temperature", num_classes=5, temperature=0.25)  # own method name
+    torch.testing.assert_close(control(z, None, y), F.cross_entropy(z / 0.25, y))
+    assert "temperature" in losses.options("ce_temperature")

@@ -42,6 +42,9 @@ def test_grid_is_selected_on_validation_and_reported(tmp_path):
     for seed in (0, 1):
         final = json.loads((out / "mr2" / f"seed{seed}" / "result.json").read_text())
         assert final["config"]["loss"]["options"] == selection["options"]
+    # the selected point's tuning run (seed 0) is the test run of seed 0: copied, not retrained
+    tuned = out / "mr2" / "grid" / chosen["label"] / "seed0" / "result.json"
+    assert (out / "mr2" / "seed0" / "result.json").read_bytes() == tuned.read_bytes()
     built = build([out], out)
     assert len(built["summary"]["runs"]) == 4  # grid runs are not results
     text = (out / "report.md").read_text()

@@ -9,7 +9,7 @@ from pathlib import Path
 from mr2 import __version__, losses, report
 from mr2.demo import run_demo
 from mr2.engine import config
-from mr2.engine.compare import RunsFailed, run_compare
+from mr2.engine.compare import RunsFailed, check_compare, preflight, run_compare
 from mr2.engine.extract import extract
 from mr2.engine.identity import RunBusyError
 from mr2.engine.saved import evaluate_run
@@ -64,6 +64,12 @@ def parser() -> argparse.ArgumentParser:
         help="where the runs train (compare.executor; default local: one after another)",
     )
     p.add_argument("--jobs", type=int, help="runs at once (compare.jobs; 0 = GPUs or cores)")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="check every run's configuration (names, options, ranges, grid points) and the "
+        "run folders under --out, then exit without training",
+    )
     p = sub.add_parser("report", help="the report of saved runs (or of prediction files)")
     p.add_argument("runs", nargs="*", help="run or comparison directories")
     p.add_argument(
@@ -142,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.jobs is not None:
                 overrides.append(f"compare.jobs={args.jobs}")
             cfg = config.load(args.config, overrides)
+            if args.check:
+                check_compare(cfg)
+                preflight(cfg, Path(args.out), overwrite=args.overwrite)
+                print(f"{args.config or 'the configuration'}: every run checks out")
+                return 0
             try:
                 run_compare(cfg, args.out, overwrite=args.overwrite)
             except RunsFailed as failed:

@@ -12,20 +12,23 @@ def random_crop_flip(
     x: Tensor, generator: torch.Generator, padding: int = 4, flip: bool = True
 ) -> Tensor:
     """x: (N, C, H, W) -> same shape; each image shifted by up to ``padding`` pixels and
-    mirrored with probability 1/2."""
+    mirrored with probability 1/2. The random draws come from ``generator`` (a CPU one) and
+    the work happens on x's device, so a batch on the GPU is augmented exactly as on the
+    CPU, with no per-sample Python."""
     n, _, h, w = x.shape
+    dev = x.device
     padded = F.pad(x, (padding,) * 4)
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]  # (N, 1, H, 1)
-    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]  # (N, 1, 1, W)
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(dev)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev)[None, :])[:, None, :, None]  # (N,1,H,1)
+    cols = (dx[:, None] + torch.arange(w, device=dev)[None, :])[:, None, None, :]  # (N,1,1,W)
     out = padded[
-        torch.arange(n)[:, None, None, None],
-        torch.arange(x.shape[1])[None, :, None, None],
+        torch.arange(n, device=dev)[:, None, None, None],
+        torch.arange(x.shape[1], device=dev)[None, :, None, None],
         rows,
         cols,
     ]
     if flip:
-        mirror = torch.rand(n, generator=generator) < 0.5
+        mirror = (torch.rand(n, generator=generator) < 0.5).to(dev)
         out = torch.where(mirror[:, None, None, None], out.flip(3), out)
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,28 @@ def select(cfg: RunConfig, method: str, out: Path, results: list[dict | None]) -
     return selection
 
 
+def reuse_tuning_runs(cfg: RunConfig, method: str, selection: dict, out: Path) -> list[int]:
+    """The selected grid point's tuning runs are the method's test runs of the tuning seeds
+    (the same configuration): copied to OUT/<method>/seed<k> when that holds nothing yet,
+    and then reused like any finished run of a matching configuration. Returns the seeds
+    copied."""
+    copied = []
+    seeds = cfg.compare.tune_seeds or cfg.compare.seeds[:1]
+    for seed in sorted(set(seeds) & set(cfg.compare.seeds)):
+        source = out / method / "grid" / point_label(selection["selected"]) / f"seed{seed}"
+        target = out / method / f"seed{seed}"
+        wanted = run_config(cfg, method, seed, selection["options"])
+        found = identity.inspect_run(source, wanted)
+        if target.exists() or found.state is not identity.State.MATCH or not found.finished:
+            continue
+        tmp = target.with_name(target.name + ".copy.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(*identity.BESIDE))
+        tmp.rename(target)
+        copied.append(seed)
+    return copied
+
+
 def tune_all(cfg: RunConfig, out: Path, orchestra: Orchestra) -> dict[str, dict | None]:
     """Every tuned method's grid, all points at once, then each method's selection."""
     tuned = [m for m in cfg.compare.methods if m in cfg.compare.grid]
@@ -249,6 +272,8 @@ def tune_all(cfg: RunConfig, out: Path, orchestra: Orchestra) -> dict[str, dict 
     for method, jobs in per_method.items():
         chosen[method] = select(cfg, method, out, results[at : at + len(jobs)])
         at += len(jobs)
+        if chosen[method] is not None:
+            reuse_tuning_runs(cfg, method, chosen[method], out)
     return chosen
 
 

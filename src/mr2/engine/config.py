@@ -72,7 +72,9 @@ class TrainConfig:
     batch_size: int = 128  # global batch (split across processes under DDP)
     eval_batch_size: int = 1024
     seed: int = 0  # model init, data order and augmentation
-    amp: bool = False  # bfloat16 autocast on CPU, float16 + grad scaler on CUDA
+    amp: bool = False  # mixed precision (autocast), of amp_dtype
+    # "auto": bfloat16 on CPU, float16 + grad scaler on CUDA; or "float16" / "bfloat16"
+    amp_dtype: str = "auto"
     device: str = "auto"  # "auto", "cpu", "cuda"
     select: str = "last"  # test the "last" epoch or the "best_val" one (validation mean-class acc)
     threads: int = 0  # torch CPU threads; 0 = torch's default
@@ -273,6 +275,10 @@ def range_problems(cfg: RunConfig) -> list[str]:
         (
             t.select in ("last", "best_val"),
             f"train.select must be 'last' or 'best_val', got {t.select!r}",
+        ),
+        (
+            t.amp_dtype in ("auto", "float16", "bfloat16"),
+            f"train.amp_dtype must be auto|float16|bfloat16, got {t.amp_dtype!r}",
         ),
         (
             t.device in ("auto", "cpu", "cuda"),

@@ -30,8 +30,19 @@ def setup(cfg: RunConfig) -> Context:
     device = (
         torch.device(kind, torch.cuda.current_device()) if kind == "cuda" else torch.device("cpu")
     )
-    amp = (torch.float16 if kind == "cuda" else torch.bfloat16) if cfg.train.amp else None
-    return Context(device, amp, distributed.world_size(), distributed.rank())
+    return Context(device, amp_dtype(cfg, kind), distributed.world_size(), distributed.rank())
+
+
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def amp_dtype(cfg: RunConfig, kind: str) -> torch.dtype | None:
+    """The autocast dtype of a run on device ``kind``; None without ``train.amp``."""
+    if not cfg.train.amp:
+        return None
+    if cfg.train.amp_dtype == "auto":
+        return torch.float16 if kind == "cuda" else torch.bfloat16
+    return AMP_DTYPES[cfg.train.amp_dtype]
 
 
 def cpu_context() -> Context:

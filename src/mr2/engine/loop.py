@@ -3,6 +3,7 @@ gathered in one ``Loop`` that the training loop (train.py) works with."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,15 @@ def load_final_model(cfg: RunConfig, dataset: mr2_data.Dataset, run_dir: Path) -
     return model
 
 
+def on_device(split: mr2_data.Split, device: torch.device) -> tuple[Any, torch.Tensor]:
+    """The training split as the loop indexes it: a tensor split is moved to the GPU once
+    (batches are then gathered and augmented there, no host copy per step); a lazy one
+    (image files) stays where it is and is decoded batch by batch."""
+    if device.type == "cuda" and isinstance(split.x, torch.Tensor):
+        return split.x.to(device), split.y.to(device)
+    return split.x, split.y
+
+
 def build(cfg: RunConfig, ctx: Context):
     """(data fitted to the model, model, loss) of a run."""
     dataset, model = load_run_data(cfg, ctx)
@@ -122,6 +132,11 @@ class Loop:
     opt: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     proc: procedures.Procedure
+
+    @functools.cached_property
+    def resident(self) -> tuple[Any, torch.Tensor]:
+        """The training (x, y) the loop indexes (``on_device``)."""
+        return on_device(self.dataset.train, self.ctx.device)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -197,5 +212,5 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool, train_run=None) -> Loop
         raise ValueError(f"procedure {cfg.train.procedure!r} runs on one process only")
     proc.bind(opt)
     proc.resume = resume  # the caller runs proc.prepare() once the run directory is set up
-    scaler = torch.amp.GradScaler("cuda", enabled=ctx.amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
     return Loop(cfg, ctx, dataset, model, net, loss_fn, opt, scaler, proc)

@@ -74,10 +74,11 @@ def _batches(n: int, batch: int, seed: int, epoch: int, ctx: Context):
 
 
 def _loaded(source, batches):
-    """(idx, inputs) per batch. Lazily decoded inputs (image files) are loaded one batch
-    ahead in a background thread, so decoding overlaps the training step."""
+    """(idx, inputs) per batch. A tensor split is indexed where it lives (on the GPU when
+    ``Loop.resident`` moved it there); lazily decoded inputs (image files) are loaded one
+    batch ahead in a background thread, so decoding overlaps the training step."""
     if isinstance(source, torch.Tensor):
-        yield from ((idx, source[idx]) for idx in batches)
+        yield from ((idx, source[idx.to(source.device)]) for idx in batches)
         return
     with ThreadPoolExecutor(1) as pool:
         pending = None
@@ -92,7 +93,8 @@ def _loaded(source, batches):
 
 def train_epoch(loop: Loop, epoch: int, show_progress: bool | None) -> tuple[float, float]:
     """One pass over the training split; returns (mean loss, accuracy) over all processes."""
-    cfg, ctx, train_split = loop.cfg, loop.ctx, loop.dataset.train
+    cfg, ctx = loop.cfg, loop.ctx
+    train_x, train_y = loop.resident
     loop.net.train()
     loop.loss_fn.train()
     steps = loop.steps_per_epoch
@@ -104,11 +106,12 @@ def train_epoch(loop: Loop, epoch: int, show_progress: bool | None) -> tuple[flo
     )
     aug = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch + 7)
     sums = torch.zeros(3, device=ctx.device)  # loss * n, correct, n
-    batches = _batches(len(train_split), cfg.train.batch_size, cfg.train.seed, epoch, ctx)
-    for step, (idx, x) in enumerate(_loaded(train_split.x, batches)):
+    batches = _batches(len(train_y), cfg.train.batch_size, cfg.train.seed, epoch, ctx)
+    for step, (idx, x) in enumerate(_loaded(train_x, batches)):
+        x = x.to(ctx.device, non_blocking=True)
         if cfg.data.augment:
             x = mr2_data.random_crop_flip(x, aug)
-        x, y = x.to(ctx.device, non_blocking=True), train_split.y[idx].to(ctx.device)
+        y = train_y[idx.to(train_y.device)].to(ctx.device)
         factor = lr_factor(epoch * steps + step, total, warm, cfg.optim.schedule)
         for group in loop.opt.param_groups:
             group["lr"] = cfg.optim.lr * factor

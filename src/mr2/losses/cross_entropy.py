@@ -24,3 +24,14 @@ class CrossEntropy(ClassLoss):
         if self.temperature != 1.0:
             logits = logits / self.temperature
         return F.cross_entropy(logits, targets, reduction="none")
+
+
+@register(
+    "ce_temperature",
+    "cross-entropy at a tuned global temperature: the control for MR²'s c_bar",
+    CrossEntropy,
+)
+def ce_temperature(num_classes: int, **kwargs) -> CrossEntropy:
+    """The same loss as ``ce``, under its own method name, so that a comparison can hold
+    ERM (T = 1) and ERM at a validation-selected temperature side by side."""
+    return CrossEntropy(num_classes, **kwargs)

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The GPU suite (issue 12), one script for one H100-class GPU, a few minutes:
+#   1. loss_speed.py       MR2Loss vs cross-entropy + head vs the authors' loop, on CUDA
+#                          (validate=False and True), with peak memory
+#   2. engine_speed.py     mr2's engine vs a minimal hand-written loop, MLP and CNN, CUDA
+#   3. precision_check.py  ResNet-32 + MR² in float16 (grad scaler), bfloat16 and float32
+#   4. compile_check.py    torch.compile(MR2Loss) against eager: values, gradients, time
+# Results (JSON with machine, versions and commit, and the tables in gpu_suite.md) go to
+# RESULTS (default benchmarks/results). --tiny: the same steps on the CPU at tiny sizes in a
+# scratch RESULTS folder (the test suite runs it).
+# Environment: PYTHON (default .venv/bin/python, else python3), CIFAR_NPZ, MR2_DATA.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
+CIFAR_NPZ="${CIFAR_NPZ:-../shared/data/cifar10_jpeg/cifar10_jpeg_test.npz}"
+if [ "${1:-}" = "--tiny" ]; then
+  RESULTS="${RESULTS:?--tiny writes under RESULTS: set it (a scratch folder)}"
+  dev=cpu
+  loss=(--shapes 128,10,256 --repeats 3)
+  engine=(--models mlp --losses ce mr2 --epochs 2 --subset 1000)
+  precision=(--epochs 1 --subset 300 --precisions float32 bfloat16)
+  compile=(--steps 6 --backend aot_eager)
+else
+  RESULTS="${RESULTS:-benchmarks/results}"
+  dev=cuda
+  loss=(--repeats 30)
+  engine=(--models mlp cnn --losses ce mr2 --epochs 4)
+  precision=(--epochs 5)
+  compile=(--steps 40)
+fi
+mkdir -p "$RESULTS"
+md="$RESULTS/gpu_suite.md"
+echo "# GPU suite ($dev), $(date -u +%Y-%m-%dT%H:%MZ)" >"$md"
+failed=()
+step() {  # step NAME SCRIPT ARGS...: run one benchmark, its table into gpu_suite.md
+  local name=$1 t0
+  shift
+  t0=$(date +%s)
+  echo "## $name" >>"$md"
+  if "$PY" "$@" >"$RESULTS/$name.out" 2>"$RESULTS/$name.err"; then
+    cat "$RESULTS/$name.out" >>"$md"
+  else
+    failed+=("$name")
+    { echo "FAILED:"; tail -20 "$RESULTS/$name.err"; } >>"$md"
+  fi
+  echo "($(( $(date +%s) - t0 )) s)" >>"$md"
+  echo "$name: $(( $(date +%s) - t0 )) s${failed[*]:+ (failed so far: ${failed[*]})}"
+}
+step loss_speed benchmarks/loss_speed.py --device $dev "${loss[@]}" \
+  --out "$RESULTS/loss_speed_$dev.json"
+step engine_speed benchmarks/engine_speed.py --device $dev "${engine[@]}" \
+  --out "$RESULTS/engine_speed_$dev.json"
+step precision benchmarks/precision_check.py --device $dev --data "$CIFAR_NPZ" \
+  "${precision[@]}" --out "$RESULTS/precision_$dev.json"
+step compile benchmarks/compile_check.py --device $dev "${compile[@]}" \
+  --out "$RESULTS/compile_$dev.json"
+rm -f "$RESULTS"/*.out
+[ ${#failed[@]} -eq 0 ] || { echo "failed: ${failed[*]} (see $md)"; exit 1; }
