@@ -1,0 +1,75 @@
+"""The GPU suite and the converged-study script, in their tiny CPU modes: every step runs,
+writes its results with the machine it ran on, and the studies' reports are built."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from required_data import debian_fashion_mnist, shared
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, env_extra: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, **env_extra}
+    return subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / script), "--tiny"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_gpu_suite_tiny(tmp_path):
+    debian_fashion_mnist()
+    npz = shared("cifar10_jpeg", "cifar10_jpeg_test.npz")
+    done = _run("gpu_suite.sh", {"RESULTS": str(tmp_path), "CIFAR_NPZ": str(npz)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("loss_speed", "engine_speed", "precision", "compile"):
+        payload = json.loads((tmp_path / f"{name}_cpu.json").read_text())
+        assert payload["meta"]["device"] == "cpu" and payload["meta"]["torch"]
+        assert payload["rows"], name
+    precision = json.loads((tmp_path / "precision_cpu.json").read_text())["rows"]
+    assert [r["precision"] for r in precision] == ["float32", "bfloat16"]
+    assert all(r["problems"] == [] for r in precision)
+    assert all(r["agrees"] for r in json.loads((tmp_path / "compile_cpu.json").read_text())["rows"])
+    text = (tmp_path / "gpu_suite.md").read_text()
+    assert "FAILED" not in text and "engine / hand" in text
+
+
+def test_gpu_study_tiny(tmp_path):
+    debian_fashion_mnist()
+    npz = shared("cifar10_jpeg", "cifar10_jpeg_test.npz")
+    pack = tmp_path / "pack.tgz"
+    env = {"RESULTS": str(tmp_path / "r"), "CIFAR_NPZ": str(npz), "PACK": str(pack)}
+    done = _run("gpu_study.sh", env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    study = tmp_path / "r" / "subset_mlp_2k"
+    report = (study / "report.md").read_text()
+    for method in ("ce", "ce_temperature", "mr2", "mr2_logit"):
+        assert f"| {method} |" in report
+        assert (study / method / "seed1" / "result.json").is_file()
+    result = json.loads((study / "mr2" / "seed0" / "result.json").read_text())
+    assert result["config"]["data"]["train_subset"] == 300  # the tiny mode's size won
+    assert result["config"]["loss"]["options"]["rep_temperature"] == "auto"
+    assert pack.stat().st_size > 0
+    listing = subprocess.run(["tar", "tzf", str(pack)], capture_output=True, text=True).stdout
+    assert "report.md" in listing and ".pt" not in listing
+
+
+@pytest.mark.parametrize("script", ["gpu_suite.sh", "gpu_study.sh"])
+def test_tiny_mode_needs_a_scratch_folder(script):
+    env = {k: v for k, v in os.environ.items() if k != "RESULTS"}
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / script), "--tiny"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "RESULTS" in done.stderr
