@@ -226,3 +226,20 @@ def test_missing_ci_data_skips_for_users_and_fails_under_mr2_require_data(tmp_pa
         required_data.require(absent, "x", "how")
     absent.write_bytes(b"")
     assert required_data.require(absent, "x", "how") == absent
+
+
+def test_auto_augment_per_image_and_reproducible():
+    pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    img = torch.rand(1, 3, 32, 32)
+    batch = img.repeat(16, 1, 1, 1)  # one image 16 times: a per-image policy varies them
+    first = data.auto_augment(batch, torch.Generator().manual_seed(5))
+    again = data.auto_augment(batch, torch.Generator().manual_seed(5))
+    assert torch.equal(first, again) and first.shape == batch.shape
+    distinct = {tuple(o.flatten()[:64].tolist()) for o in first}
+    assert len(distinct) > 4  # the policy is drawn per image, not once per batch
+    assert 0 <= float(first.min()) and float(first.max()) <= 1
+    torch.testing.assert_close(first * 255, (first * 255).round())  # uint8 levels
+    before = torch.get_rng_state()
+    data.auto_augment(batch, torch.Generator().manual_seed(6))
+    assert torch.equal(before, torch.get_rng_state())  # the global RNG is left alone

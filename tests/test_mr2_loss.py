@@ -141,6 +141,9 @@ def test_official_preset_settings():
         MR2Loss.from_preset("official", 100)
     with pytest.raises(ValueError, match="unknown preset"):
         MR2Loss.from_preset("nope", 100)
+    clip = MR2Loss.from_preset("authors_clip", 37, feature_dim=512)  # Pets: 37 classes
+    assert clip.c_bar == pytest.approx(1000 / 37) and clip.rep_temperature == 5120.0
+    assert clip.norm_p == 5.0 and clip.rep_reduction == "class"
 
 
 def test_class_rep_reduction_is_sum_over_classes_of_class_means():
@@ -298,10 +301,15 @@ def test_auto_temperature_is_scale_free():
     rep = torch.log1p((z.exp() * same).sum(1))
     expect = F.cross_entropy(logits, y, reduction="none") + rep
     torch.testing.assert_close(total, expect.mean())
-    literal = MR2Loss(5, lambda_rep=0.5).double()
+    literal = MR2Loss(5, lambda_rep=0.5, rep_temperature=1.0).double()  # the paper's raw form
     assert not torch.allclose(
-        literal(logits, f * 7, y), MR2Loss(5, lambda_rep=0.5).double()(logits, f, y)
+        literal(logits, f * 7, y),
+        MR2Loss(5, lambda_rep=0.5, rep_temperature=1.0).double()(logits, f, y),
     )
+    default = MR2Loss(5)  # the default is the scale-free form, not the raw one
+    assert default.rep_temperature == "auto" and default.lambda_rep == 0.03
+    paper = MR2Loss.from_preset("paper", 5)
+    assert (paper.rep_temperature, paper.lambda_rep) == (1.0, 0.1)
     with pytest.raises(ValueError, match="'auto'"):
         MR2Loss(5, rep_temperature="hot")
 

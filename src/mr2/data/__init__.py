@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable
 from functools import partial
 
-from mr2.data.augment import random_crop_flip
+from mr2.data.augment import auto_augment, random_crop_flip
 from mr2.data.base import Dataset, Split, make_dataset, stratified_indices
 from mr2.data.cifar import load_cifar
 from mr2.data.digits import load_digits
@@ -68,6 +68,7 @@ __all__ = [
     "load",
     "make_dataset",
     "preprocessed",
+    "auto_augment",
     "random_crop_flip",
     "stratified_indices",
 ]

@@ -32,3 +32,21 @@ def random_crop_flip(
         mirror = (torch.rand(n, generator=generator) < 0.5).to(dev)
         out = torch.where(mirror[:, None, None, None], out.flip(3), out)
     return out
+
+
+def auto_augment(x: Tensor, generator: torch.Generator) -> Tensor:
+    """AutoAugment with the CIFAR-10 policy (torchvision's ``AutoAugment``), drawn per
+    image as the authors' CIFAR script does. x: (N, C, H, W) floats in [0, 1], on any
+    device. The policy's random choices come from a seed drawn from ``generator``, so a
+    run is reproducible and resumes exactly."""
+    try:
+        from torchvision.transforms import v2
+    except ImportError as err:  # pragma: no cover - torchvision is in the vision extra
+        raise ImportError("data.autoaugment needs torchvision: pip install 'mr2[vision]'") from err
+    policy = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    images = (x * 255).round().clamp(0, 255).to(torch.uint8)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = torch.stack([policy(img) for img in images])
+    return out.to(x.dtype) / 255

@@ -31,6 +31,7 @@ class DataConfig:
     split_seed: int = 0  # seed of that carving: one split shared by all methods and seeds
     train_subset: int = 0  # keep this many training samples (stratified); 0 = all
     augment: bool = False  # random crop (pad 4) + horizontal flip, for CIFAR-like images
+    autoaugment: bool = False  # then AutoAugment, CIFAR-10 policy (needs torchvision)
     allow_download: bool = True  # try the official mirrors when files are missing
     options: dict[str, Any] = field(default_factory=dict)  # loader-specific, e.g. image_size
 

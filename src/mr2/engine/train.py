@@ -111,6 +111,8 @@ def train_epoch(loop: Loop, epoch: int, show_progress: bool | None) -> tuple[flo
         x = x.to(ctx.device, non_blocking=True)
         if cfg.data.augment:
             x = mr2_data.random_crop_flip(x, aug)
+        if cfg.data.autoaugment:
+            x = mr2_data.auto_augment(x, aug)
         y = train_y[idx.to(train_y.device)].to(ctx.device)
         factor = lr_factor(epoch * steps + step, total, warm, cfg.optim.schedule)
         for group in loop.opt.param_groups:

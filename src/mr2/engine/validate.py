@@ -10,6 +10,8 @@ grid point. All problems are reported together.
 
 from __future__ import annotations
 
+import importlib.util
+
 import difflib
 from typing import Any
 
@@ -41,6 +43,8 @@ def _data(cfg: RunConfig) -> list[str]:
         for key in ("data_dir", "path")
         if getattr(d, key) and key not in accepted
     ]
+    if d.autoaugment and importlib.util.find_spec("torchvision") is None:
+        errors.append("data.autoaugment needs torchvision: pip install 'mr2[vision]'")
     for key in d.options:
         if key in ENGINE_DATA_KEYS:
             errors.append(f"data.options.{key}: set it as data.{key}, not as a loader option")

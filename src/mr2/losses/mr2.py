@@ -14,7 +14,7 @@ from mr2.losses.base import ClassLoss
 from mr2.losses.registry import register
 from mr2.representation import representation_margin
 
-_PRESETS = ("paper", "official")
+_PRESETS = ("paper", "official", "authors_clip")
 
 
 @register("mr2", "MR²: logit margins from class statistics + representation margin")
@@ -35,12 +35,17 @@ class MR2Loss(ClassLoss):
 
     Args:
         num_classes: K.
-        lambda_rep: weight of the representation margin term (0 turns it off).
+        lambda_rep: weight of the representation margin term (0 turns it off). The
+            default, 0.03 with ``rep_temperature="auto"``, is a safe setting, not the paper's:
+            the paper's formula read literally (raw squared distances, lambda 0.1) is the
+            ``"paper"`` preset, and the studies in ``benchmarks/`` found it harmful (its
+            gradient outgrows cross-entropy's as training goes on).
         c_bar: mean margin over seen classes.
         ema_decay: weight the running statistics keep at each update, in [0, 1).
         norm_p: p of the norm used for the margin statistics (2 in the paper's formula).
-        rep_temperature: divides the exponent of the representation term (1 = paper), or
-            "auto": the running, detached mean same-class pair distance 2 s_bar, which makes
+        rep_temperature: divides the exponent of the representation term (1 = the paper's
+            raw form), or "auto" (default): the running, detached mean same-class pair
+            distance 2 s_bar, which makes
             the term scale-free (the same value of every feature scaled by a constant, so one
             lambda_rep means the same for an MLP, a CNN or a CLIP backbone); 1 while s_bar
             is still 0.
@@ -81,11 +86,11 @@ class MR2Loss(ClassLoss):
         self,
         num_classes: int,
         *,
-        lambda_rep: float = 0.1,
+        lambda_rep: float = 0.03,
         c_bar: float = 1.0,
         ema_decay: float = 0.99,
         norm_p: float = 2.0,
-        rep_temperature: float | str = 1.0,
+        rep_temperature: float | str = "auto",
         margin_statistic: str = "paper",
         rep_reduction: str = "sample",
         reduction: str = "mean",
@@ -159,6 +164,12 @@ class MR2Loss(ClassLoss):
           in one persistent module (not rebuilt each epoch), update only in training mode
           (never on evaluation batches), are summed across processes, checkpointed, pooled
           count-weighted and computed without a per-class Python loop.
+        - ``"authors_clip"``: ``"official"`` plus the mean margin the authors' CLIP runs
+          effectively had: their code normalises the margins over a hard-wired 1000
+          classes, so with K < 1000 seen classes the mean margin is 1000 / K (about 27 on
+          Pets), i.e. ``c_bar = 1000 / K``. (Their CLIP code also fed the loss unnormalised
+          image features: set the backbone's ``normalize = false`` for that; mr2's recipes
+          feed normalised ones.)
         """
         if name == "paper":
             kwargs: dict[str, Any] = {"lambda_rep": 0.1, "norm_p": 2.0, "rep_temperature": 1.0}
@@ -171,6 +182,11 @@ class MR2Loss(ClassLoss):
                 "lambda_rep": 0.1 * feature_dim / 10.0 / num_classes,
                 "rep_reduction": "class",
                 "ema_decay": 0.999,
+            }
+        elif name == "authors_clip":
+            kwargs = {
+                **MR2Loss.preset_options("official", num_classes, feature_dim),
+                "c_bar": 1000.0 / num_classes,
             }
         else:
             raise ValueError(f"unknown preset {name!r}; available: {', '.join(_PRESETS)}")
