@@ -63,12 +63,12 @@ __all__ = [
     "LazyImages",
     "MappedTensor",
     "Split",
+    "auto_augment",
     "available",
     "gaussian_mixture",
     "load",
     "make_dataset",
     "preprocessed",
-    "auto_augment",
     "random_crop_flip",
     "stratified_indices",
 ]

@@ -10,9 +10,8 @@ grid point. All problems are reported together.
 
 from __future__ import annotations
 
-import importlib.util
-
 import difflib
+import importlib.util
 from typing import Any
 
 from mr2 import data as mr2_data
