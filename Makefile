@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # torchvision); override on another box, e.g. make test TORCH_SPEC="torch torchvision"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test test-fast lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: venv
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/python -m pytest src tests -q
+
+# the library's own tests without the slow end-to-end and multi-process ones (about a minute)
+test-fast: venv
+	$(BIN)/python -m pytest src tests -q -m "not slow and not ddp"
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks examples

@@ -92,7 +92,8 @@ status=0
 for dir in "$RESULTS"/*/; do
   name=$(basename "$dir")
   [ -f "$RESULTS/$name.log" ] || continue
-  if "$PY" -m mr2 report "$dir" >"$RESULTS/$name.report.log" 2>&1; then
+  if "$PY" -m mr2 report "$dir" >"$RESULTS/$name.report.log" 2>&1 \
+    && "$PY" benchmarks/converged/summarize.py "$dir" >>"$RESULTS/$name.report.log" 2>&1; then
     echo "$name: $(grep -c . "$dir/report.md") report lines, $(find "$dir" -name result.json | wc -l) results"
   else
     echo "$name: no report ($(tail -1 "$RESULTS/$name.report.log"))"; status=1

@@ -7,6 +7,8 @@ import ddp
 import ddp_workers as w
 from mr2 import MR2Loss
 
+pytestmark = pytest.mark.ddp  # `make test-fast` leaves these out
+
 
 def single_process(b: int, steps: int = 2):
     loss_fn = MR2Loss(4, lambda_rep=0.5, ema_decay=0.8, reduction="none")

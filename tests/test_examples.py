@@ -12,6 +12,8 @@ import pytest
 
 from mr2 import cli
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves these out
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 

@@ -17,6 +17,8 @@ from mr2.engine import config
 from mr2.engine.compare import RunsFailed, run_compare
 from mr2.engine.progress import RunProgress
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves these out
+
 
 def comparison(**compare):
     """scikit-learn's digits, 2 methods x 2 seeds with a 2-point grid; one thread per run

@@ -11,6 +11,8 @@ import pytest
 
 from required_data import debian_fashion_mnist, shared
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves these out
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,6 +59,9 @@ def test_gpu_study_tiny(tmp_path):
     result = json.loads((study / "mr2" / "seed0" / "result.json").read_text())
     assert result["config"]["data"]["train_subset"] == 300  # the tiny mode's size won
     assert result["config"]["loss"]["options"]["rep_temperature"] == "auto"
+    summary = (study / "summary.md").read_text()  # the power statement beside the report
+    assert "seeds for +1 pt" in summary and "| mr2 |" in summary
+    assert (study / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert pack.stat().st_size > 0
     listing = subprocess.run(["tar", "tzf", str(pack)], capture_output=True, text=True).stdout
     assert "report.md" in listing and ".pt" not in listing

@@ -208,3 +208,17 @@ def test_p_values_are_nan_without_data():
     assert np.isnan(sign_test_p_value([]))
     assert sign_test_p_value([np.nan, 0.2, 0.3]) == 0.5  # NaN dropped: 2 of 2 positive
     assert sign_flip_p_value([0.1, 0.2]) == 0.5  # 2 seeds: the smallest p is 2 / 4
+
+
+def test_seeds_for_power_matches_published_sample_sizes():
+    from mr2.metrics import seeds_for_power
+
+    # one-sample / paired t-test, two-sided alpha 0.05, power 0.8 (Cohen 1988; G*Power):
+    # dz = 0.2 -> 199, 0.5 -> 34, 0.8 -> 15, 1.0 -> 10; power 0.9 at dz = 0.5 -> 44
+    for dz, n in ((0.2, 199), (0.5, 34), (0.8, 15), (1.0, 10)):
+        assert seeds_for_power(1.0, dz) == n
+        assert seeds_for_power(2.0, 2 * dz) == n  # only the ratio matters
+    assert seeds_for_power(1.0, 0.5, power=0.9) == 44
+    assert seeds_for_power(1.0, 0.01, max_seeds=50) == 51
+    with pytest.raises(ValueError, match="> 0"):
+        seeds_for_power(0.0, 1.0)

@@ -16,6 +16,7 @@ from mr2.metrics.uncertainty import (
     mean_std,
     paired_bootstrap,
     paired_comparison,
+    seeds_for_power,
     sign_flip_p_value,
     sign_test_p_value,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "mean_std",
     "paired_bootstrap",
     "paired_comparison",
+    "seeds_for_power",
     "sign_flip_p_value",
     "sign_test_p_value",
     "split_thirds",

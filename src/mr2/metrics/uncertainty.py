@@ -165,6 +165,29 @@ def sign_flip_p_value(differences) -> float:
     return float(np.mean(np.abs((signs * d).mean(axis=1)) >= observed - 1e-12))
 
 
+def seeds_for_power(
+    spread: float, effect: float, *, alpha: float = 0.05, power: float = 0.8, max_seeds: int = 10_000
+) -> int:
+    """Seeds (pairs) a two-sided paired t-test at level ``alpha`` needs to detect a true
+    mean difference ``effect`` with probability ``power``, when the per-seed differences
+    have standard deviation ``spread`` (same units as ``effect``): the smallest n >= 2
+    whose power under the noncentral t distribution reaches ``power`` (SciPy). ``max_seeds``
+    + 1 when even that many do not."""
+    if not (spread > 0 and effect > 0):
+        raise ValueError(f"spread and effect must be > 0, got {spread} and {effect}")
+    try:
+        from scipy import stats
+    except ImportError as err:  # pragma: no cover - scipy is in the dev / vision extras
+        raise ImportError("seeds_for_power needs SciPy: pip install scipy") from err
+    dz = effect / spread
+    for n in range(2, max_seeds + 1):
+        df, nc = n - 1, dz * np.sqrt(n)
+        t = stats.t.ppf(1 - alpha / 2, df)
+        if stats.nct.sf(t, df, nc) + stats.nct.cdf(-t, df, nc) >= power:
+            return n
+    return max_seeds + 1
+
+
 def sign_test_p_value(gains) -> float:
     """Exact two-sided binomial sign test of #positive vs #negative (zeros and NaN dropped);
     NaN for empty input."""
