@@ -81,6 +81,9 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     procedure: str = "standard"  # "standard", or a loop-level baseline: "jtt", "lff", "drw"
     procedure_options: dict[str, Any] = field(default_factory=dict)  # e.g. {upweight = 5.0}
+    # "csv", "tensorboard", "wandb": per-step loss / lr, per-epoch per-class numbers
+    loggers: list[str] = field(default_factory=list)
+    log_every: int = 100  # steps between logged losses (and progress lines off a terminal)
 
 
 @dataclass
@@ -272,6 +275,7 @@ def range_problems(cfg: RunConfig) -> list[str]:
         (t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}"),
         (t.eval_batch_size >= 1, f"train.eval_batch_size must be >= 1, got {t.eval_batch_size}"),
         (t.seed >= 0, f"train.seed must be >= 0, got {t.seed}"),
+        (t.log_every >= 1, f"train.log_every must be >= 1, got {t.log_every}"),
         (t.threads >= 0, f"train.threads must be >= 0 (0 = torch's default), got {t.threads}"),
         (
             t.select in ("last", "best_val"),

@@ -38,6 +38,8 @@ IGNORED = (
     "train.threads",
     "train.device",
     "train.eval_batch_size",
+    "train.loggers",
+    "train.log_every",
 )
 RECORD = "run.json"
 LOCK = ".lock"

@@ -1,5 +1,6 @@
-"""Progress output: a one-line bar with loss, accuracy and ETA on a terminal, nothing per
-step otherwise; and a JSON-lines log with one record per epoch."""
+"""Progress output: a tqdm bar with loss, accuracy, learning rate and ETA on a terminal, a
+line every N steps elsewhere; a comparison's per-run progress; and a JSON-lines log with
+one record per epoch."""
 
 from __future__ import annotations
 
@@ -10,37 +11,53 @@ from pathlib import Path
 from typing import Any, TextIO
 
 
-class ProgressBar:
+class StepProgress:
+    """A training epoch's progress. On a terminal: a tqdm bar with loss, accuracy, learning
+    rate and ETA; elsewhere (a log file, a pool worker): one line every ``every`` steps
+    with the same numbers and the elapsed time. ``due(step)`` says when the caller should
+    read the numbers (one host sync), so a disabled progress costs nothing."""
+
     def __init__(
         self,
         total: int,
-        prefix: str = "",
-        stream: TextIO | None = None,
+        prefix: str,
+        *,
+        every: int,
         enabled: bool | None = None,
+        stream: TextIO | None = None,
     ) -> None:
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.total, self.prefix, self.start, self.n = total, prefix, time.time(), 0
+        self.tty = self.stream.isatty()
+        self.enabled = True if enabled is None else enabled
+        self.total, self.prefix, self.every, self.start = total, prefix, every, time.time()
+        self.bar = None
+        if self.enabled and self.tty:
+            from tqdm.auto import tqdm
 
-    def update(self, **metrics: float) -> None:
-        self.n += 1
-        if not self.enabled:
+            self.bar = tqdm(total=total, desc=prefix, file=self.stream, leave=False)
+
+    def due(self, step: int) -> bool:
+        """Whether step ``step`` (0-based) reports: every step's bar moves, numbers every
+        ``every`` steps and at the last."""
+        return self.enabled and ((step + 1) % self.every == 0 or step + 1 == self.total)
+
+    def tick(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def report(self, step: int, **metrics: float) -> None:
+        stats = {k: f"{v:.4g}" for k, v in metrics.items()}
+        if self.bar is not None:
+            self.bar.set_postfix(stats, refresh=False)
             return
+        text = " ".join(f"{k} {v}" for k, v in stats.items())
         elapsed = time.time() - self.start
-        eta = elapsed / self.n * (self.total - self.n)
-        width = 24
-        filled = int(width * self.n / max(1, self.total))
-        stats = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        self.stream.write(
-            f"\r{self.prefix} [{'#' * filled}{'.' * (width - filled)}] "
-            f"{self.n}/{self.total} {stats} eta {eta:4.0f}s"
-        )
+        self.stream.write(f"{self.prefix} step {step + 1}/{self.total} {text} ({elapsed:.1f} s)\n")
         self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
 
 
 class JsonlLog:

@@ -24,8 +24,9 @@ from mr2.engine import identity, validate
 from mr2.engine.config import RunConfig, to_dict, to_toml
 from mr2.engine.context import Context, setup
 from mr2.engine.evaluate import feature_statistics
+from mr2.engine.loggers import Loggers
 from mr2.engine.loop import Loop, build, prepare
-from mr2.engine.progress import JsonlLog, ProgressBar
+from mr2.engine.progress import JsonlLog, StepProgress
 from mr2.engine.schedule import lr_factor, warmup_steps
 from mr2.metrics import disparity_summary
 
@@ -91,19 +92,25 @@ def _loaded(source, batches):
             yield pending[0], pending[1].result()
 
 
-def train_epoch(loop: Loop, epoch: int, show_progress: bool | None) -> tuple[float, float]:
-    """One pass over the training split; returns (mean loss, accuracy) over all processes."""
+def train_epoch(
+    loop: Loop, epoch: int, show_progress: bool | None, loggers: Loggers | None = None
+) -> tuple[float, float]:
+    """One pass over the training split; returns (mean loss, accuracy) over all processes.
+    Every ``train.log_every`` steps the loss, accuracy and learning rate go to the progress
+    output and the run's loggers (one host sync); otherwise the loop never syncs."""
     cfg, ctx = loop.cfg, loop.ctx
     train_x, train_y = loop.resident
     loop.net.train()
     loop.loss_fn.train()
     steps = loop.steps_per_epoch
     total, warm = steps * cfg.train.epochs, warmup_steps(cfg.optim, steps)
-    bar = ProgressBar(
+    bar = StepProgress(
         steps,
         f"epoch {epoch + 1}/{cfg.train.epochs}",
+        every=cfg.train.log_every,
         enabled=show_progress if ctx.rank == 0 else False,
     )
+    logging = loggers is not None and bool(loggers.loggers)
     aug = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch + 7)
     sums = torch.zeros(3, device=ctx.device)  # loss * n, correct, n
     batches = _batches(len(train_y), cfg.train.batch_size, cfg.train.seed, epoch, ctx)
@@ -135,8 +142,16 @@ def train_epoch(loop: Loop, epoch: int, show_progress: bool | None) -> tuple[flo
                 torch.tensor(len(y), device=ctx.device),
             ]
         ).float()
-        if bar.enabled:
-            bar.update(loss=loss.detach().item(), acc=(sums[1] / sums[2]).item())
+        bar.tick()
+        global_step = epoch * steps + step + 1
+        log_now = logging and global_step % cfg.train.log_every == 0
+        if bar.due(step) or log_now:
+            lr = loop.opt.param_groups[0]["lr"]
+            value, acc = loss.detach().item(), (sums[1] / sums[2]).item()
+            if bar.due(step):
+                bar.report(step, loss=value, acc=acc, lr=lr)
+            if log_now:
+                loggers.step(global_step, {"loss": value, "lr": lr})  # type: ignore[union-attr]
     bar.close()
     sums = distributed.all_reduce_sum(sums)
     return float(sums[0] / sums[2]), float(sums[1] / sums[2])
@@ -214,17 +229,23 @@ def _fit(loop: Loop, run_dir: Path, *, resume: bool, show_progress: bool | None)
     distributed.barrier()
 
     t0 = time.time() - (history[-1]["time_s"] if history else 0.0)  # cumulative over resumes
-    for epoch in range(start, cfg.train.epochs):
-        record, best = _epoch(loop, epoch, best, t0, show_progress)
-        history.append(record)
-        if ctx.rank == 0:  # checkpoint first: a logged epoch is always a saved epoch
-            io.save_torch(
-                {**loop.state(), "epoch": epoch, "best": best, "history": history}, ckpt_path
-            )
-            log.write(record)
-            if show_progress is not False:
-                print(epoch_line(record, cfg.train.epochs), flush=True)
-        distributed.barrier()
+    names = cfg.train.loggers if ctx.rank == 0 else []
+    loggers = Loggers(names, run_dir, to_dict(cfg), resume=resume and start > 0)
+    try:
+        for epoch in range(start, cfg.train.epochs):
+            record, best = _epoch(loop, epoch, best, t0, show_progress, loggers)
+            history.append(record)
+            if ctx.rank == 0:  # checkpoint first: a logged epoch is always a saved epoch
+                io.save_torch(
+                    {**loop.state(), "epoch": epoch, "best": best, "history": history}, ckpt_path
+                )
+                log.write(record)
+                loggers.epoch(epoch, record, loop.dataset.class_names)
+                if show_progress is not False:
+                    print(epoch_line(record, cfg.train.epochs), flush=True)
+            distributed.barrier()
+    finally:
+        loggers.close()
 
     if cfg.train.select == "best_val":
         loop.model.load_state_dict(best["state"])
@@ -240,10 +261,12 @@ def _fit(loop: Loop, run_dir: Path, *, resume: bool, show_progress: bool | None)
     return result
 
 
-def _epoch(loop: Loop, epoch: int, best: dict, t0: float, show_progress) -> tuple[dict, dict]:
+def _epoch(
+    loop: Loop, epoch: int, best: dict, t0: float, show_progress, loggers: Loggers
+) -> tuple[dict, dict]:
     """Train one epoch, validate; (the epoch's history record, the best-so-far state)."""
     cfg = loop.cfg
-    train_loss, train_acc = train_epoch(loop, epoch, show_progress)
+    train_loss, train_acc = train_epoch(loop, epoch, show_progress, loggers)
     val = loop.evaluate(loop.dataset.val) if len(loop.dataset.val) else None
     val_score = float(torch.nanmean(val.accuracy)) if val is not None else float("nan")
     if val is not None and hasattr(loop.loss_fn, "update_difficulty"):

@@ -16,7 +16,7 @@ from typing import Any
 
 from mr2 import data as mr2_data
 from mr2 import losses, models
-from mr2.engine import procedures
+from mr2.engine import loggers, procedures
 from mr2.engine.config import RunConfig, range_problems
 
 BACKBONE_NAMES = ("clip", "mae", "moco_v2")  # mr2.backbones.BACKBONES, without its imports
@@ -177,7 +177,14 @@ def _procedure(cfg: RunConfig) -> list[str]:
 
 def problems(cfg: RunConfig) -> list[str]:
     """Every problem of one run's configuration (empty when it can run)."""
-    return [*range_problems(cfg), *_data(cfg), *_model(cfg), *_loss(cfg), *_procedure(cfg)]
+    return [
+        *range_problems(cfg),
+        *loggers.problems(cfg.train.loggers),
+        *_data(cfg),
+        *_model(cfg),
+        *_loss(cfg),
+        *_procedure(cfg),
+    ]
 
 
 def raise_for(errors: list[str], what: str = "configuration") -> None:

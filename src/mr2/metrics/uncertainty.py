@@ -166,7 +166,12 @@ def sign_flip_p_value(differences) -> float:
 
 
 def seeds_for_power(
-    spread: float, effect: float, *, alpha: float = 0.05, power: float = 0.8, max_seeds: int = 10_000
+    spread: float,
+    effect: float,
+    *,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    max_seeds: int = 10_000,
 ) -> int:
     """Seeds (pairs) a two-sided paired t-test at level ``alpha`` needs to detect a true
     mean difference ``effect`` with probability ``power``, when the per-seed differences

@@ -1,0 +1,130 @@
+"""Run loggers chosen in the config (``train.loggers``): ``csv`` (steps.csv and epochs.csv
+in the run directory), ``tensorboard`` (``torch.utils.tensorboard`` event files under
+RUN/tensorboard) and ``wandb`` (Weights & Biases, when installed). Each logs the loss and
+learning rate every ``train.log_every`` steps and, per epoch, the training and validation
+numbers, the per-class validation accuracy and MR²'s margins and spreads. The JSON-lines
+log (log.jsonl) is always written and stays the machine-readable record."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+LOGGERS = ("csv", "tensorboard", "wandb")
+_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
+
+
+def problems(names: list[str]) -> list[str]:
+    """Unknown logger names, and loggers whose package is missing (with the fix)."""
+    errors = []
+    for name in names:
+        if name not in LOGGERS:
+            errors.append(f"train.loggers: unknown logger {name!r}; available: {list(LOGGERS)}")
+        elif name in _PACKAGES and importlib.util.find_spec(_PACKAGES[name]) is None:
+            errors.append(f"train.loggers: {name!r} needs the package: pip install {name}")
+    return errors
+
+
+def epoch_scalars(record: dict[str, Any], class_names: list[str]) -> dict[str, float]:
+    """An epoch's history record as flat ``group/name`` scalars (None and lists expanded)."""
+    out = {}
+    for key in ("train_loss", "train_acc", "val_acc", "val_mean_class", "lr", "time_s"):
+        if record.get(key) is not None:
+            out[f"epoch/{key}"] = float(record[key])
+    for key, group in (
+        ("val_per_class", "val_class"),
+        ("margins", "margin"),
+        ("spreads", "spread"),
+    ):
+        for name, value in zip(class_names, record.get(key) or [], strict=False):
+            out[f"{group}/{name}"] = float(value)
+    return out
+
+
+class CsvLogger:
+    def __init__(self, run_dir: Path, resume: bool) -> None:
+        self.steps_path, self.epochs_path = run_dir / "steps.csv", run_dir / "epochs.csv"
+        if not resume:
+            for path in (self.steps_path, self.epochs_path):
+                path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _append(path: Path, row: dict[str, Any]) -> None:
+        new = not path.exists()
+        with open(path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def step(self, step: int, values: dict[str, float]) -> None:
+        self._append(self.steps_path, {"step": step, **values})
+
+    def epoch(self, epoch: int, scalars: dict[str, float]) -> None:
+        self._append(self.epochs_path, {"epoch": epoch + 1, **scalars})
+
+    def close(self) -> None:
+        pass
+
+
+class TensorBoardLogger:
+    def __init__(self, run_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def step(self, step: int, values: dict[str, float]) -> None:
+        for key, value in values.items():
+            self.writer.add_scalar(f"step/{key}", value, step)
+
+    def epoch(self, epoch: int, scalars: dict[str, float]) -> None:
+        for key, value in scalars.items():
+            self.writer.add_scalar(key, value, epoch + 1)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class WandbLogger:
+    def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
+        import wandb
+
+        self.wandb = wandb
+        self.run = wandb.init(project="mr2", dir=str(run_dir), config=config, name=run_dir.name)
+
+    def step(self, step: int, values: dict[str, float]) -> None:
+        self.run.log({f"step/{k}": v for k, v in values.items()}, step=step)
+
+    def epoch(self, epoch: int, scalars: dict[str, float]) -> None:
+        self.run.log(scalars)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class Loggers:
+    """The run's loggers together (none on ranks other than 0)."""
+
+    def __init__(self, names: list[str], run_dir: Path, config: dict, *, resume: bool) -> None:
+        made = {
+            "csv": lambda: CsvLogger(run_dir, resume),
+            "tensorboard": lambda: TensorBoardLogger(run_dir),
+            "wandb": lambda: WandbLogger(run_dir, config),
+        }
+        self.loggers = [made[name]() for name in names]
+
+    def step(self, step: int, values: dict[str, float]) -> None:
+        for logger in self.loggers:
+            logger.step(step, values)
+
+    def epoch(self, epoch: int, record: dict[str, Any], class_names: list[str]) -> None:
+        scalars = epoch_scalars(record, class_names)
+        for logger in self.loggers:
+            logger.epoch(epoch, scalars)
+
+    def close(self) -> None:
+        for logger in self.loggers:
+            logger.close()
