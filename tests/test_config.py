@@ -83,8 +83,9 @@ def test_missing_file():
 def test_shipped_configs_load():
     from pathlib import Path
 
-    files = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
-    assert len(files) >= 5
+    root = Path(__file__).parents[1]
+    files = sorted((root / "configs").glob("*.toml")) + sorted(root.glob("benchmarks/**/*.toml"))
+    assert len(files) >= 20
     for f in files:
         cfg = config.load(f)
         assert cfg.train.epochs >= 1, f
@@ -93,7 +94,11 @@ def test_shipped_configs_load():
             assert set(cfg.model.options) <= backbones.options(cfg.model.name), f
         else:
             models.create(cfg.model.name, (3, 32, 32), 10, **cfg.model.options)
-    clip = config.load(Path(__file__).parents[1] / "configs" / "clip_vitb16_finetune_pets.toml")
+    c100 = config.load(root / "configs" / "cifar100_resnet32.toml")
+    assert c100.data.augment and c100.data.autoaugment  # as the authors' script
+    for method in ("mr2", "mr2_rep"):  # never the literal form the studies found harmful
+        assert run_config(c100, method, 0).loss.preset == "official"
+    clip = config.load(root / "configs" / "clip_vitb16_finetune_pets.toml")
     assert (clip.optim.name, clip.optim.lr, clip.optim.weight_decay) == ("adamw", 3e-5, 0.1)
     assert (clip.train.batch_size, clip.train.epochs, clip.optim.warmup_steps) == (512, 10, 500)
     assert clip.optim.grad_clip == 1.0 and clip.optim.schedule == "cosine"
