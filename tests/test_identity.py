@@ -85,9 +85,26 @@ def test_display_only_settings_do_not_change_the_fingerprint():
 def test_loss_defaults_are_part_of_the_identity():
     """An explicit default and an omitted option are the same run; a changed default is not."""
     a = tiny_config(loss__name="mr2")
-    b = tiny_config(loss__name="mr2", loss__options={"lambda_rep": 0.1})
+    b = tiny_config(loss__name="mr2", loss__options={"lambda_rep": 0.03})
     assert identity.identity(a) == identity.identity(b)
-    assert identity.identity(a)["loss.options.lambda_rep"] == 0.1
+    assert identity.identity(a)["loss.options.lambda_rep"] == 0.03
+
+
+def test_a_key_added_later_does_not_orphan_earlier_runs(tmp_path):
+    """A run recorded before data.autoaugment existed, or while train.amp_dtype = "auto" was
+    still fingerprinted, matches its config; the new feature switched on does not."""
+    run = tmp_path / "R"
+    train(tiny_config(), run, show_progress=False)
+    record = json.loads((run / "run.json").read_text())
+    assert "data.autoaugment" not in record["identity"]  # False: what runs did before
+    old = {**record["identity"], "train.amp_dtype": "auto"}  # as an earlier version wrote it
+    record.update(identity=old, fingerprint=identity.fingerprint(old))
+    (run / "run.json").write_text(json.dumps(record))
+    assert identity.inspect_run(run, tiny_config()).state is identity.State.MATCH
+    on = identity.inspect_run(run, tiny_config(data__autoaugment=True))
+    assert on.state is identity.State.MISMATCH and "data.autoaugment: '<unset>' -> True" in (
+        on.message
+    )
 
 
 def test_resume_over_a_mismatched_checkpoint_is_refused(tmp_path):

@@ -41,6 +41,13 @@ IGNORED = (
     "train.loggers",
     "train.log_every",
 )
+# Keys added after runs were first fingerprinted, with the value that does what runs did
+# before the key existed: at that value the key is left out of the identity, so adding a
+# feature does not orphan every earlier run; any other value is part of it as usual.
+NEUTRAL = {
+    "train.amp_dtype": "auto",
+    "data.autoaugment": False,
+}
 RECORD = "run.json"
 LOCK = ".lock"
 FAILED = "failed.json"  # written by an executor for a run that raised: not part of the run
@@ -95,8 +102,18 @@ def identity(cfg: RunConfig, kind: str = "train", *, without: tuple[str, ...] = 
     data = _with_defaults(cfg)
     data.pop("compare")
     drop = (*IGNORED, *without)
-    flat = {k: v for k, v in flatten(data).items() if k not in drop}
+    flat = {
+        k: v
+        for k, v in flatten(data).items()
+        if k not in drop and not (k in NEUTRAL and v == NEUTRAL[k])
+    }
     return {"kind": kind, "mr2_version": __version__, **flat}
+
+
+def _neutral_dropped(ident: dict[str, Any]) -> dict[str, Any]:
+    """A stored identity as this version writes it: keys at their ``NEUTRAL`` value left out
+    (a run recorded while such a key was still fingerprinted matches its own config)."""
+    return {k: v for k, v in ident.items() if not (k in NEUTRAL and v == NEUTRAL[k])}
 
 
 def fingerprint(ident: dict[str, Any]) -> str:
@@ -151,8 +168,9 @@ def inspect_run(run_dir: Path, cfg: RunConfig, kind: str = "train") -> Inspectio
             "unknown configuration (an older mr2, or not a run directory)",
         )
     record = io.load_json(record_path)
-    if record.get("fingerprint") != fp:
-        diff = differences(record.get("identity", {}), ident)
+    stored = record.get("identity", {})
+    if record.get("fingerprint") != fp and fingerprint(_neutral_dropped(stored)) != fp:
+        diff = differences(_neutral_dropped(stored), ident)
         return Inspection(
             State.MISMATCH,
             ident,
