@@ -159,7 +159,7 @@ def test_sample_weights_are_a_weighted_mean():
 def test_registry_errors():
     with pytest.raises(ValueError, match=r"unknown loss 'nope'; available: .*mr2"):
         losses.create("nope", num_classes=3)
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['gama'\]"):
+    with pytest.raises(ValueError, match=r"does not take option\(s\) \[.gama.\]"):
         losses.create("focal", num_classes=3, gama=2.0)
     assert losses.create("mr2_logit", num_classes=3, c_bar=2.0).c_bar == 2.0
     assert losses.create("mr2_logit", num_classes=3).lambda_rep == 0.0

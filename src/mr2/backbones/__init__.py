@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import inspect
-
 from torch import nn
 
+from mr2._registry import Registry
 from mr2.backbones.base import Backbone, Preprocess, state_sha256
 from mr2.backbones.clip import create_clip
 from mr2.backbones.mae import create_mae
@@ -14,30 +13,25 @@ from mr2.backbones.moco import convert_moco_checkpoint, create_moco
 from mr2.backbones.wiseft import interpolate
 from mr2.backbones.zeroshot import imagenet_class_names, templates, zero_shot_weights
 
-BACKBONES = {"clip": create_clip, "mae": create_mae, "moco_v2": create_moco}
+BACKBONES = Registry("backbone", exclude=("num_classes", "class_names"))
+BACKBONES.register("clip", create_clip)
+BACKBONES.register("mae", create_mae)
+BACKBONES.register("moco_v2", create_moco)
 
 
 def available() -> list[str]:
-    return sorted(BACKBONES)
+    return BACKBONES.available()
 
 
 def options(name: str) -> set[str]:
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(available())}")
-    params = inspect.signature(BACKBONES[name]).parameters.values()
-    return {p.name for p in params if p.kind == p.KEYWORD_ONLY} - {"class_names"}
+    return BACKBONES.options(name)
 
 
 def create(
     name: str, num_classes: int, *, class_names: list[str] | None = None, **kwargs
 ) -> nn.Module:
     """Backbone ``name`` with a ``num_classes`` head; ``kwargs`` are its options."""
-    unknown = sorted(set(kwargs) - options(name))
-    if unknown:
-        raise ValueError(
-            f"backbone {name!r} does not take option(s) {unknown}; "
-            f"accepted: {sorted(options(name))}"
-        )
+    BACKBONES.check_options(name, kwargs)
     return BACKBONES[name](num_classes, class_names=class_names, **kwargs)
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from functools import partial
 
+from mr2._registry import Registry
 from mr2.data.augment import auto_augment, random_crop_flip
 from mr2.data.base import Dataset, Split, make_dataset, stratified_indices
 from mr2.data.cifar import load_cifar
@@ -18,43 +17,31 @@ from mr2.data.synthetic import gaussian_mixture, load_synthetic
 from mr2.data.vision import SOURCES as VISION_SOURCES
 from mr2.data.vision import load_vision
 
-LOADERS: dict[str, Callable[..., Dataset]] = {
-    "synthetic": load_synthetic,
-    "digits": load_digits,
-    "mnist": partial(load_idx, "mnist"),
-    "fashion_mnist": partial(load_idx, "fashion_mnist"),
-    "cifar10": partial(load_cifar, "cifar10"),
-    "cifar100": partial(load_cifar, "cifar100"),
-    "npz": load_npz,
-    "folder": load_folder,
-    **{name: load_vision for name in VISION_SOURCES},
-}
+LOADERS = Registry("dataset", exclude=("name",))
+LOADERS.register("synthetic", partial(load_synthetic, "synthetic"), "Gaussian mixture")
+LOADERS.register("digits", partial(load_digits, "digits"), "scikit-learn's 8x8 digits")
+LOADERS.register("mnist", partial(load_idx, "mnist"), "MNIST (IDX files)")
+LOADERS.register("fashion_mnist", partial(load_idx, "fashion_mnist"), "Fashion-MNIST (IDX)")
+LOADERS.register("cifar10", partial(load_cifar, "cifar10"), "CIFAR-10 (python batches)")
+LOADERS.register("cifar100", partial(load_cifar, "cifar100"), "CIFAR-100 (python batches)")
+LOADERS.register("npz", partial(load_npz, "npz"), "arrays from a .npz file")
+LOADERS.register("folder", partial(load_folder, "folder"), "an image folder per class")
+for _name in VISION_SOURCES:
+    LOADERS.register(_name, partial(load_vision, _name), f"{_name} (torchvision layout)")
 
 
 def available() -> list[str]:
-    return sorted(LOADERS)
+    return LOADERS.available()
 
 
 def options(name: str) -> set[str]:
     """Keyword options the loader of ``name`` accepts."""
-    if name not in LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available())}")
-    fn = LOADERS[name]
-    target = fn.func if isinstance(fn, partial) else fn
-    return {
-        p.name for p in inspect.signature(target).parameters.values() if p.kind == p.KEYWORD_ONLY
-    }
+    return LOADERS.options(name)
 
 
 def load(name: str, **kwargs) -> Dataset:
     """Load dataset ``name`` with train / val (carved from train, seeded) / test splits."""
-    unknown = sorted(set(kwargs) - options(name))
-    if unknown:
-        raise ValueError(
-            f"dataset {name!r} does not take option(s) {unknown}; accepted: {sorted(options(name))}"
-        )
-    fn = LOADERS[name]
-    return fn(**kwargs) if isinstance(fn, partial) else fn(name, **kwargs)
+    return LOADERS.create(name, **kwargs)
 
 
 __all__ = [

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mr2._registry import Registry
 from mr2.data import Dataset
 from mr2.engine.evaluate import predict
 from mr2.engine.schedule import make_optimizer
@@ -211,7 +212,9 @@ class LfF(Procedure):
         self.ema_d.copy_(state["ema_d"])
 
 
-PROCEDURES: dict[str, type[Procedure]] = {"standard": Procedure, "jtt": JTT, "lff": LfF, "drw": DRW}
+PROCEDURES = Registry("procedure")
+for _name, _cls in (("standard", Procedure), ("jtt", JTT), ("lff", LfF), ("drw", DRW)):
+    PROCEDURES.register(_name, _cls, options=set(_cls.defaults))
 DEFAULT_LOSS = {"jtt": "ce", "lff": "ce", "drw": "ldam"}
 
 
@@ -224,8 +227,7 @@ def create(
     services: Services | None = None,
     **options: Any,
 ) -> Procedure:
-    if name not in PROCEDURES:
-        raise ValueError(f"unknown procedure {name!r}; available: {sorted(PROCEDURES)}")
+    PROCEDURES.check_options(name, options)
     return PROCEDURES[name](cfg, dataset, device, run_dir, services, **options)
 
 

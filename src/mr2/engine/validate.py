@@ -10,23 +10,18 @@ grid point. All problems are reported together.
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 from typing import Any
 
 from mr2 import data as mr2_data
 from mr2 import losses, models
+from mr2._registry import suggest
 from mr2.engine import loggers, procedures
 from mr2.engine.config import RunConfig, range_problems
 
 BACKBONE_NAMES = ("clip", "mae", "moco_v2")  # mr2.backbones.BACKBONES, without its imports
 
 ENGINE_DATA_KEYS = ("data_dir", "path", "val_fraction", "seed", "train_subset", "allow_download")
-
-
-def suggest(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _data(cfg: RunConfig) -> list[str]:
