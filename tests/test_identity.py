@@ -70,6 +70,9 @@ def test_same_configuration_is_reused(tmp_path):
     again = train(tiny_config(), tmp_path / "R", show_progress=False)
     assert again["test"] == first["test"]
     assert (tmp_path / "R" / "result.json").stat().st_mtime_ns == mtime  # not retrained
+    # --overwrite replaces runs of *another* configuration only: this one is still reused
+    train(tiny_config(), tmp_path / "R", show_progress=False, overwrite=True)
+    assert (tmp_path / "R" / "result.json").stat().st_mtime_ns == mtime
 
 
 def test_display_only_settings_do_not_change_the_fingerprint():

@@ -178,10 +178,10 @@ def train(
     setup(cfg)  # joins the torchrun process group: only rank 0 locks and writes
     run_dir = Path(run_dir)
     with _run_lock(run_dir, cfg, "train", overwrite=overwrite, wait=wait) as found:
-        if found.finished and resume and not overwrite:
+        if found.finished and resume:  # a finished run of this configuration: reused
             return io.load_json(run_dir / "result.json")
         loop = prepare(cfg, run_dir, resume, train_run=train)
-        fresh = overwrite or not resume or found.state is not identity.State.MATCH
+        fresh = not resume or found.state is not identity.State.MATCH
         loop.proc.resume = not fresh
         _start_dir(run_dir, cfg, found, clear=fresh and found.state is not identity.State.FRESH)
         loop.proc.prepare()
@@ -317,7 +317,7 @@ def evaluate_initial(
     setup(cfg)  # joins the torchrun process group: only rank 0 locks and writes
     run_dir = Path(run_dir)
     with _run_lock(run_dir, cfg, f"initial:{label}", overwrite=overwrite, wait=wait) as found:
-        if found.finished and not overwrite:
+        if found.finished:  # of this configuration (a mismatch is cleared below)
             return io.load_json(run_dir / "result.json")
         start = time.time()
         ctx = setup(cfg)
