@@ -58,7 +58,7 @@ def main() -> None:
     train = DataLoader(synthetic(64, 1), batch_size=args.batch, shuffle=False)
     val = DataLoader(synthetic(40, 2), batch_size=args.batch)
     model, optimizer, train, val = accelerator.prepare(model, optimizer, train, val)
-    loss_fn = MR2Loss(K, lambda_rep=0.1, gather_features=True).to(accelerator.device)
+    loss_fn = MR2Loss(K, gather_features=True).to(accelerator.device)
     disparity = DisparityMetric(K).to(accelerator.device)
     for epoch in range(args.epochs):
         model.train()

@@ -60,7 +60,7 @@ def main() -> None:
     if args.weights:
         model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
     net = with_features(model)  # timm: forward_features + forward_head(pre_logits=True)
-    loss_fn = MR2Loss(K, lambda_rep=0.1, ignore_index=-100)
+    loss_fn = MR2Loss(K, ignore_index=-100)
     mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.0, num_classes=K)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.05)
     x_all, y_all = synthetic(64, 1)

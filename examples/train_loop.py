@@ -47,7 +47,7 @@ def train(loss_name: str, seed: int, epochs: int) -> torch.Tensor:
     x_test, y_test = mixture(1000, seed=10_000)
     torch.manual_seed(seed)
     model = MLP(x.shape[1], 10)
-    loss_fn = MR2Loss(10, lambda_rep=0.1) if loss_name == "mr2" else None
+    loss_fn = MR2Loss(10) if loss_name == "mr2" else None
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     for _ in range(epochs):
         model.train()
