@@ -42,7 +42,7 @@ def synthetic(n: int, seed: int) -> TensorDataset:
 
 
 class MR2Module(L.LightningModule):
-    def __init__(self, lr: float = 0.05, lambda_rep: float = 0.1, batch: int = 16) -> None:
+    def __init__(self, lr: float = 0.05, lambda_rep: float = 0.03, batch: int = 16) -> None:
         super().__init__()
         self.save_hyperparameters()
         torch.manual_seed(0)
