@@ -92,6 +92,32 @@ def _loaded(source, batches):
             yield pending[0], pending[1].result()
 
 
+def _augmented(cfg: RunConfig, x: torch.Tensor, aug: torch.Generator) -> torch.Tensor:
+    if cfg.data.augment:
+        x = mr2_data.random_crop_flip(x, aug)
+    if cfg.data.autoaugment:
+        x = mr2_data.auto_augment(x, aug)
+    return x
+
+
+def _step(loop: Loop, epoch: int, idx, x, y, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step at learning rate ``lr``; (loss, logits) of the batch."""
+    for group in loop.opt.param_groups:
+        group["lr"] = lr
+    with loop.autocast():
+        logits, features = loop.net(x)
+        weights = loop.proc.batch_weights(epoch, idx, x, y, logits.detach())
+        loss = loop.loss_fn(logits, features, y, sample_weight=weights)
+    loop.opt.zero_grad(set_to_none=True)
+    loop.scaler.scale(loss).backward()
+    if loop.cfg.optim.grad_clip > 0:
+        loop.scaler.unscale_(loop.opt)
+        nn.utils.clip_grad_norm_(loop.model.parameters(), loop.cfg.optim.grad_clip)
+    loop.scaler.step(loop.opt)
+    loop.scaler.update()
+    return loss, logits
+
+
 def train_epoch(
     loop: Loop, epoch: int, show_progress: bool | None, loggers: Loggers | None = None
 ) -> tuple[float, float]:
@@ -115,26 +141,10 @@ def train_epoch(
     sums = torch.zeros(3, device=ctx.device)  # loss * n, correct, n
     batches = _batches(len(train_y), cfg.train.batch_size, cfg.train.seed, epoch, ctx)
     for step, (idx, x) in enumerate(_loaded(train_x, batches)):
-        x = x.to(ctx.device, non_blocking=True)
-        if cfg.data.augment:
-            x = mr2_data.random_crop_flip(x, aug)
-        if cfg.data.autoaugment:
-            x = mr2_data.auto_augment(x, aug)
+        x = _augmented(cfg, x.to(ctx.device, non_blocking=True), aug)
         y = train_y[idx.to(train_y.device)].to(ctx.device)
         factor = lr_factor(epoch * steps + step, total, warm, cfg.optim.schedule)
-        for group in loop.opt.param_groups:
-            group["lr"] = cfg.optim.lr * factor
-        with loop.autocast():
-            logits, features = loop.net(x)
-            weights = loop.proc.batch_weights(epoch, idx, x, y, logits.detach())
-            loss = loop.loss_fn(logits, features, y, sample_weight=weights)
-        loop.opt.zero_grad(set_to_none=True)
-        loop.scaler.scale(loss).backward()
-        if cfg.optim.grad_clip > 0:
-            loop.scaler.unscale_(loop.opt)
-            nn.utils.clip_grad_norm_(loop.model.parameters(), cfg.optim.grad_clip)
-        loop.scaler.step(loop.opt)
-        loop.scaler.update()
+        loss, logits = _step(loop, epoch, idx, x, y, cfg.optim.lr * factor)
         sums += torch.stack(
             [
                 loss.detach() * len(y),
