@@ -73,3 +73,21 @@ def test_two_classes_give_no_nan_in_the_table(tmp_path, capsys):
     run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
     built = report.build([tmp_path / "C"], tmp_path / "C")
     assert "nan" not in built["table"]
+
+
+def test_seeds_recorded_before_a_neutral_key_was_dropped_still_pool(tmp_path):
+    """A seed fingerprinted while train.amp_dtype = "auto" was still recorded pools with
+    seeds recorded after (the same setting); a real difference is still refused."""
+    cfg = tiny_config()
+    cfg.compare.methods, cfg.compare.seeds = ["ce"], [0, 1]
+    out = tmp_path / "cmp"
+    run_compare(cfg, out, show_progress=False, log=lambda *_: None)
+    path = out / "ce" / "seed0" / "result.json"
+    result = json.loads(path.read_text())
+    result["identity"]["train.amp_dtype"] = "auto"
+    path.write_text(json.dumps(result))
+    report.build([out], out)  # pools: no error
+    result["identity"]["train.amp_dtype"] = "bfloat16"
+    path.write_text(json.dumps(result))
+    with pytest.raises(ValueError, match="differ in more than the seed"):
+        report.build([out], out)

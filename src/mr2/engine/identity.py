@@ -110,7 +110,7 @@ def identity(cfg: RunConfig, kind: str = "train", *, without: tuple[str, ...] = 
     return {"kind": kind, "mr2_version": __version__, **flat}
 
 
-def _neutral_dropped(ident: dict[str, Any]) -> dict[str, Any]:
+def neutral_dropped(ident: dict[str, Any]) -> dict[str, Any]:
     """A stored identity as this version writes it: keys at their ``NEUTRAL`` value left out
     (a run recorded while such a key was still fingerprinted matches its own config)."""
     return {k: v for k, v in ident.items() if not (k in NEUTRAL and v == NEUTRAL[k])}
@@ -169,8 +169,8 @@ def inspect_run(run_dir: Path, cfg: RunConfig, kind: str = "train") -> Inspectio
         )
     record = io.load_json(record_path)
     stored = record.get("identity", {})
-    if record.get("fingerprint") != fp and fingerprint(_neutral_dropped(stored)) != fp:
-        diff = differences(_neutral_dropped(stored), ident)
+    if record.get("fingerprint") != fp and fingerprint(neutral_dropped(stored)) != fp:
+        diff = differences(neutral_dropped(stored), ident)
         return Inspection(
             State.MISMATCH,
             ident,

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from mr2.engine.identity import flatten
+from mr2.engine.identity import flatten, neutral_dropped
 from mr2.io import load_json
 from mr2.metrics import disparity_summary, mean_std, paired_comparison
 from mr2.metrics.summary import SCALAR_FIELDS
@@ -121,6 +121,7 @@ def _setting(result: dict[str, Any]) -> dict[str, Any]:
     ident = result.get("identity") or flatten(
         {k: v for k, v in result.get("config", {}).items() if k != "compare"}
     )
+    ident = neutral_dropped(ident)  # recorded before a key was left out at its neutral value
     return {k: v for k, v in ident.items() if k not in ("train.seed", "config.seed")}
 
 
