@@ -43,6 +43,13 @@ def hard_classes(found: dict[str, dict[int, dict]], reference: str) -> list[int]
     return sorted(split_thirds(rank_easy_to_hard(per_class))[2].tolist())
 
 
+def _options(config: dict) -> dict:
+    """A run's method settings: its procedure's options (JTT, LfF, DRW), else its loss's."""
+    if config["train"]["procedure"] != "standard":
+        return config["train"]["procedure_options"]
+    return config["loss"]["options"]
+
+
 def method_row(results: dict[int, dict], ref: dict[int, dict], hard: list[int]) -> dict:
     seeds = sorted(set(results) & set(ref))
     hard_of = {
@@ -58,7 +65,7 @@ def method_row(results: dict[int, dict], ref: dict[int, dict], hard: list[int]) 
         "final_train_acc": float(
             np.mean([100 * results[s]["history"][-1]["train_acc"] for s in seeds])
         ),
-        "options": next(iter(results.values()))["config"]["loss"]["options"],
+        "options": _options(next(iter(results.values()))["config"]),
         "preset": next(iter(results.values()))["config"]["loss"]["preset"],
     }
     if len(diffs) >= 2:
