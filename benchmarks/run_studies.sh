@@ -17,3 +17,20 @@ run cifar10_jpeg/resnet32 cifar10_jpeg/resnet32
 run fashion_mnist/mlp_temperature fashion_mnist/mlp_temperature
 run fashion_mnist/cnn_baselines fashion_mnist/cnn   # same folder: one report with all methods
 .venv/bin/python benchmarks/fashion_mnist/temperature_control.py "$out/fashion_mnist"
+# The converged studies (issue 14): two runs at once, one thread each
+conv() {  # conv CONFIG OUTPUT_DIR [--set ...]
+  local start config=$1 dir=$2
+  shift 2
+  start=$(date +%s)
+  "$MR2" compare --config "benchmarks/converged/$config.toml" --out "$out/converged/$dir" \
+    --executor pool --jobs 2 --set train.threads=1 "$@"
+  .venv/bin/python benchmarks/converged/summarize.py "$out/converged/$dir" \
+    --into "benchmarks/converged/${dir}_report"
+  echo "converged/$dir: $(( $(date +%s) - start )) s" | tee -a "$out/timings.txt"
+}
+conv mlp mlp
+conv subset_mlp subset_mlp_2k
+mkdir -p "$out/converged/mlp_presets"
+[ -d "$out/converged/mlp_presets/ce" ] || cp -r "$out/converged/mlp/ce" "$out/converged/mlp_presets/ce"
+conv mlp_presets mlp_presets
+conv subset_mlp subset_mlp_10k --set data.train_subset=10000 --set train.epochs=60
