@@ -204,9 +204,11 @@ def sign_test_p_value(gains) -> float:
     n = pos + neg
     if n == 0:
         return 1.0
-    k = min(pos, neg)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return float(min(1.0, 2 * tail))
+    try:
+        from scipy.stats import binomtest
+    except ImportError as err:  # pragma: no cover - scipy comes with the report extra
+        raise ImportError("the sign test needs SciPy: pip install 'mr2[report]'") from err
+    return float(binomtest(pos, n, 0.5).pvalue)
 
 
 @dataclass(frozen=True)
