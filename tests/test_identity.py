@@ -129,6 +129,14 @@ def test_directory_without_identity_is_refused(tmp_path):
         train(tiny_config(), tmp_path / "R", show_progress=False)
 
 
+def test_a_run_being_written_is_not_a_foreign_run(tmp_path):
+    """Another process's atomic write in flight (only NAME.<random>.tmp so far) is a run
+    being set up, not a run of an unknown configuration (a race two compares hit)."""
+    (tmp_path / "R").mkdir()
+    (tmp_path / "R" / "run.json.abc123.tmp").write_text("{")
+    assert identity.inspect_run(tmp_path / "R", tiny_config()).state is identity.State.FRESH
+
+
 def test_compare_with_changed_epochs_is_refused_before_training(tmp_path, capsys):
     cfg = tiny_config(train__epochs=1)
     cfg.compare.methods, cfg.compare.seeds = ["ce"], [0, 1]

@@ -151,8 +151,8 @@ def inspect_run(run_dir: Path, cfg: RunConfig, kind: str = "train") -> Inspectio
     run_dir = Path(run_dir)
     ident = identity(cfg, kind)
     fp = fingerprint(ident)
-    present = (
-        sorted(p.name for p in run_dir.iterdir() if p.name not in BESIDE)
+    present = (  # a writer's in-flight temporary file (NAME.<random>.tmp) is not a run yet
+        sorted(p.name for p in run_dir.iterdir() if p.name not in BESIDE and p.suffix != ".tmp")
         if run_dir.is_dir()
         else []
     )
