@@ -229,7 +229,6 @@ def test_missing_ci_data_skips_for_users_and_fails_under_mr2_require_data(tmp_pa
 
 
 def test_auto_augment_per_image_and_reproducible():
-    pytest.importorskip("torchvision")
     torch.manual_seed(0)
     img = torch.rand(1, 3, 32, 32)
     batch = img.repeat(16, 1, 1, 1)  # one image 16 times: a per-image policy varies them
