@@ -85,9 +85,10 @@ def hand_epochs(model_name: str, loss_name: str, args) -> list[float]:
             for group in opt.param_groups:
                 group["lr"] = LR * 0.5 * (1 + math.cos(math.pi * t))
             logits, features = model(x[idx])
-            loss = loss_fn(logits, features, y[idx]) if loss_name != "ce" else None
-            if loss is None:
+            if loss_name == "ce":
                 loss = F.cross_entropy(logits, y[idx])
+            else:
+                loss = loss_fn(logits, features, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -74,22 +74,25 @@ def _batches(n: int, batch: int, seed: int, epoch: int, ctx: Context):
         yield chunk[ctx.rank * local : (ctx.rank + 1) * local]
 
 
-def _loaded(source, batches):
-    """(idx, inputs) per batch. A tensor split is indexed where it lives (on the GPU when
-    ``Loop.resident`` moved it there); lazily decoded inputs (image files) are loaded one
-    batch ahead in a background thread, so decoding overlaps the training step."""
+def _loaded(source, labels: torch.Tensor, batches):
+    """(idx, inputs, labels) per batch. A tensor split is indexed where it lives (on the GPU
+    when ``Loop.resident`` moved it there, the indices copied there once); lazily decoded
+    inputs (image files) are loaded one batch ahead in a background thread, so decoding
+    overlaps the training step. ``idx`` stays on the CPU (procedures index their tables)."""
     if isinstance(source, torch.Tensor):
-        yield from ((idx, source[idx.to(source.device)]) for idx in batches)
+        for idx in batches:
+            at = idx.to(source.device)
+            yield idx, source[at], labels[at]
         return
     with ThreadPoolExecutor(1) as pool:
         pending = None
         for idx in batches:
             future = pool.submit(source.__getitem__, idx)
             if pending is not None:
-                yield pending[0], pending[1].result()
+                yield pending[0], pending[1].result(), labels[pending[0]]
             pending = (idx, future)
         if pending is not None:
-            yield pending[0], pending[1].result()
+            yield pending[0], pending[1].result(), labels[pending[0]]
 
 
 def _augmented(cfg: RunConfig, x: torch.Tensor, aug: torch.Generator) -> torch.Tensor:
@@ -140,9 +143,9 @@ def train_epoch(
     aug = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch + 7)
     sums = torch.zeros(3, device=ctx.device)  # loss * n, correct, n
     batches = _batches(len(train_y), cfg.train.batch_size, cfg.train.seed, epoch, ctx)
-    for step, (idx, x) in enumerate(_loaded(train_x, batches)):
+    for step, (idx, x, y) in enumerate(_loaded(train_x, train_y, batches)):
         x = _augmented(cfg, x.to(ctx.device, non_blocking=True), aug)
-        y = train_y[idx.to(train_y.device)].to(ctx.device)
+        y = y.to(ctx.device)
         factor = lr_factor(epoch * steps + step, total, warm, cfg.optim.schedule)
         loss, logits = _step(loop, epoch, idx, x, y, cfg.optim.lr * factor)
         sums += torch.stack(
