@@ -100,13 +100,24 @@ def test_zero_shot_needs_one_name_per_class(tmp_path):
         bb.create("clip", 3, arch=arch, class_names=["a", "b"])
 
 
-def test_shipped_class_names_and_templates_equal_clips_lists():
-    from open_clip import zero_shot_metadata as meta
-
-    assert bb.imagenet_class_names() == list(meta.IMAGENET_CLASSNAMES)
-    assert len(bb.imagenet_class_names()) == 1000
-    assert bb.templates("openai_imagenet") == [t("{}") for t in meta.OPENAI_IMAGENET_TEMPLATES]
-    assert len(bb.templates("openai_imagenet")) == 80
+def test_class_names_and_templates_are_clips_published_lists():
+    # values from CLIP's published notebook (Prompt_Engineering_for_ImageNet.ipynb)
+    names = bb.imagenet_class_names()
+    assert len(names) == 1000
+    assert names[:2] == ["tench", "goldfish"] and names[409] == "analog clock"
+    assert names[-1] == "toilet paper"
+    openai = bb.templates("openai_imagenet")
+    assert len(openai) == 80 and openai[0] == "a bad photo of a {}."
+    assert openai[-1] == "a tattoo of the {}."
+    assert bb.templates("simple") == [
+        "itap of a {}.",
+        "a bad photo of the {}.",
+        "a origami {}.",
+        "a photo of the large {}.",
+        "a {} in a video game.",
+        "art of the {}.",
+        "a photo of the small {}.",
+    ]
     assert bb.templates(["a {} photo"]) == ["a {} photo"]
     from mr2.data.vision import SOURCES
 

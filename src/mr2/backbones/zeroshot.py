@@ -1,21 +1,40 @@
-"""Zero-shot classification heads from class-name prompts (CLIP), and the class names and
-prompt templates that ship with mr2: the 1000 ImageNet names in CLIP's wording and CLIP's
-templates (as published with CLIP; the same lists open_clip carries)."""
+"""Zero-shot classification heads from class-name prompts (CLIP). The 1000 ImageNet class
+names in CLIP's wording and CLIP's ImageNet templates come from open_clip's
+``zero_shot_metadata``; CLIP's per-dataset prompts (not in open_clip) ship with mr2."""
 
 from __future__ import annotations
 
 import json
 from importlib import resources
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 
+def _open_clip_metadata() -> ModuleType:
+    try:
+        from open_clip import zero_shot_metadata
+    except ImportError as err:
+        raise ImportError(
+            "CLIP's ImageNet class names and templates come from open_clip: "
+            "pip install 'mr2[vision]'"
+        ) from err
+    return zero_shot_metadata
+
+
 def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet class names in CLIP's wording, in the order of sorted WordNet ids."""
-    text = resources.files("mr2.backbones").joinpath("imagenet_classes.txt").read_text()
-    return text.splitlines()
+    return list(_open_clip_metadata().IMAGENET_CLASSNAMES)
+
+
+def _template_table() -> dict[str, list[str]]:
+    table = json.loads(resources.files("mr2.backbones").joinpath("templates.json").read_text())
+    meta = _open_clip_metadata()
+    table["openai_imagenet"] = [t("{}") for t in meta.OPENAI_IMAGENET_TEMPLATES]
+    table["simple"] = [t("{}") for t in meta.SIMPLE_IMAGENET_TEMPLATES]
+    return table
 
 
 def templates(name: str | list[str]) -> list[str]:
@@ -25,7 +44,7 @@ def templates(name: str | list[str]) -> list[str]:
     if isinstance(name, list):
         chosen = name
     else:
-        table = json.loads(resources.files("mr2.backbones").joinpath("templates.json").read_text())
+        table = _template_table()
         if name not in table:
             raise ValueError(f"unknown templates {name!r}; known: {sorted(table)} or a list")
         chosen = table[name]

@@ -97,10 +97,9 @@ def _read_split(name: str, root: Path, split: str, download: bool, verify: bool)
 def _imagenet_names(folders: list[str]) -> list[str]:
     """CLIP's class names for the 1000 WordNet-id folders, else the folder names."""
     if len(folders) == 1000 and all(f[:1] == "n" and f[1:].isdigit() for f in folders):
-        from importlib import resources
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
-        text = resources.files("mr2.backbones").joinpath("imagenet_classes.txt").read_text()
-        return text.splitlines()
+        return list(IMAGENET_CLASSNAMES)
     return list(folders)
 
 

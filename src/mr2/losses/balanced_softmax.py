@@ -12,6 +12,8 @@ from mr2.losses.registry import register
 
 @register("balanced_softmax", "balanced softmax: CE(z + log n_j) (= CE on balanced data)")
 class BalancedSoftmax(ClassLoss):
+    offsets: Tensor
+
     def __init__(self, num_classes: int, *, class_counts=None, **kwargs) -> None:
         super().__init__(num_classes, **kwargs)
         # log n_j and log pi_j differ by a constant, which the softmax ignores.

@@ -31,6 +31,8 @@ def cdb_weights(per_class_accuracy: Tensor, tau: float) -> Tensor:
 
 @register("cdb", "CDB: CE weighted by class difficulty (1 - val accuracy)^tau")
 class CDBLoss(ClassLoss):
+    class_weights: Tensor
+
     def __init__(self, num_classes: int, *, tau: float = 1.0, **kwargs) -> None:
         super().__init__(num_classes, **kwargs)
         if not tau >= 0:

@@ -19,6 +19,8 @@ from mr2.losses.registry import register
 
 @register("center", "cross-entropy + center loss (feature term)")
 class CenterLoss(ClassLoss):
+    centers: Tensor
+
     uses_features = True
 
     def __init__(

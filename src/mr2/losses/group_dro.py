@@ -26,6 +26,8 @@ def class_mean_losses(losses: Tensor, targets: Tensor, num_classes: int) -> tupl
 
 @register("group_dro", "class-level group DRO: exponentiated weights on class losses")
 class GroupDRO(ClassLoss):
+    q: Tensor
+
     def __init__(
         self,
         num_classes: int,

@@ -22,6 +22,8 @@ class LDAMLoss(ClassLoss):
     """Margins ``Delta_j = max_margin * n_j^(-1/4) / max_k n_k^(-1/4)``. The paper uses
     ``scale=30`` with cosine (normalised) logits; for a plain linear head keep 1."""
 
+    margins: Tensor
+
     def __init__(
         self,
         num_classes: int,

@@ -17,6 +17,8 @@ def logit_adjusted_cross_entropy(logits: Tensor, targets: Tensor, offsets: Tenso
 
 @register("logit_adjustment", "logit adjustment: CE(z + tau log pi) (= CE on balanced data)")
 class LogitAdjustment(ClassLoss):
+    offsets: Tensor
+
     def __init__(self, num_classes: int, *, class_counts=None, tau: float = 1.0, **kwargs) -> None:
         super().__init__(num_classes, **kwargs)
         self.register_buffer("offsets", tau * log_prior(num_classes, class_counts))

@@ -82,6 +82,10 @@ class MR2Loss(ClassLoss):
         tensor(1.)
     """
 
+    weight: Tensor
+    class_mean: Tensor
+    sq_dev: Tensor
+
     def __init__(
         self,
         num_classes: int,

@@ -17,6 +17,9 @@ def vs_loss(logits: Tensor, targets: Tensor, scales: Tensor, offsets: Tensor) ->
 
 @register("vs", "VS loss: multiplicative (n_j/n_max)^gamma and additive tau log pi_j")
 class VSLoss(ClassLoss):
+    scales: Tensor
+    offsets: Tensor
+
     def __init__(
         self, num_classes: int, *, class_counts=None, gamma: float = 0.2, tau: float = 1.0, **kwargs
     ) -> None:

@@ -111,6 +111,8 @@ class ClasswiseAccuracy(nn.Module):
         ([False, False, True], 0.6667)
     """
 
+    confusion: Tensor
+
     def __init__(self, num_classes: int, process_group: object | None = None) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
