@@ -20,18 +20,19 @@ venv: $(BIN)/.installed
 demo: venv
 	$(BIN)/mr2 demo --out runs/demo
 
-test: venv
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+test: lint
 	$(BIN)/python -m pytest src tests -q
 
 # the library's own tests without the slow end-to-end and multi-process ones (about a minute)
 test-fast: venv
 	$(BIN)/python -m pytest src tests -q -m "not slow and not ddp"
 
+# static checks (also the first step of make test): ruff, ruff format, mypy (config in
+# pyproject.toml)
 lint: venv
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/python benchmarks/loss_speed.py

@@ -54,8 +54,8 @@ def engine_epochs(model: str, loss: str, args) -> list[float]:
     )
     cfg.model.options = dict(MODELS[model])
     with tempfile.TemporaryDirectory() as tmp:
-        history = train(cfg, Path(tmp) / "run", show_progress=False)["history"]
-    ends = [h["time_s"] for h in history]
+        history = train(cfg, Path(tmp) / "run", show_progress=False).history
+    ends = [h.time_s for h in history]
     return [b - a for a, b in zip([0.0, *ends[:-1]], ends, strict=True)]
 
 

@@ -22,24 +22,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from environment import describe, save
 from mr2.engine import config
 from mr2.engine.train import train
+from mr2.result import EpochRecord
 
 CLASSES = "airplane automobile bird cat deer dog frog horse ship truck".split()
 
 
-def check(history: list[dict]) -> list[str]:
+def check(history: list[EpochRecord]) -> list[str]:
     """Every problem of a run's epochs (empty when sane)."""
     problems = []
     for h in history:
-        e = h["epoch"] + 1
-        if not math.isfinite(h["train_loss"]):
-            problems.append(f"epoch {e}: loss {h['train_loss']}")
-        margins = h.get("margins", [])
+        e = h.epoch + 1
+        if h.train_loss is None or not math.isfinite(h.train_loss):
+            problems.append(f"epoch {e}: loss {h.train_loss}")
+        margins = h.margins or []
         if not margins or not all(math.isfinite(m) and m > 0 for m in margins):
             problems.append(f"epoch {e}: margins {margins}")
         elif abs(sum(margins) / len(margins) - 1.0) > 1e-3:
             problems.append(f"epoch {e}: mean margin {sum(margins) / len(margins)} != c_bar 1")
-        if not all(math.isfinite(s) for s in h.get("spreads", [])):
-            problems.append(f"epoch {e}: spreads {h['spreads']}")
+        if not all(math.isfinite(s) for s in h.spreads or []):
+            problems.append(f"epoch {e}: spreads {h.spreads}")
     return problems
 
 
@@ -62,15 +63,15 @@ def run(precision: str, args) -> dict:
     cfg.data.options = {"class_names": CLASSES}
     with tempfile.TemporaryDirectory() as tmp:
         result = train(cfg, Path(tmp) / precision, show_progress=False)
-    history = result["history"]
+    history = result.history
     return {
         "precision": precision,
         "problems": check(history),
-        "test_overall": result["test"]["overall"],
-        "train_loss": [h["train_loss"] for h in history],
-        "train_acc": [h["train_acc"] for h in history],
-        "margins_last": history[-1]["margins"],
-        "seconds": result["train_time_s"],
+        "test_overall": result.test.overall,
+        "train_loss": [h.train_loss for h in history],
+        "train_acc": [h.train_acc for h in history],
+        "margins_last": history[-1].margins,
+        "seconds": result.train_time_s,
     }
 
 

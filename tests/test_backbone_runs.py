@@ -69,8 +69,8 @@ def _entries(tmp_path) -> set[str]:
 def test_fine_tuning_runs_end_to_end(tmp_path, backbone):
     cfg = _cfg(tmp_path, backbone)
     result = train(cfg, tmp_path / "run", show_progress=False)
-    assert len(result["test"]["per_class"]) == 3 and sum(result["test"]["support"]) == 6
-    assert result["dataset"]["sizes"] == {"train": 9, "val": 3, "test": 6}
+    assert len(result.test.per_class) == 3 and sum(result.test.support) == 6
+    assert result.dataset.sizes == {"train": 9, "val": 3, "test": 6}
     _, initial = load_run_data(cfg, cpu_context())
     final = torch.load(tmp_path / "run" / "final.pt", weights_only=True)["model"]
     changed = [
@@ -85,8 +85,8 @@ def test_fine_tuning_runs_end_to_end(tmp_path, backbone):
 
 def test_fine_tuning_under_bf16_autocast(tmp_path):
     result = train(_cfg(tmp_path, "clip", train__amp=True), tmp_path / "amp", show_progress=False)
-    assert all(np.isfinite(h["train_loss"]) for h in result["history"])
-    assert result["history"][0]["margins"]  # MR²'s statistics were updated
+    assert all(np.isfinite(h.train_loss) for h in result.history)
+    assert result.history[0].margins  # MR²'s statistics were updated
 
 
 def test_pretrained_zero_shot_head_is_computed_once_per_process(tmp_path, monkeypatch):
@@ -148,9 +148,9 @@ def test_probe_trains_on_cached_features_equal_to_the_backbones(tmp_path, backbo
         e: (tmp_path / "cache" / e / "features.npy").stat().st_mtime_ns for e in entries
     }
     assert all(info["reused"] for info in extract(cfg).values())
-    assert len(again["test"]["per_class"]) == 3
+    assert len(again.test.per_class) == 3
     # diagnose reads the probe's features back from the cache
-    from mr2.report.diagnostics import diagnose_run
+    from mr2.engine.diagnose import diagnose_run
 
     diag = diagnose_run(tmp_path / "probe")
     assert len(diag["spread"]) == 3 and _entries(tmp_path) == entries
@@ -202,7 +202,7 @@ def test_probe_learns_a_colour_coded_task(tmp_path):
         optim__weight_decay=0.0,
     )
     result = train(cfg, tmp_path / "run", show_progress=False)
-    assert result["test"]["overall"] >= 0.9  # chance is 1/3
+    assert result.test.overall >= 0.9  # chance is 1/3
 
 
 def test_probe_from_in_memory_images(tmp_path):
@@ -210,7 +210,7 @@ def test_probe_from_in_memory_images(tmp_path):
     cfg.data = config.DataConfig(name="digits", val_fraction=0.2)
     cfg.train.batch_size = 64
     result = train(cfg, tmp_path / "digits", show_progress=False)
-    assert len(result["test"]["per_class"]) == 10
+    assert len(result.test.per_class) == 10
     metas = [
         json.loads((tmp_path / "cache" / e / "meta.json").read_text()) for e in _entries(tmp_path)
     ]
@@ -225,7 +225,7 @@ def test_wise_ft_endpoints_and_midpoint(tmp_path, backbone):
     rows = {r["alpha"]: r for r in out["rows"]}
     assert sorted(rows) == [0.0, 0.5, 1.0]
     # alpha 1 = the fine-tuned model's own test evaluation
-    assert rows[1.0]["test"]["per_class"] == result["test"]["per_class"]
+    assert rows[1.0]["test"]["per_class"] == result.test.per_class
     # alpha 0 = the zero-shot model, built and evaluated independently here
     dataset, zero_shot = load_run_data(cfg, cpu_context())
     direct = evaluate(zero_shot, dataset.test, 3, batch_size=4, device=torch.device("cpu"))
@@ -299,7 +299,7 @@ def test_probe_under_torchrun_matches_one_process(tmp_path):
     b = torch.load(tmp_path / "one" / "final.pt", weights_only=True)["model"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
-    assert ddp["test"]["confusion"] == single["test"]["confusion"]
+    assert ddp["test"]["confusion"] == single.test.confusion
 
 
 def test_cache_follows_weights_content_and_precision_not_file_paths(tmp_path):
@@ -433,7 +433,7 @@ def test_fine_tuning_under_torchrun_matches_one_process(tmp_path):
     b = torch.load(tmp_path / "one" / "final.pt", weights_only=True)["model"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
-    assert ddp["world_size"] == 2 and ddp["test"]["confusion"] == single["test"]["confusion"]
+    assert ddp["world_size"] == 2 and ddp["test"]["confusion"] == single.test.confusion
     _, initial = load_run_data(cfg, cpu_context())
     moved = (a["encoder.conv1.weight"] - initial.state_dict()["encoder.conv1.weight"]).abs()
     assert moved.max() > 1e-3  # both really trained: the match is not of untouched weights

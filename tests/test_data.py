@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,7 @@ def test_cifar_archive_and_folder(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="checksum"):
         data.load("cifar10", data_dir=str(tmp_path), allow_download=False)
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    monkeypatch.setitem(cifar.SOURCES["cifar10"], "md5", {md5})
+    monkeypatch.setitem(cifar.SOURCES, "cifar10", replace(cifar.SOURCES["cifar10"], md5={md5}))
     ds = data.load("cifar10", data_dir=str(tmp_path), val_fraction=0.1, allow_download=False)
     assert ds.input_shape == (3, 32, 32) and len(ds.test) == 20 and ds.class_names[3] == "class3"
     assert len(ds.train) + len(ds.val) == 60
@@ -103,7 +104,7 @@ def test_cifar_archive_and_folder(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"batches.meta does not match the official file's MD5"):
         data.load("cifar10", data_dir=str(tmp_path / "extracted"), allow_download=False)
     sums = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in folder.iterdir()}
-    monkeypatch.setitem(cifar.SOURCES["cifar10"], "members", sums)
+    monkeypatch.setitem(cifar.SOURCES, "cifar10", replace(cifar.SOURCES["cifar10"], members=sums))
     again = data.load(
         "cifar10", data_dir=str(tmp_path / "extracted"), val_fraction=0.1, allow_download=False
     )
@@ -115,10 +116,10 @@ def test_cifar_pickle_runs_no_code(tmp_path, monkeypatch):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     payload = b"cos\nsystem\n(S'touch " + str(tmp_path / "pwned").encode() + b"'\ntR."
-    for member in cifar.SOURCES["cifar10"]["members"]:
+    for member in cifar.SOURCES["cifar10"].members:
         (folder / member).write_bytes(payload)
-    sums = {m: hashlib.md5(payload).hexdigest() for m in cifar.SOURCES["cifar10"]["members"]}
-    monkeypatch.setitem(cifar.SOURCES["cifar10"], "members", sums)
+    sums = {m: hashlib.md5(payload).hexdigest() for m in cifar.SOURCES["cifar10"].members}
+    monkeypatch.setitem(cifar.SOURCES, "cifar10", replace(cifar.SOURCES["cifar10"], members=sums))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(ValueError, match=r"refers to os\.system: refused"):
         data.load("cifar10", data_dir=str(tmp_path), allow_download=False)

@@ -43,12 +43,12 @@ def test_train_writes_results_and_mr2_internals(tmp_path):
     result = train(small(loss__name="mr2"), tmp_path / "run", show_progress=False)
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"config.toml", "log.jsonl", "checkpoint.pt", "final.pt", "result.json"} <= files
-    assert sum(result["test"]["support"]) == 200  # every test sample counted once
-    assert result["dataset"]["sizes"] == {"train": 360, "val": 40, "test": 200}
-    history = result["history"]
-    assert [h["epoch"] for h in history] == [0, 1, 2]
-    assert len(history[-1]["margins"]) == 5 and len(history[-1]["spreads"]) == 5
-    assert sum(history[-1]["margins"]) == pytest.approx(5.0)  # mean margin c_bar = 1
+    assert sum(result.test.support) == 200  # every test sample counted once
+    assert result.dataset.sizes == {"train": 360, "val": 40, "test": 200}
+    history = result.history
+    assert [h.epoch for h in history] == [0, 1, 2]
+    assert len(history[-1].margins) == 5 and len(history[-1].spreads) == 5
+    assert sum(history[-1].margins) == pytest.approx(5.0)  # mean margin c_bar = 1
     assert config.load(tmp_path / "run" / "config.toml") == small(loss__name="mr2")
     assert json.loads((tmp_path / "run" / "result.json").read_text())["method"] == "mr2"
 
@@ -57,15 +57,15 @@ def test_best_val_selection_uses_validation(tmp_path):
     result = train(
         small(train__select="best_val", train__epochs=4), tmp_path / "r", show_progress=False
     )
-    scores = [h["val_mean_class"] for h in result["history"]]
-    assert result["selected_epoch"] == max(range(4), key=lambda e: (scores[e], -e))
+    scores = [h.val_mean_class for h in result.history]
+    assert result.selected_epoch == max(range(4), key=lambda e: (scores[e], -e))
 
 
 def test_cdb_weights_refresh_from_validation(tmp_path):
     result = train(small(loss__name="cdb"), tmp_path / "r", show_progress=False)
-    for h in result["history"]:
-        expect = losses.cdb_weights(torch.tensor(h["val_per_class"]), 1.0)
-        torch.testing.assert_close(torch.tensor(h["class_weights"]), expect.float())
+    for h in result.history:
+        expect = losses.cdb_weights(torch.tensor(h.val_per_class), 1.0)
+        torch.testing.assert_close(torch.tensor(h.class_weights), expect.float())
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
@@ -89,10 +89,8 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     subprocess.run(cmd, check=True, capture_output=True)  # resumes
     resumed = json.loads((killed / "result.json").read_text())
     fresh = train(cfg, tmp_path / "fresh", show_progress=False)
-    assert resumed["test"]["per_class"] == fresh["test"]["per_class"]
-    assert [h["train_loss"] for h in resumed["history"]] == [
-        h["train_loss"] for h in fresh["history"]
-    ]
+    assert resumed["test"]["per_class"] == fresh.test.per_class
+    assert [h["train_loss"] for h in resumed["history"]] == [h.train_loss for h in fresh.history]
     a = torch.load(killed / "final.pt", weights_only=False)
     b = torch.load(tmp_path / "fresh" / "final.pt", weights_only=False)
     for key in a["model"]:
@@ -113,7 +111,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(a["loss"]["sq_dev"], b["loss"]["sq_dev"], rtol=1e-4, atol=1e-5)
-    assert ddp["test"]["confusion"] == single["test"]["confusion"]
+    assert ddp["test"]["confusion"] == single.test.confusion
 
 
 def test_compare_report_and_resume(tmp_path, capsys):

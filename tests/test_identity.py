@@ -46,13 +46,11 @@ def test_overwrite_replaces_the_old_run(tmp_path):
     train(tiny_config(loss__name="mr2"), tmp_path / "R", show_progress=False)
     (tmp_path / "R" / "stray.txt").write_text("old")
     result = train(tiny_config(), tmp_path / "R", overwrite=True, show_progress=False)
-    assert result["method"] == "ce"
+    assert result.method == "ce"
     assert not (tmp_path / "R" / "stray.txt").exists()  # nothing of the old run mixed in
     assert json.loads((tmp_path / "R" / "result.json").read_text())["method"] == "ce"
     record = json.loads((tmp_path / "R" / "run.json").read_text())
-    assert (
-        record["identity"]["loss.name"] == "ce" and record["fingerprint"] == result["fingerprint"]
-    )
+    assert record["identity"]["loss.name"] == "ce" and record["fingerprint"] == result.fingerprint
 
 
 def test_overwrite_keeps_the_old_run_when_the_new_one_cannot_be_set_up(tmp_path):
@@ -68,7 +66,7 @@ def test_same_configuration_is_reused(tmp_path):
     first = train(tiny_config(), tmp_path / "R", show_progress=False)
     mtime = (tmp_path / "R" / "result.json").stat().st_mtime_ns
     again = train(tiny_config(), tmp_path / "R", show_progress=False)
-    assert again["test"] == first["test"]
+    assert again.test == first.test
     assert (tmp_path / "R" / "result.json").stat().st_mtime_ns == mtime  # not retrained
     # --overwrite replaces runs of *another* configuration only: this one is still reused
     train(tiny_config(), tmp_path / "R", show_progress=False, overwrite=True)
@@ -151,8 +149,8 @@ def test_compare_with_changed_epochs_is_refused_before_training(tmp_path, capsys
     results = run_compare(
         longer, tmp_path / "C", overwrite=True, show_progress=False, log=lambda *_: None
     )
-    assert [r["epochs"] for r in results] == [2, 2]
-    assert all("confusion" not in r["test"] and "history" not in r for r in results)  # memory
+    assert [r.config["train"]["epochs"] for r in results] == [2, 2]
+    assert all(r.test.confusion == [] and r.history == [] for r in results)  # memory
 
 
 def test_loss_options_under_compare_are_the_base_of_their_method(tmp_path):
@@ -163,9 +161,9 @@ def test_loss_options_under_compare_are_the_base_of_their_method(tmp_path):
     assert run.loss.options == {"lambda_rep": 0.5, "c_bar": 3.0}  # compare.options override
     assert run_config(cfg, "ce", 0).loss.options == {}
     results = run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
-    mr2 = next(r for r in results if r["method"] == "mr2")
-    assert mr2["config"]["loss"]["options"] == {"lambda_rep": 0.5, "c_bar": 3.0}
-    assert mr2["identity"]["loss.options.lambda_rep"] == 0.5
+    mr2 = next(r for r in results if r.method == "mr2")
+    assert mr2.config["loss"]["options"] == {"lambda_rep": 0.5, "c_bar": 3.0}
+    assert mr2.identity["loss.options.lambda_rep"] == 0.5
 
 
 def test_loss_options_for_a_method_not_compared_are_refused(tmp_path):
@@ -211,7 +209,7 @@ def test_a_dead_process_does_not_hold_the_lock(tmp_path):
         train(tiny_config(), tmp_path / "R", show_progress=False)
     child.kill()
     child.wait()
-    assert train(tiny_config(), tmp_path / "R", show_progress=False)["method"] == "ce"
+    assert train(tiny_config(), tmp_path / "R", show_progress=False).method == "ce"
 
 
 def test_two_compares_on_one_directory_train_each_run_once(tmp_path):

@@ -28,14 +28,14 @@ def test_csv_and_tensorboard_loggers_match_the_jsonl_log(tmp_path):
     run = tmp_path / "run"
     result = train(cfg, run, show_progress=False)
     history = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    steps_per_epoch = result["dataset"]["sizes"]["train"] // cfg.train.batch_size
+    steps_per_epoch = result.dataset.sizes["train"] // cfg.train.batch_size
     steps = list(csv.DictReader((run / "steps.csv").open()))
     assert [int(r["step"]) for r in steps] == list(
         range(2, 2 * steps_per_epoch + 1, 2)
     )  # every log_every-th global step
     assert all(float(r["lr"]) >= 0 and float(r["loss"]) > 0 for r in steps)
     epochs = list(csv.DictReader((run / "epochs.csv").open()))
-    names = result["dataset"]["class_names"]
+    names = result.dataset.class_names
     for row, record in zip(epochs, history, strict=True):
         assert float(row["epoch/train_loss"]) == pytest.approx(record["train_loss"])
         for k, name in enumerate(names):

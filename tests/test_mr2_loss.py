@@ -346,7 +346,7 @@ def test_auto_temperature_and_margin_statistic_from_a_config(tmp_path):
         loss__options={"rep_temperature": "auto", "margin_statistic": "centered"},
     )
     result = train(cfg, tmp_path / "r", show_progress=False)
-    assert result["identity"]["loss.options.rep_temperature"] == "auto"
+    assert result.identity["loss.options.rep_temperature"] == "auto"
     with pytest.raises(ValueError, match="margin_statistic must be"):
         train(
             tiny_config(loss__name="mr2", loss__options={"margin_statistic": "median"}),

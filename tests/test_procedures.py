@@ -24,7 +24,7 @@ def test_jtt_second_stage_upweights_exactly_the_first_stage_errors(tmp_path):
     cfg = base()
     cfg.compare.options = {"jtt": {"first_epochs": 1, "upweight": 4.0}}
     result = train(run_config(cfg, "jtt", 0), tmp_path / "jtt", show_progress=False)
-    assert result["method"] == "jtt"
+    assert result.method == "jtt"
     stage1 = json.loads((tmp_path / "jtt" / "stage1" / "result.json").read_text())
     assert len(stage1["history"]) == 1 and stage1["method"] == "ce"
     # independent recomputation of stage 1's training errors from its saved model
@@ -97,7 +97,7 @@ def test_lff_relative_difficulty_and_biased_model_training():
 def test_procedures_run_by_name_and_resume(method, tmp_path):
     cfg = base()
     first = train(run_config(cfg, method, 0), tmp_path / "a", show_progress=False)
-    assert first["method"] == method and math.isfinite(first["test"]["overall"])
+    assert first.method == method and math.isfinite(first.test.overall)
     ckpt = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
     assert "procedure" in ckpt
 
@@ -133,10 +133,8 @@ def test_lff_resume_is_exact(tmp_path, monkeypatch):
         train(cfg, tmp_path / "cut", show_progress=False)
     monkeypatch.setattr(train_module, "_epoch", real_epoch)
     resumed = train(cfg, tmp_path / "cut", show_progress=False)
-    assert [h["train_loss"] for h in resumed["history"]] == [
-        h["train_loss"] for h in whole["history"]
-    ]
-    assert resumed["test"]["per_class"] == whole["test"]["per_class"]
+    assert [h.train_loss for h in resumed.history] == [h.train_loss for h in whole.history]
+    assert resumed.test.per_class == whole.test.per_class
     a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["procedure"]
     b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["procedure"]
     for key, value in a["biased"].items():

@@ -46,20 +46,20 @@ def test_record_run_per_class_equals_sklearn_recall(tmp_path):
         config={"dataset": "synthetic", "lr": 0.1},
     )
     expect = recall_score(ds.test.y, preds, average=None, labels=range(ds.num_classes))
-    np.testing.assert_allclose(result["test"]["per_class"], expect)
-    assert result["test"]["overall"] == pytest.approx(float((preds == ds.test.y).float().mean()))
+    np.testing.assert_allclose(result.test.per_class, expect)
+    assert result.test.overall == pytest.approx(float((preds == ds.test.y).float().mean()))
     assert json.loads((tmp_path / "r" / "result.json").read_text()) == json.loads(
-        json.dumps(result)
+        json.dumps(result.to_dict())
     )
-    assert len(result["diagnostics"]["test_spread"]) == ds.num_classes
-    assert result["val"]["overall"] == pytest.approx(float((val_pred == ds.val.y).float().mean()))
+    assert len(result.diagnostics["test_spread"]) == ds.num_classes
+    assert result.val.overall == pytest.approx(float((val_pred == ds.val.y).float().mean()))
 
 
 def test_logits_and_absent_classes(tmp_path):
     logits = torch.tensor([[2.0, 0, 0, 0], [0, 3.0, 0, 0], [0, 0, 1.0, 0]])
     result = record_run(tmp_path, method="m", seed=1, y_true=[0, 1, 1], logits=logits)
-    assert result["dataset"]["num_classes"] == 4
-    per_class = result["test"]["per_class"]
+    assert result.dataset.num_classes == 4
+    per_class = result.test.per_class
     assert per_class[:2] == [1.0, 0.5] and np.isnan(per_class[2]) and np.isnan(per_class[3])
     with pytest.raises(ValueError, match="exactly one of y_pred"):
         record_run(tmp_path, method="m", seed=1, y_true=[0], y_pred=[0], logits=logits[:1])

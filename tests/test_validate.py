@@ -83,7 +83,7 @@ def test_validation_runs_before_data_loading(tmp_path, monkeypatch):
 def test_loss_preset_from_a_config_uses_the_feature_width(tmp_path):
     cfg = tiny_config(loss__name="mr2", loss__preset="official")
     result = train(cfg, tmp_path / "R", show_progress=False)
-    options = result["identity"]
+    options = result.identity
     assert options["loss.preset"] == "official"
     from mr2 import models
     from mr2.engine.loop import create_loss
@@ -107,11 +107,12 @@ def test_shipped_clip_recipes_use_the_official_preset():
 
 def test_epoch_line_formats_every_number():
     from mr2.engine.train import epoch_line
+    from mr2.result import EpochRecord
 
     record = {"epoch": 0, "train_loss": 1 / 3, "train_acc": 0.5, "lr": 0.012345, "time_s": 2.0}
-    line = epoch_line({**record, "val_acc": None, "val_mean_class": float("nan")}, 3)
+    line = epoch_line(EpochRecord(**record, val_acc=None, val_mean_class=float("nan")), 3)
     assert line == "epoch 1/3 loss 0.3333 train acc 0.5000 lr 0.0123 (2.0 s)"
-    line = epoch_line({**record, "val_acc": 2 / 3, "val_mean_class": 0.6}, 3)
+    line = epoch_line(EpochRecord(**record, val_acc=2 / 3, val_mean_class=0.6), 3)
     assert "val acc 0.6667 val mean-class 0.6000" in line
 
 
@@ -125,3 +126,17 @@ def test_engine_gathers_features_under_ddp_unless_told_otherwise():
     told = tiny_config(loss__name="mr2", loss__options={"gather_features": False})
     assert not create_loss(told, 5, model, world=2).gather_features
     assert create_loss(tiny_config(), 5, model, world=2).__class__.__name__ == "CrossEntropy"
+
+
+def test_a_backbone_whose_package_is_missing_is_named_before_anything_loads(monkeypatch):
+    import importlib.util
+
+    from mr2 import backbones
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        backbones.importlib.util, "find_spec", lambda n, *a: None if n == "timm" else real(n, *a)
+    )
+    problems = validate.problems(tiny_config(model__name="mae"))
+    assert any("needs timm, of the 'vision' extra" in p for p in problems), problems
+    assert not any("timm" in p for p in validate.problems(tiny_config(model__name="clip")))

@@ -10,12 +10,12 @@ from mr2 import __version__, losses, report
 from mr2.demo import run_demo
 from mr2.engine import config
 from mr2.engine.compare import RunsFailed, check_compare, preflight, run_compare
+from mr2.engine.diagnose import run_diagnose
 from mr2.engine.extract import extract
 from mr2.engine.identity import RunBusyError
 from mr2.engine.saved import evaluate_run
 from mr2.engine.train import evaluate_initial, train
 from mr2.engine.wise import run_wise, wise_table
-from mr2.report.diagnostics import run_diagnose
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = config.load(args.config, args.set)
             result = train(cfg, args.out, resume=not args.no_resume, overwrite=args.overwrite)
             print(
-                f"test accuracy {result['test']['overall']:.4f}; "
-                f"worst class {result['test']['summary']['worst_class']:.4f}; {args.out}"
+                f"test accuracy {result.test.overall:.4f}; "
+                f"worst class {result.test.summary['worst_class']:.4f}; {args.out}"
             )
         elif args.command == "compare":
             overrides = list(args.set)
@@ -197,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = config.load(args.config, args.set)
             result = evaluate_initial(cfg, args.out, overwrite=args.overwrite)
             print(
-                f"test accuracy {result['test']['overall']:.4f}; "
-                f"worst class {result['test']['summary']['worst_class']:.4f}; {args.out}"
+                f"test accuracy {result.test.overall:.4f}; "
+                f"worst class {result.test.summary['worst_class']:.4f}; {args.out}"
             )
         elif args.command == "wise":
             print(wise_table(run_wise(args.run, args.alphas)))

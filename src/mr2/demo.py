@@ -6,6 +6,7 @@ downloadable. Budget: under 5 minutes on a 2-core CPU.
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from mr2.data import load
 from mr2.engine.compare import run_compare
 from mr2.engine.config import RunConfig, apply
 
-DEMO = {
+DEMO: dict[str, dict[str, Any]] = {
     "data": {"name": "fashion_mnist", "val_fraction": 0.1},
     "model": {"name": "mlp", "options": {"width": 256, "depth": 2}},
     "optim": {
@@ -42,7 +43,7 @@ DEMO = {
 
 
 def demo_config(data_dir: str = "", quick: bool = False, log=print) -> RunConfig:
-    cfg = apply(RunConfig(), {k: dict(v) for k, v in DEMO.items()})
+    cfg = apply(RunConfig(), copy.deepcopy(DEMO))
     cfg.data.data_dir = data_dir
     try:
         load("fashion_mnist", data_dir=data_dir, val_fraction=0.1)

@@ -8,25 +8,30 @@ per-rank averages.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
-def is_distributed(group: object | None = None) -> bool:
+
+def is_distributed(group: ProcessGroup | None = None) -> bool:
     """True when torch.distributed is initialised and has more than one process."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size(group) > 1
 
 
-def world_size(group: object | None = None) -> int:
+def world_size(group: ProcessGroup | None = None) -> int:
     return dist.get_world_size(group) if is_distributed(group) else 1
 
 
-def rank(group: object | None = None) -> int:
+def rank(group: ProcessGroup | None = None) -> int:
     return dist.get_rank(group) if is_distributed(group) else 0
 
 
-def all_reduce_sum(tensor: Tensor, group: object | None = None) -> Tensor:
+def all_reduce_sum(tensor: Tensor, group: ProcessGroup | None = None) -> Tensor:
     """Sum ``tensor`` over all processes (in place, no gradient) and return it."""
     if is_distributed(group):
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
@@ -38,20 +43,20 @@ class _AllGather(torch.autograd.Function):
     rows of this rank (an all-reduce: simple and supported by gloo and NCCL alike)."""
 
     @staticmethod
-    def forward(ctx, tensor: Tensor, group: object | None) -> Tensor:  # type: ignore[override]
+    def forward(ctx, tensor: Tensor, group: ProcessGroup | None) -> Tensor:
         ctx.group, ctx.rank, ctx.n = group, dist.get_rank(group), tensor.shape[0]
         parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size(group))]
         dist.all_gather(parts, tensor.contiguous(), group=group)
         return torch.cat(parts, dim=0)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         grad = grad.contiguous()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
         return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n], None
 
 
-def all_gather_with_grad(tensor: Tensor, group: object | None = None) -> tuple[Tensor, int]:
+def all_gather_with_grad(tensor: Tensor, group: ProcessGroup | None = None) -> tuple[Tensor, int]:
     """Concatenate ``tensor`` (N_r, ...) from every rank along dim 0, keeping gradients.
 
     Ranks may hold different N_r (the sizes are exchanged first, which costs one small
@@ -95,6 +100,6 @@ def init_from_env(device_type: str = "cpu") -> bool:
     return True
 
 
-def barrier(group: object | None = None) -> None:
+def barrier(group: ProcessGroup | None = None) -> None:
     if is_distributed(group):
         dist.barrier(group)

@@ -28,7 +28,7 @@ def _exp_floor(dtype: torch.dtype) -> float:
 
 class _RepresentationMargin(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, rows, cols, row_y, col_y, offset, s_bar, temperature, symmetric):  # type: ignore[override]
+    def forward(ctx, rows, cols, row_y, col_y, offset, s_bar, temperature, symmetric):
         g = rows if symmetric else cols
         sq_r = (rows.square().sum(1) - s_bar) / temperature  # (A,)
         sq_c = sq_r if symmetric else (g.square().sum(1) - s_bar) / temperature  # (C,)
@@ -53,7 +53,7 @@ class _RepresentationMargin(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         rows, g, p, row_y, col_y = ctx.saved_tensors  # p = P / T = dl_i / d dist_ij
         if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
             return _differentiable_backward(ctx, rows, g, row_y, col_y, grad)

@@ -17,7 +17,7 @@ checkpoints load either way.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 
@@ -57,7 +57,7 @@ def find_head(model: nn.Module, head: str | None = None) -> tuple[str, nn.Linear
                 f"its linear layers: {linears or 'none'}"
             )
         return head, found
-    candidates = {}
+    candidates: dict[int, tuple[str, nn.Linear]] = {}
     for path in KNOWN_HEADS:
         module = _get(model, path)
         last = _last_linear(module) if module is not None else None
@@ -104,9 +104,9 @@ class FeatureModel(nn.Module):
 
     @property
     def head(self) -> nn.Linear:
-        if self.timm:
-            return self.model.get_classifier()
-        return self.model.get_submodule(self.head_name)
+        model: Any = self.model  # timm's API is not typed on nn.Module
+        found = model.get_classifier() if self.timm else model.get_submodule(self.head_name)
+        return cast(nn.Linear, found)
 
     @property
     def feature_dim(self) -> int:
@@ -114,9 +114,8 @@ class FeatureModel(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor]:
         if self.timm:
-            features = self.model.forward_head(
-                self.model.forward_features(*args, **kwargs), pre_logits=True
-            )
+            model: Any = self.model
+            features = model.forward_head(model.forward_features(*args, **kwargs), pre_logits=True)
             return self.head(features), features
         self._features = None
         logits = self.model(*args, **kwargs)

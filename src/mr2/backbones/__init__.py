@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from torch import nn
+import importlib.util
 
 from mr2._registry import Registry
 from mr2.backbones.base import Backbone, Preprocess, state_sha256
@@ -14,13 +14,19 @@ from mr2.backbones.wiseft import interpolate
 from mr2.backbones.zeroshot import imagenet_class_names, templates, zero_shot_weights
 
 BACKBONES = Registry("backbone", exclude=("num_classes", "class_names"))
-BACKBONES.register("clip", create_clip)
-BACKBONES.register("mae", create_mae)
-BACKBONES.register("moco_v2", create_moco)
+BACKBONES.register("clip", create_clip, package="open_clip")
+BACKBONES.register("mae", create_mae, package="timm")
+BACKBONES.register("moco_v2", create_moco, package="torchvision")
 
 
 def available() -> list[str]:
     return BACKBONES.available()
+
+
+def missing_package(name: str) -> str | None:
+    """The package backbone ``name`` is built with, if it is not installed (else None)."""
+    package = BACKBONES.entry(name).extra["package"]
+    return None if importlib.util.find_spec(package) else package
 
 
 def options(name: str) -> set[str]:
@@ -29,7 +35,7 @@ def options(name: str) -> set[str]:
 
 def create(
     name: str, num_classes: int, *, class_names: list[str] | None = None, **kwargs
-) -> nn.Module:
+) -> Backbone:
     """Backbone ``name`` with a ``num_classes`` head; ``kwargs`` are its options."""
     BACKBONES.check_options(name, kwargs)
     return BACKBONES[name](num_classes, class_names=class_names, **kwargs)
@@ -44,6 +50,7 @@ __all__ = [
     "create",
     "imagenet_class_names",
     "interpolate",
+    "missing_package",
     "options",
     "state_sha256",
     "templates",

@@ -105,6 +105,7 @@ class Backbone(nn.Module):
         self.preprocess = preprocess
         self.normalize = normalize
         self.identity = dict(identity)
+        self.prompts: list[str] | None = None  # a zero-shot head's prompts (CLIP)
 
     def features(self, x: Tensor) -> Tensor:
         f = self.encoder(x)

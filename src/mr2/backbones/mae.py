@@ -35,7 +35,7 @@ def create_mae(
     # average pooling (MAE's fine-tuning protocol) reads a fresh LayerNorm, fc_norm, in place
     # of the pre-trained final norm, as MAE's own code does: that load cannot be strict
     avg = global_pool == "avg"
-    encoder = timm.create_model(
+    encoder: Any = timm.create_model(
         arch,
         pretrained=bool(weights),
         pretrained_cfg_overlay=overlay,

@@ -6,6 +6,7 @@ import hashlib
 import io
 import pickle
 import tarfile
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -13,14 +14,29 @@ import numpy as np
 import torch
 
 from mr2.data.base import Dataset, Split, images_to_tensor, make_dataset
-from mr2.data.files import find_file, search_dirs
+from mr2.data.files import cache_dir, download, find_file, search_dirs
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One official CIFAR "python version" archive and the members it holds."""
+
+    archive: str
+    md5: set[str]
+    members: dict[str, str]  # member -> MD5 (torchvision's list of the same files)
+    folder: str
+    train: list[str]
+    test: list[str]
+    meta: tuple[str, bytes]  # (member, key of the class names)
+    labels: bytes
+    url: str
+
 
 SOURCES = {
-    "cifar10": {
-        "archive": "cifar-10-python.tar.gz",
-        "md5": {"c58f30108f718f92721af3b95e74349a"},
-        # the members of the extracted folder (torchvision's list of the same files)
-        "members": {
+    "cifar10": _Source(
+        archive="cifar-10-python.tar.gz",
+        md5={"c58f30108f718f92721af3b95e74349a"},
+        members={
             "data_batch_1": "c99cafc152244af753f735de768cd75f",
             "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
             "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
@@ -29,28 +45,28 @@ SOURCES = {
             "test_batch": "40351d587109b95175f43aff81a1287e",
             "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
         },
-        "folder": "cifar-10-batches-py",
-        "train": [f"data_batch_{i}" for i in range(1, 6)],
-        "test": ["test_batch"],
-        "meta": ("batches.meta", b"label_names"),
-        "labels": b"labels",
-        "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-    },
-    "cifar100": {
-        "archive": "cifar-100-python.tar.gz",
-        "md5": {"eb9058c3a382ffc7106e4002c42a8d85"},
-        "members": {
+        folder="cifar-10-batches-py",
+        train=[f"data_batch_{i}" for i in range(1, 6)],
+        test=["test_batch"],
+        meta=("batches.meta", b"label_names"),
+        labels=b"labels",
+        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    ),
+    "cifar100": _Source(
+        archive="cifar-100-python.tar.gz",
+        md5={"eb9058c3a382ffc7106e4002c42a8d85"},
+        members={
             "train": "16019d7e3df5f24257cddd939b257f8d",
             "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
             "meta": "7973b15100ade9c7d40fb424638fde48",
         },
-        "folder": "cifar-100-python",
-        "train": ["train"],
-        "test": ["test"],
-        "meta": ("meta", b"fine_label_names"),
-        "labels": b"fine_labels",
-        "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-    },
+        folder="cifar-100-python",
+        train=["train"],
+        test=["test"],
+        meta=("meta", b"fine_label_names"),
+        labels=b"fine_labels",
+        url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+    ),
 }
 
 
@@ -59,28 +75,24 @@ def _reader(name: str, data_dir, allow_download: bool):
     src = SOURCES[name]
     dirs = search_dirs(name, data_dir, [])
     for d in dirs:  # an extracted folder: each member checked against its own MD5
-        folder = d / src["folder"]
-        if (folder / src["test"][0]).is_file():
+        folder = d / src.folder
+        if (folder / src.test[0]).is_file():
             origin = f"folder {folder} (MD5 verified)"
-            return partial(_read_member, folder, src["members"]), origin
-    archive = find_file([src["archive"]], dirs, src["md5"])
+            return partial(_read_member, folder, src.members), origin
+    archive = find_file([src.archive], dirs, src.md5)
     if archive is None and allow_download:
-        from mr2.data.files import cache_dir, download
-
         try:
-            archive = download(src["url"], cache_dir(name) / src["archive"], src["md5"])
+            archive = download(src.url, cache_dir(name) / src.archive, src.md5)
         except RuntimeError as err:
             raise FileNotFoundError(
-                f"{name}: {src['archive']} not found in {', '.join(map(str, dirs))}; {err}"
+                f"{name}: {src.archive} not found in {', '.join(map(str, dirs))}; {err}"
             ) from err
     if archive is None:
-        raise FileNotFoundError(
-            f"{name}: {src['archive']} not found in {', '.join(map(str, dirs))}"
-        )
+        raise FileNotFoundError(f"{name}: {src.archive} not found in {', '.join(map(str, dirs))}")
     tar = tarfile.open(archive, "r:gz")
 
     def read(member: str) -> dict:
-        fh = tar.extractfile(f"{src['folder']}/{member}")
+        fh = tar.extractfile(f"{src.folder}/{member}")
         if fh is None:
             raise ValueError(f"{archive} has no {member}")
         return _unpickle(fh.read())
@@ -147,10 +159,10 @@ def load_cifar(
 ) -> Dataset:
     src = SOURCES[name]
     read, origin = _reader(name, data_dir, allow_download)
-    meta_file, meta_key = src["meta"]
+    meta_file, meta_key = src.meta
     names = [n.decode() for n in read(meta_file)[meta_key]]
-    train = _stack(read, src["train"], src["labels"])
-    test = _stack(read, src["test"], src["labels"])
+    train = _stack(read, src.train, src.labels)
+    test = _stack(read, src.test, src.labels)
     return make_dataset(
         name,
         train,
@@ -170,16 +182,16 @@ def write_fake_archive(path: Path, name: str, n_train: int, n_test: int, seed: i
     rng = np.random.default_rng(seed)
     k = 10 if name == "cifar10" else 100
     label_names = [f"class{i}".encode() for i in range(k)]
-    members = {src["meta"][0]: {src["meta"][1]: label_names}}
-    per_train = np.array_split(np.arange(n_train), len(src["train"]))
-    for m, idx in zip(src["train"] + src["test"], [*per_train, np.arange(n_test)], strict=True):
+    members: dict[str, dict[bytes, object]] = {src.meta[0]: {src.meta[1]: label_names}}
+    per_train = np.array_split(np.arange(n_train), len(src.train))
+    for m, idx in zip(src.train + src.test, [*per_train, np.arange(n_test)], strict=True):
         members[m] = {
             b"data": rng.integers(0, 256, (len(idx), 3072), dtype=np.uint8),
-            src["labels"]: rng.integers(0, k, len(idx)).tolist(),
+            src.labels: rng.integers(0, k, len(idx)).tolist(),
         }
     with tarfile.open(path, "w:gz") as tar:
         for m, obj in members.items():
             blob = pickle.dumps(obj)
-            info = tarfile.TarInfo(f"{src['folder']}/{m}")
+            info = tarfile.TarInfo(f"{src.folder}/{m}")
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ FASHION_CLASSES = [
 
 # Accepted MD5s per file: of the official .gz and of the decompressed IDX bytes (Debian's
 # package ships recompressed .gz files whose content is identical).
-SOURCES = {
+SOURCES: dict[str, dict[str, Any]] = {
     "fashion_mnist": {
         "files": {
             "train-images-idx3-ubyte.gz": {

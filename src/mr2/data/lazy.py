@@ -18,6 +18,9 @@ class _Rows:
 
     rows: np.ndarray
 
+    def __getitem__(self, idx) -> Tensor:
+        raise NotImplementedError
+
     def __len__(self) -> int:
         return len(self.rows)
 
@@ -64,6 +67,8 @@ class LazyImages(_Rows):
         from PIL import Image
 
         path = self.paths[row]
+        if self.transform is None:
+            raise ValueError(f"{path}: no preprocessing set for these images")
         try:
             with Image.open(path) as im:
                 im.load()

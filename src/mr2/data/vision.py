@@ -193,7 +193,8 @@ def load_vision(
     train_name, val_name, test_name = official.get(name, ("train", None, "test"))
     paths, labels, classes = _torchvision(name, root, train_name, download, verify)
     train = _split(paths, labels, threads)
-    test = _split(*_torchvision(name, root, test_name, download, verify)[:2], threads)
+    test_paths, test_labels, _ = _torchvision(name, root, test_name, download, verify)
+    test = _split(test_paths, test_labels, threads)
     ds = make_dataset(
         name,
         train,
@@ -206,6 +207,7 @@ def load_vision(
         notes=notes,
     )
     if val_name:
-        ds.val = _split(*_torchvision(name, root, val_name, download, verify)[:2], threads)
+        val_paths, val_labels, _ = _torchvision(name, root, val_name, download, verify)
+        ds.val = _split(val_paths, val_labels, threads)
         notes.append(f"official {val_name} split as validation")
     return ds

@@ -20,6 +20,7 @@ from mr2.engine.progress import RunProgress
 from mr2.engine.train import evaluate_initial
 from mr2.engine.wise import run_wise
 from mr2.io import save_json
+from mr2.result import RunResult
 
 
 def methods() -> list[str]:
@@ -114,7 +115,7 @@ def check_compare(cfg: RunConfig) -> None:
                 f"{validate.suggest(method, methods())}; available: {', '.join(methods())}"
             )
             continue
-        points = [{}]
+        points: list[dict[str, Any]] = [{}]
         if method in cfg.compare.grid:
             try:
                 points = grid_points(cfg.compare.grid[method])
@@ -174,7 +175,7 @@ class Orchestra:
     log: Any = print
     failures: list[tuple[Path, str]] = field(default_factory=list)
 
-    def run(self, jobs: list[executors.Job]) -> list[dict[str, Any] | None]:
+    def run(self, jobs: list[executors.Job]) -> list[RunResult | None]:
         """Train every job (results in job order, None for a failed run). A run another
         process holds (``mr2 compare`` twice on one OUT) is awaited at the end, so two
         processes share the work and no run is trained twice."""
@@ -205,7 +206,9 @@ def tuning_jobs(cfg: RunConfig, method: str, out: Path) -> list[executors.Job]:
     ]
 
 
-def select(cfg: RunConfig, method: str, out: Path, results: list[dict | None]) -> dict | None:
+def select(
+    cfg: RunConfig, method: str, out: Path, results: list[RunResult | None]
+) -> dict[str, Any] | None:
     """Pick the grid point with the best validation score (never test) from the tuning
     runs' results (in ``tuning_jobs`` order); write OUT/<method>/selection.json. None when a
     tuning run failed: the method is not selected on part of its grid."""
@@ -214,12 +217,12 @@ def select(cfg: RunConfig, method: str, out: Path, results: list[dict | None]) -
     base = dict(cfg.compare.options.get(method, {}))
     seeds = cfg.compare.tune_seeds or cfg.compare.seeds[:1]
     metric = cfg.compare.select_metric
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, point in enumerate(grid_points(cfg.compare.grid[method])):
-        mine = results[i * len(seeds) : (i + 1) * len(seeds)]
-        if any(r.get("val") is None for r in mine):  # type: ignore[union-attr]
+        vals = [r.val for r in results[i * len(seeds) : (i + 1) * len(seeds)] if r is not None]
+        if any(v is None for v in vals):
             raise ValueError("tuning needs a validation split: data.val_fraction > 0")
-        scores = [r["val"][metric] for r in mine]  # type: ignore[index]
+        scores = [float(getattr(v, metric)) for v in vals]
         rows.append(
             {
                 "point": point,
@@ -263,17 +266,18 @@ def reuse_tuning_runs(cfg: RunConfig, method: str, selection: dict, out: Path) -
     return copied
 
 
-def tune_all(cfg: RunConfig, out: Path, orchestra: Orchestra) -> dict[str, dict | None]:
+def tune_all(cfg: RunConfig, out: Path, orchestra: Orchestra) -> dict[str, dict[str, Any] | None]:
     """Every tuned method's grid, all points at once, then each method's selection."""
     tuned = [m for m in cfg.compare.methods if m in cfg.compare.grid]
     per_method = {m: tuning_jobs(cfg, m, out) for m in tuned}
     results = orchestra.run([job for jobs in per_method.values() for job in jobs])
     chosen, at = {}, 0
     for method, jobs in per_method.items():
-        chosen[method] = select(cfg, method, out, results[at : at + len(jobs)])
+        selection = select(cfg, method, out, results[at : at + len(jobs)])
+        chosen[method] = selection
         at += len(jobs)
-        if chosen[method] is not None:
-            reuse_tuning_runs(cfg, method, chosen[method], out)
+        if selection is not None:
+            reuse_tuning_runs(cfg, method, selection, out)
     return chosen
 
 
@@ -306,6 +310,17 @@ def preflight(cfg: RunConfig, out: Path, *, overwrite: bool) -> None:
         )
 
 
+def zero_shot_runs(cfg: RunConfig, out: Path, *, overwrite: bool, log=print) -> list[RunResult]:
+    """The model before training, evaluated once per seed (``compare.zero_shot``)."""
+    results = []
+    for seed in cfg.compare.seeds:
+        log(f"zero_shot seed {seed}: evaluated before training")
+        run = run_config(cfg, "ce", seed)  # the loss plays no part
+        folder = out / "zero_shot" / f"seed{seed}"
+        results.append(brief(evaluate_initial(run, folder, overwrite=overwrite)))
+    return results
+
+
 def run_compare(
     cfg: RunConfig,
     out_dir: str | Path,
@@ -314,7 +329,7 @@ def run_compare(
     overwrite: bool = False,
     show_progress: bool | None = None,
     log=print,
-) -> list[dict[str, Any]]:
+) -> list[RunResult]:
     """Train methods x seeds (after tuning the methods with a grid) under OUT with the
     executor ``compare.executor``; the whole comparison is checked before anything is loaded
     or written. Returns the finished runs' results; raises ``RunsFailed`` at the end if some
@@ -323,15 +338,21 @@ def run_compare(
     out = Path(out_dir)
     preflight(cfg, out, overwrite=overwrite)
     c = cfg.compare
-    settings = {"address": c.ray_address, "resources": c.ray_resources, "slurm": c.slurm}
-    settings |= {"folder": str(out / "slurm"), "cluster": c.slurm.get("cluster")}
+    settings: dict[str, Any] = {
+        "address": c.ray_address,
+        "resources": c.ray_resources,
+        "slurm": c.slurm,
+        "folder": str(out / "slurm"),
+        "cluster": c.slurm.get("cluster"),
+    }
     run_options = executors.Options(resume, overwrite, False, show_progress)
     orchestra = Orchestra(executors.create(c.executor, jobs=c.jobs, **settings), run_options, log)
     chosen = tune_all(cfg, out, orchestra)
+    options = {m: s["options"] for m, s in chosen.items() if s is not None}
     jobs = [
         executors.Job(
             f"{method} seed {seed}",
-            run_config(cfg, method, seed, chosen[method]["options"] if method in chosen else None),
+            run_config(cfg, method, seed, options.get(method)),
             out / method / f"seed{seed}",
         )
         for method in c.methods
@@ -345,12 +366,7 @@ def run_compare(
             if done and not ((job.run_dir / "wise.json").exists() and resume and not overwrite):
                 run_wise(job.run_dir, c.wise_alphas)
     if c.zero_shot:
-        for seed in c.seeds:
-            log(f"zero_shot seed {seed}: evaluated before training")
-            run = run_config(cfg, "ce", seed)  # the loss plays no part
-            results.append(
-                brief(evaluate_initial(run, out / "zero_shot" / f"seed{seed}", overwrite=overwrite))
-            )
+        results += zero_shot_runs(cfg, out, overwrite=overwrite, log=log)
     if orchestra.failures:
         raise RunsFailed(orchestra.failures)
     return results

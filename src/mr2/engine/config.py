@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -210,14 +211,14 @@ class _MergeKey:
     value: Any
 
 
-def load(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
     """Defaults, then the TOML file at ``path``, then each ``section.key=value`` override."""
     cfg = RunConfig()
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file {p} does not exist")
-        with open(p, "rb") as fh:
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"config file {file} does not exist")
+        with open(file, "rb") as fh:
             apply(cfg, tomllib.load(fh))
     for text in overrides:
         override = parse_override(text)
@@ -242,10 +243,8 @@ def _finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def range_problems(cfg: RunConfig) -> list[str]:
-    """Every out-of-range value of the optimiser, schedule, training and data settings."""
-    o, t, d, c = cfg.optim, cfg.train, cfg.data, cfg.compare
-    rules = [
+def _optim_rules(o: OptimConfig) -> list[tuple[bool, str]]:
+    return [
         (o.name in ("sgd", "adamw"), f"optim.name must be 'sgd' or 'adamw', got {o.name!r}"),
         (o.schedule in ("cosine", "constant"), "optim.schedule must be 'cosine' or 'constant'"),
         (_finite(o.lr) and o.lr > 0, f"optim.lr must be finite and > 0, got {o.lr}"),
@@ -271,6 +270,11 @@ def range_problems(cfg: RunConfig) -> list[str]:
             _finite(o.grad_clip) and o.grad_clip >= 0,
             f"optim.grad_clip must be finite and >= 0, got {o.grad_clip}",
         ),
+    ]
+
+
+def _train_rules(t: TrainConfig) -> list[tuple[bool, str]]:
+    return [
         (t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}"),
         (t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}"),
         (t.eval_batch_size >= 1, f"train.eval_batch_size must be >= 1, got {t.eval_batch_size}"),
@@ -289,12 +293,22 @@ def range_problems(cfg: RunConfig) -> list[str]:
             t.device in ("auto", "cpu", "cuda"),
             f"train.device must be auto|cpu|cuda, got {t.device!r}",
         ),
+    ]
+
+
+def _data_rules(d: DataConfig) -> list[tuple[bool, str]]:
+    return [
         (
             _finite(d.val_fraction) and 0 <= d.val_fraction < 1,
             f"data.val_fraction must lie in [0, 1), got {d.val_fraction}",
         ),
         (d.split_seed >= 0, f"data.split_seed must be >= 0, got {d.split_seed}"),
         (d.train_subset >= 0, f"data.train_subset must be >= 0 (0 = all), got {d.train_subset}"),
+    ]
+
+
+def _compare_rules(c: CompareConfig) -> list[tuple[bool, str]]:
+    return [
         (
             all(_finite(a) and 0 <= a <= 1 for a in c.wise_alphas),
             "compare.wise_alphas must lie in [0, 1]",
@@ -312,6 +326,16 @@ def range_problems(cfg: RunConfig) -> list[str]:
             f"compare.executor must be local|pool|ray|slurm, got {c.executor!r}",
         ),
         (c.jobs >= 0, f"compare.jobs must be >= 0 (0 = one per GPU or core), got {c.jobs}"),
+    ]
+
+
+def range_problems(cfg: RunConfig) -> list[str]:
+    """Every out-of-range value of the optimiser, schedule, training and data settings."""
+    rules = [
+        *_optim_rules(cfg.optim),
+        *_train_rules(cfg.train),
+        *_data_rules(cfg.data),
+        *_compare_rules(cfg.compare),
     ]
     return [message for ok, message in rules if not ok]
 

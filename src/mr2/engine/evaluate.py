@@ -63,5 +63,8 @@ def feature_statistics(
         _, f = model(split.x[chunk].to(device))
         part = feature_sums(f, split.y[chunk], num_classes)
         sums = part if sums is None else sums + part
+    if sums is None:  # this process holds no sample (fewer samples than processes)
+        _, f = model(split.x[:1].to(device))
+        sums = feature_sums(f[:0], split.y[:0], num_classes)
     model.train(was_training)
     return class_spread(distributed.all_reduce_sum(sums))

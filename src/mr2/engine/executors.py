@@ -18,7 +18,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from mr2 import io
 from mr2.engine import identity
 from mr2.engine.config import RunConfig
 from mr2.engine.train import method_label, train
+from mr2.result import RunResult
 
 EXECUTORS = ("local", "pool", "ray", "slurm")
 FAILED = identity.FAILED
@@ -54,7 +55,7 @@ class Job:
 @dataclass
 class Outcome:
     status: str  # "done", "busy" (another process holds the run) or "failed"
-    result: dict[str, Any] | None = None
+    result: RunResult | None = None
     error: str = ""
     seconds: float = 0.0
     reused: bool = False  # finished before: its result was read, nothing trained
@@ -68,13 +69,11 @@ class Options:
     show_progress: bool | None = False
 
 
-def brief(result: dict[str, Any]) -> dict[str, Any]:
+def brief(result: RunResult) -> RunResult:
     """What a comparison keeps in memory of a finished run: everything but the per-epoch
-    history and the confusion matrix (megabytes per run at K = 1000, so a long comparison
-    would grow without bound); the whole record stays in the run's result.json."""
-    test = {k: v for k, v in result["test"].items() if k != "confusion"}
-    rest = {k: v for k, v in result.items() if k not in ("history", "test")}
-    return {**rest, "test": test, "epochs": len(result.get("history") or [])}
+    history and the confusion matrix, left empty (megabytes per run at K = 1000, so a long
+    comparison would grow without bound); the whole record stays in the run's result.json."""
+    return replace(result, history=[], test=replace(result.test, confusion=[]))
 
 
 def _log_tail(run_dir: Path, lines: int = 5) -> list[str]:
@@ -111,7 +110,7 @@ def run_job(job: Job, options: Options) -> Outcome:
             "pid": os.getpid(),
         }
         io.save_json(record, failed)
-        return Outcome("failed", error=record["error"], seconds=time.time() - start)
+        return Outcome("failed", error=str(record["error"]), seconds=time.time() - start)
     failed.unlink(missing_ok=True)  # a retried run that now finished is no failure
     return Outcome("done", brief(result), seconds=time.time() - start, reused=reused)
 
@@ -196,8 +195,10 @@ class RayExecutor(Executor):
         started_here = not ray.is_initialized()
         if started_here:
             address = self.settings.get("address") or None
-            kwargs = {} if address else {"num_cpus": self.jobs, "include_dashboard": False}
-            ray.init(address=address, log_to_driver=False, **kwargs)
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=self.jobs, include_dashboard=False, log_to_driver=False)
         try:
             task = ray.remote(run_job)
             refs = {}

@@ -11,7 +11,7 @@ from mr2.engine import validate
 from mr2.engine.config import RunConfig
 from mr2.engine.context import setup
 from mr2.engine.features import extract_features
-from mr2.engine.loop import create_model, is_backbone, load_data
+from mr2.engine.loop import create_backbone, is_backbone, load_data
 
 
 def extract(cfg: RunConfig) -> dict[str, dict[str, Any]]:
@@ -23,5 +23,5 @@ def extract(cfg: RunConfig) -> dict[str, dict[str, Any]]:
     ctx = setup(cfg)
     dataset = load_data(cfg)
     torch.manual_seed(cfg.train.seed)
-    model = create_model(cfg, dataset)
+    model = create_backbone(cfg, dataset)
     return extract_features(cfg, mr2_data.preprocessed(dataset, model.preprocess), model, ctx)[1]

@@ -3,12 +3,14 @@ features and a linear probe (``model.probe``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
 from mr2 import data as mr2_data
 from mr2 import models
+from mr2.backbones.base import Backbone
+from mr2.backbones.cache import cached_features
 from mr2.engine.config import RunConfig
 from mr2.engine.context import Context
 
@@ -19,7 +21,7 @@ def fit_to_backbone(
     """Fit the data to a pre-trained backbone: its preprocessing for fine-tuning, or, with
     ``model.probe``, its cached features and a linear probe whose head starts as the
     backbone's (CLIP: the zero-shot head). Other models pass through."""
-    if not hasattr(model, "preprocess") or dataset.features_of is not None:
+    if not isinstance(model, Backbone) or dataset.features_of is not None:
         return dataset, model
     dataset = mr2_data.preprocessed(dataset, model.preprocess)
     if not cfg.model.probe:
@@ -38,32 +40,33 @@ def fit_to_backbone(
         features_of=description,
     )
     probe = models.create("linear", probe_data.input_shape, probe_data.num_classes)
-    probe.head.load_state_dict(model.head.state_dict())
+    cast(nn.Linear, probe.head).load_state_dict(model.head.state_dict())
     return probe_data, probe
 
 
 def extract_features(
     cfg: RunConfig,
     dataset: mr2_data.Dataset,
-    model: nn.Module,
+    model: Backbone,
     ctx: Context,
     description: dict[str, Any] | None = None,
 ) -> tuple[dict[str, mr2_data.Split], dict[str, dict[str, Any]]]:
     """The backbone's features of every split (dataset already preprocessed), from the cache
     or extracted into it (under the run's AMP setting); (feature splits, cache info)."""
-    from mr2.backbones.cache import cached_features
-
     model = model.to(ctx.device)
-    common = {
-        "cache_dir": cfg.model.cache_dir,
-        "amp_dtype": ctx.amp_dtype,
-        "description": description or model.describe(),
-    }
+    description = description or model.describe()
     splits, infos = {}, {}
     for name in ("train", "val", "test"):  # under DDP every process extracts its share
         split = getattr(dataset, name)
         feats, info = cached_features(
-            model, split, name, batch_size=cfg.train.eval_batch_size, device=ctx.device, **common
+            model,
+            split,
+            name,
+            cache_dir=cfg.model.cache_dir,
+            batch_size=cfg.train.eval_batch_size,
+            device=ctx.device,
+            amp_dtype=ctx.amp_dtype,
+            description=description,
         )
         splits[name], infos[name] = mr2_data.Split(feats, split.y), info
     return splits, infos

@@ -75,10 +75,9 @@ def _with_defaults(cfg: RunConfig) -> dict[str, Any]:
         **{k: v for k, v in defaults.items() if _jsonable(v) and k != "validate"},
         **loss["options"],
     }
-    proc = procedures.PROCEDURES.get(cfg.train.procedure)
-    if proc is not None:
+    if cfg.train.procedure in procedures.PROCEDURES:
         data["train"]["procedure_options"] = {
-            **proc.defaults,
+            **procedures.defaults(cfg.train.procedure),
             **data["train"]["procedure_options"],
         }
     return data

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from mr2.result import EpochRecord
 
 LOGGERS = ("csv", "tensorboard", "wandb")
 _PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
@@ -27,18 +30,19 @@ def problems(names: list[str]) -> list[str]:
     return errors
 
 
-def epoch_scalars(record: dict[str, Any], class_names: list[str]) -> dict[str, float]:
+def epoch_scalars(record: EpochRecord, class_names: list[str]) -> dict[str, float]:
     """An epoch's history record as flat ``group/name`` scalars (None and lists expanded)."""
+    row = record.to_dict()
     out = {}
     for key in ("train_loss", "train_acc", "val_acc", "val_mean_class", "lr", "time_s"):
-        if record.get(key) is not None:
-            out[f"epoch/{key}"] = float(record[key])
+        if row.get(key) is not None:
+            out[f"epoch/{key}"] = float(row[key])
     for key, group in (
         ("val_per_class", "val_class"),
         ("margins", "margin"),
         ("spreads", "spread"),
     ):
-        for name, value in zip(class_names, record.get(key) or [], strict=False):
+        for name, value in zip(class_names, row.get(key) or [], strict=False):
             out[f"{group}/{name}"] = float(value)
     return out
 
@@ -105,11 +109,17 @@ class WandbLogger:
         self.run.finish()
 
 
+class Logger(Protocol):
+    def step(self, step: int, values: dict[str, float]) -> None: ...
+    def epoch(self, epoch: int, scalars: dict[str, float]) -> None: ...
+    def close(self) -> None: ...
+
+
 class Loggers:
     """The run's loggers together (none on ranks other than 0)."""
 
     def __init__(self, names: list[str], run_dir: Path, config: dict, *, resume: bool) -> None:
-        made = {
+        made: dict[str, Callable[[], Logger]] = {
             "csv": lambda: CsvLogger(run_dir, resume),
             "tensorboard": lambda: TensorBoardLogger(run_dir),
             "wandb": lambda: WandbLogger(run_dir, config),
@@ -120,7 +130,7 @@ class Loggers:
         for logger in self.loggers:
             logger.step(step, values)
 
-    def epoch(self, epoch: int, record: dict[str, Any], class_names: list[str]) -> None:
+    def epoch(self, epoch: int, record: EpochRecord, class_names: list[str]) -> None:
         scalars = epoch_scalars(record, class_names)
         for logger in self.loggers:
             logger.epoch(epoch, scalars)

@@ -11,8 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from mr2 import backbones, io, losses, models
 from mr2 import data as mr2_data
-from mr2 import io, losses, models
+from mr2.backbones.base import Backbone
 from mr2.engine import procedures
 from mr2.engine.config import RunConfig
 from mr2.engine.context import Context, setup
@@ -50,18 +51,18 @@ def create_model(cfg: RunConfig, dataset: mr2_data.Dataset) -> nn.Module:
     if dataset.features_of is not None:
         return models.create("linear", dataset.input_shape, dataset.num_classes)
     if is_backbone(cfg):
-        from mr2 import backbones
-
-        return backbones.create(
-            cfg.model.name,
-            dataset.num_classes,
-            class_names=dataset.class_names,
-            **cfg.model.options,
-        )
+        return create_backbone(cfg, dataset)
     if cfg.model.probe:
         raise ValueError(f"model.probe needs a pre-trained backbone, not {cfg.model.name!r}")
     return models.create(
         cfg.model.name, dataset.input_shape, dataset.num_classes, **cfg.model.options
+    )
+
+
+def create_backbone(cfg: RunConfig, dataset: mr2_data.Dataset) -> Backbone:
+    """The configured pre-trained backbone with a head for the dataset's classes."""
+    return backbones.create(
+        cfg.model.name, dataset.num_classes, class_names=dataset.class_names, **cfg.model.options
     )
 
 

@@ -214,7 +214,14 @@ class LfF(Procedure):
 
 PROCEDURES = Registry("procedure")
 for _name, _cls in (("standard", Procedure), ("jtt", JTT), ("lff", LfF), ("drw", DRW)):
-    PROCEDURES.register(_name, _cls, options=set(_cls.defaults))
+    PROCEDURES.register(_name, _cls, options=set(_cls.defaults), defaults_of=_cls.defaults)
+
+
+def defaults(name: str) -> dict[str, Any]:
+    """Procedure ``name``'s options with their default values."""
+    return dict(PROCEDURES.entry(name).extra["defaults_of"])
+
+
 DEFAULT_LOSS = {"jtt": "ce", "lff": "ce", "drw": "ldam"}
 
 
@@ -240,5 +247,6 @@ __all__ = [
     "Procedure",
     "Services",
     "create",
+    "defaults",
     "effective_number_weights",
 ]

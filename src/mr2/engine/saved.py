@@ -3,6 +3,7 @@ diagnose``) and evaluated (``mr2 evaluate RUN_DIR``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,10 @@ class SavedRun:
 
 
 def load_saved_run(
-    run_dir: str | Path, split: str = "test", overrides: list[str] = (), ctx: Context | None = None
+    run_dir: str | Path,
+    split: str = "test",
+    overrides: Sequence[str] = (),
+    ctx: Context | None = None,
 ) -> SavedRun:
     """A finished run's data and final model. The run must be finished and of the
     configuration its run.json records; ``overrides`` may change only ``data.*`` settings
@@ -53,7 +57,10 @@ def load_saved_run(
 
 
 def evaluate_run(
-    run_dir: str | Path, split: str = "test", overrides: list[str] = (), ctx: Context | None = None
+    run_dir: str | Path,
+    split: str = "test",
+    overrides: Sequence[str] = (),
+    ctx: Context | None = None,
 ) -> dict[str, Any]:
     """Evaluate RUN_DIR/final.pt on ``split`` ("val" or "test") of the run's data (see
     ``load_saved_run``); writes RUN_DIR/eval_<split>.json and returns it."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -23,27 +23,31 @@ from mr2 import distributed, io
 from mr2.engine import identity, validate
 from mr2.engine.config import RunConfig, to_dict, to_toml
 from mr2.engine.context import Context, setup
-from mr2.engine.evaluate import feature_statistics
+from mr2.engine.evaluate import evaluate, feature_statistics
 from mr2.engine.loggers import Loggers
 from mr2.engine.loop import Loop, build, prepare
 from mr2.engine.progress import JsonlLog, StepProgress
 from mr2.engine.schedule import lr_factor, warmup_steps
+from mr2.losses import MR2Loss
+from mr2.losses.cdb import CDBLoss
 from mr2.metrics import disparity_summary
+from mr2.result import (
+    DatasetInfo,
+    EpochRecord,
+    RunResult,
+    SplitScores,
+    ValSummary,
+    read_result,
+)
 
 
-def validation_summary(history: list[dict[str, Any]], epoch: int) -> dict[str, Any] | None:
+def validation_summary(history: list[EpochRecord], epoch: int | None) -> ValSummary | None:
     """Validation numbers of the selected epoch: what tuning may look at (never test)."""
-    record = next((h for h in history if h["epoch"] == epoch), None)
-    if record is None or "val_per_class" not in record:
+    record = next((h for h in history if h.epoch == epoch), None)
+    if record is None or record.val_per_class is None or record.val_acc is None:
         return None
-    s = disparity_summary(record["val_per_class"])
-    return {
-        "per_class": record["val_per_class"],
-        "mean_class": s.mean_class,
-        "worst_class": s.worst_class,
-        "hard": s.hard,
-        "overall": record["val_acc"],
-    }
+    s = disparity_summary(record.val_per_class)
+    return ValSummary(record.val_per_class, s.mean_class, s.worst_class, s.hard, record.val_acc)
 
 
 def method_label(cfg: RunConfig) -> str:
@@ -51,15 +55,16 @@ def method_label(cfg: RunConfig) -> str:
     return cfg.train.procedure if cfg.train.procedure != "standard" else cfg.loss.name
 
 
-def loss_internals(loss_fn: nn.Module) -> dict[str, Any]:
+def loss_internals(loss_fn: nn.Module) -> dict[str, list[float]]:
     """MR²'s margins gamma_k and spreads ||s_k||^2 (and group DRO / CDB weights)."""
-    out: dict[str, Any] = {}
-    if hasattr(loss_fn, "margins") and hasattr(loss_fn, "spreads"):
+    out: dict[str, list[float]] = {}
+    if isinstance(loss_fn, MR2Loss):
         out["margins"] = loss_fn.margins().tolist()
         out["spreads"] = loss_fn.spreads().tolist()
     for name in ("q", "class_weights"):
-        if isinstance(getattr(loss_fn, name, None), torch.Tensor):
-            out[name] = getattr(loss_fn, name).tolist()
+        value = getattr(loss_fn, name, None)
+        if isinstance(value, torch.Tensor):
+            out[name] = value.tolist()
     return out
 
 
@@ -178,9 +183,9 @@ def train(
     overwrite: bool = False,
     wait: bool = False,
     show_progress: bool | None = None,
-) -> dict[str, Any]:
+) -> RunResult:
     """Train one run into ``run_dir`` (run.json, config.toml, log.jsonl, checkpoint.pt,
-    final.pt, result.json) and return the result dict.
+    final.pt, result.json) and return its result.
 
     The whole configuration is checked first. A run directory of the same configuration
     (``identity``) is reused when finished and resumed from its checkpoint otherwise
@@ -192,7 +197,7 @@ def train(
     run_dir = Path(run_dir)
     with _run_lock(run_dir, cfg, "train", overwrite=overwrite, wait=wait) as found:
         if found.finished and resume:  # a finished run of this configuration: reused
-            return io.load_json(run_dir / "result.json")
+            return read_result(run_dir)
         loop = prepare(cfg, run_dir, resume, train_run=train)
         fresh = not resume or found.state is not identity.State.MATCH
         loop.proc.resume = not fresh
@@ -225,23 +230,33 @@ def _start_dir(run_dir: Path, cfg: RunConfig, found: identity.Inspection, *, cle
     distributed.barrier()
 
 
-def _fit(loop: Loop, run_dir: Path, *, resume: bool, show_progress: bool | None) -> dict:
+@dataclass
+class _Best:
+    """The best validation score so far, its epoch and weights (``train.select = best_val``)."""
+
+    score: float = -1.0
+    epoch: int = -1
+    state: dict[str, torch.Tensor] | None = None
+
+
+def _fit(loop: Loop, run_dir: Path, *, resume: bool, show_progress: bool | None) -> RunResult:
     cfg, ctx = loop.cfg, loop.ctx
     log = JsonlLog(run_dir / "log.jsonl")
     ckpt_path = run_dir / "checkpoint.pt"
-    start, best = 0, {"score": -1.0, "epoch": -1, "state": None}
-    history: list[dict[str, Any]] = []
+    start, best = 0, _Best()
+    history: list[EpochRecord] = []
     if resume and ckpt_path.exists():
         state = io.load_torch(ckpt_path)
         loop.restore(state)
-        start, best, history = state["epoch"] + 1, state["best"], state["history"]
+        start, best = state["epoch"] + 1, _Best(**state["best"])
+        history = [EpochRecord.from_dict(h, ckpt_path) for h in state["history"]]
         if ctx.rank == 0:  # the log is rebuilt from the checkpoint: epochs after it are gone
-            log.rewrite(history)
+            log.rewrite([h.to_dict() for h in history])
     elif ctx.rank == 0 and log.path.exists():
         log.path.unlink()
     distributed.barrier()
 
-    t0 = time.time() - (history[-1]["time_s"] if history else 0.0)  # cumulative over resumes
+    t0 = time.time() - (history[-1].time_s if history else 0.0)  # cumulative over resumes
     names = cfg.train.loggers if ctx.rank == 0 else []
     loggers = Loggers(names, run_dir, to_dict(cfg), resume=resume and start > 0)
     try:
@@ -249,10 +264,10 @@ def _fit(loop: Loop, run_dir: Path, *, resume: bool, show_progress: bool | None)
             record, best = _epoch(loop, epoch, best, t0, show_progress, loggers)
             history.append(record)
             if ctx.rank == 0:  # checkpoint first: a logged epoch is always a saved epoch
-                io.save_torch(
-                    {**loop.state(), "epoch": epoch, "best": best, "history": history}, ckpt_path
-                )
-                log.write(record)
+                rows = [h.to_dict() for h in history]
+                checkpoint = {"epoch": epoch, "best": asdict(best), "history": rows}
+                io.save_torch({**loop.state(), **checkpoint}, ckpt_path)
+                log.write(record.to_dict())
                 loggers.epoch(epoch, record, loop.dataset.class_names)
                 if show_progress is not False:
                     print(epoch_line(record, cfg.train.epochs), flush=True)
@@ -260,57 +275,56 @@ def _fit(loop: Loop, run_dir: Path, *, resume: bool, show_progress: bool | None)
     finally:
         loggers.close()
 
-    if cfg.train.select == "best_val":
-        loop.model.load_state_dict(best["state"])
-    selected = best["epoch"] if cfg.train.select == "best_val" else cfg.train.epochs - 1
-    result = build_result(loop, history, selected)
+    if cfg.train.select == "best_val" and best.state is not None:
+        loop.model.load_state_dict(best.state)
+    selected = best.epoch if cfg.train.select == "best_val" else cfg.train.epochs - 1
+    result = build_result(cfg, ctx, loop.dataset, loop.model, history, selected)
     if ctx.rank == 0:
         io.save_torch(
             {"model": loop.model.state_dict(), "loss": loop.loss_fn.state_dict()},
             run_dir / "final.pt",
         )
-        io.save_json(result, run_dir / "result.json")
+        io.save_json(result.to_dict(), run_dir / "result.json")
     distributed.barrier()
     return result
 
 
 def _epoch(
-    loop: Loop, epoch: int, best: dict, t0: float, show_progress, loggers: Loggers
-) -> tuple[dict, dict]:
+    loop: Loop, epoch: int, best: _Best, t0: float, show_progress, loggers: Loggers
+) -> tuple[EpochRecord, _Best]:
     """Train one epoch, validate; (the epoch's history record, the best-so-far state)."""
     cfg = loop.cfg
     train_loss, train_acc = train_epoch(loop, epoch, show_progress, loggers)
     val = loop.evaluate(loop.dataset.val) if len(loop.dataset.val) else None
     val_score = float(torch.nanmean(val.accuracy)) if val is not None else float("nan")
-    if val is not None and hasattr(loop.loss_fn, "update_difficulty"):
+    if val is not None and isinstance(loop.loss_fn, CDBLoss):
         loop.loss_fn.update_difficulty(val.accuracy)  # CDB: from validation, never test
-    if cfg.train.select == "best_val" and val_score > best["score"]:
+    if cfg.train.select == "best_val" and val_score > best.score:
         weights = {k: v.detach().cpu().clone() for k, v in loop.model.state_dict().items()}
-        best = {"score": val_score, "epoch": epoch, "state": weights}
-    record = {
-        "epoch": epoch,
-        "train_loss": train_loss,
-        "train_acc": train_acc,
-        "lr": loop.opt.param_groups[0]["lr"],
-        "val_acc": val.overall if val is not None else None,
-        "val_mean_class": val_score,
-        "time_s": round(time.time() - t0, 3),
+        best = _Best(val_score, epoch, weights)
+    record = EpochRecord(
+        epoch=epoch,
+        time_s=round(time.time() - t0, 3),
+        train_loss=train_loss,
+        train_acc=train_acc,
+        lr=loop.opt.param_groups[0]["lr"],
+        val_acc=val.overall if val is not None else None,
+        val_mean_class=val_score,
+        val_per_class=val.accuracy.tolist() if val is not None else None,
         **loss_internals(loop.loss_fn),
-    }
-    if val is not None:
-        record["val_per_class"] = val.accuracy.tolist()
+    )
     return record, best
 
 
-def epoch_line(record: dict[str, Any], epochs: int) -> str:
+def epoch_line(record: EpochRecord, epochs: int) -> str:
     """One line per epoch, every number formatted (validation shown only when there is one)."""
     val = ""
-    if record.get("val_acc") is not None:
-        val = f" val acc {record['val_acc']:.4f} val mean-class {record['val_mean_class']:.4f}"
+    if record.val_acc is not None:
+        val = f" val acc {record.val_acc:.4f} val mean-class {record.val_mean_class:.4f}"
     return (
-        f"epoch {record['epoch'] + 1}/{epochs} loss {record['train_loss']:.4f} "
-        f"train acc {record['train_acc']:.4f}{val} lr {record['lr']:.3g} "
-        f"({record['time_s']:.1f} s)"
+        f"epoch {record.epoch + 1}/{epochs} loss {record.train_loss:.4f} "
+        f"train acc {record.train_acc:.4f}{val} lr {record.lr:.3g} "
+        f"({record.time_s:.1f} s)"
     )
 
 
@@ -321,7 +335,7 @@ def evaluate_initial(
     label: str = "zero_shot",
     overwrite: bool = False,
     wait: bool = False,
-) -> dict:
+) -> RunResult:
     """Evaluate the model as it is before training, on validation and test, into
     ``run_dir/result.json`` (the schema of a trained run; method ``label``): a pre-trained
     backbone with its zero-shot head, or any model's initialisation. No weights are saved,
@@ -331,70 +345,81 @@ def evaluate_initial(
     run_dir = Path(run_dir)
     with _run_lock(run_dir, cfg, f"initial:{label}", overwrite=overwrite, wait=wait) as found:
         if found.finished:  # of this configuration (a mismatch is cleared below)
-            return io.load_json(run_dir / "result.json")
+            return read_result(run_dir)
         start = time.time()
         ctx = setup(cfg)
         dataset, model = build(cfg, ctx)[:2]
-        loop = Loop(cfg, ctx, dataset, model, model, None, None, None, None)  # evaluation only
         _start_dir(run_dir, cfg, found, clear=found.state is not identity.State.FRESH)
         history = []
         if len(dataset.val):
-            val = loop.evaluate(dataset.val)
+            val = _evaluate(cfg, ctx, model, dataset.val, dataset.num_classes)
             history = [
-                {
-                    "epoch": 0,
-                    "val_acc": val.overall,
-                    "val_per_class": val.accuracy.tolist(),
-                    "time_s": round(time.time() - start, 3),
-                }
+                EpochRecord(
+                    epoch=0,
+                    time_s=round(time.time() - start, 3),
+                    val_acc=val.overall,
+                    val_per_class=val.accuracy.tolist(),
+                )
             ]
-        result = build_result(loop, history, 0)
-        result.update(method=label, history=[], train_time_s=0.0, selected_epoch=None)
+        result = build_result(cfg, ctx, dataset, model, history, 0)
+        result = replace(result, method=label, history=[], train_time_s=0.0, selected_epoch=None)
         if ctx.rank == 0:
-            io.save_json(result, run_dir / "result.json")
+            io.save_json(result.to_dict(), run_dir / "result.json")
         distributed.barrier()
         return result
 
 
-def build_result(loop: Loop, history: list[dict[str, Any]], selected: int) -> dict[str, Any]:
+def _evaluate(cfg: RunConfig, ctx: Context, model: nn.Module, split, num_classes: int):
+    return evaluate(
+        model,
+        split,
+        num_classes,
+        batch_size=cfg.train.eval_batch_size,
+        device=ctx.device,
+        amp_dtype=ctx.amp_dtype,
+    )
+
+
+def build_result(
+    cfg: RunConfig,
+    ctx: Context,
+    dataset: mr2_data.Dataset,
+    model: nn.Module,
+    history: list[EpochRecord],
+    selected: int,
+) -> RunResult:
     """The one test evaluation of the run and everything result.json holds."""
-    cfg, dataset = loop.cfg, loop.dataset
-    test = loop.evaluate(dataset.test)
+    test = _evaluate(cfg, ctx, model, dataset.test, dataset.num_classes)
     features = feature_statistics(
-        loop.model,
+        model,
         dataset.test,
         dataset.num_classes,
         batch_size=cfg.train.eval_batch_size,
-        device=loop.ctx.device,
+        device=ctx.device,
     )
     sizes = {"train": len(dataset.train), "val": len(dataset.val), "test": len(dataset.test)}
     ident = identity.identity(cfg)
-    return {
-        "schema": 1,
-        "method": method_label(cfg),
-        "fingerprint": identity.fingerprint(ident),
-        "mr2_version": ident["mr2_version"],
-        "identity": ident,
-        "seed": cfg.train.seed,
-        "config": to_dict(cfg),
-        "dataset": {
-            "name": dataset.name,
-            "num_classes": dataset.num_classes,
-            "class_names": dataset.class_names,
-            "sizes": sizes,
-            "notes": dataset.notes,
-        },
-        "selected_epoch": selected,
-        "val": validation_summary(history, selected),
-        "test": {
-            "overall": test.overall,
-            "per_class": test.accuracy.tolist(),
-            "support": test.support.tolist(),
-            "confusion": test.confusion.tolist(),
-            "summary": disparity_summary(test.accuracy, class_counts=test.support).as_dict(),
-        },
-        "diagnostics": {"test_" + k: v for k, v in features.items()},
-        "history": history,
-        "world_size": loop.ctx.world,
-        "train_time_s": history[-1]["time_s"] if history else None,
-    }
+    return RunResult(
+        method=method_label(cfg),
+        seed=cfg.train.seed,
+        fingerprint=identity.fingerprint(ident),
+        mr2_version=ident["mr2_version"],
+        identity=ident,
+        config=to_dict(cfg),
+        dataset=DatasetInfo(
+            dataset.name, dataset.num_classes, dataset.class_names, sizes, dataset.notes
+        ),
+        selected_epoch=selected,
+        val=validation_summary(history, selected),
+        test=SplitScores(
+            test.overall,
+            test.accuracy.tolist(),
+            test.support.tolist(),
+            test.confusion.tolist(),
+            disparity_summary(test.accuracy, class_counts=test.support).as_dict(),
+        ),
+        diagnostics={"test_" + k: v for k, v in features.items()},
+        history=history,
+        world_size=ctx.world,
+        train_time_s=history[-1].time_s if history else None,
+    )

@@ -13,13 +13,13 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from mr2 import backbones, losses, models
 from mr2 import data as mr2_data
-from mr2 import losses, models
 from mr2._registry import suggest
 from mr2.engine import loggers, procedures
 from mr2.engine.config import RunConfig, range_problems
 
-BACKBONE_NAMES = ("clip", "mae", "moco_v2")  # mr2.backbones.BACKBONES, without its imports
+BACKBONE_NAMES = tuple(backbones.available())  # their packages are imported when one is built
 
 ENGINE_DATA_KEYS = ("data_dir", "path", "val_fraction", "seed", "train_subset", "allow_download")
 
@@ -60,12 +60,11 @@ def _model(cfg: RunConfig) -> list[str]:
             f"{', '.join(names)}"
         ]
     if m.name in BACKBONE_NAMES:
-        try:
-            from mr2 import backbones  # optional extra: torchvision, open_clip, timm
-        except ImportError as err:
+        missing = backbones.missing_package(m.name)
+        if missing:
             return [
-                f"model.name = {m.name!r} needs the 'vision' extra (pip install "
-                f"'mr2[vision]'): {err}"
+                f"model.name = {m.name!r} needs {missing}, of the 'vision' extra: "
+                "pip install 'mr2[vision]'"
             ]
         accepted = backbones.options(m.name)
     else:
@@ -166,7 +165,7 @@ def _procedure(cfg: RunConfig) -> list[str]:
         return [
             f"train.procedure: unknown procedure {name!r}{suggest(name, names)}; available: {names}"
         ]
-    defaults = procedures.PROCEDURES[name].defaults
+    defaults = procedures.defaults(name)
     return _options("train.procedure_options", f"procedure {name!r}", options, defaults)
 
 

@@ -33,7 +33,7 @@ def _scores(model, split, num_classes: int, cfg, ctx: Context) -> dict[str, Any]
     return {"overall": res.overall, "per_class": res.accuracy, "support": res.support}
 
 
-def _summarise(scores: dict[str, Any] | None, reference: Tensor) -> dict[str, Any] | None:
+def _summarise(scores: dict[str, Any] | None, reference: Tensor | None) -> dict[str, Any] | None:
     """Disparity summary with easy / medium / hard ranked by the fine-tuned model's
     accuracies on the same split, so every alpha is scored on the same classes."""
     if scores is None:
@@ -55,20 +55,19 @@ def run_wise(
     finished run on validation and test; write RUN_DIR/wise.json. The selected alpha is the
     one with the best validation mean-class accuracy (test is reported, never used)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.toml").is_file():
-        raise FileNotFoundError(f"{run_dir / 'config.toml'} does not exist (a finished run dir?)")
+    if not (run_dir / "config.toml").is_file() or not (run_dir / "final.pt").is_file():
+        raise FileNotFoundError(
+            f"{run_dir} holds no config.toml and final.pt (a finished run dir?)"
+        )
     if not alphas:
         raise ValueError("give at least one alpha")
     cfg = config.load(run_dir / "config.toml")
     ctx = ctx or setup(cfg)  # the run's device and precision
     dataset, model = load_run_data(cfg, ctx)
     zero_shot = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    final = run_dir / "final.pt"  # the weights only: no second model to build
-    if not final.is_file():
-        raise FileNotFoundError(f"{final} does not exist (a finished run dir?)")
-    finetuned = io.load_torch(final)["model"]
+    finetuned = io.load_torch(run_dir / "final.pt")["model"]  # weights only: no second model
     model = model.to(ctx.device)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for alpha in sorted(set(float(a) for a in alphas)):
         model.load_state_dict(interpolate(zero_shot, finetuned, alpha))
         rows.append(

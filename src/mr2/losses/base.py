@@ -45,6 +45,12 @@ class ClassLoss(nn.Module):
     def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def _features(self, features: Tensor | None) -> Tensor:
+        """``features`` of a loss that uses them (``forward`` has checked they were given)."""
+        if features is None:
+            raise ValueError(f"{type(self).__name__} needs features: loss(logits, features, y)")
+        return features
+
     def forward(
         self,
         logits: Tensor,
@@ -107,11 +113,11 @@ class ClassLoss(nn.Module):
                 )
             values["sample_weight"] = sample_weight
         if self.validate:
-            _checks.check_values(targets, self.num_classes, **values)
+            _checks.check_values(targets, self.num_classes, "targets", **values)
             if sample_weight is not None and bool((sample_weight < 0).any()):
                 raise ValueError("sample_weight must be >= 0")
         with full_precision(logits):
-            f = as_fp32(features) if self.uses_features else features
+            f = as_fp32(features) if self.uses_features and features is not None else features
             per_sample = self.per_sample(as_fp32(logits), f, targets)
             return weighted_reduce(per_sample, sample_weight, self.reduction)
 

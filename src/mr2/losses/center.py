@@ -7,9 +7,14 @@ after each training step (sums taken over all processes), not learned by the opt
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 from mr2 import distributed
 from mr2.functional import class_sums_packed
@@ -29,7 +34,7 @@ class CenterLoss(ClassLoss):
         *,
         lambda_center: float = 0.01,
         alpha: float = 0.5,
-        process_group: object | None = None,
+        process_group: ProcessGroup | None = None,
         **kwargs,
     ) -> None:
         super().__init__(num_classes, **kwargs)
@@ -39,7 +44,7 @@ class CenterLoss(ClassLoss):
         self.process_group = process_group
         self.register_buffer("centers", torch.zeros(num_classes, 0))  # sized on first use
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         incoming = state_dict.get(prefix + "centers")
         if incoming is not None and incoming.shape != self.centers.shape:
             self.centers = self.centers.new_zeros(incoming.shape)
@@ -54,7 +59,8 @@ class CenterLoss(ClassLoss):
         delta = (count * self.centers - sums) / (1 + count)  # (K, D), 0 for absent classes
         self.centers.sub_(self.alpha * delta)
 
-    def per_sample(self, logits: Tensor, features: Tensor, targets: Tensor) -> Tensor:
+    def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
+        features = self._features(features)
         if self.centers.shape[1] != features.shape[1]:
             if self.centers.shape[1]:
                 raise ValueError(

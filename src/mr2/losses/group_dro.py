@@ -8,9 +8,14 @@ rank. q is a buffer (checkpointed); eval mode leaves it unchanged.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 from mr2 import distributed
 from mr2.losses.base import ClassLoss
@@ -33,7 +38,7 @@ class GroupDRO(ClassLoss):
         num_classes: int,
         *,
         step_size: float = 0.01,
-        process_group: object | None = None,
+        process_group: ProcessGroup | None = None,
         **kwargs,
     ) -> None:
         super().__init__(num_classes, **kwargs)

@@ -11,6 +11,8 @@ statistics need one label per sample.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 
@@ -30,12 +32,15 @@ def mixed_loss(
     freeze = getattr(loss_fn, "statistics_frozen", None)
     if freeze is None:
         return lam * loss_fn(logits, features, y_a) + (1.0 - lam) * loss_fn(logits, features, y_b)
-    if loss_fn.training and not loss_fn.frozen:
+    if features is None:
+        raise ValueError(f"{type(loss_fn).__name__} needs features to update its statistics")
+    stateful: Any = loss_fn  # a loss with class statistics (MR2Loss, CenterLoss)
+    if stateful.training and not stateful.frozen:
         dominant = y_a if lam >= 0.5 else y_b
-        keep = dominant != loss_fn.ignore_index if loss_fn.ignore_index is not None else None
+        keep = dominant != stateful.ignore_index if stateful.ignore_index is not None else None
         f, y = (features, dominant) if keep is None else (features[keep], dominant[keep])
         if len(y):
-            loss_fn.update_statistics(f, y)
+            stateful.update_statistics(f, y)
     with freeze():
         a = loss_fn(logits, features, y_a)
         b = loss_fn(logits, features, y_b)

@@ -278,7 +278,7 @@ class MR2Loss(ClassLoss):
         self.class_mean.copy_(torch.where(ok, mean, self.class_mean))
         self.sq_dev.copy_(torch.where(ok, running, self.sq_dev))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         incoming = state_dict.get(prefix + "class_mean")
         if incoming is not None and incoming.shape != self.class_mean.shape:
             if incoming.shape[0] != self.num_classes:
@@ -304,8 +304,9 @@ class MR2Loss(ClassLoss):
         finally:
             self.frozen = before
 
-    def per_sample(self, logits: Tensor, features: Tensor, targets: Tensor) -> Tensor:
+    def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
         """l_gamma + lambda_rep * l_s per sample (B,); inputs already validated, float32."""
+        features = self._features(features)
         if self.training and not self.frozen:
             self.update_statistics(features, targets)
         if self.logit_margins:
@@ -327,7 +328,7 @@ class MR2Loss(ClassLoss):
 
     def _representation(self, features: Tensor, targets: Tensor, partners) -> Tensor:
         s_bar = self.s_bar()
-        if self.rep_temperature != "auto":
+        if not isinstance(self.rep_temperature, str):  # a number; "auto" below
             return representation_margin(features, targets, s_bar, self.rep_temperature, partners)
         # "auto": (d - 2 s) / (2 s) computed as the paper's form on features / sqrt(2 s),
         # without a host sync; the scale is a detached constant like s_bar itself

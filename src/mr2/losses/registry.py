@@ -17,7 +17,7 @@ def _option_defaults(entry: Entry) -> dict[str, Any]:
     an ablation fixes are left out."""
     target = entry.extra["options_from"] or entry.factory
     chain = (
-        [c.__init__ for c in target.__mro__ if "__init__" in vars(c)]
+        [vars(c)["__init__"] for c in target.__mro__ if "__init__" in vars(c)]
         if isinstance(target, type)
         else [target]
     )
@@ -83,7 +83,7 @@ def accepts_text(name: str, option: str) -> bool:
     entry = LOSSES.entry(name)
     target = entry.extra["options_from"] or entry.factory
     inits = (
-        [c.__init__ for c in target.__mro__ if "__init__" in vars(c)]
+        [vars(c)["__init__"] for c in target.__mro__ if "__init__" in vars(c)]
         if isinstance(target, type)
         else [target]
     )

@@ -44,6 +44,7 @@ class SupConLoss(ClassLoss):
             )
         self.lambda_supcon, self.temperature = float(lambda_supcon), float(temperature)
 
-    def per_sample(self, logits: Tensor, features: Tensor, targets: Tensor) -> Tensor:
+    def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
+        features = self._features(features)
         ce = F.cross_entropy(logits, targets, reduction="none")
         return ce + self.lambda_supcon * supervised_contrastive(features, targets, self.temperature)

@@ -8,9 +8,13 @@ without samples has no accuracy: it is reported as NaN and flagged, never as 0 o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 from mr2 import _checks, distributed
 
@@ -113,7 +117,7 @@ class ClasswiseAccuracy(nn.Module):
 
     confusion: Tensor
 
-    def __init__(self, num_classes: int, process_group: object | None = None) -> None:
+    def __init__(self, num_classes: int, process_group: ProcessGroup | None = None) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")

@@ -44,6 +44,7 @@ class DisparityMetric(Metric):
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
+    confusion: Tensor
 
     def __init__(
         self,

@@ -115,7 +115,7 @@ def bootstrap_ci(
     boot = _resampled_class_means(
         correct, t, num_classes, n_boot, np.random.default_rng(seed), stratified
     )
-    values = {f: [] for f in SCALAR_FIELDS}
+    values: dict[str, list[float]] = {f: [] for f in SCALAR_FIELDS}
     for row in boot:
         row_counts = counts if stratified else None
         s = disparity_summary(row, reference=ref, class_counts=row_counts).as_dict()

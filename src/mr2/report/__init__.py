@@ -9,7 +9,7 @@ from typing import Any
 from mr2.io import save_json, save_text
 from mr2.report import diagnostics, plots, tables
 from mr2.report.predictions import record_predictions
-from mr2.report.record import record_run, validate_result
+from mr2.report.record import record_run
 from mr2.report.results import collect, failures, selections, summarize
 from mr2.report.wise import summarize_wise, wise_report_table
 
@@ -25,13 +25,13 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str = "ce") -
         summary["wise"] = wise
     save_json(summary, out / "results.json")
     save_text(tables.per_class_csv(summary), out / "per_class.csv")
-    figs = [
+    candidates = [
         plots.sorted_accuracy(summary, out / "sorted_accuracy.png"),
         plots.gain_over_reference(summary, out / "gain_over_reference.png"),
         plots.spread_vs_accuracy(summary, out / "spread_vs_accuracy.png"),
         plots.margins_over_epochs(summary, out / "margins_over_epochs.png"),
     ]
-    figs = [f for f in figs if f is not None]
+    figs = [f for f in candidates if f is not None]
     table = tables.summary_table(summary)
     ref = summary["reference"]
     tuning = (
@@ -123,5 +123,4 @@ __all__ = [
     "record_run",
     "selections",
     "summarize",
-    "validate_result",
 ]

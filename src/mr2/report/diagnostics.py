@@ -1,5 +1,6 @@
 """Why are these classes hard, and what did a method do: spread vs accuracy, confusions,
-and the ``mr2 diagnose`` computation for a saved model or a feature file."""
+and the spread diagnostics of a feature matrix (``mr2 diagnose``; the saved model's
+features come from ``mr2.engine.diagnose``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from mr2.functional import class_statistics
+from mr2.metrics import classwise_accuracy
+from mr2.report.backend import pyplot as _pyplot
 
 
 def correlations(x, y) -> dict[str, float]:
@@ -70,8 +75,6 @@ def diagnose_features(
             f"need features (N, D) and labels (N,), got {tuple(f.shape)}, {tuple(y.shape)}"
         )
     k = num_classes or int(y.max()) + 1
-    from mr2.functional import class_statistics
-
     count, norm_sq, spread = class_statistics(f, y, k)
     out: dict[str, Any] = {
         "count": count.tolist(),
@@ -79,8 +82,6 @@ def diagnose_features(
         "spread": spread.tolist(),
     }
     if preds is not None:
-        from mr2.metrics import classwise_accuracy
-
         p = torch.as_tensor(np.asarray(preds))
         p = p.argmax(1) if p.dim() == 2 else p.long()
         acc = classwise_accuracy(p, y, k)
@@ -89,24 +90,7 @@ def diagnose_features(
     return out
 
 
-def diagnose_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
-    """Load a run's config and final model, compute features on ``split`` (val or test)."""
-    from mr2.engine.saved import load_saved_run
-
-    run = load_saved_run(run_dir, split)
-    model, dataset, data, cfg = run.model, run.dataset, run.split, run.cfg
-    with torch.no_grad():
-        outs = [model(x) for x in data.x.split(cfg.train.eval_batch_size)]
-    logits = torch.cat([o[0] for o in outs])
-    features = torch.cat([o[1] for o in outs])
-    out = diagnose_features(features, data.y, logits.argmax(1), dataset.num_classes)
-    out["class_names"], out["split"] = dataset.class_names, split
-    return out
-
-
 def diagnose_plot(result: dict[str, Any], path: Path) -> Path:
-    from mr2.report.backend import pyplot as _pyplot
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     acc = np.asarray(result["accuracy"]) * 100
@@ -124,33 +108,3 @@ def diagnose_plot(result: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-def run_diagnose(
-    run: str | None, features: str | None, split: str = "test", out: str | None = None
-) -> dict[str, Any]:
-    """``mr2 diagnose``: from a run directory or a feature file; writes diagnose.json and,
-    when accuracies are known, spread_vs_accuracy.png."""
-    from mr2.io import save_json
-
-    if (run is None) == (features is None):
-        raise ValueError("give either a run directory or --features FILE.npz")
-    if run is not None:
-        result = diagnose_run(run, split)
-        folder = Path(out or Path(run) / "diagnose")
-    else:
-        path = Path(features)
-        if not path.is_file():
-            raise FileNotFoundError(f"feature file {path} does not exist")
-        with np.load(path, allow_pickle=False) as d:
-            if not {"features", "labels"} <= set(d.files):
-                raise ValueError(f"{path} needs arrays 'features' and 'labels', has {d.files}")
-            preds = (
-                d["preds"] if "preds" in d.files else d["logits"] if "logits" in d.files else None
-            )
-            result = diagnose_features(d["features"], d["labels"], preds)
-        folder = Path(out or path.parent)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_json(result, folder / "diagnose.json")
-    png = diagnose_plot(result, folder / "spread_vs_accuracy.png") if "accuracy" in result else None
-    return {"result": result, "json": folder / "diagnose.json", "plot": png}

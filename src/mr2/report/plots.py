@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from mr2.report.backend import pyplot as _pyplot
+from mr2.report.diagnostics import correlations
 
 
 def sorted_accuracy(summary: dict[str, Any], path: Path) -> Path:
@@ -64,8 +65,6 @@ def gain_over_reference(summary: dict[str, Any], path: Path) -> Path:
 
 def spread_vs_accuracy(summary: dict[str, Any], path: Path) -> Path | None:
     """Per-class feature spread ||s_k||^2 (test features) against per-class accuracy."""
-    from mr2.report.diagnostics import correlations
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     drawn = False

@@ -1,28 +1,8 @@
-"""Runs trained in your own loop, recorded in the ``result.json`` schema the engine writes,
-so that ``mr2 report`` compares them (also beside engine runs).
-
-The schema (``schema`` 1; the engine's runs carry more fields, which the report reads when
-present)::
-
-    {"schema": 1,                          # int, this version
-     "method": str, "seed": int,           # what is compared, and the seed
-     "source": "record_run" | absent,      # absent: trained by mr2's engine
-     "config": {...},                      # the run's settings (free-form dict)
-     "identity": {"key": value, ...},      # flat settings: runs of one method must share
-                                           #   them except "train.seed" / "seed"
-     "dataset": {"name": str, "num_classes": int, "class_names": [str] * K,
-                 "sizes": {"test": int, ...}, "split": "test" | "val", "notes": [str]},
-     "selected_epoch": int | null,
-     "val": null | {"per_class": [float] * K, "mean_class", "worst_class", "hard",
-                    "overall": float},
-     "test": {"overall": float, "per_class": [float | NaN] * K, "support": [int] * K,
-              "confusion": [[int] * K] * K, "summary": {disparity_summary fields}},
-     "diagnostics": {"test_spread": [float] * K, "test_norm_sq": [float] * K} | {},
-     "history": [{per-epoch record}, ...],  # [] for recorded runs
-     "world_size": int, "train_time_s": float | null}
-
-``validate_result`` checks the required fields on read and names the missing one.
-"""
+"""Runs trained in your own loop, recorded in the ``result.json`` schema the engine writes
+(``mr2.result.RunResult``; its JSON Schema is ``docs/result.schema.json``), so that
+``mr2 report`` compares them (also beside engine runs). A recorded run has
+``source = "record_run"``, an empty history and ``dataset.split`` saying which split was
+scored."""
 
 from __future__ import annotations
 
@@ -36,6 +16,7 @@ from mr2.io import save_json
 from mr2.metrics import disparity_summary
 from mr2.metrics.classwise import accuracy_from_confusion, confusion_counts
 from mr2.metrics.spread import class_spread, feature_sums
+from mr2.result import DatasetInfo, RunResult, SplitScores, ValSummary
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -43,52 +24,6 @@ def _as_numpy(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return np.asarray(x)
-
-
-SCHEMA = 1
-REQUIRED = {
-    "schema": int,
-    "method": str,
-    "seed": int,
-    "dataset": dict,
-    "dataset.name": str,
-    "dataset.num_classes": int,
-    "dataset.class_names": list,
-    "test": dict,
-    "test.overall": float,
-    "test.per_class": list,
-    "test.support": list,
-    "test.confusion": list,
-}
-
-
-def validate_result(result: Any, where: str | Path) -> dict[str, Any]:
-    """``result`` if it has every required field of the schema with the right type, else a
-    ``ValueError`` naming the file and the field."""
-    if not isinstance(result, dict):
-        raise ValueError(f"{where}: a result must be a JSON object, got {type(result).__name__}")
-    for key, kind in REQUIRED.items():
-        node: Any = result
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise ValueError(
-                    f"{where}: missing field {key!r} of the result schema (see "
-                    "mr2.report.record; write runs of your own loop with mr2.report.record_run)"
-                )
-            node = node[part]
-        ok = isinstance(node, (int, float)) if kind is float else isinstance(node, kind)
-        if not ok or (kind is int and isinstance(node, bool)):
-            raise ValueError(f"{where}: field {key!r} must be {kind.__name__}, got {node!r}")
-    if result["schema"] > SCHEMA:
-        raise ValueError(
-            f"{where}: result schema {result['schema']} is newer than this mr2 reads "
-            f"({SCHEMA}); upgrade mr2"
-        )
-    k = result["dataset"]["num_classes"]
-    for key in ("per_class", "support"):
-        if len(result["test"][key]) != k:
-            raise ValueError(f"{where}: test.{key} has {len(result['test'][key])} entries, K = {k}")
-    return result
 
 
 def _labels(y: Any, name: str) -> torch.Tensor:
@@ -109,8 +44,8 @@ def _predictions(y_pred: Any, logits: Any) -> torch.Tensor:
     return _labels(y_pred, "y_pred")
 
 
-def split_scores(y_true: Any, y_pred: Any, num_classes: int) -> dict[str, Any]:
-    """overall, per-class accuracy (NaN for absent classes), support and confusion."""
+def split_scores(y_true: Any, y_pred: Any, num_classes: int) -> SplitScores:
+    """overall, per-class accuracy (NaN for absent classes), support, confusion, summary."""
     y, p = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
     if y.shape != p.shape or not len(y):
         raise ValueError(f"y_true {tuple(y.shape)} and predictions {tuple(p.shape)} must match")
@@ -118,12 +53,14 @@ def split_scores(y_true: Any, y_pred: Any, num_classes: int) -> dict[str, Any]:
         raise ValueError(f"labels and predictions must lie in [0, {num_classes})")
     confusion = confusion_counts(p, y, num_classes)
     support = confusion.sum(1)
-    return {
-        "overall": float(confusion.diagonal().sum()) / len(y),
-        "per_class": accuracy_from_confusion(confusion).tolist(),
-        "support": support.tolist(),
-        "confusion": confusion.tolist(),
-    }
+    accuracy = accuracy_from_confusion(confusion)
+    return SplitScores(
+        overall=float(confusion.diagonal().sum()) / len(y),
+        per_class=accuracy.tolist(),
+        support=support.tolist(),
+        confusion=confusion.tolist(),
+        summary=disparity_summary(accuracy, class_counts=support).as_dict(),
+    )
 
 
 def feature_diagnostics(features: Any, y_true: Any, num_classes: int) -> dict[str, list]:
@@ -146,7 +83,7 @@ def record_run(
     val: tuple[Any, Any] | None = None,
     features: Any = None,
     config: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> RunResult:
     """Write ``out_dir/result.json`` for a run of your own training loop and return it.
 
     Args:
@@ -165,8 +102,7 @@ def record_run(
         >>> import tempfile
         >>> result = record_run(tempfile.mkdtemp(), method="ce", seed=0, y_true=[0, 1, 1],
         ...                     y_pred=[0, 1, 0])
-        >>> test = result["test"]
-        >>> round(test["overall"], 3)
+        >>> round(result.test.overall, 3)
         0.667
     """
     if split not in ("test", "val"):
@@ -188,43 +124,32 @@ def record_run(
     ) or int(max(int(y.max()), int(preds.max()))) + 1
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
     test = split_scores(y, preds, k)
-    test["summary"] = disparity_summary(test["per_class"], class_counts=test["support"]).as_dict()
     val_record = None
     if val is not None:
         v = split_scores(val[0], val[1], k)
-        s = disparity_summary(v["per_class"])
-        val_record = {
-            "per_class": v["per_class"],
-            "mean_class": s.mean_class,
-            "worst_class": s.worst_class,
-            "hard": s.hard,
-            "overall": v["overall"],
-        }
+        s = disparity_summary(v.per_class)
+        val_record = ValSummary(v.per_class, s.mean_class, s.worst_class, s.hard, v.overall)
     settings = dict(config or {})
     identity = {f"config.{key}": value for key, value in sorted(settings.items())}
     identity = {k2: v2 for k2, v2 in identity.items() if k2 != "config.seed"}
-    result = {
-        "schema": SCHEMA,
-        "method": method,
-        "seed": int(seed),
-        "source": "record_run",
-        "config": settings,
-        "identity": {"source": "record_run", **identity},
-        "dataset": {
-            "name": str(settings.get("dataset", "external")),
-            "num_classes": k,
-            "class_names": names,
-            "sizes": {split: len(y)},
-            "split": split,
-            "notes": ["recorded with mr2.report.record_run"],
-        },
-        "selected_epoch": None,
-        "val": val_record,
-        "test": test,
-        "diagnostics": feature_diagnostics(features, y, k) if features is not None else {},
-        "history": [],
-        "world_size": 1,
-        "train_time_s": None,
-    }
-    save_json(result, Path(out_dir) / "result.json")
+    dataset = DatasetInfo(
+        name=str(settings.get("dataset", "external")),
+        num_classes=k,
+        class_names=names,
+        sizes={split: len(y)},
+        notes=["recorded with mr2.report.record_run"],
+        split=split,
+    )
+    result = RunResult(
+        method=method,
+        seed=int(seed),
+        source="record_run",
+        config=settings,
+        identity={"source": "record_run", **identity},
+        dataset=dataset,
+        val=val_record,
+        test=test,
+        diagnostics=feature_diagnostics(features, y, k) if features is not None else {},
+    )
+    save_json(result.to_dict(), Path(out_dir) / "result.json")
     return result

@@ -24,7 +24,7 @@ accuracy averaged over its seeds, then given as mean ± std (ddof = 1) over seed
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,10 @@ from mr2.engine.identity import flatten, neutral_dropped
 from mr2.io import load_json
 from mr2.metrics import disparity_summary, mean_std, paired_comparison
 from mr2.metrics.summary import SCALAR_FIELDS
-from mr2.report.record import validate_result
+from mr2.result import RunResult
 
 
-def collect(paths: list[str | Path]) -> list[dict[str, Any]]:
+def collect(paths: list[str | Path]) -> list[RunResult]:
     """Every result.json under the given run or comparison directories (sorted); a run
     reached twice (``mr2 report X X``, or a folder and its parent) counts once."""
     found = []
@@ -59,31 +59,29 @@ def collect(paths: list[str | Path]) -> list[dict[str, Any]]:
             if f.resolve() in seen:
                 continue
             seen.add(f.resolve())
-            result = validate_result(load_json(f), f)
-            result["run_dir"] = str(f.parent)
-            found.append(result)
+            found.append(replace(RunResult.from_dict(load_json(f), f), run_dir=str(f.parent)))
     if not found:
         raise FileNotFoundError(f"no result.json under {', '.join(map(str, paths))}")
     return found
 
 
-def _mean_diagnostic(runs: list[dict], key: str) -> list[float] | None:
-    values = [r.get("diagnostics", {}).get(key) for r in runs]
+def _mean_diagnostic(runs: list[RunResult], key: str) -> list[float] | None:
+    values = [r.diagnostics.get(key) for r in runs]
     if any(v is None for v in values):
         return None
     return np.nanmean(np.array(values, dtype=float), axis=0).tolist()
 
 
-def _internals(run: dict) -> dict[str, Any] | None:
+def _internals(run: RunResult) -> dict[str, Any] | None:
     """MR²'s margins and spreads per epoch of one run (its lowest seed), if recorded."""
-    hist = [h for h in run.get("history", []) if "margins" in h]
+    hist = [h for h in run.history if h.margins is not None]
     if not hist:
         return None
     return {
-        "seed": run["seed"],
-        "epochs": [h["epoch"] for h in hist],
-        "margins": [h["margins"] for h in hist],
-        "spreads": [h["spreads"] for h in hist],
+        "seed": run.seed,
+        "epochs": [h.epoch for h in hist],
+        "margins": [h.margins for h in hist],
+        "spreads": [h.spreads for h in hist],
     }
 
 
@@ -116,39 +114,33 @@ def selections(paths: list[str | Path]) -> list[dict[str, Any]]:
     ]
 
 
-def _setting(result: dict[str, Any]) -> dict[str, Any]:
+def _setting(result: RunResult) -> dict[str, Any]:
     """What the runs of one method must share: the run's identity without its seed."""
-    ident = result.get("identity") or flatten(
-        {k: v for k, v in result.get("config", {}).items() if k != "compare"}
-    )
+    ident = result.identity or flatten({k: v for k, v in result.config.items() if k != "compare"})
     ident = neutral_dropped(ident)  # recorded before a key was left out at its neutral value
     return {k: v for k, v in ident.items() if k not in ("train.seed", "config.seed")}
 
 
-def check_poolable(results: list[dict[str, Any]]) -> None:
+def _test_set(r: RunResult) -> tuple:
+    d = r.dataset
+    return d.name, d.num_classes, tuple(d.class_names), sum(r.test.support), d.split or "test"
+
+
+def check_poolable(results: list[RunResult]) -> None:
     """Refuse to average runs that are not seeds of one setting on one test set: every run
     must have the same dataset (name, classes, test split size); within a method the
     settings may differ only in the seed, and each seed appears once."""
-
-    def test_set(r: dict[str, Any]) -> tuple:
-        d = r["dataset"]
-        size = sum(r["test"]["support"])
-        return d["name"], d["num_classes"], tuple(d["class_names"]), size, d.get("split", "test")
-
-    sets = {test_set(r): r["run_dir"] for r in results}
+    sets = {_test_set(r): r.run_dir for r in results}
     if len(sets) > 1:
         raise ValueError(
             "these runs are on different datasets / test sets and cannot share one report: "
             + "; ".join(f"{s[0]} ({s[1]} classes, {s[3]} {s[4]}) in {d}" for s, d in sets.items())
         )
-    by_method: dict[str, list[dict]] = {}
-    for r in results:
-        by_method.setdefault(r["method"], []).append(r)
-    for method, runs in by_method.items():
-        seeds = [r["seed"] for r in runs]
+    for method, runs in _by_method(results).items():
+        seeds = [r.seed for r in runs]
         twice = sorted({s for s in seeds if seeds.count(s) > 1})
         if twice:
-            dirs = [r["run_dir"] for r in runs if r["seed"] in twice]
+            dirs = [str(r.run_dir) for r in runs if r.seed in twice]
             raise ValueError(
                 f"method {method!r} has seed(s) {twice} more than once ({', '.join(dirs)}): "
                 "report each comparison separately"
@@ -160,87 +152,100 @@ def check_poolable(results: list[dict[str, Any]]) -> None:
             if diff:
                 raise ValueError(
                     f"runs of method {method!r} differ in more than the seed ({', '.join(diff)}: "
-                    f"{runs[0]['run_dir']} vs {r['run_dir']}); they are not seeds of one "
+                    f"{runs[0].run_dir} vs {r.run_dir}); they are not seeds of one "
                     "setting. Report them separately"
                 )
 
 
-def summarize(results: list[dict[str, Any]], reference: str = "ce") -> dict[str, Any]:
+def _by_method(results: list[RunResult]) -> dict[str, list[RunResult]]:
+    by_method: dict[str, list[RunResult]] = {}
+    for r in sorted(results, key=lambda r: (r.method, r.seed)):
+        by_method.setdefault(r.method, []).append(r)
+    return by_method
+
+
+def _vs_reference(
+    rs: list[RunResult], ref_runs: list[RunResult], a_all, b_all, ref_mean
+) -> dict[str, Any] | None:
+    """Paired comparison with the reference method over the seeds both have."""
+    seeds_ref = {r.seed: i for i, r in enumerate(ref_runs)}
+    paired = [(i, seeds_ref[r.seed]) for i, r in enumerate(rs) if r.seed in seeds_ref]
+    if not paired:
+        return None
+    a = a_all[[i for i, _ in paired]]
+    b = b_all[[j for _, j in paired]]
+    vs = asdict(paired_comparison(a, b, reference=ref_mean))
+    diff = a - b  # (S, K) paired per-seed differences: the seed-noise band
+    vs["gain_std"] = (
+        np.nanstd(diff, axis=0, ddof=1) if len(diff) > 1 else np.zeros(diff.shape[1])
+    ).tolist()
+    return vs
+
+
+def _method_summary(rs: list[RunResult], acc: np.ndarray, ref_mean: np.ndarray) -> dict:
+    per_run = [
+        disparity_summary(r.test.per_class, reference=ref_mean, class_counts=r.test.support)
+        for r in rs
+    ]
+    summary = {
+        f: asdict(mean_std([getattr(s, f) for s in per_run]))
+        for f in SCALAR_FIELDS
+        if not any(np.isnan(getattr(s, f)) for s in per_run)
+    }
+    return {
+        "seeds": [r.seed for r in rs],
+        "summary": summary,
+        "per_class_mean": np.nanmean(acc, axis=0).tolist(),
+        "per_class_std": (
+            np.nanstd(acc, axis=0, ddof=1) if len(rs) > 1 else np.zeros(acc.shape[1])
+        ).tolist(),
+        "test_spread_mean": _mean_diagnostic(rs, "test_spread"),
+        "test_norm_sq_mean": _mean_diagnostic(rs, "test_norm_sq"),
+        "confusion_sum": np.sum([r.test.confusion for r in rs], axis=0).tolist(),
+        "internals": _internals(rs[0]),
+    }
+
+
+def _run_row(r: RunResult) -> dict[str, Any]:
+    return {
+        "method": r.method,
+        "seed": r.seed,
+        "run_dir": r.run_dir,
+        "config": r.config,
+        "overall": r.test.overall,
+        "per_class": r.test.per_class,
+        "support": r.test.support,
+        "selected_epoch": r.selected_epoch,
+        "train_time_s": r.train_time_s,
+    }
+
+
+def summarize(results: list[RunResult], reference: str = "ce") -> dict[str, Any]:
     check_poolable(results)
-    by_method: dict[str, list[dict]] = {}
-    for r in sorted(results, key=lambda r: (r["method"], r["seed"])):
-        by_method.setdefault(r["method"], []).append(r)
+    by_method = _by_method(results)
     if reference not in by_method:
         reference = next(iter(by_method))  # no ERM run: rank by the first method
     by_method = {
         reference: by_method[reference],
         **{m: rs for m, rs in by_method.items() if m != reference},
     }
-    acc = {
-        m: np.array([r["test"]["per_class"] for r in rs], dtype=float)
-        for m, rs in by_method.items()
-    }
+    acc = {m: np.array([r.test.per_class for r in rs], dtype=float) for m, rs in by_method.items()}
     ref_mean = np.nanmean(acc[reference], axis=0)
-    groups = disparity_summary(ref_mean).groups
     methods: dict[str, Any] = {}
     for m, rs in by_method.items():
-        per_run = [
-            disparity_summary(
-                r["test"]["per_class"], reference=ref_mean, class_counts=r["test"]["support"]
-            ).as_dict()
-            for r in rs
-        ]
-        summary = {
-            f: asdict(mean_std([s[f] for s in per_run]))
-            for f in SCALAR_FIELDS
-            if not any(np.isnan(s[f]) for s in per_run)
-        }
-        vs = None
-        if m != reference:
-            seeds_ref = {r["seed"]: i for i, r in enumerate(by_method[reference])}
-            paired = [(i, seeds_ref[r["seed"]]) for i, r in enumerate(rs) if r["seed"] in seeds_ref]
-            if paired:
-                a = acc[m][[i for i, _ in paired]]
-                b = acc[reference][[j for _, j in paired]]
-                vs = asdict(paired_comparison(a, b, reference=ref_mean))
-                diff = a - b  # (S, K) paired per-seed differences: the seed-noise band
-                vs["gain_std"] = (
-                    np.nanstd(diff, axis=0, ddof=1) if len(diff) > 1 else np.zeros(diff.shape[1])
-                ).tolist()
-        methods[m] = {
-            "seeds": [r["seed"] for r in rs],
-            "summary": summary,
-            "per_class_mean": np.nanmean(acc[m], axis=0).tolist(),
-            "per_class_std": (
-                np.nanstd(acc[m], axis=0, ddof=1) if len(rs) > 1 else np.zeros(acc[m].shape[1])
-            ).tolist(),
-            "vs_reference": vs,
-            "test_spread_mean": _mean_diagnostic(rs, "test_spread"),
-            "test_norm_sq_mean": _mean_diagnostic(rs, "test_norm_sq"),
-            "confusion_sum": np.sum([r["test"]["confusion"] for r in rs], axis=0).tolist(),
-            "internals": _internals(rs[0]),
-        }
+        methods[m] = _method_summary(rs, acc[m], ref_mean)
+        methods[m]["vs_reference"] = (
+            None
+            if m == reference
+            else _vs_reference(rs, by_method[reference], acc[m], acc[reference], ref_mean)
+        )
     first = results[0]
     return {
         "schema": 1,
         "reference": reference,
-        "dataset": first["dataset"]["name"],
-        "class_names": first["dataset"]["class_names"],
-        "groups": groups,
-        "runs": [
-            {
-                "method": r["method"],
-                "seed": r["seed"],
-                "run_dir": r.get("run_dir"),
-                "config": r.get("config", {}),
-                "overall": r["test"]["overall"],
-                "per_class": r["test"]["per_class"],
-                "support": r["test"]["support"],
-                "selected_epoch": r.get("selected_epoch"),
-                "train_time_s": r.get("train_time_s"),
-            }
-            for rs in by_method.values()
-            for r in rs
-        ],
+        "dataset": first.dataset.name,
+        "class_names": first.dataset.class_names,
+        "groups": disparity_summary(ref_mean).groups,
+        "runs": [_run_row(r) for rs in by_method.values() for r in rs],
         "methods": methods,
     }
