@@ -3,11 +3,13 @@
 Same data (Fashion-MNIST, all of it in training, on the same device: moved to the GPU
 once there, as the engine does), same model, batch, SGD settings, per-step cosine learning
 rate and loss module, full precision. The engine's epoch also writes its checkpoint and
-log (its real cost); neither side validates. The first epoch is warm-up: times are the
-median over the epochs after it.
+log (its real cost); neither side validates. The first epoch of every run is warm-up; the
+two sides alternate over ``--rounds`` (hand then engine, then engine then hand, ...), since
+on a small CPU whatever runs first in a process runs slower; times are the medians over
+every epoch after warm-up of every round.
 
     python benchmarks/engine_speed.py [--device cuda] [--models mlp cnn] [--losses ce mr2]
-        [--epochs 4] [--subset 0] [--out FILE]
+        [--epochs 3] [--rounds 2] [--subset 0] [--set train.channels_last=true] [--out FILE]
 
 Prints a markdown table; writes the numbers with machine, versions and commit to JSON
 (default ``benchmarks/results/engine_speed_<device>.json``).
@@ -50,6 +52,7 @@ def engine_epochs(model: str, loss: str, args) -> list[float]:
             f"train.epochs={args.epochs}",
             f"train.batch_size={BATCH}",
             f"train.device={args.device}",
+            *args.set,
         ],
     )
     cfg.model.options = dict(MODELS[model])
@@ -102,8 +105,17 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=sorted(MODELS))
     ap.add_argument("--losses", nargs="+", default=["ce", "mr2"])
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2, help="alternating runs of each side")
     ap.add_argument("--subset", type=int, default=0, help="training images (0 = all 60,000)")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="engine settings to measure, e.g. train.channels_last=true train.compile=true "
+        "(the hand loop stays plain: the ratio shows what the setting gains)",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if args.epochs < 2:
@@ -111,8 +123,11 @@ def main() -> None:
     rows = []
     for model in args.models:
         for loss in args.losses:
-            hand = hand_epochs(model, loss, args)[1:]
-            engine = engine_epochs(model, loss, args)[1:]
+            hand, engine = [], []
+            for r in range(args.rounds):
+                sides = [(hand, hand_epochs), (engine, engine_epochs)]
+                for times, run in sides if r % 2 == 0 else sides[::-1]:
+                    times += run(model, loss, args)[1:]
             rows.append(
                 {
                     "model": model,
@@ -132,7 +147,13 @@ def main() -> None:
             f"| {r['model']} | {r['loss']} | {r['hand_s']:.3f} | {r['engine_s']:.3f} | "
             f"{r['ratio']:.2f}x |"
         )
-    settings = {"epochs": args.epochs, "subset": args.subset, "batch": BATCH}
+    settings = {
+        "epochs": args.epochs,
+        "rounds": args.rounds,
+        "subset": args.subset,
+        "batch": BATCH,
+        "engine_settings": args.set,
+    }
     out = args.out or Path(__file__).parent / "results" / f"engine_speed_{args.device}.json"
     meta = describe(args.device)
     print(f"\nraw numbers: {save({'meta': meta, 'settings': settings, 'rows': rows}, out)}")

@@ -2,7 +2,8 @@
 # The GPU suite (issue 12), one script for one H100-class GPU, a few minutes:
 #   1. loss_speed.py       MR2Loss vs cross-entropy + head vs the authors' loop, on CUDA
 #                          (validate=False and True), with peak memory
-#   2. engine_speed.py     mr2's engine vs a minimal hand-written loop, MLP and CNN, CUDA
+#   2. engine_speed.py     mr2's engine vs a minimal hand-written loop, MLP and CNN, CUDA;
+#                          again for the CNN with train.channels_last and train.compile
 #   3. precision_check.py  ResNet-32 + MR² in float16 (grad scaler), bfloat16 and float32
 #   4. compile_check.py    torch.compile(MR2Loss) against eager: values, gradients, time
 # Results (JSON with machine, versions and commit, and the tables in gpu_suite.md) go to
@@ -17,14 +18,17 @@ if [ "${1:-}" = "--tiny" ]; then
   RESULTS="${RESULTS:?--tiny writes under RESULTS: set it (a scratch folder)}"
   dev=cpu
   loss=(--shapes 128,10,256 --repeats 3)
-  engine=(--models mlp --losses ce mr2 --epochs 2 --subset 1000)
+  engine=(--models mlp --losses ce mr2 --epochs 2 --rounds 1 --subset 1000)
+  layout=(--models cnn --losses ce --epochs 2 --rounds 1 --subset 500 --set train.channels_last=true)
   precision=(--epochs 1 --subset 300 --precisions float32 bfloat16)
   compile=(--steps 6 --backend aot_eager)
 else
   RESULTS="${RESULTS:-benchmarks/results}"
   dev=cuda
   loss=(--repeats 30)
-  engine=(--models mlp cnn --losses ce mr2 --epochs 4)
+  engine=(--models mlp cnn --losses ce mr2 --epochs 3 --rounds 2)
+  layout=(--models cnn --losses ce mr2 --epochs 3 --rounds 1
+    --set train.channels_last=true train.compile=true)
   precision=(--epochs 5)
   compile=(--steps 40)
 fi
@@ -50,6 +54,8 @@ step loss_speed benchmarks/loss_speed.py --device $dev "${loss[@]}" \
   --out "$RESULTS/loss_speed_$dev.json"
 step engine_speed benchmarks/engine_speed.py --device $dev "${engine[@]}" \
   --out "$RESULTS/engine_speed_$dev.json"
+step engine_layout benchmarks/engine_speed.py --device $dev "${layout[@]}" \
+  --out "$RESULTS/engine_layout_$dev.json"
 step precision benchmarks/precision_check.py --device $dev --data "$CIFAR_NPZ" \
   "${precision[@]}" --out "$RESULTS/precision_$dev.json"
 step compile benchmarks/compile_check.py --device $dev "${compile[@]}" \

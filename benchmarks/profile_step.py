@@ -79,8 +79,8 @@ def main() -> None:
     parts = [
         "# One training step by operator: MR2Loss + head vs cross-entropy + head (CPU)",
         "",
-        f"Machine: {meta['cpu']}, {meta['cpus']} CPUs; torch {meta['torch']}; commit {meta['commit']}; "
-        f"{meta['threads']} threads; median of {args.steps} steps after warm-up.",
+        f"Machine: {meta['cpu']}, {meta['cpus']} CPUs, {meta['threads']} threads; torch "
+        f"{meta['torch']}; commit {meta['commit']}; median of {args.steps} steps after warm-up.",
     ]
     variants = {
         "cross_entropy": {},

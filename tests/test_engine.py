@@ -213,3 +213,51 @@ def test_zero_shot_command_evaluates_the_untrained_model(tmp_path):
     result = json.loads((tmp_path / "Z" / "result.json").read_text())
     assert result["method"] == "zero_shot" and result["history"] == []
     assert not (tmp_path / "Z" / "final.pt").exists()  # nothing trained, nothing saved
+
+
+def _digits_cnn(**train):
+    cfg = tiny_config(data__name="digits", data__options={}, model__name="cnn")
+    cfg.model.options = {"width": 8}
+    cfg.train.epochs, cfg.optim.lr = 1, 0.05
+    for key, value in train.items():
+        setattr(cfg.train, key, value)
+    return cfg
+
+
+def _final_weights(run_dir):
+    return torch.load(run_dir / "final.pt", weights_only=True)["model"]
+
+
+def test_channels_last_trains_the_same_model(tmp_path, monkeypatch):
+    seen = []
+    real = torch.nn.Conv2d.forward
+
+    def spy(self, x):
+        if x.shape[1] > 1:  # one channel is both layouts at once
+            seen.append(x.is_contiguous(memory_format=torch.channels_last))
+        return real(self, x)
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", spy)
+    plain = train(_digits_cnn(), tmp_path / "plain", show_progress=False)
+    assert not any(seen)
+    seen.clear()
+    cl = train(_digits_cnn(channels_last=True), tmp_path / "cl", show_progress=False)
+    assert seen and all(seen)  # every batch reaches the convolutions channels-last
+    a, b = _final_weights(tmp_path / "plain"), _final_weights(tmp_path / "cl")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    assert cl.identity["train.channels_last"] is True
+    assert "train.channels_last" not in plain.identity  # neutral value: earlier runs match
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_like_the_eager_one(tmp_path):
+    eager = train(small(train__epochs=1), tmp_path / "eager", show_progress=False)
+    compiled = train(
+        small(train__epochs=1, train__compile=True), tmp_path / "c", show_progress=False
+    )
+    a, b = _final_weights(tmp_path / "eager"), _final_weights(tmp_path / "c")
+    assert a.keys() == b.keys()  # the state dict of the model, not of the compiled wrapper
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    assert compiled.test.per_class == pytest.approx(eager.test.per_class, abs=0.03)

@@ -32,7 +32,7 @@ def test_gpu_suite_tiny(tmp_path):
     npz = shared("cifar10_jpeg", "cifar10_jpeg_test.npz")
     done = _run("gpu_suite.sh", {"RESULTS": str(tmp_path), "CIFAR_NPZ": str(npz)})
     assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("loss_speed", "engine_speed", "precision", "compile"):
+    for name in ("loss_speed", "engine_speed", "engine_layout", "precision", "compile"):
         payload = json.loads((tmp_path / f"{name}_cpu.json").read_text())
         assert payload["meta"]["device"] == "cpu" and payload["meta"]["torch"]
         assert payload["rows"], name
@@ -40,6 +40,8 @@ def test_gpu_suite_tiny(tmp_path):
     assert [r["precision"] for r in precision] == ["float32", "bfloat16"]
     assert all(r["problems"] == [] for r in precision)
     assert all(r["agrees"] for r in json.loads((tmp_path / "compile_cpu.json").read_text())["rows"])
+    layout = json.loads((tmp_path / "engine_layout_cpu.json").read_text())
+    assert layout["settings"]["engine_settings"] == ["train.channels_last=true"]
     text = (tmp_path / "gpu_suite.md").read_text()
     assert "FAILED" not in text and "engine / hand" in text
 

@@ -85,6 +85,12 @@ class TrainConfig:
     # "csv", "tensorboard", "wandb": per-step loss / lr, per-epoch per-class numbers
     loggers: list[str] = field(default_factory=list)
     log_every: int = 100  # steps between logged losses (and progress lines off a terminal)
+    # torch.compile the model for training (evaluation runs it uncompiled); measured in
+    # benchmarks/engine_speed.py: it pays off on a GPU, not for the small CPU models
+    compile: bool = False
+    # image models and inputs in channels-last memory format (faster convolutions on
+    # tensor-core GPUs and oneDNN CPUs for some models; see benchmarks/engine_speed.py)
+    channels_last: bool = False
 
 
 @dataclass

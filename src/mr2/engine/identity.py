@@ -47,6 +47,8 @@ IGNORED = (
 NEUTRAL = {
     "train.amp_dtype": "auto",
     "data.autoaugment": False,
+    "train.compile": False,
+    "train.channels_last": False,
 }
 RECORD = "run.json"
 LOCK = ".lock"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -136,8 +136,12 @@ class Loop:
 
     @functools.cached_property
     def resident(self) -> tuple[Any, torch.Tensor]:
-        """The training (x, y) the loop indexes (``on_device``)."""
-        return on_device(self.dataset.train, self.ctx.device)
+        """The training (x, y) the loop indexes (``on_device``; channels-last images once,
+        when ``train.channels_last``: every batch gathered from them keeps the format)."""
+        x, y = on_device(self.dataset.train, self.ctx.device)
+        if self.cfg.train.channels_last and isinstance(x, torch.Tensor) and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
 
     @property
     def steps_per_epoch(self) -> int:
@@ -179,6 +183,21 @@ class Loop:
         self.proc.load_state_dict(state["procedure"])
 
 
+def training_module(cfg: RunConfig, ctx: Context, model: nn.Module) -> nn.Module:
+    """The module the loop calls: the model in channels-last format if asked (in place: the
+    saved weights are the same), wrapped in DistributedDataParallel when distributed, then
+    ``torch.compile``d if asked."""
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    net: nn.Module = model
+    if ctx.world > 1:
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if cfg.train.compile:
+        net = cast(nn.Module, torch.compile(net))
+    return net
+
+
 def prepare(cfg: RunConfig, run_dir: Path, resume: bool, train_run=None) -> Loop:
     """The run's ``Loop``; ``train_run`` (the trainer, passed in by it) lets a procedure
     train a sub-run (JTT's stage 1) without importing the trainer."""
@@ -194,10 +213,7 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool, train_run=None) -> Loop
         )
     if cfg.train.select == "best_val" and not len(dataset.val):
         raise ValueError("train.select = 'best_val' needs a validation split (data.val_fraction)")
-    net: nn.Module = model
-    if ctx.world > 1:
-        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    net = training_module(cfg, ctx, model)
     opt = make_optimizer(model, cfg.optim)
     services = procedures.Services(create_model, load_final_model, train_run)
     proc = procedures.create(

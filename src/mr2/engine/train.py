@@ -100,11 +100,14 @@ def _loaded(source, labels: torch.Tensor, batches):
             yield pending[0], pending[1].result(), labels[pending[0]]
 
 
-def _augmented(cfg: RunConfig, x: torch.Tensor, aug: torch.Generator) -> torch.Tensor:
+def _model_inputs(cfg: RunConfig, x: torch.Tensor, aug: torch.Generator) -> torch.Tensor:
+    """A batch as the model takes it: augmented, and channels-last if asked."""
     if cfg.data.augment:
         x = mr2_data.random_crop_flip(x, aug)
     if cfg.data.autoaugment:
         x = mr2_data.auto_augment(x, aug)
+    if cfg.train.channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)  # no copy when it already is
     return x
 
 
@@ -149,7 +152,7 @@ def train_epoch(
     sums = torch.zeros(3, device=ctx.device)  # loss * n, correct, n
     batches = _batches(len(train_y), cfg.train.batch_size, cfg.train.seed, epoch, ctx)
     for step, (idx, x, y) in enumerate(_loaded(train_x, train_y, batches)):
-        x = _augmented(cfg, x.to(ctx.device, non_blocking=True), aug)
+        x = _model_inputs(cfg, x.to(ctx.device, non_blocking=True), aug)
         y = y.to(ctx.device)
         factor = lr_factor(epoch * steps + step, total, warm, cfg.optim.schedule)
         loss, logits = _step(loop, epoch, idx, x, y, cfg.optim.lr * factor)
