@@ -205,6 +205,7 @@ def test_probe_learns_a_colour_coded_task(tmp_path):
     assert result.test.overall >= 0.9  # chance is 1/3
 
 
+@pytest.mark.slow
 def test_probe_from_in_memory_images(tmp_path):
     cfg = _cfg(tmp_path, "moco_v2", probe=True)
     cfg.data = config.DataConfig(name="digits", val_fraction=0.2)
@@ -276,6 +277,7 @@ def test_cli_extract_and_wise(tmp_path, capsys):
     assert "does not take it (did you mean 'model_kwargs'?)" in capsys.readouterr().err
 
 
+@pytest.mark.ddp
 def test_probe_under_torchrun_matches_one_process(tmp_path):
     cfg = _cfg(tmp_path, "moco_v2", probe=True, train__batch_size=4, train__epochs=2)
     path = tmp_path / "cfg.toml"
@@ -326,6 +328,7 @@ def test_cache_follows_weights_content_and_precision_not_file_paths(tmp_path):
     assert not any(v["reused"] for v in extract(bf16).values())
 
 
+@pytest.mark.slow
 def test_compare_runs_wise_ft_and_reports_it(tmp_path):
     from mr2 import report
     from mr2.engine.compare import run_compare
@@ -418,6 +421,7 @@ def test_zero_shot_is_a_method_of_the_comparison(tmp_path, capsys):
     assert (tmp_path / "zs" / "result.json").is_file()
 
 
+@pytest.mark.ddp
 def test_fine_tuning_under_torchrun_matches_one_process(tmp_path):
     # ViT: no BatchNorm; SGD: AdamW would blow float-order noise of near-zero gradients up
     # to a fraction of a step

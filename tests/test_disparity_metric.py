@@ -46,6 +46,7 @@ def test_in_a_metric_collection_with_a_reference():
     assert all(v.dim() == 0 for v in out.values())  # loggable with log_dict
 
 
+@pytest.mark.ddp
 def test_ddp_sync_sums_counts():
     import ddp
     import ddp_workers

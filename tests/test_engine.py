@@ -68,6 +68,7 @@ def test_cdb_weights_refresh_from_validation(tmp_path):
         torch.testing.assert_close(torch.tensor(h.class_weights), expect.float())
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     cfg = small(loss__name="mr2", train__epochs=4)
     cfg.data.options = {"num_classes": 10, "dim": 32, "n_train": 2000, "n_test": 50}
@@ -98,6 +99,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert torch.equal(a["loss"]["class_mean"], b["loss"]["class_mean"])
 
 
+@pytest.mark.ddp
 def test_torchrun_two_processes_match_one(tmp_path):
     cfg = small(loss__name="mr2", train__epochs=2)
     cfg.loss.options = {"gather_features": True}

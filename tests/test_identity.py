@@ -212,6 +212,7 @@ def test_a_dead_process_does_not_hold_the_lock(tmp_path):
     assert train(tiny_config(), tmp_path / "R", show_progress=False).method == "ce"
 
 
+@pytest.mark.slow
 def test_two_compares_on_one_directory_train_each_run_once(tmp_path):
     cfg = tiny_config(train__epochs=6)
     cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0, 1]

@@ -75,6 +75,7 @@ def test_stateful_is_batch_split_invariant_and_resets():
     assert metric.confusion.sum() == 0
 
 
+@pytest.mark.ddp
 def test_distributed_counts_are_summed_not_averaged():
     ranks = ddp.run(w.metric_worker, 2, [13, 40])  # uneven shards: a mean of means would differ
     full = classwise_accuracy(ranks[0]["preds"], ranks[0]["targets"], 5)

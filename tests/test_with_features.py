@@ -122,6 +122,7 @@ def test_state_dict_round_trip_with_the_unwrapped_model(tmp_path):
     outer.load_state_dict(outer.state_dict())
 
 
+@pytest.mark.slow
 def test_compile_and_autocast():
     torch.manual_seed(0)
     model = with_features(tvm.resnet18(num_classes=3)).eval()
@@ -141,6 +142,7 @@ def test_mr2_loss_refuses_the_logits_as_features():
         MR2Loss(3)(logits, logits, torch.tensor([0, 1, 2, 0]))
 
 
+@pytest.mark.ddp
 def test_ddp_wrapped_model_trains_like_one_process():
     import ddp
     import ddp_workers
