@@ -26,13 +26,15 @@ from mr2 import MR2Loss
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def make_step(method: str, b: int, k: int, d: int, **options):
+def make_step(method: str, b: int, k: int, d: int, compiled: bool = False, **options):
     torch.manual_seed(0)
     head = nn.Linear(d, k)
     feats = torch.randn(b, d).requires_grad_(True)
     targets = torch.randint(0, k, (b,))
     ce = nn.CrossEntropyLoss()
     mr2 = MR2Loss(k, validate=False, **options)
+    if compiled:
+        mr2 = torch.compile(mr2)
 
     def step() -> None:
         head.zero_grad(set_to_none=True)
@@ -86,6 +88,7 @@ def main() -> None:
         "cross_entropy": {},
         "mr2 (default: lambda_rep 0.03)": {},
         "mr2 logit margins only (lambda_rep 0)": {"lambda_rep": 0.0},
+        "mr2, torch.compile(MR2Loss)": {"compiled": True},
     }
     for shape in args.shapes:
         b, k, d = (int(v) for v in shape.split(","))
