@@ -224,3 +224,13 @@ def test_seeds_for_power_matches_published_sample_sizes():
     assert seeds_for_power(1.0, 0.01, max_seeds=50) == 51
     with pytest.raises(ValueError, match="> 0"):
         seeds_for_power(0.0, 1.0)
+
+
+def test_sign_flip_p_value_by_hand_and_above_the_exact_range():
+    # |sum| = 1.1 of 1.5 in total: flipping a subset of sum <= 0.2 (3 ways) or >= 1.3
+    # (their complements) is as extreme: 6 of 2^5
+    assert sign_flip_p_value([0.5, -0.2, 0.3, 0.4, 0.1]) == pytest.approx(6 / 32)
+    d = np.random.default_rng(3).normal(0.4, 1.0, 17)  # 17 values: a Monte Carlo of 2^16
+    signs = 1.0 - 2.0 * ((np.arange(2**17)[:, None] >> np.arange(17)) & 1)
+    exact = np.mean(np.abs((signs * d).mean(1)) >= abs(d.mean()) - 1e-12)
+    assert sign_flip_p_value(d) == pytest.approx(exact, abs=0.01)
