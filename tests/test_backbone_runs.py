@@ -17,7 +17,7 @@ from mr2.engine import config
 from mr2.engine.context import cpu_context
 from mr2.engine.evaluate import evaluate
 from mr2.engine.extract import extract
-from mr2.engine.loop import create_model, load_data, load_run_data
+from mr2.engine.run import create_model, load_data, load_run_data
 from mr2.engine.train import train
 from mr2.engine.wise import interpolate, run_wise
 from vision_fixtures import make_pets, tiny_backbone_options

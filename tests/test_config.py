@@ -6,7 +6,7 @@ import torch
 from mr2 import backbones, models
 from mr2.engine import config
 from mr2.engine.compare import check_compare, run_config
-from mr2.engine.loop import create_loss
+from mr2.engine.run import create_loss
 
 
 def test_file_then_overrides(tmp_path):

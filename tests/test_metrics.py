@@ -230,6 +230,7 @@ def test_sign_flip_p_value_by_hand_and_above_the_exact_range():
     # |sum| = 1.1 of 1.5 in total: flipping a subset of sum <= 0.2 (3 ways) or >= 1.3
     # (their complements) is as extreme: 6 of 2^5
     assert sign_flip_p_value([0.5, -0.2, 0.3, 0.4, 0.1]) == pytest.approx(6 / 32)
+    assert sign_flip_p_value([0.7]) == 1.0  # one seed: +0.7 and -0.7 are as extreme
     d = np.random.default_rng(3).normal(0.4, 1.0, 17)  # 17 values: a Monte Carlo of 2^16
     signs = 1.0 - 2.0 * ((np.arange(2**17)[:, None] >> np.arange(17)) & 1)
     exact = np.mean(np.abs((signs * d).mean(1)) >= abs(d.mean()) - 1e-12)

@@ -10,7 +10,7 @@ from helpers import tiny_config
 from mr2 import data, models
 from mr2.engine import procedures
 from mr2.engine.compare import run_config
-from mr2.engine.loop import create_model, load_data, load_final_model
+from mr2.engine.run import create_model, load_data, load_final_model
 from mr2.engine.train import train
 
 SERVICES = procedures.Services(create_model, load_final_model, train)  # what the engine passes
@@ -112,11 +112,7 @@ def test_unknown_procedure_option(tmp_path):
 def test_lff_resume_is_exact(tmp_path, monkeypatch):
     """Interrupted after epoch 1 and resumed, LfF ends bitwise as the uninterrupted run (the
     biased model keeps following the main schedule after the optimiser state is restored)."""
-    import sys
-
-    train_module = sys.modules[
-        "mr2.engine.train"
-    ]  # the module (mr2.engine.train is also a function)
+    from mr2.engine import fit as train_module  # the loop's module
 
     cfg = run_config(base(), "lff", 0)
     cfg.train.epochs = 3

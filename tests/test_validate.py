@@ -86,7 +86,7 @@ def test_loss_preset_from_a_config_uses_the_feature_width(tmp_path):
     options = result.identity
     assert options["loss.preset"] == "official"
     from mr2 import models
-    from mr2.engine.loop import create_loss
+    from mr2.engine.run import create_loss
 
     model = models.create("mlp", (8,), 5, width=32)
     loss_fn = create_loss(cfg, 5, model, world=1)
@@ -106,7 +106,7 @@ def test_shipped_clip_recipes_use_the_official_preset():
 
 
 def test_epoch_line_formats_every_number():
-    from mr2.engine.train import epoch_line
+    from mr2.engine.fit import epoch_line
     from mr2.result import EpochRecord
 
     record = {"epoch": 0, "train_loss": 1 / 3, "train_acc": 0.5, "lr": 0.012345, "time_s": 2.0}
@@ -118,7 +118,7 @@ def test_epoch_line_formats_every_number():
 
 def test_engine_gathers_features_under_ddp_unless_told_otherwise():
     from mr2 import models
-    from mr2.engine.loop import create_loss
+    from mr2.engine.run import create_loss
 
     model = models.create("mlp", (8,), 5, width=32)
     assert create_loss(tiny_config(loss__name="mr2"), 5, model, world=2).gather_features

@@ -11,7 +11,7 @@ from mr2.engine import validate
 from mr2.engine.config import RunConfig
 from mr2.engine.context import setup
 from mr2.engine.features import extract_features
-from mr2.engine.loop import create_backbone, is_backbone, load_data
+from mr2.engine.run import create_backbone, is_backbone, load_data
 
 
 def extract(cfg: RunConfig) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,7 @@ from mr2.engine import config, identity
 from mr2.engine.config import RunConfig
 from mr2.engine.context import Context, cpu_context
 from mr2.engine.evaluate import evaluate
-from mr2.engine.loop import load_final_model, load_run_data
+from mr2.engine.run import load_final_model, load_run_data
 from mr2.metrics import disparity_summary
 
 

@@ -15,7 +15,7 @@ from mr2.backbones.wiseft import interpolate
 from mr2.engine import config
 from mr2.engine.context import Context, setup
 from mr2.engine.evaluate import evaluate
-from mr2.engine.loop import load_run_data
+from mr2.engine.run import load_run_data
 from mr2.metrics import disparity_summary
 
 

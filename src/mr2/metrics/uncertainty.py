@@ -162,6 +162,8 @@ def sign_flip_p_value(differences) -> float:
     d = _as_numpy(differences).ravel().astype(np.float64)
     if d.size == 0 or np.isnan(d).any():
         return float("nan")
+    if d.size == 1:  # both sign flips are as extreme (SciPy needs two values)
+        return 1.0
     stats = _scipy_stats("sign_flip_p_value")
     result = stats.permutation_test(
         (d,),

@@ -1,5 +1,6 @@
-"""Setting a run up: device and processes, data, model, loss, optimiser and procedure,
-gathered in one ``Loop`` that the training loop (train.py) works with."""
+"""Building a run from a validated configuration: device and processes, data, model, loss,
+optimiser, schedule and procedure, gathered in one ``Run`` that the training loop (fit.py)
+works with."""
 
 from __future__ import annotations
 
@@ -121,8 +122,8 @@ def create_loss(cfg: RunConfig, num_classes: int, model: nn.Module, world: int) 
 
 
 @dataclass
-class Loop:
-    """Everything one run's loop works with."""
+class Run:
+    """Everything one run's training loop works with."""
 
     cfg: RunConfig
     ctx: Context
@@ -198,8 +199,8 @@ def training_module(cfg: RunConfig, ctx: Context, model: nn.Module) -> nn.Module
     return net
 
 
-def prepare(cfg: RunConfig, run_dir: Path, resume: bool, train_run=None) -> Loop:
-    """The run's ``Loop``; ``train_run`` (the trainer, passed in by it) lets a procedure
+def prepare(cfg: RunConfig, run_dir: Path, resume: bool, train_run=None) -> Run:
+    """The ``Run`` of ``cfg``; ``train_run`` (the trainer, passed in by it) lets a procedure
     train a sub-run (JTT's stage 1) without importing the trainer."""
     ctx = setup(cfg)
     if cfg.train.batch_size % ctx.world:
@@ -230,4 +231,4 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool, train_run=None) -> Loop
     proc.bind(opt)
     proc.resume = resume  # the caller runs proc.prepare() once the run directory is set up
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
-    return Loop(cfg, ctx, dataset, model, net, loss_fn, opt, scaler, proc)
+    return Run(cfg, ctx, dataset, model, net, loss_fn, opt, scaler, proc)
