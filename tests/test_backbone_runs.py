@@ -342,11 +342,11 @@ def test_compare_runs_wise_ft_and_reports_it(tmp_path):
     )
     run_compare(cfg, tmp_path / "cmp", log=lambda *_: None, show_progress=False)
     built = report.build([tmp_path / "cmp"], tmp_path / "cmp")
-    wise = built["summary"]["wise"]
+    wise = built.summary["wise"]
     assert sorted(wise) == ["ce", "mr2"] and sorted(wise["mr2"]["alphas"]) == ["0", "0.6", "1"]
     # alpha 1 is the fine-tuned model: its row equals the main table's statistics
     for method in ("ce", "mr2"):
-        main_row = built["summary"]["methods"][method]["summary"]
+        main_row = built.summary["methods"][method]["summary"]
         for field in ("overall", "hard", "worst_class"):
             assert wise[method]["alphas"]["1"][field]["mean"] == pytest.approx(
                 100 * main_row[field]["mean"]
@@ -397,7 +397,7 @@ def test_zero_shot_is_a_method_of_the_comparison(tmp_path, capsys):
     cfg = _cfg(tmp_path, "clip")
     cfg.compare.methods, cfg.compare.seeds, cfg.compare.zero_shot = ["ce"], [0, 1], True
     run_compare(cfg, tmp_path / "cmp", log=lambda *_: None, show_progress=False)
-    summary = report.build([tmp_path / "cmp"], tmp_path / "cmp")["summary"]
+    summary = report.build([tmp_path / "cmp"], tmp_path / "cmp").summary
     assert sorted(summary["methods"]) == ["ce", "zero_shot"]
     for seed in (0, 1):  # independently: the seeded initial model on the test split
         run = json.loads(

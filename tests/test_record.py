@@ -81,9 +81,9 @@ def test_report_from_a_plain_loop_and_mixed_with_engine_runs(tmp_path, capsys):
                 config={"dataset": "synthetic", "epochs": epochs},
             )
     built = report.build([tmp_path / "own"], tmp_path / "own", reference="plain_short")
-    assert set(built["summary"]["methods"]) == {"plain_short", "plain_long"}
+    assert set(built.summary["methods"]) == {"plain_short", "plain_long"}
     assert (tmp_path / "own" / "gain_over_reference.png").is_file()
-    assert "p seeds" in built["table"]
+    assert "p seeds" in built.table
     cfg = tiny_config()
     cfg.compare.methods, cfg.compare.seeds = ["ce"], [0, 1]
     run_compare(cfg, tmp_path / "engine", show_progress=False, log=lambda *_: None)

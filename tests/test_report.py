@@ -21,8 +21,8 @@ def comparison(tmp_path_factory):
 
 
 def test_the_same_runs_given_twice_count_once(comparison, tmp_path):
-    once = report.build([comparison], tmp_path / "a")["summary"]
-    twice = report.build([comparison, comparison, comparison / "ce"], tmp_path / "b")["summary"]
+    once = report.build([comparison], tmp_path / "a").summary
+    twice = report.build([comparison, comparison, comparison / "ce"], tmp_path / "b").summary
     assert len(twice["runs"]) == len(once["runs"]) == 4
     assert twice["methods"]["mr2"]["vs_reference"] == once["methods"]["mr2"]["vs_reference"]
 
@@ -72,7 +72,7 @@ def test_two_classes_give_no_nan_in_the_table(tmp_path, capsys):
     cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0, 1]
     run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
     built = report.build([tmp_path / "C"], tmp_path / "C")
-    assert "nan" not in built["table"]
+    assert "nan" not in built.table
 
 
 def test_seeds_recorded_before_a_neutral_key_was_dropped_still_pool(tmp_path):

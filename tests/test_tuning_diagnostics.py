@@ -45,7 +45,7 @@ def test_grid_is_selected_on_validation_and_reported(tmp_path):
     tuned = out / "mr2" / "grid" / chosen["label"] / "seed0" / "result.json"
     assert (out / "mr2" / "seed0" / "result.json").read_bytes() == tuned.read_bytes()
     built = build([out], out)
-    assert len(built["summary"]["runs"]) == 4  # grid runs are not results
+    assert len(built.summary["runs"]) == 4  # grid runs are not results
     text = (out / "report.md").read_text()
     assert "Settings chosen on validation" in text and chosen["label"] in text
     for name in ("spread_vs_accuracy.png", "margins_over_epochs.png"):

@@ -158,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
             except RunsFailed as failed:
                 if any(Path(args.out).rglob("result.json")):  # report what finished
                     built = report.build([args.out], args.out, reference=cfg.compare.reference)
-                    print(built["table"], f"\nReport: {built['report']}", sep="\n")
+                    print(built.table, f"\nReport: {built.path}", sep="\n")
                 print(f"mr2: error: {failed}", file=sys.stderr)
                 return 1
             built = report.build([args.out], args.out, reference=cfg.compare.reference)
-            print(built["table"], f"\nReport: {built['report']}", sep="\n")
+            print(built.table, f"\nReport: {built.path}", sep="\n")
         elif args.command == "report":
             if not args.runs and not args.predictions:
                 raise ValueError("give run directories and/or --predictions FILE ...")
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--predictions needs --out (the folder for runs and report)")
             recorded = report.record_predictions(args.predictions, out) if args.predictions else []
             built = report.build([*args.runs, *recorded], out, reference=args.reference)
-            print(built["table"], f"\nReport: {built['report']}", sep="\n")
+            print(built.table, f"\nReport: {built.path}", sep="\n")
         elif args.command == "demo":
             out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
             run_demo(out, data_dir=args.data_dir, quick=args.quick)

@@ -59,7 +59,7 @@ def demo_config(data_dir: str = "", quick: bool = False, log=print) -> RunConfig
 
 def run_demo(
     out_dir: str | Path | None = None, *, data_dir: str = "", quick: bool = False, log=print
-) -> dict[str, Any]:
+) -> report.Report:
     """The demo into ``out_dir`` (default runs/demo, or runs/demo-quick with ``quick``: the
     two never share runs, and a run of another configuration is never reused)."""
     t0 = time.time()
@@ -71,9 +71,9 @@ def run_demo(
     )
     run_compare(cfg, out_dir, show_progress=False, log=log)
     built = report.build([out_dir], out_dir, reference=cfg.compare.reference)
-    log("\n" + built["table"] + "\n")
+    log("\n" + built.table + "\n")
     log(
-        f"Report: {built['report']}\nPlots: {', '.join(str(p) for p in built['plots'])}\n"
+        f"Report: {built.path}\nPlots: {', '.join(str(p) for p in built.plots)}\n"
         f"Finished in {time.time() - t0:.0f} s."
     )
     return built

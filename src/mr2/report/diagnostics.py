@@ -13,6 +13,7 @@ import torch
 from mr2.functional import class_statistics
 from mr2.metrics import classwise_accuracy
 from mr2.report.backend import pyplot as _pyplot
+from mr2.report.results import ReportSummary
 
 
 def correlations(x, y) -> dict[str, float]:
@@ -31,7 +32,7 @@ def correlations(x, y) -> dict[str, float]:
     }
 
 
-def confusion_summary(summary: dict[str, Any], top: int = 2) -> str:
+def confusion_summary(summary: ReportSummary, top: int = 2) -> str:
     """For each hard class: the classes the reference confuses it with most, and how often
     each method makes those same confusions (rates over all seeds' test predictions)."""
     names, ref = summary["class_names"], summary["reference"]
@@ -50,7 +51,7 @@ def confusion_summary(summary: dict[str, Any], top: int = 2) -> str:
     return "\n".join(lines)
 
 
-def spread_table(summary: dict[str, Any]) -> str:
+def spread_table(summary: ReportSummary) -> str:
     lines = [
         "| method | Pearson(spread, acc) | Spearman(spread, acc) | classes |",
         "|---|---|---|---|",

@@ -4,15 +4,15 @@ the reference with a band of ± one standard deviation over seeds."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from mr2.report.backend import pyplot as _pyplot
 from mr2.report.diagnostics import correlations
+from mr2.report.results import ReportSummary
 
 
-def sorted_accuracy(summary: dict[str, Any], path: Path) -> Path:
+def sorted_accuracy(summary: ReportSummary, path: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for m, body in summary["methods"].items():
@@ -29,7 +29,7 @@ def sorted_accuracy(summary: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def gain_over_reference(summary: dict[str, Any], path: Path) -> Path:
+def gain_over_reference(summary: ReportSummary, path: Path) -> Path:
     plt = _pyplot()
     ref_name = summary["reference"]
     ref = np.asarray(summary["methods"][ref_name]["per_class_mean"])
@@ -63,7 +63,7 @@ def gain_over_reference(summary: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def spread_vs_accuracy(summary: dict[str, Any], path: Path) -> Path | None:
+def spread_vs_accuracy(summary: ReportSummary, path: Path) -> Path | None:
     """Per-class feature spread ||s_k||^2 (test features) against per-class accuracy."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -90,10 +90,10 @@ def spread_vs_accuracy(summary: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def margins_over_epochs(summary: dict[str, Any], path: Path) -> Path | None:
+def margins_over_epochs(summary: ReportSummary, path: Path) -> Path | None:
     """MR²'s margins gamma_k and spreads over epochs (one run per method that records them)."""
-    runs = [(m, b["internals"]) for m, b in summary["methods"].items() if b.get("internals")]
-    if not runs:
+    runs = [(m, b["internals"]) for m, b in summary["methods"].items() if b["internals"]]
+    if not runs or runs[0][1] is None:
         return None
     plt = _pyplot()
     method, info = runs[0]

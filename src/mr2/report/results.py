@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -35,6 +35,53 @@ from mr2.io import load_json
 from mr2.metrics import disparity_summary, mean_std, paired_comparison
 from mr2.metrics.summary import SCALAR_FIELDS
 from mr2.result import RunResult
+
+
+class RunRow(TypedDict):
+    """One run in results.json."""
+
+    method: str
+    seed: int
+    run_dir: str | None
+    config: dict[str, Any]
+    overall: float
+    per_class: list[float]
+    support: list[int]
+    selected_epoch: int | None
+    train_time_s: float | None
+
+
+class MethodSummary(TypedDict):
+    """One method's runs pooled over seeds (statistics as ``{"mean", "std", "n"}``)."""
+
+    seeds: list[int]
+    summary: dict[str, dict[str, float]]
+    per_class_mean: list[float]
+    per_class_std: list[float]
+    test_spread_mean: list[float] | None
+    test_norm_sq_mean: list[float] | None
+    confusion_sum: list[list[float]]
+    internals: dict[str, Any] | None
+    vs_reference: dict[str, Any] | None
+
+
+class _SummaryCore(TypedDict):
+    schema: int
+    reference: str
+    dataset: str
+    class_names: list[str]
+    groups: dict[str, list[int]]
+    runs: list[RunRow]
+    methods: dict[str, MethodSummary]
+
+
+class ReportSummary(_SummaryCore, total=False):
+    """results.json (see the module docstring); ``tuning``, ``missing`` and ``wise`` are
+    added by ``mr2.report.build``."""
+
+    tuning: list[dict[str, Any]]
+    missing: list[dict[str, Any]]
+    wise: dict[str, Any]
 
 
 def collect(paths: list[str | Path]) -> list[RunResult]:
@@ -182,7 +229,9 @@ def _vs_reference(
     return vs
 
 
-def _method_summary(rs: list[RunResult], acc: np.ndarray, ref_mean: np.ndarray) -> dict:
+def _method_summary(
+    rs: list[RunResult], acc: np.ndarray, ref_mean: np.ndarray, vs: dict[str, Any] | None
+) -> MethodSummary:
     per_run = [
         disparity_summary(r.test.per_class, reference=ref_mean, class_counts=r.test.support)
         for r in rs
@@ -203,10 +252,11 @@ def _method_summary(rs: list[RunResult], acc: np.ndarray, ref_mean: np.ndarray) 
         "test_norm_sq_mean": _mean_diagnostic(rs, "test_norm_sq"),
         "confusion_sum": np.sum([r.test.confusion for r in rs], axis=0).tolist(),
         "internals": _internals(rs[0]),
+        "vs_reference": vs,
     }
 
 
-def _run_row(r: RunResult) -> dict[str, Any]:
+def _run_row(r: RunResult) -> RunRow:
     return {
         "method": r.method,
         "seed": r.seed,
@@ -220,7 +270,7 @@ def _run_row(r: RunResult) -> dict[str, Any]:
     }
 
 
-def summarize(results: list[RunResult], reference: str = "ce") -> dict[str, Any]:
+def summarize(results: list[RunResult], reference: str = "ce") -> ReportSummary:
     check_poolable(results)
     by_method = _by_method(results)
     if reference not in by_method:
@@ -231,14 +281,14 @@ def summarize(results: list[RunResult], reference: str = "ce") -> dict[str, Any]
     }
     acc = {m: np.array([r.test.per_class for r in rs], dtype=float) for m, rs in by_method.items()}
     ref_mean = np.nanmean(acc[reference], axis=0)
-    methods: dict[str, Any] = {}
+    methods: dict[str, MethodSummary] = {}
     for m, rs in by_method.items():
-        methods[m] = _method_summary(rs, acc[m], ref_mean)
-        methods[m]["vs_reference"] = (
+        vs = (
             None
             if m == reference
             else _vs_reference(rs, by_method[reference], acc[m], acc[reference], ref_mean)
         )
+        methods[m] = _method_summary(rs, acc[m], ref_mean, vs)
     first = results[0]
     return {
         "schema": 1,

@@ -6,6 +6,8 @@ import csv
 import io
 from typing import Any
 
+from mr2.report.results import ReportSummary
+
 COLUMNS = [
     ("overall", "overall"),
     ("easy", "easy"),
@@ -45,7 +47,7 @@ def hard_gain_cell(vs: dict[str, Any] | None) -> str:
     return f"{100 * gain:+.2f} ({_p(vs['p_seeds'])}, {_p(vs['p_classes'])}){mark}"
 
 
-def summary_table(summary: dict[str, Any]) -> str:
+def summary_table(summary: ReportSummary) -> str:
     """Methods x statistics, mean ± std over seeds (accuracies in %)."""
     head = (
         "| method | seeds | " + " | ".join(c for _, c in COLUMNS) + " | hard gain vs "
@@ -61,7 +63,7 @@ def summary_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def per_class_table(summary: dict[str, Any]) -> str:
+def per_class_table(summary: ReportSummary) -> str:
     """Classes (hardest first by the reference) x methods: mean per-class accuracy in %."""
     names = summary["class_names"]
     methods = list(summary["methods"])
@@ -74,7 +76,7 @@ def per_class_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def per_class_csv(summary: dict[str, Any]) -> str:
+def per_class_csv(summary: ReportSummary) -> str:
     """One row per (method, seed, class): method, seed, class, class_name, accuracy, support."""
     out = io.StringIO()
     w = csv.writer(out)

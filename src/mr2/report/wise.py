@@ -11,23 +11,24 @@ from typing import Any
 import numpy as np
 
 from mr2.metrics import disparity_summary, mean_std
+from mr2.report.results import ReportSummary
 
 FIELDS = ("overall", "mean_class", "worst_class", "hard")
 
 
-def collect_wise(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def collect_wise(summary: ReportSummary) -> list[dict[str, Any]]:
     """(method, seed, wise.json) of every summarised run that has one."""
     found = []
     for run in summary["runs"]:
-        path = Path(run["run_dir"]) / "wise.json"
-        if path.is_file():
+        path = Path(run["run_dir"] or ".") / "wise.json"
+        if run["run_dir"] and path.is_file():
             found.append(
                 {"method": run["method"], "seed": run["seed"], **json.loads(path.read_text())}
             )
     return found
 
 
-def summarize_wise(summary: dict[str, Any]) -> dict[str, Any]:
+def summarize_wise(summary: ReportSummary) -> dict[str, Any]:
     """Per method and alpha: mean ± std over seeds of test overall, mean-class, worst-class
     and hard accuracy (hard ranked by the reference method, as in the main table), and the
     validation-selected alpha of each seed."""
