@@ -18,8 +18,6 @@ from the memory-mapped feature cache.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from environment import describe, save
 from mr2 import backbones, losses
 from mr2.backbones.cache import cached_features
 from mr2.data import Split, preprocessed
@@ -161,10 +161,7 @@ def main() -> int:
     args = ap.parse_args()
     device = torch.device(args.device)
     result = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "device": str(device),
+        "meta": describe(str(device)),
         "extraction": bench_extraction(args, device),
         "probe": bench_probe(args, device),
     }
@@ -180,9 +177,7 @@ def main() -> int:
         f"CE {p['ce_imagenet_s_per_epoch']} s, MR² {p['mr2_imagenet_s_per_epoch']} s |"
     )
     out = Path(args.out or Path(__file__).parent / "results" / f"backbone_speed_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"raw numbers: {out}")
+    print(f"raw numbers: {save(result, out)}")
     return 0
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+import mr2
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,8 +28,6 @@ def commit() -> str:
 
 
 def describe(device: str) -> dict:
-    import mr2
-
     cuda = device.startswith("cuda")
     return {
         "device": device,

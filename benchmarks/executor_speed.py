@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from environment import describe, save
 from mr2.engine import config
 from mr2.engine.compare import run_compare
 
@@ -68,20 +65,8 @@ def main() -> None:
         print(f"{executor:5s} jobs {jobs}: {seconds:.1f} s for {len(tests)} runs", flush=True)
     same = rows[0]["test_overall"] == rows[1]["test_overall"]
     print(f"pool / local: {rows[1]['wall_s'] / rows[0]['wall_s']:.2f}x; same test numbers: {same}")
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    out = {
-        "rows": rows,
-        "same_test_numbers": same,
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "commit": commit,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    meta = {**describe("cpu"), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    save({"meta": meta, "rows": rows, "same_test_numbers": same}, Path(args.out))
 
 
 if __name__ == "__main__":
