@@ -18,8 +18,8 @@ if [ "${1:-}" = "--tiny" ]; then
   RESULTS="${RESULTS:?--tiny writes under RESULTS: set it (a scratch folder)}"
   dev=cpu
   loss=(--shapes 128,10,256 --repeats 3)
-  engine=(--models mlp --losses ce mr2 --epochs 2 --rounds 1 --subset 1000)
-  layout=(--models cnn --losses ce --epochs 2 --rounds 1 --subset 500 --set train.channels_last=true)
+  engine=(--models mlp --losses ce mr2 --epochs 2 --rounds 1 --subset 600)
+  layout=(--models cnn --losses ce --epochs 2 --rounds 1 --subset 256 --set train.channels_last=true)
   precision=(--epochs 1 --subset 300 --precisions float32 bfloat16)
   compile=(--steps 6 --backend aot_eager)
 else

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from helpers import tiny_config, torchrun_train
-from mr2 import cli, losses
+from mr2 import cli, losses, report
 from mr2.engine import config
 from mr2.engine.schedule import lr_factor
 from mr2.engine.train import train
@@ -174,7 +174,7 @@ def test_quick_demo_has_its_own_folder(monkeypatch, tmp_path):
     used = []
     monkeypatch.setattr(demo, "run_compare", lambda cfg, out, **kw: used.append(str(out)))
     monkeypatch.setattr(
-        demo.report, "build", lambda *a, **k: {"table": "", "report": "", "plots": []}
+        demo.report, "build", lambda *a, **k: report.Report({}, "", tmp_path / "r.md", [])
     )
     monkeypatch.setattr(demo, "load", lambda *a, **k: None)
     monkeypatch.chdir(tmp_path)

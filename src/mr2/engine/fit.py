@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -193,7 +193,8 @@ def fit(
             history.append(record)
             if ctx.rank == 0:  # checkpoint first: a logged epoch is always a saved epoch
                 rows = [h.to_dict() for h in history]
-                checkpoint = {"epoch": epoch, "best": asdict(best), "history": rows}
+                best_state = {"score": best.score, "epoch": best.epoch, "state": best.state}
+                checkpoint = {"epoch": epoch, "best": best_state, "history": rows}
                 io.save_torch({**run.state(), **checkpoint}, ckpt_path)
                 log.write(record.to_dict())
                 loggers.epoch(epoch, record, run.dataset.class_names)
