@@ -43,6 +43,14 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mr2", description="Class-wise fair classifiers (MR²).")
     ap.add_argument("--version", action="version", version=f"mr2 {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
+    _training_commands(sub)
+    _report_commands(sub)
+    _model_commands(sub)
+    sub.add_parser("losses", help="list the registered losses and procedures")
+    return ap
+
+
+def _training_commands(sub) -> None:
     p = sub.add_parser("train", help="train one run")
     _config_args(p)
     p.add_argument("--out", required=True, help="run directory")
@@ -70,6 +78,13 @@ def parser() -> argparse.ArgumentParser:
         help="check every run's configuration (names, options, ranges, grid points) and the "
         "run folders under --out, then exit without training",
     )
+    p = sub.add_parser("demo", help="the main job: ERM vs MR² on Fashion-MNIST, 3 seeds")
+    p.add_argument("--out", help="default: runs/demo (runs/demo-quick with --quick)")
+    p.add_argument("--data-dir", default="", help="folder with the Fashion-MNIST IDX files")
+    p.add_argument("--quick", action="store_true", help="1 seed, 2 epochs (a smoke test)")
+
+
+def _report_commands(sub) -> None:
     p = sub.add_parser("report", help="the report of saved runs (or of prediction files)")
     p.add_argument("runs", nargs="*", help="run or comparison directories")
     p.add_argument(
@@ -82,10 +97,6 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="report directory (default: the first RUN_DIR)")
     p.add_argument("--reference", default="ce", help="baseline that ranks the classes")
-    p = sub.add_parser("demo", help="the main job: ERM vs MR² on Fashion-MNIST, 3 seeds")
-    p.add_argument("--out", help="default: runs/demo (runs/demo-quick with --quick)")
-    p.add_argument("--data-dir", default="", help="folder with the Fashion-MNIST IDX files")
-    p.add_argument("--quick", action="store_true", help="1 seed, 2 epochs (a smoke test)")
     p = sub.add_parser("diagnose", help="spread vs accuracy of a saved run or a feature file")
     p.add_argument("run", nargs="?", help="a finished run directory")
     p.add_argument(
@@ -94,6 +105,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", default="test", choices=["val", "test"])
     p.add_argument("--out", help="output folder (default: RUN/diagnose or next to the file)")
+
+
+def _model_commands(sub) -> None:
     p = sub.add_parser(
         "extract", help="write a backbone's features of every split to the feature cache"
     )
@@ -123,89 +137,136 @@ def parser() -> argparse.ArgumentParser:
         default=[0.0, 0.25, 0.5, 0.75, 1.0],
         help="interpolation weights of the fine-tuned model (0 = zero-shot, 1 = fine-tuned)",
     )
-    sub.add_parser("losses", help="list the registered losses and procedures")
-    return ap
+
+
+def _result_line(result, where) -> str:
+    return (
+        f"test accuracy {result.test.overall:.4f}; "
+        f"worst class {result.test.summary['worst_class']:.4f}; {where}"
+    )
+
+
+def _print_report(built: report.Report) -> None:
+    print(built.table, f"\nReport: {built.path}", sep="\n")
+
+
+def _train(args) -> int:
+    cfg = config.load(args.config, args.set)
+    result = train(cfg, args.out, resume=not args.no_resume, overwrite=args.overwrite)
+    print(_result_line(result, args.out))
+    return 0
+
+
+def _compare_overrides(args) -> list[str]:
+    overrides = list(args.set)
+    if args.methods:
+        overrides.append(f"compare.methods={args.methods!r}".replace("'", '"'))
+    if args.seeds:
+        overrides.append(f"compare.seeds={args.seeds!r}")
+    if args.executor:
+        overrides.append(f'compare.executor="{args.executor}"')
+    if args.jobs is not None:
+        overrides.append(f"compare.jobs={args.jobs}")
+    return overrides
+
+
+def _compare(args) -> int:
+    cfg = config.load(args.config, _compare_overrides(args))
+    if args.check:
+        check_compare(cfg)
+        preflight(cfg, Path(args.out), overwrite=args.overwrite)
+        print(f"{args.config or 'the configuration'}: every run checks out")
+        return 0
+    try:
+        run_compare(cfg, args.out, overwrite=args.overwrite)
+    except RunsFailed as failed:
+        if any(Path(args.out).rglob("result.json")):  # report what finished
+            _print_report(report.build([args.out], args.out, reference=cfg.compare.reference))
+        print(f"mr2: error: {failed}", file=sys.stderr)
+        return 1
+    _print_report(report.build([args.out], args.out, reference=cfg.compare.reference))
+    return 0
+
+
+def _report(args) -> int:
+    if not args.runs and not args.predictions:
+        raise ValueError("give run directories and/or --predictions FILE ...")
+    out = args.out or (args.runs[0] if args.runs else None)
+    if out is None:
+        raise ValueError("--predictions needs --out (the folder for runs and report)")
+    recorded = report.record_predictions(args.predictions, out) if args.predictions else []
+    _print_report(report.build([*args.runs, *recorded], out, reference=args.reference))
+    return 0
+
+
+def _demo(args) -> int:
+    out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
+    run_demo(out, data_dir=args.data_dir, quick=args.quick)
+    return 0
+
+
+def _diagnose(args) -> int:
+    out = run_diagnose(args.run, args.features, args.split, args.out)
+    print(f"spread vs accuracy: {out['result'].get('correlation')}; {out['json']}")
+    return 0
+
+
+def _extract(args) -> int:
+    cfg = config.load(args.config, args.set)
+    for name, info in extract(cfg).items():
+        state = "reused" if info["reused"] else f"extracted in {info['seconds']:.1f} s"
+        print(f"{name:5s} {info.get('folder') or '(empty split)'}  {state}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    """``evaluate RUN_DIR``: a finished run; ``evaluate --config --out`` / ``zero-shot``: the
+    model before training."""
+    if args.command == "evaluate" and args.run:
+        if args.config or args.out:
+            raise ValueError("give RUN_DIR (a finished run) or --config/--out, not both")
+        done = evaluate_run(args.run, args.split, args.set)
+        print(
+            f"{args.split} accuracy {done['overall']:.4f}; worst class "
+            f"{done['summary']['worst_class']:.4f}; {args.run}/eval_{args.split}.json"
+        )
+        return 0
+    if not args.out:
+        raise ValueError("evaluating an untrained model needs --out RUN_DIR")
+    cfg = config.load(args.config, args.set)
+    print(_result_line(evaluate_initial(cfg, args.out, overwrite=args.overwrite), args.out))
+    return 0
+
+
+def _wise(args) -> int:
+    print(wise_table(run_wise(args.run, args.alphas)))
+    return 0
+
+
+def _losses(args) -> int:
+    for name in losses.available():
+        print(f"{name:18s} {losses.describe(name)}")
+    return 0
+
+
+COMMANDS = {
+    "train": _train,
+    "compare": _compare,
+    "report": _report,
+    "demo": _demo,
+    "diagnose": _diagnose,
+    "extract": _extract,
+    "evaluate": _evaluate,
+    "zero-shot": _evaluate,
+    "wise": _wise,
+    "losses": _losses,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.command == "train":
-            cfg = config.load(args.config, args.set)
-            result = train(cfg, args.out, resume=not args.no_resume, overwrite=args.overwrite)
-            print(
-                f"test accuracy {result.test.overall:.4f}; "
-                f"worst class {result.test.summary['worst_class']:.4f}; {args.out}"
-            )
-        elif args.command == "compare":
-            overrides = list(args.set)
-            if args.methods:
-                overrides.append(f"compare.methods={args.methods!r}".replace("'", '"'))
-            if args.seeds:
-                overrides.append(f"compare.seeds={args.seeds!r}")
-            if args.executor:
-                overrides.append(f'compare.executor="{args.executor}"')
-            if args.jobs is not None:
-                overrides.append(f"compare.jobs={args.jobs}")
-            cfg = config.load(args.config, overrides)
-            if args.check:
-                check_compare(cfg)
-                preflight(cfg, Path(args.out), overwrite=args.overwrite)
-                print(f"{args.config or 'the configuration'}: every run checks out")
-                return 0
-            try:
-                run_compare(cfg, args.out, overwrite=args.overwrite)
-            except RunsFailed as failed:
-                if any(Path(args.out).rglob("result.json")):  # report what finished
-                    built = report.build([args.out], args.out, reference=cfg.compare.reference)
-                    print(built.table, f"\nReport: {built.path}", sep="\n")
-                print(f"mr2: error: {failed}", file=sys.stderr)
-                return 1
-            built = report.build([args.out], args.out, reference=cfg.compare.reference)
-            print(built.table, f"\nReport: {built.path}", sep="\n")
-        elif args.command == "report":
-            if not args.runs and not args.predictions:
-                raise ValueError("give run directories and/or --predictions FILE ...")
-            out = args.out or (args.runs[0] if args.runs else None)
-            if out is None:
-                raise ValueError("--predictions needs --out (the folder for runs and report)")
-            recorded = report.record_predictions(args.predictions, out) if args.predictions else []
-            built = report.build([*args.runs, *recorded], out, reference=args.reference)
-            print(built.table, f"\nReport: {built.path}", sep="\n")
-        elif args.command == "demo":
-            out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
-            run_demo(out, data_dir=args.data_dir, quick=args.quick)
-        elif args.command == "diagnose":
-            out = run_diagnose(args.run, args.features, args.split, args.out)
-            print(f"spread vs accuracy: {out['result'].get('correlation')}; {out['json']}")
-        elif args.command == "extract":
-            cfg = config.load(args.config, args.set)
-            for name, info in extract(cfg).items():
-                state = "reused" if info["reused"] else f"extracted in {info['seconds']:.1f} s"
-                print(f"{name:5s} {info.get('folder') or '(empty split)'}  {state}")
-        elif args.command == "evaluate" and args.run:
-            if args.config or args.out:
-                raise ValueError("give RUN_DIR (a finished run) or --config/--out, not both")
-            done = evaluate_run(args.run, args.split, args.set)
-            print(
-                f"{args.split} accuracy {done['overall']:.4f}; worst class "
-                f"{done['summary']['worst_class']:.4f}; {args.run}/eval_{args.split}.json"
-            )
-        elif args.command in ("evaluate", "zero-shot"):
-            if not args.out:
-                raise ValueError("evaluating an untrained model needs --out RUN_DIR")
-            cfg = config.load(args.config, args.set)
-            result = evaluate_initial(cfg, args.out, overwrite=args.overwrite)
-            print(
-                f"test accuracy {result.test.overall:.4f}; "
-                f"worst class {result.test.summary['worst_class']:.4f}; {args.out}"
-            )
-        elif args.command == "wise":
-            print(wise_table(run_wise(args.run, args.alphas)))
-        elif args.command == "losses":
-            for name in losses.available():
-                print(f"{name:18s} {losses.describe(name)}")
+        return COMMANDS[args.command](args)
     except (ValueError, OSError, ImportError, RunBusyError) as err:
         print(f"mr2: error: {err}", file=sys.stderr)
         return 2
-    return 0
