@@ -22,6 +22,7 @@ from mr2.engine.evaluate import evaluate
 from mr2.engine.features import fit_to_backbone
 from mr2.engine.schedule import make_optimizer
 from mr2.engine.validate import BACKBONE_NAMES
+from mr2.metrics import ClasswiseResult
 
 
 def load_data(cfg: RunConfig) -> mr2_data.Dataset:
@@ -84,6 +85,20 @@ def load_final_model(cfg: RunConfig, dataset: mr2_data.Dataset, run_dir: Path) -
     model = create_model(cfg, dataset)
     model.load_state_dict(io.load_torch(path)["model"])
     return model
+
+
+def evaluate_split(
+    cfg: RunConfig, ctx: Context, model: nn.Module, split: mr2_data.Split, num_classes: int
+) -> ClasswiseResult:
+    """``split`` evaluated as the run evaluates: its eval batch size, device and precision."""
+    return evaluate(
+        model,
+        split,
+        num_classes,
+        batch_size=cfg.train.eval_batch_size,
+        device=ctx.device,
+        amp_dtype=ctx.amp_dtype,
+    )
 
 
 def on_device(split: mr2_data.Split, device: torch.device) -> tuple[Any, torch.Tensor]:
@@ -155,15 +170,8 @@ class Run:
             enabled=self.ctx.amp_dtype is not None,
         )
 
-    def evaluate(self, split: mr2_data.Split):
-        return evaluate(
-            self.model,
-            split,
-            self.dataset.num_classes,
-            batch_size=self.cfg.train.eval_batch_size,
-            device=self.ctx.device,
-            amp_dtype=self.ctx.amp_dtype,
-        )
+    def evaluate(self, split: mr2_data.Split) -> ClasswiseResult:
+        return evaluate_split(self.cfg, self.ctx, self.model, split, self.dataset.num_classes)
 
     def state(self) -> dict[str, Any]:
         return {

@@ -20,9 +20,9 @@ from mr2 import distributed, io
 from mr2.engine import identity, validate
 from mr2.engine.config import RunConfig, to_dict, to_toml
 from mr2.engine.context import Context, setup
-from mr2.engine.evaluate import evaluate, feature_statistics
+from mr2.engine.evaluate import feature_statistics
 from mr2.engine.fit import fit
-from mr2.engine.run import Run, build, prepare
+from mr2.engine.run import Run, build, evaluate_split, prepare
 from mr2.metrics import disparity_summary
 from mr2.result import (
     DatasetInfo,
@@ -141,7 +141,7 @@ def evaluate_initial(
         _start_dir(run_dir, cfg, found, clear=found.state is not identity.State.FRESH)
         history = []
         if len(dataset.val):
-            val = _evaluate(cfg, ctx, model, dataset.val, dataset.num_classes)
+            val = evaluate_split(cfg, ctx, model, dataset.val, dataset.num_classes)
             history = [
                 EpochRecord(
                     epoch=0,
@@ -158,17 +158,6 @@ def evaluate_initial(
         return result
 
 
-def _evaluate(cfg: RunConfig, ctx: Context, model: nn.Module, split, num_classes: int):
-    return evaluate(
-        model,
-        split,
-        num_classes,
-        batch_size=cfg.train.eval_batch_size,
-        device=ctx.device,
-        amp_dtype=ctx.amp_dtype,
-    )
-
-
 def build_result(
     cfg: RunConfig,
     ctx: Context,
@@ -178,7 +167,7 @@ def build_result(
     selected: int,
 ) -> RunResult:
     """The one test evaluation of the run and everything result.json holds."""
-    test = _evaluate(cfg, ctx, model, dataset.test, dataset.num_classes)
+    test = evaluate_split(cfg, ctx, model, dataset.test, dataset.num_classes)
     features = feature_statistics(
         model,
         dataset.test,

@@ -14,22 +14,14 @@ from mr2 import io
 from mr2.backbones.wiseft import interpolate
 from mr2.engine import config
 from mr2.engine.context import Context, setup
-from mr2.engine.evaluate import evaluate
-from mr2.engine.run import load_run_data
+from mr2.engine.run import evaluate_split, load_run_data
 from mr2.metrics import disparity_summary
 
 
 def _scores(model, split, num_classes: int, cfg, ctx: Context) -> dict[str, Any] | None:
     if not len(split):
         return None
-    res = evaluate(
-        model,
-        split,
-        num_classes,
-        batch_size=cfg.train.eval_batch_size,
-        device=ctx.device,
-        amp_dtype=ctx.amp_dtype,
-    )
+    res = evaluate_split(cfg, ctx, model, split, num_classes)
     return {"overall": res.overall, "per_class": res.accuracy, "support": res.support}
 
 

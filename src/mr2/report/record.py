@@ -126,9 +126,11 @@ def record_run(
     test = split_scores(y, preds, k)
     val_record = None
     if val is not None:
-        v = split_scores(val[0], val[1], k)
-        s = disparity_summary(v.per_class)
-        val_record = ValSummary(v.per_class, s.mean_class, s.worst_class, s.hard, v.overall)
+        v = split_scores(val[0], val[1], k)  # its summary serves validation too
+        s = v.summary  # mean-class, worst class and hard third ignore class counts
+        val_record = ValSummary(
+            v.per_class, s["mean_class"], s["worst_class"], s["hard"], v.overall
+        )
     settings = dict(config or {})
     identity = {f"config.{key}": value for key, value in sorted(settings.items())}
     identity = {k2: v2 for k2, v2 in identity.items() if k2 != "config.seed"}
