@@ -7,6 +7,11 @@ growth of the process's peak resident set over its size after setup, on CUDA
 ``torch.cuda.max_memory_allocated`` above the inputs. All methods include the same linear
 head (D -> K) on features that require grad, as in a real training step.
 
+Rows: cross-entropy; "floor", the least any per-class-statistics logit margin can do (one
+scatter-add of the batch by class and CE of z / gamma_y: the bound eager PyTorch sets on
+MR²'s cost at small shapes); MR² with logit margins only; MR² (validate=False / True); the
+authors' per-class loop.
+
     python benchmarks/loss_speed.py [--device cuda] [--repeats 20] [--out FILE]
 
 Writes a markdown table to stdout and the raw numbers, machine and versions to JSON
@@ -34,7 +39,7 @@ from environment import describe, save
 from mr2 import MR2Loss
 
 SHAPES = [(128, 10, 256), (128, 100, 640), (512, 1000, 768), (1024, 1000, 2048)]
-METHODS = ["cross_entropy", "mr2", "mr2_validated", "authors_loop"]
+METHODS = ["cross_entropy", "floor", "mr2_logit", "mr2", "mr2_validated", "authors_loop"]
 
 
 def rss_bytes() -> int:
@@ -53,6 +58,10 @@ def make_step(method: str, b: int, k: int, d: int, device: str):
 
         def loss_fn(z, _f, y):
             return ce(z, y)
+    elif method == "floor":  # the least a per-class-statistics logit margin can do
+        loss_fn = floor_loss(k, d, dev)
+    elif method == "mr2_logit":  # logit margins alone (lambda_rep = 0), validate=False
+        loss_fn = MR2Loss(k, lambda_rep=0.0, validate=False).to(dev)
     elif method.startswith("mr2"):  # validate=True adds one fused check (a host sync)
         loss_fn = MR2Loss(k, validate=method == "mr2_validated").to(dev)
     else:
@@ -64,6 +73,22 @@ def make_step(method: str, b: int, k: int, d: int, device: str):
         loss_fn(head(feats), feats, targets).backward()
 
     return step
+
+
+def floor_loss(k: int, d: int, dev: torch.device):
+    """Cross-entropy of logits / gamma_y with gamma read from per-class sums that one
+    scatter-add of [1, f] updates: fewer operations than any MR² implementation needs (no
+    deviations, EMA, margins, validation or representation term), so MR² cannot be faster
+    than this row in eager PyTorch."""
+    sums = torch.zeros(k, d + 1, device=dev)
+    gamma = torch.ones(k, device=dev)
+
+    def loss_fn(z, f, y):
+        with torch.no_grad():
+            sums.index_add_(0, y, torch.cat([f.new_ones(len(f), 1), f.detach()], dim=1))
+        return nn.functional.cross_entropy(z / gamma[y].unsqueeze(1), y)
+
+    return loss_fn
 
 
 def sync(device: str) -> None:
@@ -155,16 +180,18 @@ def main() -> None:
             )
             print(f"# {rows[-1]}", file=sys.stderr)
     print(
-        "| B, K, D | CE + head ms | MR2Loss + head ms (validate=False / True) | loop + head ms "
-        "| MR2 / CE | loop / MR2 | peak MB (CE / MR2 / loop) |\n|---|---|---|---|---|---|---|"
+        "| B, K, D | CE + head ms | floor ms | MR² logit only ms | MR2Loss + head ms "
+        "(validate=False / True) | loop + head ms | floor / CE | MR² logit / CE | MR2 / CE "
+        "| loop / MR2 | peak MB (CE / MR2 / loop) |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for b, k, d in shapes:
         r = {x["method"]: x for x in rows if (x["B"], x["K"], x["D"]) == (b, k, d)}
-        ce, mr, mrv, lp = (r[m]["median_ms"] for m in METHODS)
+        ce, fl, lo, mr, mrv, lp = (r[m]["median_ms"] for m in METHODS)
         mem = " / ".join(f"{r[m]['peak_mb']:.0f}" for m in ("cross_entropy", "mr2", "authors_loop"))
         print(
-            f"| {b}, {k}, {d} | {ce:.1f} | {mr:.1f} / {mrv:.1f} | {lp:.1f} | "
-            f"{mr / ce:.2f}x / {mrv / ce:.2f}x | {lp / mr:.1f}x | {mem} |"
+            f"| {b}, {k}, {d} | {ce:.2f} | {fl:.2f} | {lo:.2f} | {mr:.2f} / {mrv:.2f} | {lp:.1f} "
+            f"| {fl / ce:.2f}x | {lo / ce:.2f}x | {mr / ce:.2f}x / {mrv / ce:.2f}x "
+            f"| {lp / mr:.1f}x | {mem} |"
         )
     out = args.out or Path(__file__).parent / "results" / f"loss_speed_{args.device}.json"
     meta = describe(args.device)

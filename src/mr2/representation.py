@@ -14,12 +14,21 @@ Exponents are clamped below at about log(smallest normal float) before ``exp``: 
 small (including the masked ones) contribute less than one ulp of the sum, whose largest
 term is exp(0) after the shift, and ``exp`` of huge negative numbers runs on a slow path on
 CPUs. The gradient they leak is of the same negligible size.
+
+Only same-class pairs enter the sum: about B^2 / (2K) of them. When they are few (K large,
+e.g. 1000 ImageNet classes) the term is computed from the list of pairs instead of the
+B x B Gram (``_PairMargin``: O(P * D) instead of O(B^2 * D), the same values). Listing the
+pairs reads their number back to the host, so this runs on the CPU only, and never when the
+caller asks for a sync-free forward (``MR2Loss(validate=False)``); ``MR2Loss`` only tries it
+from K = 50 classes (fewer give balanced batches too many pairs).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+PAIRS_PER_GRAM_ENTRY = 100  # the pair list runs when it has at most B^2 / 100 pairs
 
 
 def _exp_floor(dtype: torch.dtype) -> float:
@@ -75,6 +84,51 @@ class _RepresentationMargin(torch.autograd.Function):
         return d_rows, d_cols, None, None, None, None, None, None
 
 
+class _PairMargin(torch.autograd.Function):
+    """The symmetric term from the same-class pairs (a_p < b_p) of a batch f (B, D)."""
+
+    @staticmethod
+    def forward(ctx, f, targets, a, b, s_bar, temperature):
+        diff = f.index_select(0, a) - f.index_select(0, b)  # (P, D)
+        z = (diff.square().sum(1) - 2.0 * s_bar) / temperature  # (P,)
+        ends = torch.cat([a, b])  # each pair counts for both of its samples
+        z2 = torch.cat([z, z])
+        top = f.new_zeros(len(f)).scatter_reduce_(0, ends, z2, "amax")  # >= 0: the "1 +"
+        e = (z2 - top.index_select(0, ends)).clamp_(_exp_floor(z.dtype), 0.0).exp_()
+        total = torch.exp(-top).index_add_(0, ends, e)
+        ctx.save_for_backward(
+            f, targets, diff, ends, e.div_(total.index_select(0, ends) * temperature)
+        )
+        ctx.s_bar, ctx.temperature = s_bar, temperature
+        return top + total.log()
+
+    @staticmethod
+    def backward(ctx, grad):
+        f, targets, diff, ends, q = ctx.saved_tensors  # q = dl_end / d dist of each pair
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
+            values = _reference(f, f, targets, targets, 0, ctx.s_bar, ctx.temperature)
+            (d,) = torch.autograd.grad(values, [f], grad, create_graph=True)
+            return d, None, None, None, None, None
+        w = q * grad.index_select(0, ends)
+        w = 2.0 * (w[: len(diff)] + w[len(diff) :]).unsqueeze(1) * diff  # d/d f_a; -it for f_b
+        a, b = ends[: len(diff)], ends[len(diff) :]
+        d_f = f.new_zeros(f.shape).index_add_(0, a, w).index_add_(0, b, w, alpha=-1.0)
+        return d_f, None, None, None, None, None
+
+
+def _pairs(features: Tensor, targets: Tensor, s_bar: Tensor, temperature: float) -> Tensor | None:
+    """The symmetric term from the list of same-class pairs, or None when they are many.
+
+    On a 2-core CPU one pair (gathers, scatter-adds) costs about as much as 100 entries of
+    the Gram (one matrix product): the list wins from about K = 50 classes
+    (``benchmarks/representation_speed.py``)."""
+    counts = torch.bincount(targets)
+    if PAIRS_PER_GRAM_ENTRY * int((counts * (counts - 1)).sum()) // 2 > len(targets) ** 2:
+        return None
+    a, b = (targets.unsqueeze(1) == targets.unsqueeze(0)).triu_(1).nonzero(as_tuple=True)
+    return _PairMargin.apply(features, targets, a, b, s_bar, temperature)
+
+
 def _reference(rows, cols, row_y, col_y, offset, s_bar, temperature) -> Tensor:
     """The same per-sample values with plain autograd operations (an A x C x D-free but
     twice-differentiable form): what ``create_graph=True`` differentiates."""
@@ -103,6 +157,7 @@ def representation_margin(
     s_bar: Tensor,
     temperature: float,
     partners: tuple[Tensor, Tensor, int] | None = None,
+    pair_list: bool = True,
 ) -> Tensor:
     """Per-sample ``log(1 + sum_{j != i, y_j = y_i} exp((||f_i - f_j||^2 - 2 s_bar) / T))``.
 
@@ -113,6 +168,8 @@ def representation_margin(
         partners: optional (features (C, D), targets (C,), offset) to compare the rows with a
             larger batch that holds them at rows ``offset .. offset + A`` (e.g. gathered
             across processes); by default the batch is compared with itself.
+        pair_list: allow the pair-list form (CPU only; it reads the number of pairs back
+            to the host, see the module docstring). False: always the Gram, sync-free.
 
     Returns:
         (A,) per-sample values, 0 for a sample without a same-class partner.
@@ -124,6 +181,10 @@ def representation_margin(
     """
     s = s_bar.detach().to(features.dtype)
     if partners is None:
+        if pair_list and features.device.type == "cpu":
+            few = _pairs(features, targets, s, temperature)
+            if few is not None:
+                return few
         return _RepresentationMargin.apply(
             features, features, targets, targets, 0, s, temperature, True
         )

@@ -12,7 +12,7 @@ from mr2 import _checks, distributed
 from mr2 import functional as MF
 from mr2.losses.base import ClassLoss
 from mr2.losses.registry import register
-from mr2.representation import representation_margin
+from mr2.representation import PAIRS_PER_GRAM_ENTRY, representation_margin
 
 _PRESETS = ("paper", "official", "authors_clip")
 
@@ -260,8 +260,10 @@ class MR2Loss(ClassLoss):
         batch that would overflow them (huge features, float16 norms) is refused with a
         ``ValueError`` (``validate=True``) or skipped without a host sync (``validate=False``);
         either way the running state is untouched."""
-        a = MF.sq_pnorm(mean, self.norm_p) + running[:, 0]
-        ok = torch.isfinite(mean).all() & torch.isfinite(running).all() & torch.isfinite(a).all()
+        a = MF.sq_pnorm(mean, self.norm_p) + running[:, 0]  # NaN / Inf wherever mean is
+        # one test of two float64 sums: NaN / Inf anywhere shows (a float32 sum could
+        # overflow on finite values; float64 statistics would need entries near 1e300)
+        ok = torch.isfinite(a.sum(dtype=torch.float64) + running.sum(dtype=torch.float64))
         if self.validate:
             if not bool(ok):
                 raise ValueError(
@@ -326,17 +328,28 @@ class MR2Loss(ClassLoss):
             per_sample = per_sample + self.lambda_rep * rep
         return per_sample
 
+    @property
+    def _pair_list(self) -> bool:
+        """Whether the representation term may use its pair-list form (a host read): with
+        validation on (which reads anyway) and enough classes that balanced batches hold
+        few same-class pairs (about B^2 / 2K)."""
+        return self.validate and 2 * self.num_classes >= PAIRS_PER_GRAM_ENTRY
+
     def _representation(self, features: Tensor, targets: Tensor, partners) -> Tensor:
         s_bar = self.s_bar()
         if not isinstance(self.rep_temperature, str):  # a number; "auto" below
-            return representation_margin(features, targets, s_bar, self.rep_temperature, partners)
+            return representation_margin(
+                features, targets, s_bar, self.rep_temperature, partners, self._pair_list
+            )
         # "auto": (d - 2 s) / (2 s) computed as the paper's form on features / sqrt(2 s),
         # without a host sync; the scale is a detached constant like s_bar itself
         scale = torch.where(s_bar > 0, 2.0 * s_bar, torch.ones_like(s_bar)).detach()
         root = scale.sqrt()
         if partners is not None:
             partners = (partners[0] / root, partners[1], partners[2])
-        return representation_margin(features / root, targets, s_bar / scale, 1.0, partners)
+        return representation_margin(
+            features / root, targets, s_bar / scale, 1.0, partners, self._pair_list
+        )
 
     def extra_repr(self) -> str:
         return (
