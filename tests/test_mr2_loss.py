@@ -353,3 +353,23 @@ def test_auto_temperature_and_margin_statistic_from_a_config(tmp_path):
             tmp_path / "bad",
             show_progress=False,
         )
+
+
+def test_compiles_as_one_graph_without_validation():
+    """``torch.compile(MR2Loss(validate=False), fullgraph=True)`` traces the whole loss
+    (statistics update, margins, representation term) without a graph break, and the
+    compiled loss gives eager's values, gradients and statistics over two steps."""
+    logits, f, y = data(b=24, k=4, d=6)
+    eager, compiled = MR2Loss(4, validate=False), MR2Loss(4, validate=False)
+    run = torch.compile(compiled, fullgraph=True, backend="aot_eager")
+    for _ in range(2):
+        grads = []
+        for fn in (eager, run):
+            x, z = f.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+            loss = fn(z, x, y)
+            loss.backward()
+            grads.append((loss, x.grad, z.grad))
+        for a, b in zip(*grads, strict=True):
+            torch.testing.assert_close(a, b)
+    for key, value in eager.state_dict().items():
+        torch.testing.assert_close(value, compiled.state_dict()[key])

@@ -36,9 +36,14 @@ def _exp_floor(dtype: torch.dtype) -> float:
 
 
 class _RepresentationMargin(torch.autograd.Function):
+    """Rows against partners ``cols``; ``cols = col_y = None``: the batch against itself
+    (None rather than the same tensor twice, which ``torch.compile`` cannot trace)."""
+
     @staticmethod
-    def forward(ctx, rows, cols, row_y, col_y, offset, s_bar, temperature, symmetric):
+    def forward(ctx, rows, cols, row_y, col_y, offset, s_bar, temperature):
+        symmetric = cols is None
         g = rows if symmetric else cols
+        col_y = row_y if symmetric else col_y
         sq_r = (rows.square().sum(1) - s_bar) / temperature  # (A,)
         sq_c = sq_r if symmetric else (g.square().sum(1) - s_bar) / temperature  # (C,)
         other = row_y.unsqueeze(1) != col_y.unsqueeze(0)  # (A, C): not a partner
@@ -68,20 +73,12 @@ class _RepresentationMargin(torch.autograd.Function):
             return _differentiable_backward(ctx, rows, g, row_y, col_y, grad)
         if ctx.symmetric:  # S = W + W^T with W = grad_i * p_ij, in one allocation
             s = (p.t() * grad.unsqueeze(0)).addcmul_(p, grad.unsqueeze(1))
-            return (
-                2.0 * (s.sum(1, keepdim=True) * rows - s @ rows),
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-            )
+            d_rows = 2.0 * (s.sum(1, keepdim=True) * rows - s @ rows)
+            return d_rows, None, None, None, None, None, None
         w = p * grad.unsqueeze(1)  # dL / d dist_ij, (A, C)
         d_rows = 2.0 * (w.sum(1, keepdim=True) * rows - w @ g)
         d_cols = 2.0 * (w.sum(0).unsqueeze(1) * g - w.t() @ rows)
-        return d_rows, d_cols, None, None, None, None, None, None
+        return d_rows, d_cols, None, None, None, None, None
 
 
 class _PairMargin(torch.autograd.Function):
@@ -148,7 +145,7 @@ def _differentiable_backward(ctx, rows, g, row_y, col_y, grad):
     grads = iter(torch.autograd.grad(values, needs, grad, create_graph=True, allow_unused=True))
     d_rows = next(grads) if rows.requires_grad else None
     d_cols = None if ctx.symmetric or not cols.requires_grad else next(grads)
-    return d_rows, d_cols, None, None, None, None, None, None
+    return d_rows, d_cols, None, None, None, None, None
 
 
 def representation_margin(
@@ -185,10 +182,6 @@ def representation_margin(
             few = _pairs(features, targets, s, temperature)
             if few is not None:
                 return few
-        return _RepresentationMargin.apply(
-            features, features, targets, targets, 0, s, temperature, True
-        )
+        return _RepresentationMargin.apply(features, None, targets, None, 0, s, temperature)
     cols, col_y, offset = partners
-    return _RepresentationMargin.apply(
-        features, cols, targets, col_y, offset, s, temperature, False
-    )
+    return _RepresentationMargin.apply(features, cols, targets, col_y, offset, s, temperature)

@@ -94,7 +94,7 @@ class ClassLoss(nn.Module):
             if features is None:
                 raise ValueError(f"{type(self).__name__} needs features (B, D), got None")
             _checks.check_matrix(features, "features")
-            if features.data_ptr() == logits.data_ptr() and features.shape == logits.shape:
+            if _same_tensor(features, logits):
                 raise ValueError(
                     f"{type(self).__name__} got the logits tensor as the features; pass the "
                     "input of the final linear layer (mr2.with_features(model) returns "
@@ -120,6 +120,16 @@ class ClassLoss(nn.Module):
             f = as_fp32(features) if self.uses_features and features is not None else features
             per_sample = self.per_sample(as_fp32(logits), f, targets)
             return weighted_reduce(per_sample, sample_weight, self.reduction)
+
+
+def _same_tensor(a: Tensor, b: Tensor) -> bool:
+    """``a`` and ``b`` are the same data (a misuse check; under ``torch.compile``, which
+    cannot compare data pointers, only the same tensor object counts)."""
+    if a is b:
+        return True
+    if torch.compiler.is_compiling():
+        return False
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape
 
 
 def weighted_reduce(values: Tensor, weight: Tensor | None, reduction: str) -> Tensor:
