@@ -61,8 +61,11 @@ class MR2Loss(ClassLoss):
         logit_margins: False fixes every margin at 1 (the representation-only ablation).
         gather_features: under torch.distributed, compare each sample with same-class
             samples on every rank (features gathered with gradients).
-        validate: check label range and finiteness (one fused host sync per call). Set
-            False for a sync-free forward on accelerators; shapes are always checked.
+        validate: check label range and finiteness (one fused host sync per call; on the
+            CPU with K >= 50 it also lets the representation term run from its list of
+            same-class pairs, ``mr2.representation``). Set False for a sync-free forward on
+            accelerators and for ``torch.compile`` to trace the loss as one graph; shapes
+            are always checked.
         process_group: the torch.distributed group to reduce over (default: world).
         ignore_index: a target value whose samples are left out of the loss and of the
             statistics (as ``F.cross_entropy``'s).
@@ -204,12 +207,18 @@ class MR2Loss(ClassLoss):
 
     def margins(self) -> Tensor:
         """Current per-class margins gamma (K,); c_bar for unseen classes."""
+        return self._margins(None)
+
+    def _margins(self, mean_sq_norm: Tensor | None) -> Tensor:
+        """``margins()``; ``mean_sq_norm``: ||class_mean||_p^2 if already computed."""
         if self.margin_statistic == "spread" or self.class_mean.shape[1] == 0:
             norm_sq = torch.zeros_like(self.sq_dev[:, 0])
         elif self.margin_statistic == "centered":
             w = self.weight.unsqueeze(1)
             center = (w * self.class_mean).sum(0) / w.sum().clamp(min=1e-12)
             norm_sq = MF.sq_pnorm(self.class_mean - center, self.norm_p)
+        elif mean_sq_norm is not None:
+            norm_sq = mean_sq_norm
         else:
             norm_sq = MF.sq_pnorm(self.class_mean, self.norm_p)
         return MF.class_margins(norm_sq, self.sq_dev[:, 0], self.seen(), self.c_bar)
@@ -229,8 +238,11 @@ class MR2Loss(ClassLoss):
         self.sq_dev.zero_()
 
     @torch.no_grad()
-    def update_statistics(self, features: Tensor, targets: Tensor) -> None:
-        """Fold one batch into the running statistics (summed over processes first)."""
+    def update_statistics(self, features: Tensor, targets: Tensor) -> Tensor | None:
+        """Fold one batch into the running statistics (summed over processes first).
+
+        Returns ||class_mean||_p^2 (K,) of the statistics now held when it was computed on
+        the way (``validate=True``), else None; the margins reuse it."""
         f = MF.as_fp32(features.detach())
         if self.class_mean.shape[1] == 0:
             self.class_mean = f.new_zeros(self.num_classes, f.shape[1])
@@ -253,14 +265,16 @@ class MR2Loss(ClassLoss):
         weight, mean, running = MF.ema_merge(
             self.weight, self.class_mean, self.sq_dev, count, means, sq_dev, self.ema_decay, norms
         )
-        self._commit(weight, mean, running)
+        return self._commit(weight, mean, running)
 
-    def _commit(self, weight: Tensor, mean: Tensor, running: Tensor) -> None:
+    def _commit(self, weight: Tensor, mean: Tensor, running: Tensor) -> Tensor | None:
         """Keep the new statistics only if they and the margins they give are finite: a
         batch that would overflow them (huge features, float16 norms) is refused with a
         ``ValueError`` (``validate=True``) or skipped without a host sync (``validate=False``);
-        either way the running state is untouched."""
-        a = MF.sq_pnorm(mean, self.norm_p) + running[:, 0]  # NaN / Inf wherever mean is
+        either way the running state is untouched. Returns ||mean||_p^2 when the batch was
+        committed for sure (validate=True), else None."""
+        mean_sq_norm = MF.sq_pnorm(mean, self.norm_p)
+        a = mean_sq_norm + running[:, 0]  # NaN / Inf wherever mean is
         # one test of two float64 sums: NaN / Inf anywhere shows (a float32 sum could
         # overflow on finite values; float64 statistics would need entries near 1e300)
         ok = torch.isfinite(a.sum(dtype=torch.float64) + running.sum(dtype=torch.float64))
@@ -275,10 +289,11 @@ class MR2Loss(ClassLoss):
             self.weight.copy_(weight)
             self.class_mean.copy_(mean)
             self.sq_dev.copy_(running)
-            return
+            return mean_sq_norm
         self.weight.copy_(torch.where(ok, weight, self.weight))
         self.class_mean.copy_(torch.where(ok, mean, self.class_mean))
         self.sq_dev.copy_(torch.where(ok, running, self.sq_dev))
+        return None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         incoming = state_dict.get(prefix + "class_mean")
@@ -309,10 +324,12 @@ class MR2Loss(ClassLoss):
     def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
         """l_gamma + lambda_rep * l_s per sample (B,); inputs already validated, float32."""
         features = self._features(features)
+        mean_sq_norm = None
         if self.training and not self.frozen:
-            self.update_statistics(features, targets)
+            mean_sq_norm = self.update_statistics(features, targets)
         if self.logit_margins:
-            per_sample = MF._logit_margin_ce(logits, targets, self.margins())
+            margins = self._margins(mean_sq_norm)
+            per_sample = MF._logit_margin_ce(logits, targets, margins)
         else:
             per_sample = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
         if self.lambda_rep > 0:
