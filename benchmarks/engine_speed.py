@@ -2,7 +2,8 @@
 
 Same data (Fashion-MNIST, all of it in training, on the same device: moved to the GPU
 once there, as the engine does), same model, batch, SGD settings, per-step cosine learning
-rate and loss module, full precision. The engine's epoch also writes its checkpoint and
+rate, full precision; the hand loop's loss is ``F.cross_entropy`` for CE (what a user writes)
+and mr2's module for the others. The engine's epoch also writes its checkpoint and
 log (its real cost); neither side validates. The first epoch of every run is warm-up; the
 two sides alternate over ``--rounds`` (hand then engine, then engine then hand, ...), since
 on a small CPU whatever runs first in a process runs slower; times are the medians over
