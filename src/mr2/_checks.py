@@ -48,13 +48,13 @@ def check_values(
     non-finite; ``isfinite(x).all()`` costs several passes). A sum can also overflow on huge
     but finite values, so only a non-finite sum is confirmed entry by entry before raising.
     """
-    parts = [_sum(t).reshape(1) for t in tensors.values()]
-    if targets.numel():
-        parts.insert(0, torch.stack(torch.aminmax(targets.detach())).to(torch.float64))
-    if not parts:
+    labels = bool(targets.numel())
+    checked = [*torch.aminmax(targets.detach())] if labels else []
+    checked += [_sum(t) for t in tensors.values()]
+    if not checked:
         return
-    values = torch.cat([p.to(torch.float64) for p in parts]).tolist()
-    if targets.numel():
+    values = torch.stack([v.to(torch.float64) for v in checked]).tolist()
+    if labels:
         lo, hi = int(values[0]), int(values[1])
         if lo < 0 or hi >= num_classes:
             raise ValueError(
