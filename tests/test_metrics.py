@@ -188,11 +188,56 @@ def test_paired_comparison_hand_example():
     assert cmp.groups["hard"] == [4, 5]
     assert cmp.hard_gain_per_seed == pytest.approx([0.055, 0.055])
     assert cmp.group_gain["easy"] == pytest.approx(-0.0075)
-    assert cmp.gained == [2, 3, 4, 5] and cmp.lost == [0]
+    assert cmp.gained == [] and cmp.lost == []  # 2 seeds: no class significant after Holm
+    assert cmp.ranking.startswith("ranked on the reference's other seeds' test")
+    assert not cmp.unbiased  # test only: gains unbiased, levels not
     assert cmp.hard_gain_se == pytest.approx(0.0)
-    assert cmp.p_seeds == pytest.approx(0.5)  # 2 seeds: the smallest possible p
+    assert cmp.p_seeds == pytest.approx(0.5) == cmp.p_seeds_min  # 2 seeds: the smallest p
+    assert cmp.worst_gain_per_seed == pytest.approx([0.2 + 0.06 - 0.2, 0.18 + 0.07 - 0.18])
+    assert cmp.gap_gain_per_seed == pytest.approx([-0.02 - 0.06, -0.01 - 0.07])
     noisy = paired_comparison(method + np.array([[0, 0, 0, 0, -0.2, 0], [0] * 6]), base)
     assert not noisy.exceeds_seed_noise
+
+
+def test_holm_and_class_intervals_by_hand():
+    from scipy import stats
+
+    from mr2.metrics import class_intervals, holm, min_sign_flip_p
+
+    # Holm: sorted 0.01, 0.02, 0.04 -> 3 x 0.01, max(0.03, 2 x 0.02), max(0.04, 1 x 0.04)
+    assert holm([0.04, 0.01, np.nan, 0.02]).tolist()[:2] == pytest.approx([0.04, 0.03])
+    assert holm([0.04, 0.01, np.nan, 0.02])[3] == pytest.approx(0.04)
+    assert np.isnan(holm([0.5, np.nan])[1]) and holm([0.5, 0.9]).tolist() == [1.0, 1.0]
+    assert [min_sign_flip_p(n) for n in (1, 2, 5, 6)] == [1.0, 0.5, 0.0625, 0.03125]
+    d = np.array([[0.01, 0.02, 0.0], [0.03, 0.02, 0.0], [0.02, 0.02, 0.01]])
+    p, lo, hi = class_intervals(d, alpha=0.05)
+    t = 0.02 / (0.01 / np.sqrt(3))  # class 0: mean 0.02, sd 0.01
+    p0 = 2 * stats.t.sf(t, 2)
+    p2 = stats.ttest_1samp(d[:, 2], 0).pvalue
+    small, large = sorted([p0, p2])
+    expect = {small: min(1, 2 * small), large: max(min(1, 2 * small), large)}
+    assert p[0] == pytest.approx(expect[p0]) and p[2] == pytest.approx(expect[p2])
+    assert np.isnan(p[1])  # no spread: no test
+    half = stats.t.ppf(1 - 0.05 / 6, 2) * 0.01 / np.sqrt(3)  # Bonferroni over K = 3
+    assert (lo[0], hi[0]) == pytest.approx((0.02 - half, 0.02 + half))
+
+
+def test_paired_bootstrap_crossfits_the_hard_third():
+    """A baseline that fails the class its half A calls hard only on half A: ranked and
+    scored on the same samples the gain would look large; cross-fitted it does not."""
+    from mr2.metrics.hard import crossfit_halves
+
+    t = np.repeat(np.arange(3), 40)
+    in_a = crossfit_halves(t)
+    base = t.copy()
+    base[(t == 0) & in_a] = 1  # class 0: wrong on all of half A, right on half B
+    base[(t == 1) & ~in_a] = 2  # class 1: wrong on all of half B
+    res = paired_bootstrap(t, base, t, 3, n_boot=200)
+    # half A ranks class 0 hardest -> scored on half B: gain 0; half B ranks class 1 ->
+    # scored on half A: gain 0. Test-ranked it would be 0.5 (class 0 at 50 %).
+    assert res["gain"] == pytest.approx(0.0)
+    given = paired_bootstrap(t, base, t, 3, reference=[0.1, 0.9, 0.9], n_boot=200)
+    assert given["gain"] == pytest.approx(0.5)
 
 
 def test_paired_bootstrap():

@@ -38,13 +38,20 @@ class DatasetInfo:
 @dataclass
 class SplitScores:
     """One evaluation: overall accuracy, per-class accuracy (NaN: no samples), support,
-    confusion (rows: true class) and the disparity summary (``DisparitySummary`` fields)."""
+    confusion (rows: true class) and the disparity summary (``DisparitySummary`` fields;
+    its easy / medium / hard are this run's own classes ranked on these very accuracies,
+    i.e. the bottom third: reports rank classes on other data, see mr2.metrics.hard).
+    ``halves``: (2, K) per-class accuracy on the two cross-fitting halves of each class's
+    samples, and ``labels_sha256`` the digest of the labels in evaluation order (runs with
+    equal digests have the same halves)."""
 
     overall: float
     per_class: list[float]
     support: list[int]
     confusion: list[list[int]]
     summary: dict[str, Any] = field(default_factory=dict)
+    halves: list[list[float]] | None = None
+    labels_sha256: str | None = None
 
 
 @dataclass

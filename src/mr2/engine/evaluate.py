@@ -8,7 +8,8 @@ from torch import nn
 
 from mr2 import distributed
 from mr2.data import Split
-from mr2.metrics import ClasswiseAccuracy, ClasswiseResult
+from mr2.metrics import ClasswiseAccuracy, ClasswiseResult, accuracy_from_confusion
+from mr2.metrics.hard import crossfit_halves
 from mr2.metrics.spread import class_spread, feature_sums
 
 
@@ -21,10 +22,15 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
+    halves: bool = False,
 ) -> ClasswiseResult:
+    """Per-class accuracy of ``model`` on ``split``; with ``halves`` also on the two
+    cross-fitting halves of each class's samples (``mr2.metrics.hard.crossfit_halves``)."""
     was_training = model.training
     model.eval()
     metric = ClasswiseAccuracy(num_classes).to(device)
+    half_a = ClasswiseAccuracy(num_classes).to(device) if halves else None
+    in_a = torch.from_numpy(crossfit_halves(split.y.numpy())) if halves else None
     idx = torch.arange(distributed.rank(), len(split), distributed.world_size())
     for chunk in idx.split(batch_size):
         x = split.x[chunk].to(device, non_blocking=True)
@@ -32,9 +38,23 @@ def evaluate(
             device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
         ):
             logits, _ = model(x)
-        metric.update(logits.float(), split.y[chunk].to(device))
+        y = split.y[chunk].to(device)
+        metric.update(logits.float(), y)
+        if half_a is not None and in_a is not None:
+            mask = in_a[chunk].to(device)
+            half_a.update(logits.float()[mask], y[mask])
     model.train(was_training)
-    return metric.compute()
+    result = metric.compute()
+    if half_a is not None:
+        result.halves = _halves(result.confusion, half_a.compute().confusion)
+    return result
+
+
+def _halves(confusion: torch.Tensor, confusion_a: torch.Tensor) -> torch.Tensor:
+    """(2, K) accuracies on half A and half B (the rest) from confusion counts."""
+    return torch.stack(
+        [accuracy_from_confusion(confusion_a), accuracy_from_confusion(confusion - confusion_a)]
+    )
 
 
 @torch.no_grad()

@@ -88,9 +88,16 @@ def load_final_model(cfg: RunConfig, dataset: mr2_data.Dataset, run_dir: Path) -
 
 
 def evaluate_split(
-    cfg: RunConfig, ctx: Context, model: nn.Module, split: mr2_data.Split, num_classes: int
+    cfg: RunConfig,
+    ctx: Context,
+    model: nn.Module,
+    split: mr2_data.Split,
+    num_classes: int,
+    *,
+    halves: bool = False,
 ) -> ClasswiseResult:
-    """``split`` evaluated as the run evaluates: its eval batch size, device and precision."""
+    """``split`` evaluated as the run evaluates: its eval batch size, device and precision
+    (``halves``: also on its cross-fitting halves)."""
     return evaluate(
         model,
         split,
@@ -98,6 +105,7 @@ def evaluate_split(
         batch_size=cfg.train.eval_batch_size,
         device=ctx.device,
         amp_dtype=ctx.amp_dtype,
+        halves=halves,
     )
 
 

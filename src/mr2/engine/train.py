@@ -24,6 +24,7 @@ from mr2.engine.evaluate import feature_statistics
 from mr2.engine.fit import fit
 from mr2.engine.run import Run, build, evaluate_split, prepare
 from mr2.metrics import disparity_summary
+from mr2.metrics.hard import labels_digest
 from mr2.result import (
     DatasetInfo,
     EpochRecord,
@@ -167,7 +168,7 @@ def build_result(
     selected: int,
 ) -> RunResult:
     """The one test evaluation of the run and everything result.json holds."""
-    test = evaluate_split(cfg, ctx, model, dataset.test, dataset.num_classes)
+    test = evaluate_split(cfg, ctx, model, dataset.test, dataset.num_classes, halves=True)
     features = feature_statistics(
         model,
         dataset.test,
@@ -195,6 +196,8 @@ def build_result(
             test.support.tolist(),
             test.confusion.tolist(),
             disparity_summary(test.accuracy, class_counts=test.support).as_dict(),
+            halves=None if test.halves is None else test.halves.tolist(),
+            labels_sha256=labels_digest(dataset.test.y),
         ),
         diagnostics={"test_" + k: v for k, v in features.items()},
         history=history,

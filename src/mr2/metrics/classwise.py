@@ -88,6 +88,8 @@ class ClasswiseResult:
         missing: (K,) bool, True where a class had no samples.
         confusion: (K, K) counts, rows = true class.
         overall: sample-weighted accuracy over all samples.
+        halves: (2, K) per-class accuracy on the two cross-fitting halves of the samples
+            (``mr2.metrics.hard``), when the evaluation asked for them.
     """
 
     accuracy: Tensor
@@ -95,6 +97,7 @@ class ClasswiseResult:
     missing: Tensor
     confusion: Tensor
     overall: float
+    halves: Tensor | None = None
 
 
 class ClasswiseAccuracy(nn.Module):

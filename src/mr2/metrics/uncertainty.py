@@ -17,6 +17,17 @@ from typing import Any
 
 import numpy as np
 
+from mr2.metrics.hard import (
+    ClassEvidence,
+    Fold,
+    HardRanking,
+    choose_ranking,
+    crossfit_halves,
+    display_groups,
+    group_gains,
+    half_accuracies,
+    ranked_groups,
+)
 from mr2.metrics.summary import SCALAR_FIELDS, _as_numpy, disparity_summary
 
 
@@ -223,67 +234,162 @@ def sign_test_p_value(gains) -> float:
     return float(_scipy_stats("sign_test_p_value").binomtest(pos, n, 0.5).pvalue)
 
 
+def min_sign_flip_p(n: int) -> float:
+    """The smallest two-sided p-value the sign-flip test can give with n paired values:
+    2 / 2^n (all n of one sign). With 5 seeds it is 0.0625: never below 0.05."""
+    return 1.0 if n < 2 else min(1.0, 2.0 / 2**n)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of p-values (family-wise error); NaN entries stay NaN and
+    are not counted in the family."""
+    p = _as_numpy(p_values).ravel()
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def class_intervals(diff: np.ndarray, alpha: float = 0.05):
+    """Per-class paired t-tests of (S, K) per-seed differences: Holm-adjusted p-values and
+    Bonferroni simultaneous (1 - alpha) intervals (the interval form of the family-wise
+    control Holm gives the p-values), both NaN for a class with fewer than two values or
+    no spread."""
+    s, k = diff.shape
+    nan = np.full(k, np.nan)
+    if s < 2:
+        return nan, nan.copy(), nan.copy()
+    stats = _scipy_stats("class_intervals")
+    mean = np.nanmean(diff, axis=0)
+    sd = np.nanstd(diff, axis=0, ddof=1)
+    n = (~np.isnan(diff)).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = mean / (sd / np.sqrt(n))
+        p = np.where(sd > 0, 2 * stats.t.sf(np.abs(t), np.maximum(n - 1, 1)), np.nan)
+        half = stats.t.ppf(1 - alpha / (2 * k), np.maximum(n - 1, 1)) * sd / np.sqrt(n)
+    half = np.where((sd > 0) & (n > 1), half, np.nan)
+    return holm(p), mean - half, mean + half
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     """A method against a baseline, paired by seed (same seed = same data order and init).
 
     Attributes:
-        gain: (K,) mean over seeds of per-class accuracy differences (method - baseline).
-        gained, lost: class indices whose mean gain is > 0 / < 0.
-        group_gain: mean over seeds of the easy / medium / hard accuracy differences.
+        gain: (K,) mean over seeds of per-class accuracy differences (method - baseline);
+            ``gain_lower`` / ``gain_upper`` their Bonferroni simultaneous 95 % t-intervals and
+            ``p_holm`` the Holm-adjusted per-class paired t-test p-values (NaN with < 2 seeds).
+        gained, lost: classes whose gain is positive / negative with Holm-adjusted p < 0.05:
+            no class is picked by ranking.
+        group_gain: mean over seeds of the easy / medium / hard differences, the classes
+            ranked as ``ranking`` says (``mr2.metrics.hard``: never on what is scored when
+            it reads "other seeds").
         hard_gain_per_seed: per-seed hard-third differences; ``hard_gain_se`` their
             standard error (std ddof=1 / sqrt(S)).
-        p_seeds: sign-flip p-value of the per-seed hard gains.
-        p_classes: sign test over hard classes of their mean gains.
+        p_seeds: sign-flip p-value of the per-seed hard gains; ``p_seeds_min`` the smallest
+            p that test can give with S seeds (2 / 2^S).
+        worst_gain_per_seed, gap_gain_per_seed: per seed, the method's worst class minus the
+            baseline's, and its max - min minus the baseline's (each of its own classes).
         exceeds_seed_noise: mean hard gain > 2 standard errors (needs S >= 2).
+        ranking: how the classes were ranked (``HardRanking.label``); ``unbiased`` whether
+            that ranking keeps both the test samples and the scored models out of it.
+        groups: the groups for display (ranked on all the baseline's seeds).
     """
 
     gain: list[float]
+    gain_lower: list[float]
+    gain_upper: list[float]
+    p_holm: list[float]
     gained: list[int]
     lost: list[int]
     group_gain: dict[str, float]
     hard_gain_per_seed: list[float]
     hard_gain_se: float
     p_seeds: float
-    p_classes: float
+    p_seeds_min: float
+    worst_gain_per_seed: list[float]
+    gap_gain_per_seed: list[float]
     exceeds_seed_noise: bool
+    ranking: str = ""
+    unbiased: bool = False
     groups: dict[str, list[int]] = field(default_factory=dict)
 
 
+def _evidence(rows) -> list[ClassEvidence]:
+    if isinstance(rows, (list, tuple)) and rows and isinstance(rows[0], ClassEvidence):
+        return list(rows)
+    return [ClassEvidence.of(r) for r in np.atleast_2d(_as_numpy(rows))]
+
+
 def paired_comparison(
-    method_acc: Any, baseline_acc: Any, *, reference: Any = None
+    method_acc: Any,
+    baseline_acc: Any,
+    *,
+    ranking: HardRanking | None = None,
+    seeds: list[int] | None = None,
+    reference: Any = None,
+    alpha: float = 0.05,
 ) -> PairedComparison:
-    """Compare per-class accuracies (S, K) of a method with a baseline's, seed by seed.
+    """Compare a method with a baseline, seed by seed.
 
     Args:
-        method_acc: (S, K) per-class accuracy of the method, row s = seed s.
-        baseline_acc: (S, K) the baseline's, same seeds.
-        reference: (K,) accuracies that define the thirds (default: the baseline's mean).
+        method_acc, baseline_acc: (S, K) per-class test accuracies (row s = seed s), or S
+            ``ClassEvidence`` each (with validation accuracies and test halves where known).
+        ranking: how to rank the classes into easy / medium / hard (default:
+            ``choose_ranking`` over the baseline's rows: its validation accuracies of the
+            other seeds when given, else cross-fitted test halves, else its other seeds'
+            test accuracies; with one seed and test only, labelled optimistic).
+        seeds: the rows' seed labels (default 0 .. S-1).
+        reference: (K,) accuracies from data you do not score (e.g. another study) that rank
+            the classes for every seed instead; the result says "given reference".
+        alpha: level of the per-class intervals and of ``gained`` / ``lost``.
     """
-    m, b = np.atleast_2d(_as_numpy(method_acc)), np.atleast_2d(_as_numpy(baseline_acc))
-    if m.shape != b.shape:
-        raise ValueError(f"method {m.shape} and baseline {b.shape} must have equal (S, K)")
-    ref = np.nanmean(b, axis=0) if reference is None else _as_numpy(reference)
-    groups = disparity_summary(ref).groups
-    diff = m - b  # (S, K)
+    m, b = _evidence(method_acc), _evidence(baseline_acc)
+    if len(m) != len(b) or any(x.test.shape != y.test.shape for x, y in zip(m, b, strict=True)):
+        raise ValueError(f"method ({len(m)} rows) and baseline ({len(b)}) must have equal (S, K)")
+    seeds = list(range(len(b))) if seeds is None else list(seeds)
+    if reference is not None:
+        fold = (Fold(_as_numpy(reference), "test"),)
+        ranking = HardRanking("given reference", {s: fold for s in seeds}, fold)
+    elif ranking is None:
+        ranking = choose_ranking(dict(zip(seeds, b, strict=True)), m)
+    gains = [group_gains(ranking, x, y, s) for x, y, s in zip(m, b, seeds, strict=True)]
+    hard = np.array([g["hard"] for g in gains])
+    diff = np.array([x.test for x in m]) - np.array([y.test for y in b])  # (S, K)
+    p_holm, lower, upper = class_intervals(diff, alpha)
     gain = np.nanmean(diff, axis=0)
+    se = float(hard.std(ddof=1) / math.sqrt(len(hard))) if len(hard) > 1 else float("nan")
     with warnings.catch_warnings():  # an empty group (K < 3) is NaN, said in the report
         warnings.simplefilter("ignore", RuntimeWarning)
-        group_gain = {g: float(np.nanmean(gain[c])) for g, c in groups.items()}
-        hard = np.nanmean(diff[:, groups["hard"]], axis=1)  # (S,)
-    se = float(hard.std(ddof=1) / math.sqrt(len(hard))) if len(hard) > 1 else float("nan")
+        group_gain = {g: float(np.nanmean([x[g] for x in gains])) for g in gains[0]}
     return PairedComparison(
         gain=[float(x) for x in gain],
-        gained=[int(i) for i in np.flatnonzero(gain > 0)],
-        lost=[int(i) for i in np.flatnonzero(gain < 0)],
+        gain_lower=[float(x) for x in lower],
+        gain_upper=[float(x) for x in upper],
+        p_holm=[float(x) for x in p_holm],
+        gained=[int(i) for i in np.flatnonzero((p_holm < alpha) & (gain > 0))],
+        lost=[int(i) for i in np.flatnonzero((p_holm < alpha) & (gain < 0))],
         group_gain=group_gain,
         hard_gain_per_seed=[float(x) for x in hard],
         hard_gain_se=se,
         p_seeds=sign_flip_p_value(hard),
-        p_classes=sign_test_p_value(gain[groups["hard"]]),
+        p_seeds_min=min_sign_flip_p(len(hard)),
+        worst_gain_per_seed=[float(np.nanmin(x.test) - np.nanmin(y.test)) for x, y in zip(m, b)],
+        gap_gain_per_seed=[float(_gap(x.test) - _gap(y.test)) for x, y in zip(m, b)],
         exceeds_seed_noise=bool(len(hard) > 1 and hard.mean() > 2 * se),
-        groups=groups,
+        ranking=ranking.label,
+        unbiased=ranking.unbiased,
+        groups=display_groups(ranking),
     )
+
+
+def _gap(acc: np.ndarray) -> float:
+    return float(np.nanmax(acc) - np.nanmin(acc))
 
 
 def paired_bootstrap(
@@ -300,33 +406,45 @@ def paired_bootstrap(
     """Test-sample bootstrap of the hard-third gain of one method over a baseline on the
     same test set (both resampled with the same indices, stratified by class).
 
+    The hard third is ranked where it is not scored: by ``reference`` (K,) accuracies you
+    give (e.g. the baseline's validation accuracies), else cross-fitted: ranked on the
+    baseline's accuracy on half A of each class's test samples and scored on half B, then
+    the reverse, averaged (``mr2.metrics.hard.crossfit_halves``; resampled within halves).
+
     Returns: {"gain", "lower", "upper", "p_one_sided"} where p is the fraction of
     resamples with gain <= 0.
     """
     pm, t = _inputs(preds_method, targets, num_classes)
     pb, _ = _inputs(preds_baseline, targets, num_classes)
-    counts = np.bincount(t, minlength=num_classes)
+    delta = (pm == t).astype(np.float64) - (pb == t)  # resampled with one draw for both
+    if reference is not None:
+        strata, parts = t, 1
+        hard = [ranked_groups(_as_numpy(reference))["hard"]]
+    else:
+        in_b = ~crossfit_halves(t)
+        strata, parts = 2 * t + in_b, 2
+        base = half_accuracies(t, pb == t, num_classes)
+        hard = [ranked_groups(base[1])["hard"], ranked_groups(base[0])["hard"]]
 
-    def acc(correct):
-        return np.where(
-            counts > 0,
-            np.bincount(t, weights=correct, minlength=num_classes) / np.maximum(counts, 1),
-            np.nan,
-        )
+    def gain_of(class_means: np.ndarray) -> np.ndarray:  # (..., K * parts) -> (...)
+        m = class_means.reshape(*class_means.shape[:-1], num_classes, parts)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a class empty in a half
+            return np.mean([np.nanmean(m[..., h, i], axis=-1) for i, h in enumerate(hard)], 0)
 
-    ref = acc(pb == t) if reference is None else _as_numpy(reference)
-    hard = disparity_summary(ref).groups["hard"]
-    # One draw of indices for both: the difference of correctness, resampled, per class.
-    delta = (pm == t).astype(np.float64) - (pb == t)
+    n = np.bincount(strata, minlength=num_classes * parts)
+    point = np.bincount(strata, weights=delta, minlength=num_classes * parts)
+    with np.errstate(invalid="ignore"):
+        point = np.where(n > 0, point / np.maximum(n, 1), np.nan)
     boot = _resampled_class_means(
-        delta, t, num_classes, n_boot, np.random.default_rng(seed), stratified=True
+        delta, strata, num_classes * parts, n_boot, np.random.default_rng(seed), stratified=True
     )
-    gains = np.nanmean(boot[:, hard], axis=1)
+    gains = gain_of(boot)
     alpha = (1 - level) / 2
     return {
-        "gain": float(np.nanmean(acc(delta)[hard])),
-        "lower": float(np.quantile(gains, alpha)),
-        "upper": float(np.quantile(gains, 1 - alpha)),
+        "gain": float(gain_of(point)),
+        "lower": float(np.nanquantile(gains, alpha)),
+        "upper": float(np.nanquantile(gains, 1 - alpha)),
         "p_one_sided": float(np.mean(gains <= 0)),
     }
 
@@ -336,7 +454,10 @@ __all__ = [
     "MeanStd",
     "PairedComparison",
     "bootstrap_ci",
+    "class_intervals",
+    "holm",
     "mean_std",
+    "min_sign_flip_p",
     "paired_bootstrap",
     "paired_comparison",
     "sign_flip_p_value",

@@ -15,6 +15,7 @@ import torch
 from mr2.io import save_json
 from mr2.metrics import disparity_summary
 from mr2.metrics.classwise import accuracy_from_confusion, confusion_counts
+from mr2.metrics.hard import half_accuracies, labels_digest
 from mr2.metrics.spread import class_spread, feature_sums
 from mr2.result import DatasetInfo, RunResult, SplitScores, ValSummary
 
@@ -45,7 +46,8 @@ def _predictions(y_pred: Any, logits: Any) -> torch.Tensor:
 
 
 def split_scores(y_true: Any, y_pred: Any, num_classes: int) -> SplitScores:
-    """overall, per-class accuracy (NaN for absent classes), support, confusion, summary."""
+    """overall, per-class accuracy (NaN for absent classes), support, confusion, summary,
+    and the per-class accuracies on the cross-fitting halves (``mr2.metrics.hard``)."""
     y, p = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
     if y.shape != p.shape or not len(y):
         raise ValueError(f"y_true {tuple(y.shape)} and predictions {tuple(p.shape)} must match")
@@ -60,6 +62,8 @@ def split_scores(y_true: Any, y_pred: Any, num_classes: int) -> SplitScores:
         support=support.tolist(),
         confusion=confusion.tolist(),
         summary=disparity_summary(accuracy, class_counts=support).as_dict(),
+        halves=half_accuracies(y.numpy(), (p == y).numpy(), num_classes).tolist(),
+        labels_sha256=labels_digest(y.numpy()),
     )
 
 
