@@ -96,7 +96,11 @@ def _report_commands(sub) -> None:
         "or .csv (y_true, y_pred, optional method, seed) files, recorded as runs under --out",
     )
     p.add_argument("--out", help="report directory (default: the first RUN_DIR)")
-    p.add_argument("--reference", default="ce", help="baseline that ranks the classes")
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="baseline that ranks the classes (default: ce, or the first method without ce)",
+    )
     p = sub.add_parser("diagnose", help="spread vs accuracy of a saved run or a feature file")
     p.add_argument("run", nargs="?", help="a finished run directory")
     p.add_argument(

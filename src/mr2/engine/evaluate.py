@@ -3,6 +3,8 @@ r, r + W, ...; no padding), confusion counts summed, then per-class accuracy."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
@@ -46,7 +48,7 @@ def evaluate(
     model.train(was_training)
     result = metric.compute()
     if half_a is not None:
-        result.halves = _halves(result.confusion, half_a.compute().confusion)
+        result = replace(result, halves=_halves(result.confusion, half_a.compute().confusion))
     return result
 
 

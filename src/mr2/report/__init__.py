@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mr2.io import save_json, save_text
-from mr2.report import diagnostics, plots, tables
+from mr2.metrics import min_sign_flip_p
+from mr2.report import diagnostics, flags, plots, tables
 from mr2.report.predictions import record_predictions
 from mr2.report.record import record_run
 from mr2.report.results import ReportSummary, collect, failures, selections, summarize
@@ -26,7 +27,9 @@ class Report:
     plots: list[Path]
 
 
-def build(paths: list[str | Path], out_dir: str | Path, reference: str = "ce") -> Report:
+def build(
+    paths: list[str | Path], out_dir: str | Path, reference: str | None = "ce"
+) -> Report:
     """Collect the runs under ``paths`` (refusing runs that are not seeds of one setting),
     summarise them against ``reference`` and write report.md, results.json, per_class.csv
     and the plots to ``out_dir``."""
@@ -52,24 +55,61 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str = "ce") -
     return Report(summary, table, out / "report.md", figs)
 
 
+def _seeds_statement(summary: ReportSummary) -> str:
+    """What the sign-flip test can show with the seeds at hand."""
+    n = max((len(b["vs_reference"]["hard_gain_per_seed"]) for b in _compared(summary)), default=0)
+    if n < 2:
+        return "One paired seed: no p-value can be computed; differences are single values."
+    floor = min_sign_flip_p(n)
+    if floor >= 0.05:
+        return (
+            f"With {n} paired seeds the sign-flip test cannot give p below {floor:.4g}: a p at "
+            "that floor means every seed moved the same way, not significance at 0.05, "
+            "which needs 6 paired seeds or more."
+        )
+    return f"With {n} paired seeds the smallest p the sign-flip test can give is {floor:.4g}."
+
+
+def _compared(summary: ReportSummary) -> list[Any]:
+    return [b for b in summary["methods"].values() if b["vs_reference"]]
+
+
+def _ranking_statement(summary: ReportSummary) -> str:
+    ref = summary["reference"]
+    text = (
+        f"Easy / medium / hard are thirds of the classes, {summary['ranking']} ({ref}; "
+        "seed s is ranked on the reference's other seeds, see mr2.metrics.hard)."
+    )
+    if not summary["ranking_unbiased"]:
+        text += (
+            " **This ranking is not free of selection on the scored data** (the runs lack "
+            "validation scores or test halves): read the hard-third levels with that in mind."
+        )
+    return text
+
+
 def _markdown(summary: ReportSummary, table: str, figs: list[Path]) -> list[str]:
     ref = summary["reference"]
     return [
         f"# Class-wise comparison on {summary['dataset']}",
         "",
-        f"{len(summary['runs'])} runs. Test accuracy in %, mean ± std over seeds. Easy / medium "
-        f"/ hard are thirds of the classes ranked by {ref}'s mean per-class accuracy. Hard "
-        "gain: mean over seeds of the hard-third difference, with the sign-flip p-value over "
-        "seeds and the sign-test p-value over hard classes; * = gain above 2 standard errors "
-        "of the per-seed differences.",
+        f"{len(summary['runs'])} runs. Test accuracy in %, mean ± std over seeds. "
+        + _ranking_statement(summary)
+        + " Worst class and max-min are each run's own. Hard and worst-class gains: mean "
+        "± standard error of the per-seed paired differences, the seeds where it is "
+        "positive, the sign-flip p-value over seeds and the smallest p it can reach; * = "
+        "hard gain above 2 standard errors. "
+        + _seeds_statement(summary),
         "",
         table,
         "",
         *_missing(summary["missing"]),
+        *_flags(summary),
         "## Per-class accuracy (hardest first)",
         "",
         tables.per_class_table(summary),
         "",
+        *_class_gains(summary),
         *_tuning(summary["tuning"]),
         *_wise(summary.get("wise"), ref),
         "## Diagnostics",
@@ -91,6 +131,28 @@ def _markdown(summary: ReportSummary, table: str, figs: list[Path]) -> list[str]
         "Files: results.json (schema in mr2/report/results.py), per_class.csv.",
         "",
     ]
+
+
+def _class_gains(summary: ReportSummary) -> list[str]:
+    if not _compared(summary):
+        return []
+    return [
+        f"## Per-class gains over {summary['reference']}",
+        "",
+        "Mean paired difference in points over seeds, every class (none is picked), with "
+        "Bonferroni simultaneous 95 % t-intervals over the K classes and Holm-adjusted "
+        "paired t-test p-values (family-wise error over the classes). Two seeds or more.",
+        "",
+        tables.class_gain_table(summary),
+        "",
+    ]
+
+
+def _flags(summary: ReportSummary) -> list[str]:
+    found = flags.check(summary)
+    if not found:
+        return []
+    return ["## Warnings", "", *[f"- {f}" for f in found], ""]
 
 
 def _tuning(tuned: list[dict[str, Any]]) -> list[str]:

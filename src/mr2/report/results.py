@@ -17,8 +17,11 @@ results.json (schema 1)::
               WiSE-FT results; accuracies in %, see mr2/report/wise.py)}
 
 Every summary statistic (overall, easy / medium / hard, worst class, ...) is computed per
-run with the easy / medium / hard thirds ranked by the reference method's per-class
-accuracy averaged over its seeds, then given as mean ± std (ddof = 1) over seeds.
+run, then given as mean ± std (ddof = 1) over seeds. Easy / medium / hard are ranked where
+they are not scored (``mr2.metrics.hard``): the run of seed s on the reference method's
+validation accuracies of its other seeds, else on cross-fitted test halves, else (old runs
+with test scores only) on the reference's other seeds' test accuracies; ``ranking`` in
+results.json says which, and "groups" are the ones for display (all reference seeds).
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ import numpy as np
 from mr2.engine.identity import flatten, neutral_dropped
 from mr2.io import load_json
 from mr2.metrics import disparity_summary, mean_std, paired_comparison
+from mr2.metrics.hard import (
+    ClassEvidence,
+    HardRanking,
+    choose_ranking,
+    display_groups,
+    group_levels,
+)
 from mr2.metrics.summary import SCALAR_FIELDS
 from mr2.result import RunResult
 
@@ -46,9 +56,12 @@ class RunRow(TypedDict):
     config: dict[str, Any]
     overall: float
     per_class: list[float]
+    val_per_class: list[float] | None
+    test_halves: list[list[float]] | None
     support: list[int]
     selected_epoch: int | None
     train_time_s: float | None
+    final_train_acc: float | None
 
 
 class MethodSummary(TypedDict):
@@ -58,6 +71,7 @@ class MethodSummary(TypedDict):
     summary: dict[str, dict[str, float]]
     per_class_mean: list[float]
     per_class_std: list[float]
+    val_per_class_mean: list[float] | None
     test_spread_mean: list[float] | None
     test_norm_sq_mean: list[float] | None
     confusion_sum: list[list[float]]
@@ -70,6 +84,8 @@ class _SummaryCore(TypedDict):
     reference: str
     dataset: str
     class_names: list[str]
+    ranking: str
+    ranking_unbiased: bool
     groups: dict[str, list[int]]
     runs: list[RunRow]
     methods: dict[str, MethodSummary]
@@ -211,35 +227,52 @@ def _by_method(results: list[RunResult]) -> dict[str, list[RunResult]]:
     return by_method
 
 
+def evidence(r: RunResult) -> ClassEvidence:
+    """What a run offers the hard-class estimator: test, validation and test halves."""
+    return ClassEvidence.of(
+        r.test.per_class, r.val.per_class if r.val else None, r.test.halves
+    )
+
+
 def _vs_reference(
-    rs: list[RunResult], ref_runs: list[RunResult], a_all, b_all, ref_mean
+    rs: list[RunResult], ref_runs: list[RunResult], ranking: HardRanking
 ) -> dict[str, Any] | None:
     """Paired comparison with the reference method over the seeds both have."""
-    seeds_ref = {r.seed: i for i, r in enumerate(ref_runs)}
-    paired = [(i, seeds_ref[r.seed]) for i, r in enumerate(rs) if r.seed in seeds_ref]
+    by_seed = {r.seed: r for r in ref_runs}
+    paired = [(r, by_seed[r.seed]) for r in rs if r.seed in by_seed]
     if not paired:
         return None
-    a = a_all[[i for i, _ in paired]]
-    b = b_all[[j for _, j in paired]]
-    vs = asdict(paired_comparison(a, b, reference=ref_mean))
-    diff = a - b  # (S, K) paired per-seed differences: the seed-noise band
+    vs = asdict(
+        paired_comparison(
+            [evidence(a) for a, _ in paired],
+            [evidence(b) for _, b in paired],
+            ranking=ranking,
+            seeds=[a.seed for a, _ in paired],
+        )
+    )
+    diff = np.array([a.test.per_class for a, _ in paired], dtype=float) - np.array(
+        [b.test.per_class for _, b in paired], dtype=float
+    )  # (S, K) paired per-seed differences: the seed-noise band
     vs["gain_std"] = (
         np.nanstd(diff, axis=0, ddof=1) if len(diff) > 1 else np.zeros(diff.shape[1])
     ).tolist()
     return vs
 
 
+def _run_summary(r: RunResult, ranking: HardRanking) -> dict[str, float]:
+    """The run's summary statistics with easy / medium / hard from ``ranking``."""
+    s = asdict(disparity_summary(r.test.per_class, class_counts=r.test.support))
+    return {**s, **group_levels(ranking, evidence(r), r.seed)}
+
+
 def _method_summary(
-    rs: list[RunResult], acc: np.ndarray, ref_mean: np.ndarray, vs: dict[str, Any] | None
+    rs: list[RunResult], acc: np.ndarray, ranking: HardRanking, vs: dict[str, Any] | None
 ) -> MethodSummary:
-    per_run = [
-        disparity_summary(r.test.per_class, reference=ref_mean, class_counts=r.test.support)
-        for r in rs
-    ]
+    per_run = [_run_summary(r, ranking) for r in rs]
     summary = {
-        f: asdict(mean_std([getattr(s, f) for s in per_run]))
+        f: asdict(mean_std([s[f] for s in per_run]))
         for f in SCALAR_FIELDS
-        if not any(np.isnan(getattr(s, f)) for s in per_run)
+        if not any(np.isnan(s[f]) for s in per_run)
     }
     return {
         "seeds": [r.seed for r in rs],
@@ -248,12 +281,19 @@ def _method_summary(
         "per_class_std": (
             np.nanstd(acc, axis=0, ddof=1) if len(rs) > 1 else np.zeros(acc.shape[1])
         ).tolist(),
+        "val_per_class_mean": _val_mean(rs),
         "test_spread_mean": _mean_diagnostic(rs, "test_spread"),
         "test_norm_sq_mean": _mean_diagnostic(rs, "test_norm_sq"),
         "confusion_sum": np.sum([r.test.confusion for r in rs], axis=0).tolist(),
         "internals": _internals(rs[0]),
         "vs_reference": vs,
     }
+
+
+def _val_mean(rs: list[RunResult]) -> list[float] | None:
+    if any(r.val is None for r in rs):
+        return None
+    return np.nanmean([r.val.per_class for r in rs if r.val], axis=0).tolist()
 
 
 def _run_row(r: RunResult) -> RunRow:
@@ -264,38 +304,65 @@ def _run_row(r: RunResult) -> RunRow:
         "config": r.config,
         "overall": r.test.overall,
         "per_class": r.test.per_class,
+        "val_per_class": r.val.per_class if r.val else None,
+        "test_halves": r.test.halves,
         "support": r.test.support,
         "selected_epoch": r.selected_epoch,
         "train_time_s": r.train_time_s,
+        "final_train_acc": r.history[-1].train_acc if r.history else None,
     }
 
 
-def summarize(results: list[RunResult], reference: str = "ce") -> ReportSummary:
+def hardest_first(summary: ReportSummary) -> list[int]:
+    """Class indices hardest first by the report's display ranking (never the test
+    accuracies a table shows, unless the ranking says so)."""
+    g = summary["groups"]
+    return [*g["hard"][::-1], *g["medium"][::-1], *g["easy"][::-1]]
+
+
+def _ranking(by_method: dict[str, list[RunResult]], reference: str) -> HardRanking:
+    """The hard-class ranking every run supports (``mr2.metrics.hard.choose_ranking``);
+    test halves only pair up when every run's test labels are in one order."""
+    runs = [r for rs in by_method.values() for r in rs]
+    digests = {r.test.labels_sha256 for r in runs}
+    return choose_ranking(
+        {r.seed: evidence(r) for r in by_method[reference]},
+        [evidence(r) for r in runs],
+        halves_pair=len(digests) == 1 and None not in digests,
+    )
+
+
+def summarize(results: list[RunResult], reference: str | None = "ce") -> ReportSummary:
+    """Pool the runs per method against ``reference`` (None: "ce", else the first method
+    by name; a named reference without runs is an error)."""
     check_poolable(results)
     by_method = _by_method(results)
+    if reference is None:
+        reference = "ce" if "ce" in by_method else next(iter(by_method))
     if reference not in by_method:
-        reference = next(iter(by_method))  # no ERM run: rank by the first method
+        raise ValueError(
+            f"reference method {reference!r} has no run here; methods: "
+            f"{', '.join(sorted(by_method))} (choose one with --reference)"
+        )
     by_method = {
         reference: by_method[reference],
         **{m: rs for m, rs in by_method.items() if m != reference},
     }
+    ranking = _ranking(by_method, reference)
     acc = {m: np.array([r.test.per_class for r in rs], dtype=float) for m, rs in by_method.items()}
-    ref_mean = np.nanmean(acc[reference], axis=0)
     methods: dict[str, MethodSummary] = {}
     for m, rs in by_method.items():
-        vs = (
-            None
-            if m == reference
-            else _vs_reference(rs, by_method[reference], acc[m], acc[reference], ref_mean)
-        )
-        methods[m] = _method_summary(rs, acc[m], ref_mean, vs)
+        vs = None if m == reference else _vs_reference(rs, by_method[reference], ranking)
+        methods[m] = _method_summary(rs, acc[m], ranking, vs)
     first = results[0]
     return {
         "schema": 1,
         "reference": reference,
         "dataset": first.dataset.name,
         "class_names": first.dataset.class_names,
-        "groups": disparity_summary(ref_mean).groups,
+        "ranking": ranking.label,
+        "ranking_unbiased": ranking.unbiased,
+        "groups": display_groups(ranking),
         "runs": [_run_row(r) for rs in by_method.values() for r in rs],
         "methods": methods,
     }

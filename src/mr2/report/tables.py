@@ -6,7 +6,9 @@ import csv
 import io
 from typing import Any
 
-from mr2.report.results import ReportSummary
+import numpy as np
+
+from mr2.report.results import ReportSummary, hardest_first
 
 COLUMNS = [
     ("overall", "overall"),
@@ -33,9 +35,18 @@ def _p(value: float) -> str:
     return "n/a" if value != value else f"{value:.2f}"
 
 
+def _paired(values: list[float]) -> str:
+    """Mean ± standard error of per-seed paired differences in points, and seeds up."""
+    v = 100 * np.asarray(values, dtype=float)
+    up = f"{int((v > 0).sum())}/{len(v)} up"
+    if len(v) < 2:
+        return f"{v.mean():+.2f} (1 seed)"
+    return f"{v.mean():+.2f} ± {v.std(ddof=1) / np.sqrt(len(v)):.2f} ({up}"
+
+
 def hard_gain_cell(vs: dict[str, Any] | None) -> str:
-    """The hard-third gain over the reference, with p-values only where they exist (>= 2
-    paired seeds; a hard third with classes in it)."""
+    """The hard-third gain over the reference: mean ± SE of the per-seed differences, seeds
+    up, the sign-flip p and the smallest p that test can reach with these seeds."""
     if vs is None:
         return "reference"
     gain = vs["group_gain"]["hard"]
@@ -44,31 +55,64 @@ def hard_gain_cell(vs: dict[str, Any] | None) -> str:
     if len(vs["hard_gain_per_seed"]) < 2:
         return f"{100 * gain:+.2f} (1 seed: no p-value)"
     mark = " *" if vs["exceeds_seed_noise"] else ""
-    return f"{100 * gain:+.2f} ({_p(vs['p_seeds'])}, {_p(vs['p_classes'])}){mark}"
+    return (
+        f"{_paired(vs['hard_gain_per_seed'])}, p {_p(vs['p_seeds'])}, "
+        f"min {_p(vs['p_seeds_min'])}){mark}"
+    )
+
+
+def worst_gain_cell(vs: dict[str, Any] | None) -> str:
+    if vs is None:
+        return "reference"
+    cell = _paired(vs["worst_gain_per_seed"])
+    return cell if len(vs["worst_gain_per_seed"]) < 2 else cell + ")"
 
 
 def summary_table(summary: ReportSummary) -> str:
-    """Methods x statistics, mean ± std over seeds (accuracies in %)."""
+    """Methods x statistics, mean ± std over seeds (accuracies in %), and the paired hard
+    and worst-class gains over the reference."""
+    ref = summary["reference"]
     head = (
-        "| method | seeds | " + " | ".join(c for _, c in COLUMNS) + " | hard gain vs "
-        f"{summary['reference']} (p seeds, p classes) |"
+        "| method | seeds | " + " | ".join(c for _, c in COLUMNS) + f" | hard vs {ref} "
+        f"(± SE, seeds up, p, min p) | worst class vs {ref} (± SE) |"
     )
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 3)]
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
     for m, body in summary["methods"].items():
         cells = [_pct(body["summary"].get(k)) for k, _ in COLUMNS]
         gain = hard_gain_cell(body["vs_reference"])
+        worst = worst_gain_cell(body["vs_reference"])
         failed = sum(1 for x in summary.get("missing", []) if x["method"] == m)
         seeds = f"{len(body['seeds'])}" + (f" ({failed} failed)" if failed else "")
-        lines.append(f"| {m} | {seeds} | " + " | ".join(cells) + f" | {gain} |")
+        lines.append(f"| {m} | {seeds} | " + " | ".join(cells) + f" | {gain} | {worst} |")
+    return "\n".join(lines)
+
+
+def class_gain_table(summary: ReportSummary) -> str:
+    """Per class and method: the mean paired gain over the reference in points with its
+    Bonferroni simultaneous 95 % interval and Holm-adjusted p (no class is picked: all K)."""
+    names = summary["class_names"]
+    methods = [m for m, b in summary["methods"].items() if b["vs_reference"]]
+    lines = ["| class | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
+    for c, name in enumerate(names):
+        cells = []
+        for m in methods:
+            vs = summary["methods"][m]["vs_reference"]
+            g, lo, hi, p = (vs[k][c] for k in ("gain", "gain_lower", "gain_upper", "p_holm"))
+            cells.append(
+                f"{100 * g:+.2f}"
+                if lo != lo
+                else f"{100 * g:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] p {_p(p)}"
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def per_class_table(summary: ReportSummary) -> str:
-    """Classes (hardest first by the reference) x methods: mean per-class accuracy in %."""
+    """Classes x methods: mean per-class accuracy in %, hardest first as the report ranks
+    them (its display ranking, never the test accuracies shown)."""
     names = summary["class_names"]
     methods = list(summary["methods"])
-    ref = summary["methods"][summary["reference"]]["per_class_mean"]
-    order = sorted(range(len(names)), key=lambda c: ref[c])
+    order = hardest_first(summary)
     lines = ["| class | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
     for c in order:
         cells = [f"{100 * summary['methods'][m]['per_class_mean'][c]:.1f}" for m in methods]
@@ -77,14 +121,22 @@ def per_class_table(summary: ReportSummary) -> str:
 
 
 def per_class_csv(summary: ReportSummary) -> str:
-    """One row per (method, seed, class): method, seed, class, class_name, accuracy, support."""
+    """One row per (method, seed, class): method, seed, class, class_name, test accuracy,
+    support, validation accuracy and the accuracies on test halves A and B (empty where
+    the run has none): everything needed to recompute every table."""
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(["method", "seed", "class", "class_name", "accuracy", "support"])
+    w.writerow(
+        ["method", "seed", "class", "class_name", "accuracy", "support", "val_accuracy"]
+        + ["test_half_a", "test_half_b"]
+    )
     names = summary["class_names"]
     for run in summary["runs"]:
+        val = run.get("val_per_class") or [None] * len(names)
+        halves = run.get("test_halves") or [[None] * len(names)] * 2
         for c, (a, n) in enumerate(zip(run["per_class"], run["support"], strict=True)):
-            w.writerow([run["method"], run["seed"], c, names[c], a, n])
+            row = [run["method"], run["seed"], c, names[c], a, n, val[c]]
+            w.writerow(row + [halves[0][c], halves[1][c]])
     return out.getvalue()
 
 

@@ -1,0 +1,55 @@
+"""Warnings a report raises about its own runs, so that a user learns them from the report:
+training that ended near chance, and MR² margins that favour the easy classes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mr2.report.diagnostics import correlations
+from mr2.report.results import ReportSummary
+
+CHANCE_FACTOR = 1.5  # a final training accuracy below 1.5 / K counts as "near chance"
+
+
+def near_chance(summary: ReportSummary) -> list[str]:
+    """Runs whose final training accuracy is below ``CHANCE_FACTOR`` x chance (1 / K)."""
+    k = len(summary["class_names"])
+    found = []
+    for run in summary["runs"]:
+        acc = run.get("final_train_acc")
+        if acc is not None and acc < CHANCE_FACTOR / k:
+            found.append(
+                f"{run['method']} seed {run['seed']} ended training at {100 * acc:.1f} % "
+                f"training accuracy (chance {100 / k:.1f} %): it did not train; for MR² with "
+                "the scale-free representation term keep lambda_rep <= 0.1 (0.3 collapsed "
+                "the converged MLP and CNN studies)."
+            )
+    return found
+
+
+def margins_favour_easy(summary: ReportSummary) -> list[str]:
+    """MR² runs whose final margins rise with the reference's validation accuracy
+    (Spearman > 0): the larger margins then go to the easy classes, not the hard ones."""
+    ref_val = summary["methods"][summary["reference"]].get("val_per_class_mean")
+    if ref_val is None:
+        return []
+    found = []
+    for method, body in summary["methods"].items():
+        internals = body.get("internals")
+        if not internals or not internals.get("margins"):
+            continue
+        margins = np.asarray(internals["margins"][-1], dtype=float)
+        rho = correlations(margins, ref_val)["spearman"]
+        if rho == rho and rho > 0:
+            found.append(
+                f"{method}: the final margins favour the easy classes (Spearman {rho:+.2f} "
+                f"between gamma_k and {summary['reference']}'s validation accuracy, seed "
+                f"{internals['seed']}): MR² gives its largest margins to classes that are "
+                "already easy; margin_statistic = \"centered\" or \"spread\" may suit better."
+            )
+    return found
+
+
+def check(summary: ReportSummary) -> list[str]:
+    """Every warning for the report, in order."""
+    return [*near_chance(summary), *margins_favour_easy(summary)]
