@@ -130,6 +130,9 @@ class RunResult:
                 del out[f.name]
         if self.dataset.split is None:
             del out["dataset"]["split"]
+        for key in ("halves", "labels_sha256"):  # absent from files that predate them
+            if out["test"][key] is None:
+                del out["test"][key]
         return out
 
     @classmethod
