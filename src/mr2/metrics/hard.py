@@ -18,17 +18,15 @@ There are two sources of such noise, and the estimator here keeps both out of th
 
 ``choose_ranking`` picks the best source every run supports, in this order (``SOURCES``):
 
-=========================  ====================================================  =========
-source                     what ranks the classes for the pair of seed s          unbiased
-=========================  ====================================================  =========
-``val, other seeds``       the reference's validation accuracy, seeds != s        yes
-``halves, other seeds``    half A of the reference's test samples, seeds != s;    yes
-                           scored on half B, then the reverse, averaged
-``val, same seed``         one reference seed: its validation accuracy            test-sample noise out
-``halves, same seed``      one reference seed: its own test halves, cross-fitted   test-sample noise out
-``test, other seeds``      the reference's test accuracy, seeds != s              gains yes, levels no
-``test, same seed``        the scored test accuracies themselves                  no: optimistic
-=========================  ====================================================  =========
+- ``val, other seeds``: the reference's validation accuracy, seeds != s. Unbiased.
+- ``halves, other seeds``: half A of the reference's test samples, seeds != s, scored on
+  half B, then the reverse, averaged. Unbiased.
+- ``val, same seed`` (one reference seed): its validation accuracy. Test-sample noise out,
+  the model's own noise in.
+- ``halves, same seed``: its own test halves, cross-fitted. The same.
+- ``test, other seeds``: the reference's test accuracy, seeds != s. Gains unbiased, levels
+  not.
+- ``test, same seed``: the scored test accuracies themselves. Optimistic.
 
 "test, other seeds" (old runs with neither validation nor halves) keeps paired *gains*
 unbiased (both runs of the pair see the same test samples, and the ranking holds neither
@@ -224,7 +222,7 @@ def _group_mean(values: np.ndarray, classes: list[int]) -> float:
 def group_levels(ranking: HardRanking, run: ClassEvidence, seed: int) -> dict[str, float]:
     """A run's easy / medium / hard accuracy under ``ranking`` (the folds of its seed),
     averaged over the folds."""
-    out = {g: [] for g in GROUPS}
+    out: dict[str, list[float]] = {g: [] for g in GROUPS}
     for fold in ranking.folds_for(seed):
         groups = ranked_groups(fold.rank, ranking.fraction)
         scored = _scored(run, fold)
@@ -248,10 +246,10 @@ def display_groups(ranking: HardRanking) -> dict[str, list[int]]:
 
 
 __all__ = [
+    "SOURCES",
     "ClassEvidence",
     "Fold",
     "HardRanking",
-    "SOURCES",
     "choose_ranking",
     "crossfit_halves",
     "display_groups",

@@ -362,6 +362,7 @@ def paired_comparison(
     hard = np.array([g["hard"] for g in gains])
     diff = np.array([x.test for x in m]) - np.array([y.test for y in b])  # (S, K)
     p_holm, lower, upper = class_intervals(diff, alpha)
+    pairs = list(zip(m, b, strict=True))
     gain = np.nanmean(diff, axis=0)
     se = float(hard.std(ddof=1) / math.sqrt(len(hard))) if len(hard) > 1 else float("nan")
     with warnings.catch_warnings():  # an empty group (K < 3) is NaN, said in the report
@@ -379,8 +380,8 @@ def paired_comparison(
         hard_gain_se=se,
         p_seeds=sign_flip_p_value(hard),
         p_seeds_min=min_sign_flip_p(len(hard)),
-        worst_gain_per_seed=[float(np.nanmin(x.test) - np.nanmin(y.test)) for x, y in zip(m, b)],
-        gap_gain_per_seed=[float(_gap(x.test) - _gap(y.test)) for x, y in zip(m, b)],
+        worst_gain_per_seed=[float(np.nanmin(x.test) - np.nanmin(y.test)) for x, y in pairs],
+        gap_gain_per_seed=[float(_gap(x.test) - _gap(y.test)) for x, y in pairs],
         exceeds_seed_noise=bool(len(hard) > 1 and hard.mean() > 2 * se),
         ranking=ranking.label,
         unbiased=ranking.unbiased,

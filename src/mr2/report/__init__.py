@@ -27,9 +27,7 @@ class Report:
     plots: list[Path]
 
 
-def build(
-    paths: list[str | Path], out_dir: str | Path, reference: str | None = "ce"
-) -> Report:
+def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = "ce") -> Report:
     """Collect the runs under ``paths`` (refusing runs that are not seeds of one setting),
     summarise them against ``reference`` and write report.md, results.json, per_class.csv
     and the plots to ``out_dir``."""
@@ -98,8 +96,7 @@ def _markdown(summary: ReportSummary, table: str, figs: list[Path]) -> list[str]
         + " Worst class and max-min are each run's own. Hard and worst-class gains: mean "
         "± standard error of the per-seed paired differences, the seeds where it is "
         "positive, the sign-flip p-value over seeds and the smallest p it can reach; * = "
-        "hard gain above 2 standard errors. "
-        + _seeds_statement(summary),
+        "hard gain above 2 standard errors. " + _seeds_statement(summary),
         "",
         table,
         "",

@@ -229,9 +229,7 @@ def _by_method(results: list[RunResult]) -> dict[str, list[RunResult]]:
 
 def evidence(r: RunResult) -> ClassEvidence:
     """What a run offers the hard-class estimator: test, validation and test halves."""
-    return ClassEvidence.of(
-        r.test.per_class, r.val.per_class if r.val else None, r.test.halves
-    )
+    return ClassEvidence.of(r.test.per_class, r.val.per_class if r.val else None, r.test.halves)
 
 
 def _vs_reference(

@@ -96,7 +96,7 @@ def class_gain_table(summary: ReportSummary) -> str:
     for c, name in enumerate(names):
         cells = []
         for m in methods:
-            vs = summary["methods"][m]["vs_reference"]
+            vs = summary["methods"][m]["vs_reference"] or {}
             g, lo, hi, p = (vs[k][c] for k in ("gain", "gain_lower", "gain_upper", "p_holm"))
             cells.append(
                 f"{100 * g:+.2f}"
@@ -120,23 +120,27 @@ def per_class_table(summary: ReportSummary) -> str:
     return "\n".join(lines)
 
 
+CSV_FIELDS = ["method", "seed", "class", "class_name", "accuracy", "support", "val_accuracy"]
+CSV_FIELDS += ["test_half_a", "test_half_b"]
+
+
 def per_class_csv(summary: ReportSummary) -> str:
     """One row per (method, seed, class): method, seed, class, class_name, test accuracy,
     support, validation accuracy and the accuracies on test halves A and B (empty where
     the run has none): everything needed to recompute every table."""
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(
-        ["method", "seed", "class", "class_name", "accuracy", "support", "val_accuracy"]
-        + ["test_half_a", "test_half_b"]
-    )
+    w.writerow(CSV_FIELDS)
     names = summary["class_names"]
     for run in summary["runs"]:
-        val = run.get("val_per_class") or [None] * len(names)
-        halves = run.get("test_halves") or [[None] * len(names)] * 2
+        none: list[float | None] = [None] * len(names)
+        stored_val = run.get("val_per_class")
+        val: list[float | None] = list(stored_val) if stored_val else none
+        stored = run.get("test_halves")
+        halves: list[list[float | None]] = [list(h) for h in stored] if stored else [none, none]
         for c, (a, n) in enumerate(zip(run["per_class"], run["support"], strict=True)):
             row = [run["method"], run["seed"], c, names[c], a, n, val[c]]
-            w.writerow(row + [halves[0][c], halves[1][c]])
+            w.writerow([*row, halves[0][c], halves[1][c]])
     return out.getvalue()
 
 
