@@ -8,36 +8,59 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
-
 from mr2 import io
 from mr2.backbones.wiseft import interpolate
 from mr2.engine import config
 from mr2.engine.context import Context, setup
 from mr2.engine.run import evaluate_split, load_run_data
 from mr2.metrics import disparity_summary
+from mr2.metrics.hard import ClassEvidence, HardRanking, choose_ranking, group_levels
 
 
 def _scores(model, split, num_classes: int, cfg, ctx: Context) -> dict[str, Any] | None:
     if not len(split):
         return None
-    res = evaluate_split(cfg, ctx, model, split, num_classes)
-    return {"overall": res.overall, "per_class": res.accuracy, "support": res.support}
+    res = evaluate_split(cfg, ctx, model, split, num_classes, halves=True)
+    return {
+        "overall": res.overall,
+        "per_class": res.accuracy,
+        "support": res.support,
+        "halves": res.halves,
+    }
 
 
-def _summarise(scores: dict[str, Any] | None, reference: Tensor | None) -> dict[str, Any] | None:
-    """Disparity summary with easy / medium / hard ranked by the fine-tuned model's
-    accuracies on the same split, so every alpha is scored on the same classes."""
+def _evidence(scores: dict[str, Any]) -> ClassEvidence:
+    return ClassEvidence.of(scores["per_class"], halves=scores["halves"])
+
+
+def _summarise(scores: dict[str, Any] | None, ranking: HardRanking) -> dict[str, Any] | None:
+    """Disparity summary with easy / medium / hard from ``ranking`` (the fine-tuned model's
+    validation accuracies, or its cross-fitted test halves), the same classes for every
+    alpha and never the accuracies scored."""
     if scores is None:
         return None
-    summary = disparity_summary(
-        scores["per_class"], reference=reference, class_counts=scores["support"]
-    ).as_dict()
+    summary = disparity_summary(scores["per_class"], class_counts=scores["support"]).as_dict()
+    summary.update(group_levels(ranking, _evidence(scores), 0))
+    halves = scores["halves"]
     return {
         "overall": scores["overall"],
         "per_class": scores["per_class"].tolist(),
+        "halves": None if halves is None else halves.tolist(),
         "summary": summary,
+        "ranking": ranking.label,
     }
+
+
+def _rankings(end: dict[str, Any]) -> dict[str, HardRanking]:
+    """Validation rows are ranked on the fine-tuned model's validation accuracy (selection
+    happens there); test rows on it too, or on its cross-fitted test halves without one."""
+    val = end["val"]["per_class"] if end["val"] else None
+    test = ClassEvidence.of(end["test"]["per_class"], val, end["test"]["halves"])
+    ranking = choose_ranking({0: test})
+    if end["val"] is None:
+        return {"test": ranking}
+    val_rank = choose_ranking({0: ClassEvidence.of(end["val"]["per_class"], val)})
+    return {"test": ranking, "val": val_rank}
 
 
 def run_wise(
@@ -71,14 +94,15 @@ def run_wise(
         )
     end = next((r for r in rows if r["alpha"] == 1.0), None)  # alpha 1 is the fine-tuned model
     model.load_state_dict(finetuned)
-    for split in ("val", "test"):
-        ref = (
-            end[split]
-            if end
-            else _scores(model, getattr(dataset, split), dataset.num_classes, cfg, ctx)
-        )
-        for r in rows:
-            r[split] = _summarise(r[split], ref["per_class"] if ref else None)
+    if end is None:
+        end = {
+            s: _scores(model, getattr(dataset, s), dataset.num_classes, cfg, ctx)
+            for s in ("val", "test")
+        }
+    rankings = _rankings(end)
+    for r in rows:
+        for split, ranking in rankings.items():
+            r[split] = _summarise(r[split], ranking)
     scored = [r for r in rows if r["val"] is not None]
     best = max(scored, key=lambda r: r["val"]["summary"]["mean_class"]) if scored else None
     out = {

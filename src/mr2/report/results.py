@@ -38,6 +38,7 @@ from mr2.io import load_json
 from mr2.metrics import disparity_summary, mean_std, paired_comparison
 from mr2.metrics.hard import (
     ClassEvidence,
+    Fold,
     HardRanking,
     choose_ranking,
     display_groups,
@@ -86,6 +87,7 @@ class _SummaryCore(TypedDict):
     class_names: list[str]
     ranking: str
     ranking_unbiased: bool
+    ranking_folds: dict[str, list[dict[str, Any]]]
     groups: dict[str, list[int]]
     runs: list[RunRow]
     methods: dict[str, MethodSummary]
@@ -311,6 +313,26 @@ def _run_row(r: RunResult) -> RunRow:
     }
 
 
+def _folds_record(ranking: HardRanking) -> dict[str, list[dict[str, Any]]]:
+    """The ranking's folds per seed ("default": a seed the reference lacks), as JSON."""
+
+    def rows(folds: tuple[Fold, ...]) -> list[dict[str, Any]]:
+        return [{"rank": f.rank.tolist(), "score": f.score} for f in folds]
+
+    return {"default": rows(ranking.default)} | {str(s): rows(f) for s, f in ranking.folds.items()}
+
+
+def ranking_of(summary: ReportSummary) -> HardRanking:
+    """The report's ranking rebuilt from results.json (``ranking_folds``)."""
+
+    def folds(rows: list[dict[str, Any]]) -> tuple[Fold, ...]:
+        return tuple(Fold(np.asarray(r["rank"], dtype=float), r["score"]) for r in rows)
+
+    record = summary["ranking_folds"]
+    per_seed = {int(s): folds(r) for s, r in record.items() if s != "default"}
+    return HardRanking(summary["ranking"], per_seed, folds(record["default"]))
+
+
 def hardest_first(summary: ReportSummary) -> list[int]:
     """Class indices hardest first by the report's display ranking (never the test
     accuracies a table shows, unless the ranking says so)."""
@@ -360,6 +382,7 @@ def summarize(results: list[RunResult], reference: str | None = "ce") -> ReportS
         "class_names": first.dataset.class_names,
         "ranking": ranking.label,
         "ranking_unbiased": ranking.unbiased,
+        "ranking_folds": _folds_record(ranking),
         "groups": display_groups(ranking),
         "runs": [_run_row(r) for rs in by_method.values() for r in rs],
         "methods": methods,

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from mr2.metrics import disparity_summary, mean_std
-from mr2.report.results import ReportSummary
+from mr2.metrics.hard import ClassEvidence, HardRanking, group_levels
+from mr2.report.results import ReportSummary, ranking_of
 
 FIELDS = ("overall", "mean_class", "worst_class", "hard")
 
@@ -30,26 +31,35 @@ def collect_wise(summary: ReportSummary) -> list[dict[str, Any]]:
 
 def summarize_wise(summary: ReportSummary) -> dict[str, Any]:
     """Per method and alpha: mean ± std over seeds of test overall, mean-class, worst-class
-    and hard accuracy (hard ranked by the reference method, as in the main table), and the
-    validation-selected alpha of each seed."""
-    ref = np.asarray(summary["methods"][summary["reference"]]["per_class_mean"], dtype=float)
+    and hard accuracy (hard ranked as in the main table, seed by seed: the report's
+    ``ranking``), and the validation-selected alpha of each seed."""
+    ranking = ranking_of(summary)
     out: dict[str, Any] = {}
     for record in collect_wise(summary):
         method = out.setdefault(record["method"], {"alphas": {}, "selected": []})
         method["selected"].append(record["selected_alpha"])
         for row in record["rows"]:
             stats = method["alphas"].setdefault(f"{row['alpha']:g}", {f: [] for f in FIELDS})
-            s = disparity_summary(row["test"]["per_class"], reference=ref)
+            s = disparity_summary(row["test"]["per_class"])
             stats["overall"].append(row["test"]["overall"])
             stats["mean_class"].append(s.mean_class)
             stats["worst_class"].append(s.worst_class)
-            stats["hard"].append(s.hard)
+            stats["hard"].append(_hard(ranking, row["test"], record["seed"]))
     for method in out.values():
         for alpha, stats in method["alphas"].items():
             method["alphas"][alpha] = {
-                f: asdict(mean_std(np.asarray(v) * 100)) for f, v in stats.items()
+                f: asdict(mean_std(np.asarray(v) * 100))
+                for f, v in stats.items()
+                if not np.isnan(v).any()  # hard: wise.json of an mr2 without test halves
             }
     return out
+
+
+def _hard(ranking: HardRanking, test: dict[str, Any], seed: int) -> float:
+    halves = test.get("halves")
+    if halves is None and any(f.score != "test" for f in ranking.folds_for(seed)):
+        return float("nan")
+    return group_levels(ranking, ClassEvidence.of(test["per_class"], halves=halves), seed)["hard"]
 
 
 def wise_report_table(wise: dict[str, Any]) -> str:
@@ -60,7 +70,9 @@ def wise_report_table(wise: dict[str, Any]) -> str:
     for name, method in wise.items():
         for alpha, stats in method["alphas"].items():
             cells = [
-                f"{stats[f]['mean']:.2f}"
+                "n/a"
+                if f not in stats
+                else f"{stats[f]['mean']:.2f}"
                 + (f" ± {stats[f]['std']:.2f}" if stats[f]["n"] > 1 else "")
                 for f in FIELDS
             ]
