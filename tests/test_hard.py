@@ -176,3 +176,22 @@ def test_choose_ranking_source_and_leave_one_seed_out():
     assert choose_ranking({0: ClassEvidence.of(t, halves=[t, t])}).source == "halves, same seed"
     with pytest.raises(ValueError, match="no run"):
         choose_ranking({})
+
+
+def test_one_seed_cross_fitting_removes_the_test_sample_bias():
+    """One seed and no validation (a prediction file): cross-fitted halves keep the test
+    samples that rank the classes out of the score; ranked on the whole test set they do
+    not. No model noise here, so the only bias is the test samples'."""
+    rng = np.random.default_rng(11)
+    p = np.linspace(0.7, 0.95, 10)
+    crossfit, on_test = [], []
+    for _ in range(3000):
+        erm, method = simulate(rng, p, 1, n_test=200, n_val=200, model_sd=0.0)
+        erm, method = _strip(erm, val=False), _strip(method, val=False)
+        ranking = choose_ranking(erm, list(method.values()))
+        assert ranking.source == "halves, same seed"
+        crossfit.append(hard_gain(ranking, method, erm))
+        on_test.append(hard_gain(old_test_ranking(erm), method, erm))
+    se = np.std(crossfit, ddof=1) / np.sqrt(len(crossfit))
+    assert abs(np.mean(crossfit)) < 3 * se
+    assert np.mean(on_test) > 5 * np.std(on_test, ddof=1) / np.sqrt(len(on_test))

@@ -4,6 +4,13 @@
 It accumulates the confusion counts (a ``sum``-reduced state, so torchmetrics' DDP sync
 adds the counts of every process: each sample counts once) and computes per-class accuracy
 (NaN for classes without samples) and the summary of ``mr2.metrics.disparity_summary``.
+
+Easy / medium / hard are never ranked on the accuracies they score: with a ``reference``
+(pass validation accuracies, or an earlier model's) they are ranked on it; without one they
+are cross-fitted: each class's samples alternate between two halves in arrival order, the
+classes are ranked on one half and scored on the other, then the reverse, averaged
+(``mr2.metrics.hard``). Worst class, worst 10 % and max - min are order statistics of the
+accuracies themselves, as everywhere in mr2.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from mr2.metrics.classwise import accuracy_from_confusion, confusion_counts
+from mr2.metrics.hard import ClassEvidence, choose_ranking, group_levels
 from mr2.metrics.summary import SCALAR_FIELDS, disparity_summary
 
 
@@ -24,7 +32,8 @@ class DisparityMetric(Metric):
     Args:
         num_classes: K.
         reference: optional (K,) accuracies that rank classes into easy / medium / hard (e.g.
-            the ERM baseline's); default: this metric's own accuracies.
+            the ERM baseline's validation accuracies); default: cross-fitted halves of the
+            samples this metric sees (never the accuracies it scores).
         per_class: also return the (K,) per-class accuracies under "per_class" (keep False
             for ``self.log_dict``, which takes scalars only).
         worst_fraction: the fraction of classes averaged in ``worst_fraction_mean``.
@@ -45,6 +54,7 @@ class DisparityMetric(Metric):
     higher_is_better = True
     full_state_update = False
     confusion: Tensor
+    halves: Tensor
 
     def __init__(
         self,
@@ -66,11 +76,25 @@ class DisparityMetric(Metric):
         self.reference = None if reference is None else torch.as_tensor(reference).double()
         zeros = torch.zeros(num_classes, num_classes, dtype=torch.long)
         self.add_state("confusion", default=zeros, dist_reduce_fx="sum")
+        halves = torch.zeros(2, 2, num_classes, dtype=torch.long)  # (half, right/total, K)
+        self.add_state("halves", default=halves, dist_reduce_fx="sum")
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """``preds``: (B,) labels or (B, K) logits / probabilities; ``target``: (B,)."""
         counts = confusion_counts(preds.detach(), target, self.num_classes)
         self.confusion += counts.to(self.confusion.device)
+        y = target.long().to(self.halves.device)
+        pred = preds.detach().argmax(1) if preds.dim() == 2 else preds.detach()
+        hit = (pred.long().to(y.device) == y).long()
+        seen = self.halves[:, 1].sum(0)  # samples of each class so far, both halves
+        onehot = torch.nn.functional.one_hot(y, self.num_classes)
+        position = seen[y] + (onehot.cumsum(0) * onehot).sum(1) - 1  # arrival order
+        half = position % 2
+        for h in (0, 1):
+            mask = half == h
+            right = torch.bincount(y[mask], weights=hit[mask].double(), minlength=self.num_classes)
+            self.halves[h, 0] += right.long()
+            self.halves[h, 1] += torch.bincount(y[mask], minlength=self.num_classes)
 
     def compute(self) -> dict[str, Tensor]:
         accuracy = accuracy_from_confusion(self.confusion).cpu()
@@ -80,8 +104,17 @@ class DisparityMetric(Metric):
             class_counts=self.confusion.sum(1).cpu(),
             worst_fraction=self.worst_fraction,
         ).as_dict()
+        if self.reference is None:
+            summary.update(self._crossfit(accuracy))
         device = self.confusion.device
         out = {f: torch.tensor(float(summary[f]), device=device) for f in SCALAR_FIELDS}
         if self.per_class:
             out["per_class"] = accuracy.to(device)
         return out
+
+    def _crossfit(self, accuracy: Tensor) -> dict[str, float]:
+        """Easy / medium / hard cross-fitted on the two halves of the samples seen."""
+        right, total = self.halves[:, 0].double().cpu(), self.halves[:, 1].double().cpu()
+        halves = torch.where(total > 0, right / total.clamp(min=1), torch.nan)
+        ranking = choose_ranking({0: ClassEvidence.of(accuracy, halves=halves)})
+        return group_levels(ranking, ClassEvidence.of(accuracy, halves=halves), 0)

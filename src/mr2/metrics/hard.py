@@ -194,14 +194,18 @@ def choose_ranking(
     return HardRanking(source, folds, _folds(kind, runs), fraction)
 
 
-def ranked_groups(rank: np.ndarray, fraction: float = 1 / 3) -> dict[str, list[int]]:
-    """Easy / medium / hard class indices from a ranking vector (NaN ranks hardest): hard is
+def ranked_groups(
+    rank: np.ndarray, fraction: float = 1 / 3, keep: np.ndarray | None = None
+) -> dict[str, list[int]]:
+    """Easy / medium / hard class indices from a ranking vector (NaN ranks hardest) over the
+    classes in ``keep`` (default all; classes without test samples are left out): hard is
     the last floor(fraction * K) classes (at least one), the rest split in two with the
     easier group taking the extra class, so thirds match ``split_thirds``."""
     r = np.nan_to_num(_as_numpy(rank), nan=-np.inf)
-    order = rank_easy_to_hard(r)
-    k_hard = max(1, int(np.floor(fraction * len(r) + 1e-9)))
-    easy, medium = np.array_split(order[: len(r) - k_hard], 2)
+    idx = np.arange(len(r)) if keep is None else np.flatnonzero(keep)
+    order = idx[rank_easy_to_hard(r[idx])]
+    k_hard = max(1, int(np.floor(fraction * len(order) + 1e-9)))
+    easy, medium = np.array_split(order[: len(order) - k_hard], 2)
     return {"easy": easy.tolist(), "medium": medium.tolist(), "hard": order[-k_hard:].tolist()}
 
 
@@ -223,8 +227,9 @@ def group_levels(ranking: HardRanking, run: ClassEvidence, seed: int) -> dict[st
     """A run's easy / medium / hard accuracy under ``ranking`` (the folds of its seed),
     averaged over the folds."""
     out: dict[str, list[float]] = {g: [] for g in GROUPS}
+    present = ~np.isnan(run.test)  # classes with test samples (the same in every run)
     for fold in ranking.folds_for(seed):
-        groups = ranked_groups(fold.rank, ranking.fraction)
+        groups = ranked_groups(fold.rank, ranking.fraction, present)
         scored = _scored(run, fold)
         for g in GROUPS:
             out[g].append(_group_mean(scored, groups[g]))
