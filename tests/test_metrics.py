@@ -280,3 +280,21 @@ def test_sign_flip_p_value_by_hand_and_above_the_exact_range():
     signs = 1.0 - 2.0 * ((np.arange(2**17)[:, None] >> np.arange(17)) & 1)
     exact = np.mean(np.abs((signs * d).mean(1)) >= abs(d.mean()) - 1e-12)
     assert sign_flip_p_value(d) == pytest.approx(exact, abs=0.01)
+
+
+def test_bootstrap_ci_crossfits_the_groups_without_a_reference():
+    """Classes 0 and 1 each fail on exactly one half of their samples: ranked on the whole
+    test set one of them is "hard" at 50 %; cross-fitted, each half's hardest class is
+    scored on the other half, where it is always right."""
+    from mr2.metrics.hard import crossfit_halves
+
+    t = np.repeat(np.arange(3), 40)
+    in_a = crossfit_halves(t)
+    preds = t.copy()
+    preds[(t == 0) & in_a] = 2
+    preds[(t == 1) & ~in_a] = 2
+    ci = bootstrap_ci(preds, t, 3, n_boot=100)
+    assert ci.estimate["hard"] == pytest.approx(1.0)
+    assert ci.lower["hard"] == pytest.approx(1.0) == ci.upper["hard"]  # resampled in halves
+    given = bootstrap_ci(preds, t, 3, reference=[0.1, 0.9, 1.0], n_boot=50)
+    assert given.estimate["hard"] == pytest.approx(0.5)

@@ -3,9 +3,9 @@ paired comparisons of a method against a baseline.
 
 Two noise sources are kept apart: test-sample noise (which samples happened to be in the
 test set: ``bootstrap_ci``, ``paired_bootstrap``) and seed noise (training randomness:
-``mean_std``, ``paired_comparison``). Easy / medium / hard groups are fixed once from the
-full test set (the reference) and not re-ranked inside a bootstrap, which would bias "hard"
-low by construction.
+``mean_std``, ``paired_comparison``). Easy / medium / hard are ranked on data they are not
+scored on (``mr2.metrics.hard``) and not re-ranked inside a bootstrap, which would bias
+"hard" low by construction.
 """
 
 from __future__ import annotations
@@ -65,6 +65,23 @@ def _resampled_class_means(
     return out
 
 
+def _crossfit_groups(
+    ranking_halves: np.ndarray, present: np.ndarray, scored: np.ndarray | None = None
+) -> dict[str, float]:
+    """Easy / medium / hard ranked on half A and scored on half B of ``scored`` (default:
+    the ranking halves themselves), then the reverse, averaged."""
+    scored = ranking_halves if scored is None else scored
+    keep = ~np.isnan(present)
+    out: dict[str, list[float]] = {"easy": [], "medium": [], "hard": []}
+    for rank, score in ((ranking_halves[0], scored[1]), (ranking_halves[1], scored[0])):
+        for g, members in ranked_groups(rank, keep=keep).items():
+            v = score[members]
+            out[g].append(float(np.nanmean(v)) if (~np.isnan(v)).any() else float("nan"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {g: float(np.nanmean(v)) for g, v in out.items()}
+
+
 def _inputs(preds, targets, num_classes):
     p, t = _as_numpy(preds).astype(np.int64), _as_numpy(targets).astype(np.int64)
     if p.ndim == 2:
@@ -105,8 +122,10 @@ def bootstrap_ci(
     Args:
         preds: (N,) predicted labels.
         targets: (N,) true labels.
-        reference: (K,) accuracies that fix the easy / medium / hard groups (default: this
-            run's own full-test-set accuracies).
+        reference: (K,) accuracies from other data (e.g. validation) that fix the easy /
+            medium / hard groups; default: cross-fitted on the test halves (ranked on one
+            half of each class's samples, scored on the other, swapped, averaged; the
+            resamples are drawn within each half), never ranked on what is scored.
         stratified: resample within each class (class sizes fixed, the usual choice for
             per-class metrics); False resamples the whole test set.
 
@@ -127,15 +146,25 @@ def bootstrap_ci(
     )
     ref = point if reference is None else _as_numpy(reference)
     estimate = disparity_summary(point, reference=ref, class_counts=counts).as_dict()
-    boot = _resampled_class_means(
-        correct, t, num_classes, n_boot, np.random.default_rng(seed), stratified
-    )
+    rng = np.random.default_rng(seed)
+    boot = _resampled_class_means(correct, t, num_classes, n_boot, rng, stratified)
     values: dict[str, list[float]] = {f: [] for f in SCALAR_FIELDS}
     for row in boot:
         row_counts = counts if stratified else None
         s = disparity_summary(row, reference=ref, class_counts=row_counts).as_dict()
         for f in SCALAR_FIELDS:
             values[f].append(s[f])
+    if reference is None:  # easy / medium / hard cross-fitted on the test halves
+        estimate.update(_crossfit_groups(half_accuracies(t, correct, num_classes), point))
+        in_b = ~crossfit_halves(t)
+        halves = _resampled_class_means(
+            correct, 2 * t + in_b, 2 * num_classes, n_boot, rng, stratified
+        ).reshape(n_boot, num_classes, 2)
+        ranking_halves = half_accuracies(t, correct, num_classes)
+        for i in range(n_boot):
+            groups = _crossfit_groups(ranking_halves, point, halves[i].T)
+            for g, v in groups.items():
+                values[g][i] = v
     alpha = (1 - level) / 2
     with warnings.catch_warnings():  # a statistic undefined in every resample stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
