@@ -69,7 +69,9 @@ class ValSummary:
 class EpochRecord:
     """One epoch of training (a history row). Validation fields are None without a
     validation split; ``margins`` / ``spreads`` are MR²'s, ``q`` group DRO's and
-    ``class_weights`` CDB's, present only for those losses."""
+    ``class_weights`` CDB's, present only for those losses; ``rep_grad_ratio`` is the norm of
+    the gradient MR²'s representation term sends to the features over its logit term's, on
+    one fixed training batch (only with lambda_rep > 0)."""
 
     epoch: int
     time_s: float
@@ -83,11 +85,12 @@ class EpochRecord:
     spreads: list[float] | None = None
     q: list[float] | None = None
     class_weights: list[float] | None = None
+    rep_grad_ratio: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The row as written to log.jsonl: loss-specific fields only when present."""
         row = dataclasses.asdict(self)
-        for key in ("val_per_class", "margins", "spreads", "q", "class_weights"):
+        for key in ("val_per_class", "margins", "spreads", "q", "class_weights", "rep_grad_ratio"):
             if row[key] is None:
                 del row[key]
         return row

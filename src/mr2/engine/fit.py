@@ -25,6 +25,7 @@ from mr2.engine.loggers import Loggers
 from mr2.engine.progress import JsonlLog, StepProgress
 from mr2.engine.run import Run
 from mr2.engine.schedule import lr_factor, warmup_steps
+from mr2.engine.warnings import rep_gradient_ratio
 from mr2.losses import MR2Loss
 from mr2.losses.cdb import CDBLoss
 from mr2.result import EpochRecord
@@ -231,6 +232,7 @@ def _epoch(
         val_acc=val.overall if val is not None else None,
         val_mean_class=val_score,
         val_per_class=val.accuracy.tolist() if val is not None else None,
+        rep_grad_ratio=rep_gradient_ratio(run),
         **loss_internals(run.loss_fn),
     )
     return record, best

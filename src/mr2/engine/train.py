@@ -9,6 +9,7 @@ with the model chosen by ``train.select`` (never chosen on test).
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from mr2.engine.context import Context, setup
 from mr2.engine.evaluate import feature_statistics
 from mr2.engine.fit import fit
 from mr2.engine.run import Run, build, evaluate_split, prepare
+from mr2.engine.warnings import run_warnings
 from mr2.metrics import disparity_summary
 from mr2.metrics.hard import labels_digest
 from mr2.result import (
@@ -78,6 +80,9 @@ def train(
         _start_dir(run_dir, cfg, found, clear=fresh and found.state is not identity.State.FRESH)
         run.proc.prepare()
         history, selected = fit(run, run_dir, resume=not fresh, show_progress=show_progress)
+        if run.ctx.rank == 0:
+            for warning in run_warnings(history, run.dataset.num_classes):
+                print(f"warning ({run_dir}): {warning}", file=sys.stderr, flush=True)
         return _finish(run, run_dir, history, selected)
 
 

@@ -1,14 +1,14 @@
 """Warnings a report raises about its own runs, so that a user learns them from the report:
-training that ended near chance, and MR² margins that favour the easy classes."""
+training that ended near chance, an MR² representation term that dominates the gradient,
+and MR² margins that favour the easy classes."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from mr2.engine.warnings import CHANCE_FACTOR
 from mr2.report.diagnostics import correlations
 from mr2.report.results import ReportSummary
-
-CHANCE_FACTOR = 1.5  # a final training accuracy below 1.5 / K counts as "near chance"
 
 
 def near_chance(summary: ReportSummary) -> list[str]:
@@ -25,6 +25,18 @@ def near_chance(summary: ReportSummary) -> list[str]:
                 "the converged MLP and CNN studies)."
             )
     return found
+
+
+def representation_dominates(summary: ReportSummary) -> list[str]:
+    """Runs whose MR² representation term sent the features a larger gradient than the
+    logit term at the last epoch (``EpochRecord.rep_grad_ratio`` > 1)."""
+    return [
+        f"{run['method']} seed {run['seed']}: the representation term's gradient on the "
+        f"features is {run['final_rep_grad_ratio']:.2f}x the logit term's at the end of "
+        "training: it dominates; lower lambda_rep (0.01-0.03 with the scale-free term)."
+        for run in summary["runs"]
+        if (run.get("final_rep_grad_ratio") or 0) > 1
+    ]
 
 
 def margins_favour_easy(summary: ReportSummary) -> list[str]:
@@ -52,4 +64,8 @@ def margins_favour_easy(summary: ReportSummary) -> list[str]:
 
 def check(summary: ReportSummary) -> list[str]:
     """Every warning for the report, in order."""
-    return [*near_chance(summary), *margins_favour_easy(summary)]
+    return [
+        *near_chance(summary),
+        *representation_dominates(summary),
+        *margins_favour_easy(summary),
+    ]

@@ -63,6 +63,7 @@ class RunRow(TypedDict):
     selected_epoch: int | None
     train_time_s: float | None
     final_train_acc: float | None
+    final_rep_grad_ratio: float | None
 
 
 class MethodSummary(TypedDict):
@@ -310,6 +311,7 @@ def _run_row(r: RunResult) -> RunRow:
         "selected_epoch": r.selected_epoch,
         "train_time_s": r.train_time_s,
         "final_train_acc": r.history[-1].train_acc if r.history else None,
+        "final_rep_grad_ratio": r.history[-1].rep_grad_ratio if r.history else None,
     }
 
 

@@ -1,0 +1,96 @@
+"""Run warnings: MR²'s representation-vs-logit gradient ratio, training near chance, and the
+report's flags (margins that favour the easy classes)."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from helpers import tiny_config
+from mr2 import MR2Loss, with_features
+from mr2.engine.train import train
+from mr2.engine.warnings import rep_gradient_ratio, run_warnings
+from mr2.report.flags import margins_favour_easy, near_chance, representation_dominates
+from mr2.result import EpochRecord
+
+
+def _run(lambda_rep: float, seed: int = 0):
+    torch.manual_seed(seed)
+    model = with_features(
+        torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    )
+    x, y = torch.randn(40, 5), torch.arange(40) % 3
+    loss_fn = MR2Loss(3, lambda_rep=lambda_rep)
+    loss_fn(*model(x), y)  # one training step's statistics
+    split = SimpleNamespace(x=x, y=y)
+    return SimpleNamespace(
+        model=model,
+        loss_fn=loss_fn,
+        dataset=SimpleNamespace(train=split),
+        ctx=SimpleNamespace(device=torch.device("cpu")),
+        cfg=SimpleNamespace(train=SimpleNamespace(batch_size=16)),
+    )
+
+
+def test_rep_gradient_ratio_against_the_two_terms_computed_apart():
+    run = _run(0.5)
+    before = {k: v.clone() for k, v in run.loss_fn.state_dict().items()}
+    ratio = rep_gradient_ratio(run)
+    # reference: the logit term alone from a copy with lambda_rep = 0, the whole loss from
+    # the original, each differentiated with respect to the features on the first batch
+    logit_only = copy.deepcopy(run.loss_fn)
+    logit_only.lambda_rep = 0.0
+    run.model.eval()
+    x, y = run.dataset.train.x[:16], run.dataset.train.y[:16]
+    logits, f = run.model(x)
+    with run.loss_fn.statistics_frozen(), logit_only.statistics_frozen():
+        g_all = torch.autograd.grad(
+            run.loss_fn.per_sample(logits, f, y).mean(), f, retain_graph=True
+        )[0]
+        g_logit = torch.autograd.grad(logit_only.per_sample(logits, f, y).mean(), f)[0]
+    assert ratio == pytest.approx(float((g_all - g_logit).norm() / g_logit.norm()), rel=1e-5)
+    assert ratio > 0
+    for k, v in run.loss_fn.state_dict().items():  # statistics untouched
+        assert torch.equal(v, before[k]), k
+    assert all(p.grad is None for p in run.model.parameters())  # nothing written
+    assert rep_gradient_ratio(_run(0.0)) is None  # no representation term: nothing to say
+    doubled = rep_gradient_ratio(_run(1.0))
+    assert doubled == pytest.approx(2 * ratio, rel=1e-5)  # linear in lambda_rep
+
+
+def test_engine_records_the_ratio_and_warns(tmp_path, capsys):
+    result = train(tiny_config(loss__name="mr2"), tmp_path / "r", show_progress=False)
+    assert all(h.rep_grad_ratio is not None and h.rep_grad_ratio > 0 for h in result.history)
+    plain = train(tiny_config(loss__name="ce"), tmp_path / "c", show_progress=False)
+    assert all(h.rep_grad_ratio is None for h in plain.history)
+    near = [EpochRecord(epoch=0, time_s=1.0, train_acc=0.12, rep_grad_ratio=3.0)]
+    found = run_warnings(near, 10)
+    assert len(found) == 2 and "did not train" in found[0] and "3.00x" in found[1]
+    fine = [EpochRecord(epoch=0, time_s=1.0, train_acc=0.16, rep_grad_ratio=0.5)]
+    assert run_warnings(fine, 10) == []  # 16 % > 1.5 x chance, ratio below 1
+
+
+def test_report_flags_by_hand():
+    runs = [
+        {"method": "mr2", "seed": 0, "final_train_acc": 0.1, "final_rep_grad_ratio": 2.0},
+        {"method": "ce", "seed": 0, "final_train_acc": 0.9, "final_rep_grad_ratio": None},
+    ]
+    summary = {
+        "class_names": [str(i) for i in range(5)],
+        "runs": runs,
+        "reference": "ce",
+        "methods": {
+            "ce": {"val_per_class_mean": [0.9, 0.8, 0.7, 0.6, 0.5], "internals": None},
+            "mr2": {"internals": {"seed": 0, "margins": [[1.0] * 5, [1.4, 1.2, 1.0, 0.9, 0.8]]}},
+            "mr2_logit": {"internals": {"seed": 0, "margins": [[0.8, 0.9, 1.0, 1.2, 1.4]]}},
+        },
+    }
+    assert [f.split(" ")[0] for f in near_chance(summary)] == ["mr2"]
+    assert "2.00x" in representation_dominates(summary)[0]
+    easy = margins_favour_easy(summary)  # mr2's margins rise with accuracy: Spearman +1
+    assert len(easy) == 1 and easy[0].startswith("mr2:") and "+1.00" in easy[0]
+    summary["methods"]["ce"]["val_per_class_mean"] = None  # no validation: nothing claimed
+    assert margins_favour_easy(summary) == []
