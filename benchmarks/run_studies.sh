@@ -16,7 +16,6 @@ run fashion_mnist/cnn fashion_mnist/cnn
 run cifar10_jpeg/resnet32 cifar10_jpeg/resnet32
 run fashion_mnist/mlp_temperature fashion_mnist/mlp_temperature
 run fashion_mnist/cnn_baselines fashion_mnist/cnn   # same folder: one report with all methods
-.venv/bin/python benchmarks/fashion_mnist/temperature_control.py "$out/fashion_mnist"
 # The converged studies (issue 14): two runs at once, one thread each
 conv() {  # conv CONFIG OUTPUT_DIR [--set ...]
   local start config=$1 dir=$2

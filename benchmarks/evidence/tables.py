@@ -42,31 +42,35 @@ STUDIES = [
         "benchmarks/evidence/subset_2k_per_class.csv",
     ),
     (
-        "Fashion-MNIST MLP to a plateau (30 epochs), 5 seeds [older runs: test scores only]",
+        "Fashion-MNIST MLP to a plateau (30 epochs) [older runs: test scores only]",
         "benchmarks/converged/mlp_report/per_class.csv",
     ),
     (
-        "Fashion-MNIST MLP, 2,000 images [older runs of the same study, 5 seeds, test only]",
+        "Fashion-MNIST MLP, 2,000 images [older runs of the same study: test only]",
         "benchmarks/converged/subset_mlp_2k_report/per_class.csv",
     ),
     (
-        "Fashion-MNIST MLP, 10,000 images, 60 epochs, 5 seeds [older runs: test only]",
+        "Fashion-MNIST MLP, 10,000 images, 60 epochs [older runs: test only]",
         "benchmarks/converged/subset_mlp_10k_report/per_class.csv",
     ),
     (
-        "MR² presets on the plateau MLP, 5 seeds [older runs: test only]",
+        "MR² presets on the plateau MLP [older runs: test only]",
         "benchmarks/converged/mlp_presets_report/per_class.csv",
     ),
     (
-        "Fashion-MNIST MLP, 5 epochs, 3 seeds [older runs: test only]",
+        "Fashion-MNIST MLP, 5 epochs [older runs: test only]",
         "benchmarks/fashion_mnist/mlp_report/per_class.csv",
     ),
     (
-        "Fashion-MNIST CNN, 4 epochs, 3 seeds [older runs: test only]",
+        "Fashion-MNIST CNN, 4 epochs [older runs: test only]",
         "benchmarks/fashion_mnist/cnn_report/per_class.csv",
     ),
     (
-        "CIFAR-10 JPEG test set, ResNet-32, 3 seeds [older runs: test only]",
+        "Fashion-MNIST linear probe [older runs: test only]",
+        "benchmarks/fashion_mnist/probe_report/per_class.csv",
+    ),
+    (
+        "CIFAR-10 JPEG test set, ResNet-32 [older runs: test only]",
         "benchmarks/cifar10_jpeg/resnet32_report/per_class.csv",
     ),
 ]
@@ -162,7 +166,7 @@ def study_table(path: Path) -> list[str]:
         "| worst class vs ERM |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for method, by_seed in runs.items():
+    for method, by_seed in sorted(runs.items(), key=lambda kv: (kv[0] != "ce", kv[0])):
         seeds = sorted(by_seed)
         lv = [group_levels(ranking, by_seed[s], s)["hard"] for s in seeds]
         lv_old = [group_levels(old, by_seed[s], s)["hard"] for s in seeds]
