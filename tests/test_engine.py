@@ -198,6 +198,11 @@ def test_evaluate_a_finished_run(tmp_path, capsys):
     assert cli.main(["evaluate", str(run)]) == 0
     test = json.loads((run / "eval_test.json").read_text())
     assert test["per_class"] == result["test"]["per_class"]
+    # hard cross-fitted on the run's own test halves (the ones result.json recorded)
+    from mr2.metrics.hard import crossfit_groups
+
+    expect = crossfit_groups(result["test"]["per_class"], result["test"]["halves"])
+    assert test["summary"]["hard"] == pytest.approx(expect["hard"])
     assert cli.main(["evaluate", str(run), "--split", "val"]) == 0
     val = json.loads((run / "eval_val.json").read_text())
     assert val["per_class"] == result["history"][-1]["val_per_class"]  # select = "last"

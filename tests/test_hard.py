@@ -195,3 +195,22 @@ def test_one_seed_cross_fitting_removes_the_test_sample_bias():
     se = np.std(crossfit, ddof=1) / np.sqrt(len(crossfit))
     assert abs(np.mean(crossfit)) < 3 * se
     assert np.mean(on_test) > 5 * np.std(on_test, ddof=1) / np.sqrt(len(on_test))
+
+
+def test_engine_evaluation_halves_equal_the_predictions_split_by_hand():
+    import torch
+
+    from mr2 import with_features
+    from mr2.data import Split
+    from mr2.engine.evaluate import evaluate
+
+    torch.manual_seed(0)
+    model = with_features(torch.nn.Linear(4, 5))
+    x, y = torch.randn(97, 4), torch.randint(0, 5, (97,))
+    res = evaluate(model, Split(x, y), 5, batch_size=10, device=torch.device("cpu"), halves=True)
+    hits = (model(x)[0].argmax(1) == y).numpy()
+    expect = half_accuracies(y.numpy(), hits, 5)
+    np.testing.assert_allclose(res.halves.numpy(), expect, equal_nan=True)
+    a = crossfit_halves(y.numpy())  # by hand for class 0: the two halves' hit rates
+    assert res.halves[0, 0] == pytest.approx(hits[(y.numpy() == 0) & a].mean())
+    assert res.halves[1, 0] == pytest.approx(hits[(y.numpy() == 0) & ~a].mean())

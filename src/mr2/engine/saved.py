@@ -18,6 +18,7 @@ from mr2.engine.context import Context, cpu_context
 from mr2.engine.evaluate import evaluate
 from mr2.engine.run import load_final_model, load_run_data
 from mr2.metrics import disparity_summary
+from mr2.metrics.hard import crossfit_groups
 
 
 @dataclass
@@ -63,7 +64,8 @@ def evaluate_run(
     ctx: Context | None = None,
 ) -> dict[str, Any]:
     """Evaluate RUN_DIR/final.pt on ``split`` ("val" or "test") of the run's data (see
-    ``load_saved_run``); writes RUN_DIR/eval_<split>.json and returns it."""
+    ``load_saved_run``); writes RUN_DIR/eval_<split>.json and returns it. Its easy / medium /
+    hard are cross-fitted on the split's halves (``mr2.metrics.hard``)."""
     run = load_saved_run(run_dir, split, overrides, ctx)
     scores = evaluate(
         run.model,
@@ -72,8 +74,10 @@ def evaluate_run(
         batch_size=run.cfg.train.eval_batch_size,
         device=run.ctx.device,
         amp_dtype=run.ctx.amp_dtype,
+        halves=True,
     )
     summary = disparity_summary(scores.accuracy, class_counts=scores.support).as_dict()
+    summary.update(crossfit_groups(scores.accuracy, scores.halves))  # never ranked on itself
     out = {
         "run": str(run_dir),
         "split": split,

@@ -22,7 +22,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from mr2.metrics.classwise import accuracy_from_confusion, confusion_counts
-from mr2.metrics.hard import ClassEvidence, choose_ranking, group_levels
+from mr2.metrics.hard import crossfit_groups
 from mr2.metrics.summary import SCALAR_FIELDS, disparity_summary
 
 
@@ -116,5 +116,4 @@ class DisparityMetric(Metric):
         """Easy / medium / hard cross-fitted on the two halves of the samples seen."""
         right, total = self.halves[:, 0].double().cpu(), self.halves[:, 1].double().cpu()
         halves = torch.where(total > 0, right / total.clamp(min=1), torch.nan)
-        ranking = choose_ranking({0: ClassEvidence.of(accuracy, halves=halves)})
-        return group_levels(ranking, ClassEvidence.of(accuracy, halves=halves), 0)
+        return crossfit_groups(accuracy, halves)

@@ -245,6 +245,13 @@ def group_gains(
     return {g: a[g] - b[g] for g in GROUPS}
 
 
+def crossfit_groups(per_class, halves, fraction: float = 1 / 3) -> dict[str, float]:
+    """One run alone: its easy / medium / hard accuracy cross-fitted on its own test
+    halves (ranked on one half, scored on the other, swapped, averaged)."""
+    run = ClassEvidence.of(per_class, halves=halves)
+    return group_levels(choose_ranking({0: run}, fraction=fraction), run, 0)
+
+
 def display_groups(ranking: HardRanking) -> dict[str, list[int]]:
     """One set of groups for tables and plots (all reference seeds; the first fold)."""
     return ranked_groups(ranking.default[0].rank, ranking.fraction)
@@ -256,6 +263,7 @@ __all__ = [
     "Fold",
     "HardRanking",
     "choose_ranking",
+    "crossfit_groups",
     "crossfit_halves",
     "display_groups",
     "group_gains",
