@@ -367,8 +367,9 @@ def paired_comparison(
     """Compare a method with a baseline, seed by seed.
 
     Args:
-        method_acc, baseline_acc: (S, K) per-class test accuracies (row s = seed s), or S
-            ``ClassEvidence`` each (with validation accuracies and test halves where known).
+        method_acc: (S, K) per-class test accuracies (row s = seed s), or S
+            ``ClassEvidence`` (with validation accuracies and test halves where known).
+        baseline_acc: the baseline's, in the same form and seed order.
         ranking: how to rank the classes into easy / medium / hard (default:
             ``choose_ranking`` over the baseline's rows: its validation accuracies of the
             other seeds when given, else cross-fitted test halves, else its other seeds'
