@@ -83,9 +83,12 @@ def test_report_from_a_plain_loop_and_mixed_with_engine_runs(tmp_path, capsys):
     built = report.build([tmp_path / "own"], tmp_path / "own", reference="plain_short")
     assert set(built.summary["methods"]) == {"plain_short", "plain_long"}
     assert (tmp_path / "own" / "gain_over_reference.png").is_file()
-    assert "p 0.50, min 0.50" in built.table  # 2 seeds: the p floor is printed beside p
+    assert "p 0.5, min 0.5" in built.table  # 2 seeds: the p floor is printed beside p
     # no validation given: ranked on cross-fitted test halves, seed s on the other seed
-    assert built.summary["ranking"] == "ranked on cross-fitted test halves, other seeds"
+    assert (
+        built.summary["ranking"]
+        == "ranked on cross-fitted test halves of the reference's other seeds"
+    )
     assert built.summary["ranking_unbiased"]
     cfg = tiny_config()
     cfg.compare.methods, cfg.compare.seeds = ["ce"], [0, 1]

@@ -38,7 +38,8 @@ ROOT = HERE.parent.parent
 # (title, per-class CSV relative to the repository, controls to compare MR² with)
 STUDIES = [
     (
-        "Fashion-MNIST MLP, 2,000 training images, 150 epochs (100 % training accuracy), 10 seeds",
+        "Fashion-MNIST MLP, 2,000 training images, 150 epochs (100 % training accuracy), "
+        "re-run with validation scores",
         "benchmarks/evidence/subset_2k_per_class.csv",
     ),
     (
@@ -209,8 +210,9 @@ def _ms(values) -> str:
 
 
 def _controls(runs: dict[str, dict[int, ClassEvidence]], ranking: HardRanking) -> list[str]:
-    """MR² against each temperature control, paired by seed, on the same hard classes."""
-    controls = [m for m in runs if m.startswith("ce_temperature")]
+    """MR² against each control (temperature, compactness), paired by seed, on the same
+    hard classes."""
+    controls = [m for m in runs if m.startswith(("ce_temperature", "center", "supcon"))]
     mr2s = [m for m in runs if m.startswith("mr2")]
     if not controls or not mr2s:
         return []

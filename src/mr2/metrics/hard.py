@@ -53,6 +53,14 @@ SOURCES = (
     "test, same seed",
 )
 UNBIASED = {"val, other seeds", "halves, other seeds"}
+LABELS = {
+    "val, other seeds": "ranked on the reference's validation accuracy of the other seeds",
+    "halves, other seeds": "ranked on cross-fitted test halves of the reference's other seeds",
+    "val, same seed": "ranked on the reference's validation accuracy (one seed)",
+    "halves, same seed": "ranked on cross-fitted test halves (one seed)",
+    "test, other seeds": "ranked on the reference's other seeds' test: gains unbiased, levels not",
+    "test, same seed": "ranked on test: optimistic",
+}
 CROSSFIT_SEED = 0
 
 
@@ -134,11 +142,7 @@ class HardRanking:
     @property
     def label(self) -> str:
         """How a table says it: the source, and "optimistic" where it is."""
-        if self.source == "test, same seed":
-            return "ranked on test: optimistic"
-        if self.source == "test, other seeds":
-            return "ranked on the reference's other seeds' test: gains unbiased, levels not"
-        return f"ranked on {self.source.replace('halves', 'cross-fitted test halves')}"
+        return LABELS.get(self.source, f"ranked on {self.source}")
 
     def folds_for(self, seed: int) -> tuple[Fold, ...]:
         return self.folds.get(seed, self.default)

@@ -32,7 +32,7 @@ def _pct(stat: dict[str, float] | None) -> str:
 
 
 def _p(value: float) -> str:
-    return "n/a" if value != value else f"{value:.2f}"
+    return "n/a" if value != value else f"{value:.3g}"
 
 
 def _paired(values: list[float]) -> str:
