@@ -41,9 +41,10 @@ class MR2Loss(ClassLoss):
             ``"paper"`` preset, and the studies in ``benchmarks/`` found it harmful (its
             gradient outgrows cross-entropy's as training goes on). **Safe range with the
             scale-free term: 0.01-0.03.** Its gradient is 1 / feature scale, so it grows as
-            features shrink: 0.1 (the paper's value) cost 2.7 points on the hard third of the
-            converged Fashion-MNIST MLP and 0.3 drove the MLP and CNN studies to chance
-            (every ReLU dead); ``mr2 report`` warns about a run that ends near chance.
+            features shrink: 0.3 drove the converged MLP and CNN studies to chance (every
+            ReLU dead), 0.1 (the paper's value) is at the edge. The engine records the
+            representation / logit gradient ratio per epoch and warns, like ``mr2 report``,
+            about a run that ends near chance or whose representation term dominates.
         c_bar: mean margin over seen classes.
         ema_decay: weight the running statistics keep at each update, in [0, 1).
         norm_p: p of the norm used for the margin statistics (2 in the paper's formula).
