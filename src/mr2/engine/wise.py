@@ -63,6 +63,21 @@ def _rankings(end: dict[str, Any]) -> dict[str, HardRanking]:
     return {"test": ranking, "val": val_rank}
 
 
+def _summarise_rows(rows: list[dict[str, Any]], finetuned, dataset, cfg, ctx: Context) -> None:
+    """Every row's summary, ranked on the fine-tuned model (alpha 1, evaluated anew if
+    not among the alphas)."""
+    end = next((r for r in rows if r["alpha"] == 1.0), None)
+    if end is None:
+        end = {
+            s: _scores(finetuned, getattr(dataset, s), dataset.num_classes, cfg, ctx)
+            for s in ("val", "test")
+        }
+    rankings = _rankings(end)
+    for r in rows:
+        for split, ranking in rankings.items():
+            r[split] = _summarise(r[split], ranking)
+
+
 def run_wise(
     run_dir: str | Path, alphas: list[float], *, ctx: Context | None = None
 ) -> dict[str, Any]:
@@ -92,17 +107,8 @@ def run_wise(
                 "test": _scores(model, dataset.test, dataset.num_classes, cfg, ctx),
             }
         )
-    end = next((r for r in rows if r["alpha"] == 1.0), None)  # alpha 1 is the fine-tuned model
     model.load_state_dict(finetuned)
-    if end is None:
-        end = {
-            s: _scores(model, getattr(dataset, s), dataset.num_classes, cfg, ctx)
-            for s in ("val", "test")
-        }
-    rankings = _rankings(end)
-    for r in rows:
-        for split, ranking in rankings.items():
-            r[split] = _summarise(r[split], ranking)
+    _summarise_rows(rows, model, dataset, cfg, ctx)
     scored = [r for r in rows if r["val"] is not None]
     best = max(scored, key=lambda r: r["val"]["summary"]["mean_class"]) if scored else None
     out = {
