@@ -94,3 +94,13 @@ def test_report_flags_by_hand():
     assert len(easy) == 1 and easy[0].startswith("mr2:") and "+1.00" in easy[0]
     summary["methods"]["ce"]["val_per_class_mean"] = None  # no validation: nothing claimed
     assert margins_favour_easy(summary) == []
+
+
+def test_frozen_features_have_no_ratio():
+    """A linear probe: the representation term is a constant, nothing to compare."""
+    run = _run(0.5)
+    for p in run.model.parameters():
+        p.requires_grad_(False)
+    head = [m for m in run.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    head.weight.requires_grad_(True)
+    assert rep_gradient_ratio(run) is None

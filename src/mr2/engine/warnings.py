@@ -19,7 +19,7 @@ CHANCE_FACTOR = 1.5  # a final training accuracy below 1.5 / K counts as "near c
 def rep_gradient_ratio(run: Run) -> float | None:
     """||d(lambda_rep l_s)/df|| / ||d l_gamma/df|| on the first training batch (the model in
     eval mode, MR²'s statistics untouched, no parameter gradient written); None for any
-    other loss or lambda_rep = 0."""
+    other loss, lambda_rep = 0 or frozen features (a linear probe)."""
     loss_fn = run.loss_fn
     if not isinstance(loss_fn, MR2Loss) or loss_fn.lambda_rep == 0:
         return None
@@ -32,6 +32,8 @@ def rep_gradient_ratio(run: Run) -> float | None:
     try:
         with torch.enable_grad(), loss_fn.statistics_frozen():
             logits, features = run.model(x)
+            if not features.requires_grad:  # frozen features (a probe): the term is constant
+                return None
             logits, features = logits.float(), features.float()
             if loss_fn.logit_margins:
                 logit = logit_margin_cross_entropy(logits, y, loss_fn.margins().to(device))
