@@ -66,6 +66,8 @@ def test_one_seed_shows_no_spread_and_no_p_value(comparison, tmp_path, capsys):
     rows = [line for line in table.splitlines() if line.startswith(("| ce ", "| mr2 "))]
     assert len(rows) == 2 and not any("±" in row for row in rows)
     assert "1 seed: no p-value" in table
+    # printed with the table: how the classes were ranked (one seed: its validation)
+    assert "ranked on the reference's validation accuracy (one seed)" in table
     assert "nan" not in (tmp_path / "one" / "report.md").read_text()
 
 

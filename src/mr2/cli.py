@@ -151,7 +151,7 @@ def _result_line(result, where) -> str:
 
 
 def _print_report(built: report.Report) -> None:
-    print(built.table, f"\nReport: {built.path}", sep="\n")
+    print(built.text(), f"\nReport: {built.path}", sep="\n")
 
 
 def _train(args) -> int:

@@ -71,7 +71,7 @@ def run_demo(
     )
     run_compare(cfg, out_dir, show_progress=False, log=log)
     built = report.build([out_dir], out_dir, reference=cfg.compare.reference)
-    log("\n" + built.table + "\n")
+    log("\n" + built.text() + "\n")
     log(
         f"Report: {built.path}\nPlots: {', '.join(str(p) for p in built.plots)}\n"
         f"Finished in {time.time() - t0:.0f} s."

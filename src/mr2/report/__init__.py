@@ -19,12 +19,18 @@ from mr2.report.wise import summarize_wise, wise_report_table
 @dataclass(frozen=True)
 class Report:
     """What ``build`` wrote: the summary (results.json), the main table (markdown), the
-    report's path and the plots'."""
+    report's path and the plots', and the notes a reader of the table needs (how the hard
+    classes were ranked, what the seeds allow, the warnings)."""
 
     summary: ReportSummary
     table: str
     path: Path
     plots: list[Path]
+    notes: list[str]
+
+    def text(self) -> str:
+        """The table with its notes, as the commands print it."""
+        return "\n".join([self.table, "", *self.notes])
 
 
 def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = "ce") -> Report:
@@ -50,7 +56,8 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
     figs = [f for f in candidates if f is not None]
     table = tables.summary_table(summary)
     save_text("\n".join(_markdown(summary, table, figs)), out / "report.md")
-    return Report(summary, table, out / "report.md", figs)
+    notes = [_ranking_statement(summary), _seeds_statement(summary), *flags.check(summary)]
+    return Report(summary, table, out / "report.md", figs, notes)
 
 
 def _seeds_statement(summary: ReportSummary) -> str:
