@@ -1,9 +1,9 @@
 """The power statement and training curves of a converged study, and its report folder.
 
-For each method against the reference (ERM): the hard third (classes ranked by ERM's mean
-per-class test accuracy, as in the report) per seed, the paired per-seed differences, their
-mean, standard error and exact sign-flip p-value, the final training accuracy, and the
-number of seeds a paired t-test (alpha 0.05, power 0.8) needs to detect a +1 point
+For each method against the reference (ERM): the hard third (ranked as the report ranks
+it, seed s on ERM's other seeds' validation accuracy: ``mr2.metrics.hard``) per seed, the
+paired per-seed differences, their mean, standard error and exact sign-flip p-value, the
+final training accuracy, and the number of seeds a paired t-test (alpha 0.05, power 0.8) needs to detect a +1 point
 hard-third change at the measured spread of those differences. Writes ``summary.md``,
 ``summary.json`` and ``training_curve.png`` into the study folder, then copies the report
 (report.md, per_class.csv, results.json, plots, the selections) into ``--into``.
@@ -21,8 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mr2.metrics import mean_std, seeds_for_power, sign_flip_p_value, split_thirds
-from mr2.metrics.summary import rank_easy_to_hard
+from mr2.metrics import mean_std, seeds_for_power, sign_flip_p_value
+from mr2.metrics.hard import (
+    ClassEvidence,
+    HardRanking,
+    choose_ranking,
+    display_groups,
+    group_levels,
+)
 from mr2.report.backend import pyplot
 
 REPORT_FILES = ("report.md", "per_class.csv", "results.json", "summary.md", "summary.json")
@@ -37,10 +43,18 @@ def runs(study: Path) -> dict[str, dict[int, dict]]:
     return out
 
 
-def hard_classes(found: dict[str, dict[int, dict]], reference: str) -> list[int]:
-    """The hard third as the report defines it (classes ranked by the reference)."""
-    per_class = np.mean([r["test"]["per_class"] for r in found[reference].values()], axis=0)
-    return sorted(split_thirds(rank_easy_to_hard(per_class))[2].tolist())
+def _evidence(result: dict) -> ClassEvidence:
+    val = result.get("val") or {}
+    return ClassEvidence.of(
+        result["test"]["per_class"], val.get("per_class"), result["test"].get("halves")
+    )
+
+
+def hard_ranking(found: dict[str, dict[int, dict]], reference: str) -> HardRanking:
+    """The hard third as the report ranks it (``mr2.metrics.hard``): seed s on the
+    reference's other seeds' validation accuracy, never on what is scored."""
+    every = [_evidence(r) for runs_ in found.values() for r in runs_.values()]
+    return choose_ranking({s: _evidence(r) for s, r in found[reference].items()}, every)
 
 
 def _options(config: dict) -> dict:
@@ -50,12 +64,14 @@ def _options(config: dict) -> dict:
     return config["loss"]["options"]
 
 
-def method_row(results: dict[int, dict], ref: dict[int, dict], hard: list[int]) -> dict:
+def method_row(results: dict[int, dict], ref: dict[int, dict], ranking: HardRanking) -> dict:
     seeds = sorted(set(results) & set(ref))
-    hard_of = {
-        s: 100 * float(np.mean(np.array(results[s]["test"]["per_class"])[hard])) for s in seeds
-    }
-    ref_hard = {s: 100 * float(np.mean(np.array(ref[s]["test"]["per_class"])[hard])) for s in seeds}
+
+    def hard(result: dict, seed: int) -> float:
+        return 100 * group_levels(ranking, _evidence(result), seed)["hard"]
+
+    hard_of = {s: hard(results[s], s) for s in seeds}
+    ref_hard = {s: hard(ref[s], s) for s in seeds}
     diffs = [hard_of[s] - ref_hard[s] for s in seeds]
     row = {
         "seeds": seeds,
@@ -131,12 +147,13 @@ def main() -> None:
     found = runs(args.study)
     if args.reference not in found:
         sys.exit(f"no finished {args.reference} runs under {args.study}")
-    hard = hard_classes(found, args.reference)
+    ranking = hard_ranking(found, args.reference)
+    hard = display_groups(ranking)["hard"]
     ref = found[args.reference]
-    rows = {m: method_row(r, ref, hard) for m, r in found.items()}
+    rows = {m: method_row(r, ref, ranking) for m, r in found.items()}
     text = (
-        f"# {args.study.name}: power statement\n\nHard third: classes {hard} (ranked by "
-        f"{args.reference}'s mean test accuracy). Differences are paired by seed; p: exact "
+        f"# {args.study.name}: power statement\n\nHard third: {ranking.label} ({args.reference}; "
+        f"shown: classes {sorted(hard)}). Differences are paired by seed; p: exact "
         "sign-flip test over seeds; seeds for +1 pt: a paired t-test (two-sided alpha 0.05, "
         "power 0.8) at the measured standard deviation of the per-seed differences.\n\n"
         + table(rows, args.reference)
