@@ -4,8 +4,9 @@ For each method against the reference (ERM): the hard third (ranked as the repor
 it, seed s on ERM's other seeds' validation accuracy: ``mr2.metrics.hard``) per seed, the
 paired per-seed differences, their mean, standard error and exact sign-flip p-value, the
 final training accuracy, and the number of seeds a paired t-test (alpha 0.05, power 0.8)
-needs to detect a +1 point hard-third change at the measured spread of those differences. Writes ``summary.md``,
-``summary.json`` and ``training_curve.png`` into the study folder, then copies the report
+needs to detect a +1 point hard-third change at the measured spread of those differences.
+Writes ``summary.md``, ``summary.json`` and ``training_curve.png`` into the study folder,
+then copies the report
 (report.md, per_class.csv, results.json, plots, the selections) into ``--into``.
 
     python benchmarks/converged/summarize.py STUDY_DIR --into benchmarks/converged/mlp_report
