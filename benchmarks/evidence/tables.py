@@ -43,6 +43,10 @@ STUDIES = [
         "benchmarks/evidence/subset_2k_per_class.csv",
     ),
     (
+        "Fashion-MNIST MLP to a plateau (30 epochs), re-run with validation scores",
+        "benchmarks/evidence/mlp_per_class.csv",
+    ),
+    (
         "Fashion-MNIST MLP to a plateau (30 epochs) [older runs: test scores only]",
         "benchmarks/converged/mlp_report/per_class.csv",
     ),
