@@ -27,10 +27,10 @@ class DisparitySummary:
             classes that are hard); reports rank on other data (``mr2.metrics.hard``).
         worst_class: lowest per-class accuracy; ``worst_class_index`` its class.
         worst_fraction_mean: mean of the worst ``ceil(worst_fraction * K)`` classes (>= 1).
-        std: population standard deviation over classes (ddof = 0).
-        Worst class, worst 10 % and max - min are order statistics of the run's own
-        accuracies: biased as estimates of the true worst class, but a method and a baseline
-        are compared without bias by their paired per-seed differences.
+        std: population standard deviation over classes (ddof = 0). Worst class, worst
+            10 % and max - min are order statistics of the run's own accuracies: biased as
+            estimates of the true worst class, but a method and a baseline are compared
+            without bias by their paired per-seed differences.
         gap: max - min. ratio: min / max (NaN if max is 0). geometric_mean: of the class
             accuracies (0 if any class is at 0). cv: coefficient of variation std / mean.
         num_classes: classes counted (missing ones excluded). missing: their indices.
