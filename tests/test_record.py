@@ -138,3 +138,37 @@ def test_an_engine_run_is_never_overwritten(tmp_path):
     with pytest.raises(ValueError, match="holds a run of mr2's engine"):
         record_run(tmp_path / "R", method="m", seed=0, y_true=[0, 1], y_pred=[0, 1])
     assert (tmp_path / "R" / "result.json").read_bytes() == before
+
+
+def test_non_finite_logits_are_refused(tmp_path):
+    logits = np.array([[1.0, 0.0], [np.nan, 0.0], [np.inf, 1.0]])
+    with pytest.raises(ValueError, match="logits of 2 sample"):
+        record_run(tmp_path / "r", method="m", seed=0, y_true=[0, 1, 1], logits=logits)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_in_two_prediction_files_is_refused_with_both_names(tmp_path):
+    from mr2.report import record_predictions
+
+    y = np.array([0, 1, 2, 1])
+    for name in ("a", "b"):
+        np.savez(tmp_path / f"{name}.npz", y_true=y, y_pred=y, method="m", seed=3)
+    with pytest.raises(ValueError, match=r"seed 3 is in both .*a\.npz and .*b\.npz"):
+        record_predictions([tmp_path / "a.npz", tmp_path / "b.npz"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing written before the check
+
+
+def test_an_implausible_label_is_refused_before_anything_is_allocated(tmp_path, monkeypatch):
+    from mr2.report import record, record_predictions
+
+    path = tmp_path / "p.csv"
+    path.write_text("y_true,y_pred\n0,0\n1,1\n1000000000,1\n")
+    allocated = []
+    monkeypatch.setattr(record, "confusion_counts", lambda *a: allocated.append(a))
+    with pytest.raises(ValueError, match="largest label is 1000000000 but only 3 distinct"):
+        record_predictions([path], tmp_path / "out")
+    with pytest.raises(ValueError, match="plausible class count"):
+        record_run(tmp_path / "r", method="m", seed=0, y_true=[0, 1, 10**9], y_pred=[0, 1, 1])
+    assert allocated == []
+    with pytest.raises(ValueError, match="plain name"):
+        record_run(tmp_path / "r", method="..", seed=0, y_true=[0, 1], y_pred=[0, 1])

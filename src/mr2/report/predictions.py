@@ -13,34 +13,33 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mr2.report.record import record_run
+from mr2.report.record import inferred_classes, record_run
+
+Pending = tuple[str, int, dict[str, Any]]  # method, seed, record_run's other arguments
 
 
-def _npz(path: Path, out: Path) -> list[Path]:
+def _npz(path: Path) -> list[Pending]:
     with np.load(path, allow_pickle=False) as data:
         keys = set(data.files)
         if "y_true" not in keys or not keys & {"y_pred", "logits"}:
             raise ValueError(f"{path} needs arrays y_true and y_pred or logits; has {sorted(keys)}")
         method = str(data["method"]) if "method" in keys else path.stem
         seed = int(data["seed"]) if "seed" in keys else 0
-        run = out / method / f"seed{seed}"
-        record_run(
-            run,
-            method=method,
-            seed=seed,
-            y_true=data["y_true"],
-            y_pred=data["y_pred"] if "y_pred" in keys else None,
-            logits=data["logits"] if "y_pred" not in keys else None,
-            features=data["features"] if "features" in keys else None,
-            class_names=[str(c) for c in data["class_names"]] if "class_names" in keys else None,
-        )
-    return [run]
+        run = {
+            "y_true": data["y_true"],
+            "y_pred": data["y_pred"] if "y_pred" in keys else None,
+            "logits": data["logits"] if "y_pred" not in keys else None,
+            "features": data["features"] if "features" in keys else None,
+            "class_names": [str(c) for c in data["class_names"]] if "class_names" in keys else None,
+        }
+    return [(method, seed, run)]
 
 
-def _csv(path: Path, out: Path) -> list[Path]:
+def _csv(path: Path) -> list[Pending]:
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     if not rows or not {"y_true", "y_pred"} <= set(rows[0]):
@@ -52,30 +51,48 @@ def _csv(path: Path, out: Path) -> list[Path]:
             groups.setdefault(key, []).append({k: int(row[k]) for k in ("y_true", "y_pred")})
         except ValueError as err:
             raise ValueError(f"{path}, line {i}: labels and seed must be integers ({err})") from err
-    k = 1 + max(max(r["y_true"], r["y_pred"]) for rows_ in groups.values() for r in rows_)
-    runs = []
-    for (method, seed), members in sorted(groups.items()):
-        run = out / method / f"seed{seed}"
-        record_run(
-            run,
-            method=method,
-            seed=seed,
-            y_true=[r["y_true"] for r in members],
-            y_pred=[r["y_pred"] for r in members],
-            class_names=[str(c) for c in range(k)],
+    try:
+        k = inferred_classes(
+            [r[c] for rows_ in groups.values() for r in rows_ for c in ("y_true", "y_pred")]
         )
-        runs.append(run)
-    return runs
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    return [
+        (
+            method,
+            seed,
+            {
+                "y_true": [r["y_true"] for r in members],
+                "y_pred": [r["y_pred"] for r in members],
+                "class_names": [str(c) for c in range(k)],
+            },
+        )
+        for (method, seed), members in sorted(groups.items())
+    ]
 
 
 def record_predictions(files: list[str | Path], out_dir: str | Path) -> list[Path]:
-    """Record every prediction file as runs under ``out_dir``; their run directories."""
-    runs: list[Path] = []
+    """Record every prediction file as runs under ``out_dir``; their run directories. Every
+    file is read and checked before any run is written; a (method, seed) found in two files
+    is refused with both names."""
+    pending: list[tuple[Path, Pending]] = []
     for f in map(Path, files):
         if not f.is_file():
             raise FileNotFoundError(f"prediction file {f} does not exist")
         reader = {".npz": _npz, ".csv": _csv}.get(f.suffix.lower())
         if reader is None:
             raise ValueError(f"{f}: prediction files are .npz or .csv")
-        runs += reader(f, Path(out_dir))
+        pending += [(f, run) for run in reader(f)]
+    seen: dict[tuple[str, int], Path] = {}
+    for f, (method, seed, _) in pending:
+        if (method, seed) in seen:
+            raise ValueError(
+                f"method {method!r} seed {seed} is in both {seen[method, seed]} and {f}: give "
+                "each run once (set the method or seed column / array)"
+            )
+        seen[method, seed] = f
+    runs = []
+    for _, (method, seed, run) in pending:
+        runs.append(Path(out_dir) / method / f"seed{seed}")
+        record_run(runs[-1], method=method, seed=seed, **run)
     return runs

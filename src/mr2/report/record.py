@@ -41,8 +41,32 @@ def _predictions(y_pred: Any, logits: Any) -> torch.Tensor:
         z = torch.as_tensor(_as_numpy(logits))
         if z.dim() != 2:
             raise ValueError(f"logits must be (N, K), got shape {tuple(z.shape)}")
+        bad = int((~torch.isfinite(z)).any(1).sum()) if z.is_floating_point() else 0
+        if bad:
+            raise ValueError(
+                f"logits of {bad} sample(s) hold NaN or Inf: a prediction from them would be "
+                "arbitrary; fix the model's outputs (or pass y_pred)"
+            )
         return z.argmax(1)
     return _labels(y_pred, "y_pred")
+
+
+MAX_INFERRED_CLASSES = 100_000
+
+
+def inferred_classes(*labels: Any) -> int:
+    """K = largest label + 1, when no class count is given; refused (before anything is
+    allocated from it) when it is implausible: above ``MAX_INFERRED_CLASSES`` or more than
+    ten times the number of distinct labels seen."""
+    values = [torch.as_tensor(_as_numpy(x)).long().reshape(-1) for x in labels]
+    top = max(int(v.max()) for v in values if v.numel())
+    distinct = len(set().union(*(set(v.unique().tolist()) for v in values)))
+    if top + 1 > MAX_INFERRED_CLASSES or top + 1 > 10 * distinct:
+        raise ValueError(
+            f"the largest label is {top} but only {distinct} distinct labels occur: not a "
+            "plausible class count. Check the labels, or give class_names (one per class)"
+        )
+    return top + 1
 
 
 def split_scores(y_true: Any, y_pred: Any, num_classes: int) -> SplitScores:
@@ -115,8 +139,8 @@ def record_run(
         raise ValueError(
             f"{out_dir} holds a run of mr2's engine (run.json); record this run elsewhere"
         )
-    if not isinstance(method, str) or not method or "/" in method:
-        raise ValueError(f"method must be a non-empty name without '/', got {method!r}")
+    if not isinstance(method, str) or not method or "/" in method or method in (".", ".."):
+        raise ValueError(f"method must be a plain name (not '.', '..', no '/'), got {method!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an int, got {seed!r}")
     preds = _predictions(y_pred, logits)
@@ -125,7 +149,7 @@ def record_run(
         len(class_names)
         if class_names is not None
         else (int(torch.as_tensor(_as_numpy(logits)).shape[1]) if logits is not None else 0)
-    ) or int(max(int(y.max()), int(preds.max()))) + 1
+    ) or inferred_classes(y, preds)
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
     test = split_scores(y, preds, k)
     val_record = None
