@@ -204,7 +204,8 @@ def ranked_groups(
     """Easy / medium / hard class indices from a ranking vector (NaN ranks hardest) over the
     classes in ``keep`` (default all; classes without test samples are left out): hard is
     the last floor(fraction * K) classes (at least one), the rest split in two with the
-    easier group taking the extra class, so thirds match ``split_thirds``."""
+    easier group taking the extra class, so thirds match ``split_thirds`` for K >= 3 (with
+    K = 2 the hard "third" is the harder class, where ``split_thirds`` leaves it empty)."""
     r = np.nan_to_num(_as_numpy(rank), nan=-np.inf)
     idx = np.arange(len(r)) if keep is None else np.flatnonzero(keep)
     order = idx[rank_easy_to_hard(r[idx])]

@@ -197,10 +197,10 @@ def sign_flip_p_value(differences) -> float:
     """Two-sided paired permutation p-value for mean(d) != 0, SciPy's ``permutation_test``
     of the paired samples: exact (all 2^n sign flips) up to 16 values, a seeded Monte Carlo
     of 2^16 flips above. With n values the smallest possible p is 2 / 2^n: 3 seeds can never
-    give p < 0.25. NaN when there is no value or any is NaN (nothing to test), never a
-    spuriously small p."""
+    give p < 0.25. NaN when there is no value or any is NaN or infinite (nothing to test),
+    never a spuriously small p."""
     d = _as_numpy(differences).ravel().astype(np.float64)
-    if d.size == 0 or np.isnan(d).any():
+    if d.size == 0 or not np.isfinite(d).all():  # NaN or ±Inf: nothing to test
         return float("nan")
     if d.size == 1:  # both sign flips are as extreme (SciPy needs two values)
         return 1.0
