@@ -252,7 +252,9 @@ def test_p_values_are_nan_without_data():
     from mr2.metrics import sign_flip_p_value, sign_test_p_value
 
     assert np.isnan(sign_flip_p_value([])) and np.isnan(sign_flip_p_value([0.1, np.nan]))
-    assert np.isnan(sign_flip_p_value([0.1, 0.2, np.inf])) and np.isnan(sign_flip_p_value([-np.inf]))
+    assert np.isnan(sign_flip_p_value([0.1, 0.2, np.inf])) and np.isnan(
+        sign_flip_p_value([-np.inf])
+    )
     assert np.isnan(sign_test_p_value([]))
     assert sign_test_p_value([np.nan, 0.2, 0.3]) == 0.5  # NaN dropped: 2 of 2 positive
     assert sign_flip_p_value([0.1, 0.2]) == 0.5  # 2 seeds: the smallest p is 2 / 4
