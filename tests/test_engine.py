@@ -174,7 +174,7 @@ def test_quick_demo_has_its_own_folder(monkeypatch, tmp_path):
     used = []
     monkeypatch.setattr(demo, "run_compare", lambda cfg, out, **kw: used.append(str(out)))
     monkeypatch.setattr(
-        demo.report, "build", lambda *a, **k: report.Report({}, "", tmp_path / "r.md", [])
+        demo.report, "build", lambda *a, **k: report.Report({}, "", tmp_path / "r.md", [], [])
     )
     monkeypatch.setattr(demo, "load", lambda *a, **k: None)
     monkeypatch.chdir(tmp_path)
