@@ -7,18 +7,15 @@ from mr2.metrics.classwise import (
     classwise_accuracy,
     confusion_counts,
 )
+from mr2.metrics.paired import PairedComparison, class_intervals, holm, paired_comparison
 from mr2.metrics.summary import DisparitySummary, disparity_summary, split_thirds
 from mr2.metrics.uncertainty import (
     BootstrapCI,
     MeanStd,
-    PairedComparison,
     bootstrap_ci,
-    class_intervals,
-    holm,
     mean_std,
     min_sign_flip_p,
     paired_bootstrap,
-    paired_comparison,
     seeds_for_power,
     sign_flip_p_value,
     sign_test_p_value,

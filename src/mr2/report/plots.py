@@ -9,7 +9,8 @@ import numpy as np
 
 from mr2.report.backend import pyplot as _pyplot
 from mr2.report.diagnostics import correlations
-from mr2.report.results import ReportSummary, hardest_first
+from mr2.report.ranking import hardest_first
+from mr2.report.results import ReportSummary
 
 
 def sorted_accuracy(summary: ReportSummary, path: Path) -> Path:

@@ -2,7 +2,9 @@
 
 results.json (schema 1)::
 
-    {"schema": 1, "reference": "ce", "class_names": [...], "groups": {"easy": [...], ...},
+    {"schema": 1, "reference": "ce", "class_names": [...], "ranking": "ranked on ...",
+     "ranking_unbiased": true, "ranking_folds": {"source", "default", "<seed>": [folds]},
+     "groups": {"easy": [...], ...},
      "runs": [{"method", "seed", "run_dir", "config", "overall", "per_class",
                "support", "selected_epoch", "train_time_s"}, ...],
      "methods": {"<method>": {"seeds": [...],
@@ -36,15 +38,9 @@ import numpy as np
 from mr2.engine.identity import flatten, neutral_dropped
 from mr2.io import load_json
 from mr2.metrics import disparity_summary, mean_std, paired_comparison
-from mr2.metrics.hard import (
-    ClassEvidence,
-    Fold,
-    HardRanking,
-    choose_ranking,
-    display_groups,
-    group_levels,
-)
+from mr2.metrics.hard import HardRanking, display_groups, group_levels
 from mr2.metrics.summary import SCALAR_FIELDS
+from mr2.report.ranking import evidence, folds_record, report_ranking
 from mr2.result import RunResult
 
 
@@ -88,7 +84,7 @@ class _SummaryCore(TypedDict):
     class_names: list[str]
     ranking: str
     ranking_unbiased: bool
-    ranking_folds: dict[str, list[dict[str, Any]]]
+    ranking_folds: dict[str, Any]
     groups: dict[str, list[int]]
     runs: list[RunRow]
     methods: dict[str, MethodSummary]
@@ -230,11 +226,6 @@ def _by_method(results: list[RunResult]) -> dict[str, list[RunResult]]:
     return by_method
 
 
-def evidence(r: RunResult) -> ClassEvidence:
-    """What a run offers the hard-class estimator: test, validation and test halves."""
-    return ClassEvidence.of(r.test.per_class, r.val.per_class if r.val else None, r.test.halves)
-
-
 def _vs_reference(
     rs: list[RunResult], ref_runs: list[RunResult], ranking: HardRanking
 ) -> dict[str, Any] | None:
@@ -315,45 +306,6 @@ def _run_row(r: RunResult) -> RunRow:
     }
 
 
-def _folds_record(ranking: HardRanking) -> dict[str, list[dict[str, Any]]]:
-    """The ranking's folds per seed ("default": a seed the reference lacks), as JSON."""
-
-    def rows(folds: tuple[Fold, ...]) -> list[dict[str, Any]]:
-        return [{"rank": f.rank.tolist(), "score": f.score} for f in folds]
-
-    return {"default": rows(ranking.default)} | {str(s): rows(f) for s, f in ranking.folds.items()}
-
-
-def ranking_of(summary: ReportSummary) -> HardRanking:
-    """The report's ranking rebuilt from results.json (``ranking_folds``)."""
-
-    def folds(rows: list[dict[str, Any]]) -> tuple[Fold, ...]:
-        return tuple(Fold(np.asarray(r["rank"], dtype=float), r["score"]) for r in rows)
-
-    record = summary["ranking_folds"]
-    per_seed = {int(s): folds(r) for s, r in record.items() if s != "default"}
-    return HardRanking(summary["ranking"], per_seed, folds(record["default"]))
-
-
-def hardest_first(summary: ReportSummary) -> list[int]:
-    """Class indices hardest first by the report's display ranking (never the test
-    accuracies a table shows, unless the ranking says so)."""
-    g = summary["groups"]
-    return [*g["hard"][::-1], *g["medium"][::-1], *g["easy"][::-1]]
-
-
-def _ranking(by_method: dict[str, list[RunResult]], reference: str) -> HardRanking:
-    """The hard-class ranking every run supports (``mr2.metrics.hard.choose_ranking``);
-    test halves only pair up when every run's test labels are in one order."""
-    runs = [r for rs in by_method.values() for r in rs]
-    digests = {r.test.labels_sha256 for r in runs}
-    return choose_ranking(
-        {r.seed: evidence(r) for r in by_method[reference]},
-        [evidence(r) for r in runs],
-        halves_pair=len(digests) == 1 and None not in digests,
-    )
-
-
 def summarize(results: list[RunResult], reference: str | None = "ce") -> ReportSummary:
     """Pool the runs per method against ``reference`` (None: "ce", else the first method
     by name; a named reference without runs is an error)."""
@@ -370,7 +322,7 @@ def summarize(results: list[RunResult], reference: str | None = "ce") -> ReportS
         reference: by_method[reference],
         **{m: rs for m, rs in by_method.items() if m != reference},
     }
-    ranking = _ranking(by_method, reference)
+    ranking = report_ranking(by_method, reference)
     acc = {m: np.array([r.test.per_class for r in rs], dtype=float) for m, rs in by_method.items()}
     methods: dict[str, MethodSummary] = {}
     for m, rs in by_method.items():
@@ -384,7 +336,7 @@ def summarize(results: list[RunResult], reference: str | None = "ce") -> ReportS
         "class_names": first.dataset.class_names,
         "ranking": ranking.label,
         "ranking_unbiased": ranking.unbiased,
-        "ranking_folds": _folds_record(ranking),
+        "ranking_folds": folds_record(ranking),
         "groups": display_groups(ranking),
         "runs": [_run_row(r) for rs in by_method.values() for r in rs],
         "methods": methods,

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from mr2.report.results import ReportSummary, hardest_first
+from mr2.report.ranking import hardest_first
+from mr2.report.results import ReportSummary
 
 COLUMNS = [
     ("overall", "overall"),

@@ -12,7 +12,8 @@ import numpy as np
 
 from mr2.metrics import disparity_summary, mean_std
 from mr2.metrics.hard import ClassEvidence, HardRanking, group_levels
-from mr2.report.results import ReportSummary, ranking_of
+from mr2.report.ranking import ranking_of
+from mr2.report.results import ReportSummary
 
 FIELDS = ("overall", "mean_class", "worst_class", "hard")
 
