@@ -135,3 +135,17 @@ def test_engine_functions_are_short():
         if fn.end_lineno - fn.lineno + 1 > 50
     }
     assert long == {}
+
+
+def test_the_report_does_not_load_the_engine():
+    """The report sits below the engine: importing it (and the metrics) loads no engine
+    module, checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mr2.report, mr2.metrics; "
+        "print(sorted(m for m in sys.modules if m.startswith('mr2.engine')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -23,6 +23,7 @@ from mr2.io import load_json
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")
+CHANCE_FACTOR = 1.5  # a final training accuracy below 1.5 / K counts as "near chance"
 
 
 @dataclass

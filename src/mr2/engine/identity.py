@@ -30,6 +30,7 @@ from typing import Any
 from mr2 import __version__, io, losses
 from mr2.engine import procedures
 from mr2.engine.config import RunConfig, to_dict
+from mr2.setting import flatten, neutral_dropped
 
 IGNORED = (
     "data.data_dir",
@@ -41,15 +42,6 @@ IGNORED = (
     "train.loggers",
     "train.log_every",
 )
-# Keys added after runs were first fingerprinted, with the value that does what runs did
-# before the key existed: at that value the key is left out of the identity, so adding a
-# feature does not orphan every earlier run; any other value is part of it as usual.
-NEUTRAL = {
-    "train.amp_dtype": "auto",
-    "data.autoaugment": False,
-    "train.compile": False,
-    "train.channels_last": False,
-}
 RECORD = "run.json"
 LOCK = ".lock"
 FAILED = "failed.json"  # written by an executor for a run that raised: not part of the run
@@ -85,36 +77,14 @@ def _with_defaults(cfg: RunConfig) -> dict[str, Any]:
     return data
 
 
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> {"section.key.sub": value} (lists kept as values)."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def identity(cfg: RunConfig, kind: str = "train", *, without: tuple[str, ...] = ()) -> dict:
     """The flat key -> value map a run's fingerprint hashes (``without``: more keys to drop,
     e.g. ``("train.seed",)`` to compare the runs of one method across seeds)."""
     data = _with_defaults(cfg)
     data.pop("compare")
     drop = (*IGNORED, *without)
-    flat = {
-        k: v
-        for k, v in flatten(data).items()
-        if k not in drop and not (k in NEUTRAL and v == NEUTRAL[k])
-    }
+    flat = neutral_dropped({k: v for k, v in flatten(data).items() if k not in drop})
     return {"kind": kind, "mr2_version": __version__, **flat}
-
-
-def neutral_dropped(ident: dict[str, Any]) -> dict[str, Any]:
-    """A stored identity as this version writes it: keys at their ``NEUTRAL`` value left out
-    (a run recorded while such a key was still fingerprinted matches its own config)."""
-    return {k: v for k, v in ident.items() if not (k in NEUTRAL and v == NEUTRAL[k])}
 
 
 def fingerprint(ident: dict[str, Any]) -> str:

@@ -11,9 +11,7 @@ import torch.nn.functional as F
 from mr2.engine.run import Run
 from mr2.functional import logit_margin_cross_entropy
 from mr2.losses import MR2Loss
-from mr2.result import EpochRecord
-
-CHANCE_FACTOR = 1.5  # a final training accuracy below 1.5 / K counts as "near chance"
+from mr2.result import CHANCE_FACTOR, EpochRecord
 
 
 def rep_gradient_ratio(run: Run) -> float | None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mr2.engine.warnings import CHANCE_FACTOR
 from mr2.report.diagnostics import correlations
 from mr2.report.results import ReportSummary
+from mr2.result import CHANCE_FACTOR
 
 
 def near_chance(summary: ReportSummary) -> list[str]:

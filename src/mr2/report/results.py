@@ -35,13 +35,13 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from mr2.engine.identity import flatten, neutral_dropped
 from mr2.io import load_json
 from mr2.metrics import disparity_summary, mean_std, paired_comparison
 from mr2.metrics.hard import HardRanking, display_groups, group_levels
 from mr2.metrics.summary import SCALAR_FIELDS
 from mr2.report.ranking import evidence, folds_record, report_ranking
 from mr2.result import RunResult
+from mr2.setting import flatten, neutral_dropped
 
 
 class RunRow(TypedDict):
