@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from mr2.metrics.hard import crossfit_halves, half_accuracies, ranked_groups
+from mr2.metrics.hard import (
+    ClassEvidence,
+    choose_ranking,
+    crossfit_halves,
+    group_levels,
+    half_accuracies,
+    ranked_groups,
+)
 from mr2.metrics.summary import SCALAR_FIELDS, _as_numpy, disparity_summary
 
 
@@ -52,23 +59,6 @@ def _resampled_class_means(
         with np.errstate(invalid="ignore", divide="ignore"):
             out[lo : lo + m] = (right / total).reshape(m, num_classes)
     return out
-
-
-def _crossfit_groups(
-    ranking_halves: np.ndarray, present: np.ndarray, scored: np.ndarray | None = None
-) -> dict[str, float]:
-    """Easy / medium / hard ranked on half A and scored on half B of ``scored`` (default:
-    the ranking halves themselves), then the reverse, averaged."""
-    scored = ranking_halves if scored is None else scored
-    keep = ~np.isnan(present)
-    out: dict[str, list[float]] = {"easy": [], "medium": [], "hard": []}
-    for rank, score in ((ranking_halves[0], scored[1]), (ranking_halves[1], scored[0])):
-        for g, members in ranked_groups(rank, keep=keep).items():
-            v = score[members]
-            out[g].append(float(np.nanmean(v)) if (~np.isnan(v)).any() else float("nan"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return {g: float(np.nanmean(v)) for g, v in out.items()}
 
 
 def _inputs(preds, targets, num_classes):
@@ -143,16 +133,16 @@ def bootstrap_ci(
         s = disparity_summary(row, reference=ref, class_counts=row_counts).as_dict()
         for f in SCALAR_FIELDS:
             values[f].append(s[f])
-    if reference is None:  # easy / medium / hard cross-fitted on the test halves
-        estimate.update(_crossfit_groups(half_accuracies(t, correct, num_classes), point))
-        in_b = ~crossfit_halves(t)
+    if reference is None:  # easy / medium / hard cross-fitted on the test halves, ranked once
+        run = ClassEvidence.of(point, halves=half_accuracies(t, correct, num_classes))
+        ranking = choose_ranking({0: run})
+        estimate.update(group_levels(ranking, run, 0))
         halves = _resampled_class_means(
-            correct, 2 * t + in_b, 2 * num_classes, n_boot, rng, stratified
+            correct, 2 * t + ~crossfit_halves(t), 2 * num_classes, n_boot, rng, stratified
         ).reshape(n_boot, num_classes, 2)
-        ranking_halves = half_accuracies(t, correct, num_classes)
         for i in range(n_boot):
-            groups = _crossfit_groups(ranking_halves, point, halves[i].T)
-            for g, v in groups.items():
+            resampled = ClassEvidence(run.test, halves=halves[i].T)
+            for g, v in group_levels(ranking, resampled, 0).items():
                 values[g][i] = v
     alpha = (1 - level) / 2
     with warnings.catch_warnings():  # a statistic undefined in every resample stays NaN
