@@ -66,6 +66,7 @@ class PairedComparison:
 
     Attributes:
         gain: (K,) mean over seeds of per-class accuracy differences (method - baseline);
+            ``gain_std`` their std over seeds (ddof 1; 0 with one seed: the seed-noise band),
             ``gain_lower`` / ``gain_upper`` their Bonferroni simultaneous 95 % t-intervals and
             ``p_holm`` the Holm-adjusted per-class paired t-test p-values (NaN with < 2 seeds).
         gained, lost: classes whose gain is positive / negative with Holm-adjusted p < 0.05:
@@ -86,6 +87,7 @@ class PairedComparison:
     """
 
     gain: list[float]
+    gain_std: list[float]
     gain_lower: list[float]
     gain_upper: list[float]
     p_holm: list[float]
@@ -155,6 +157,10 @@ def paired_comparison(
         group_gain = {g: float(np.nanmean([x[g] for x in gains])) for g in gains[0]}
     return PairedComparison(
         gain=[float(x) for x in gain],
+        gain_std=[
+            float(x)
+            for x in (np.nanstd(diff, axis=0, ddof=1) if len(diff) > 1 else np.zeros(len(gain)))
+        ],
         gain_lower=[float(x) for x in lower],
         gain_upper=[float(x) for x in upper],
         p_holm=[float(x) for x in p_holm],

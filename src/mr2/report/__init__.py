@@ -55,8 +55,9 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
     ]
     figs = [f for f in candidates if f is not None]
     table = tables.summary_table(summary)
-    save_text("\n".join(_markdown(summary, table, figs)), out / "report.md")
-    notes = [_ranking_statement(summary), _seeds_statement(summary), *flags.check(summary)]
+    warnings = flags.check(summary)
+    save_text("\n".join(_markdown(summary, table, figs, warnings)), out / "report.md")
+    notes = [_ranking_statement(summary), _seeds_statement(summary), *warnings]
     return Report(summary, table, out / "report.md", figs, notes)
 
 
@@ -93,7 +94,9 @@ def _ranking_statement(summary: ReportSummary) -> str:
     return text
 
 
-def _markdown(summary: ReportSummary, table: str, figs: list[Path]) -> list[str]:
+def _markdown(
+    summary: ReportSummary, table: str, figs: list[Path], warnings: list[str]
+) -> list[str]:
     ref = summary["reference"]
     return [
         f"# Class-wise comparison on {summary['dataset']}",
@@ -108,7 +111,7 @@ def _markdown(summary: ReportSummary, table: str, figs: list[Path]) -> list[str]
         table,
         "",
         *_missing(summary["missing"]),
-        *_flags(summary),
+        *_warnings(warnings),
         "## Per-class accuracy (hardest first)",
         "",
         tables.per_class_table(summary),
@@ -152,8 +155,7 @@ def _class_gains(summary: ReportSummary) -> list[str]:
     ]
 
 
-def _flags(summary: ReportSummary) -> list[str]:
-    found = flags.check(summary)
+def _warnings(found: list[str]) -> list[str]:
     if not found:
         return []
     return ["## Warnings", "", *[f"- {f}" for f in found], ""]

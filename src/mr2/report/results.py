@@ -10,7 +10,7 @@ results.json (schema 1)::
      "methods": {"<method>": {"seeds": [...],
                               "summary": {"<statistic>": {"mean", "std", "n"}, ...},
                               "per_class_mean": [...], "per_class_std": [...],
-                              "vs_reference": {paired comparison, "gain_std"} | null,
+                              "vs_reference": {paired comparison} | null,
                               "test_spread_mean", "test_norm_sq_mean": [...] | null,
                               "confusion_sum": [[...]], "internals": {...} | null}},
      "tuning": [selection.json records],
@@ -234,7 +234,7 @@ def _vs_reference(
     paired = [(r, by_seed[r.seed]) for r in rs if r.seed in by_seed]
     if not paired:
         return None
-    vs = asdict(
+    return asdict(
         paired_comparison(
             [evidence(a) for a, _ in paired],
             [evidence(b) for _, b in paired],
@@ -242,13 +242,6 @@ def _vs_reference(
             seeds=[a.seed for a, _ in paired],
         )
     )
-    diff = np.array([a.test.per_class for a, _ in paired], dtype=float) - np.array(
-        [b.test.per_class for _, b in paired], dtype=float
-    )  # (S, K) paired per-seed differences: the seed-noise band
-    vs["gain_std"] = (
-        np.nanstd(diff, axis=0, ddof=1) if len(diff) > 1 else np.zeros(diff.shape[1])
-    ).tolist()
-    return vs
 
 
 def _run_summary(r: RunResult, ranking: HardRanking) -> dict[str, float]:
