@@ -85,15 +85,14 @@ class DisparityMetric(Metric):
         self.confusion += counts.to(self.confusion.device)
         y = target.long().to(self.halves.device)
         pred = preds.detach().argmax(1) if preds.dim() == 2 else preds.detach()
-        hit = (pred.long().to(y.device) == y).long()
+        hit = pred.long().to(y.device) == y
         seen = self.halves[:, 1].sum(0)  # samples of each class so far, both halves
         onehot = torch.nn.functional.one_hot(y, self.num_classes)
         position = seen[y] + (onehot.cumsum(0) * onehot).sum(1) - 1  # arrival order
         half = position % 2
         for h in (0, 1):
             mask = half == h
-            right = torch.bincount(y[mask], weights=hit[mask].double(), minlength=self.num_classes)
-            self.halves[h, 0] += right.long()
+            self.halves[h, 0] += torch.bincount(y[mask & hit], minlength=self.num_classes)
             self.halves[h, 1] += torch.bincount(y[mask], minlength=self.num_classes)
 
     def compute(self) -> dict[str, Tensor]:

@@ -36,13 +36,16 @@ def _p(value: float) -> str:
     return "n/a" if value != value else f"{value:.3g}"
 
 
-def _paired(values: list[float]) -> str:
-    """Mean ± standard error of per-seed paired differences in points, and seeds up."""
+def _paired(values: list[float], tests: str = "") -> str:
+    """Mean ± standard error of per-seed paired differences in points, the seeds up, and
+    ``tests`` (the p-values) inside the same brackets."""
     v = 100 * np.asarray(values, dtype=float)
-    up = f"{int((v > 0).sum())}/{len(v)} up"
     if len(v) < 2:
         return f"{v.mean():+.2f} (1 seed)"
-    return f"{v.mean():+.2f} ± {v.std(ddof=1) / np.sqrt(len(v)):.2f} ({up}"
+    return (
+        f"{v.mean():+.2f} ± {v.std(ddof=1) / np.sqrt(len(v)):.2f} "
+        f"({int((v > 0).sum())}/{len(v)} up{tests})"
+    )
 
 
 def hard_gain_cell(vs: dict[str, Any] | None) -> str:
@@ -56,17 +59,14 @@ def hard_gain_cell(vs: dict[str, Any] | None) -> str:
     if len(vs["hard_gain_per_seed"]) < 2:
         return f"{100 * gain:+.2f} (1 seed: no p-value)"
     mark = " *" if vs["exceeds_seed_noise"] else ""
-    return (
-        f"{_paired(vs['hard_gain_per_seed'])}, p {_p(vs['p_seeds'])}, "
-        f"min {_p(vs['p_seeds_min'])}){mark}"
-    )
+    tests = f", p {_p(vs['p_seeds'])}, min {_p(vs['p_seeds_min'])}"
+    return _paired(vs["hard_gain_per_seed"], tests) + mark
 
 
 def worst_gain_cell(vs: dict[str, Any] | None) -> str:
     if vs is None:
         return "reference"
-    cell = _paired(vs["worst_gain_per_seed"])
-    return cell if len(vs["worst_gain_per_seed"]) < 2 else cell + ")"
+    return _paired(vs["worst_gain_per_seed"])
 
 
 def summary_table(summary: ReportSummary) -> str:
