@@ -96,6 +96,8 @@ def test_shipped_configs_load():
             models.create(cfg.model.name, (3, 32, 32), 10, **cfg.model.options)
     c100 = config.load(root / "configs" / "cifar100_resnet32.toml")
     assert c100.data.augment and c100.data.autoaugment  # as the authors' script
+    # the paper's split (no validation carved out) and its ResNet-32 (option-A shortcuts)
+    assert c100.data.val_fraction == 0 and c100.model.options == {"shortcut": "A"}
     for method in ("mr2", "mr2_rep"):  # never the literal form the studies found harmful
         assert run_config(c100, method, 0).loss.preset == "official"
     clip = config.load(root / "configs" / "clip_vitb16_finetune_pets.toml")

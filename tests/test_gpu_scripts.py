@@ -61,23 +61,54 @@ def test_gpu_study_tiny(tmp_path):
     debian_fashion_mnist()
     npz = shared("cifar10_jpeg", "cifar10_jpeg_test.npz")
     pack = tmp_path / "pack.tgz"
-    env = {"RESULTS": str(tmp_path / "r"), "CIFAR_NPZ": str(npz), "PACK": str(pack)}
+    env = {
+        "RESULTS": str(tmp_path / "r"),
+        "CIFAR_NPZ": str(npz),
+        "CIFAR10_JPEG": str(shared("cifar10_jpeg", "cifar10_jpeg.npz")),
+        "PACK": str(pack),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),  # the decoded images' cache
+        "REPORT_EVERY": "1",  # partial reports while it runs
+    }
     done = _run("gpu_study.sh", env)
     assert done.returncode == 0, done.stdout + done.stderr
-    study = tmp_path / "r" / "subset_mlp_2k"
+    assert "partial reports" in done.stdout
+    study = tmp_path / "r" / "cifar10"
     report = (study / "report.md").read_text()
-    for method in ("ce", "ce_temperature", "mr2", "mr2_logit"):
+    methods = ("ce", "ce_temperature", "mr2", "mr2_logit", "mr2_rep", "center", "group_dro")
+    for method in (*methods, "focal"):
         assert f"| {method} |" in report
         assert (study / method / "seed1" / "result.json").is_file()
+    for method in ("center", "group_dro", "focal"):  # chosen on validation
+        assert json.loads((study / method / "selection.json").read_text())["selected"]
     result = json.loads((study / "mr2" / "seed0" / "result.json").read_text())
-    assert result["config"]["data"]["train_subset"] == 300  # the tiny mode's size won
-    assert result["config"]["loss"]["options"]["rep_temperature"] == "auto"
+    cfg = result["config"]
+    assert cfg["data"]["train_subset"] == 300 and cfg["data"]["name"] == "cifar10_jpeg"
+    assert cfg["model"]["options"]["widths"] == [8, 16, 16]  # the tiny mode's size won
+    assert sum(result["test"]["support"]) == 10_000  # all the test images, 10 classes
+    assert len(result["test"]["per_class"]) == 10
+    assert (tmp_path / "r" / "cifar10_t03" / "report.md").is_file()
+    t03 = json.loads(
+        (tmp_path / "r" / "cifar10_t03" / "ce_temperature" / "seed0" / "result.json").read_text()
+    )
+    assert t03["config"]["loss"]["options"]["temperature"] == 0.3
     summary = (study / "summary.md").read_text()  # the power statement beside the report
     assert "seeds for +1 pt" in summary and "| mr2 |" in summary
     assert (study / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert pack.stat().st_size > 0
     listing = subprocess.run(["tar", "tzf", str(pack)], capture_output=True, text=True).stdout
     assert "report.md" in listing and ".pt" not in listing
+
+
+def test_gpu_study_cifar100_needs_its_folder(tmp_path):
+    env = {**os.environ, "RESULTS": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_study.sh"), "--cifar100", str(tmp_path / "no")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "no folder" in done.stderr
 
 
 @pytest.mark.parametrize("script", ["gpu_suite.sh", "gpu_study.sh"])

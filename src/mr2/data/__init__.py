@@ -11,6 +11,7 @@ from mr2.data.cifar import load_cifar
 from mr2.data.digits import load_digits
 from mr2.data.folder import load_folder
 from mr2.data.idx import load_idx
+from mr2.data.jpeg import load_cifar10_jpeg
 from mr2.data.lazy import LazyImages, MappedTensor, preprocessed
 from mr2.data.npz import load_npz
 from mr2.data.synthetic import gaussian_mixture, load_synthetic
@@ -24,6 +25,9 @@ LOADERS.register("mnist", partial(load_idx, "mnist"), "MNIST (IDX files)")
 LOADERS.register("fashion_mnist", partial(load_idx, "fashion_mnist"), "Fashion-MNIST (IDX)")
 LOADERS.register("cifar10", partial(load_cifar, "cifar10"), "CIFAR-10 (python batches)")
 LOADERS.register("cifar100", partial(load_cifar, "cifar100"), "CIFAR-100 (python batches)")
+LOADERS.register(
+    "cifar10_jpeg", partial(load_cifar10_jpeg, "cifar10_jpeg"), "all of CIFAR-10 as JPEG bytes"
+)
 LOADERS.register("npz", partial(load_npz, "npz"), "arrays from a .npz file")
 LOADERS.register("folder", partial(load_folder, "folder"), "an image folder per class")
 for _name in VISION_SOURCES:

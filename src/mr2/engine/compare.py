@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mr2 import losses
-from mr2.engine import executors, identity, procedures, validate
+from mr2.engine import executors, identity, memory, procedures, validate
 from mr2.engine.config import RunConfig
 from mr2.engine.executors import brief
 from mr2.engine.progress import RunProgress
@@ -321,6 +321,24 @@ def zero_shot_runs(cfg: RunConfig, out: Path, *, overwrite: bool, log=print) -> 
     return results
 
 
+def _executor(cfg: RunConfig, out: Path) -> executors.Executor:
+    c = cfg.compare
+    settings: dict[str, Any] = {
+        "address": c.ray_address,
+        "resources": c.ray_resources,
+        "slurm": c.slurm,
+        "folder": str(out / "slurm"),
+        "cluster": c.slurm.get("cluster"),
+    }
+    return executors.create(c.executor, jobs=c.jobs, **settings)
+
+
+def _check_memory(cfg: RunConfig, jobs: int, log) -> None:
+    fit = memory.check_shared_gpu(cfg, jobs)
+    if fit is not None:
+        log(f"GPU memory: {fit.runs} runs per GPU, {fit.per_run / memory.GIB:.2f} GiB each")
+
+
 def run_compare(
     cfg: RunConfig,
     out_dir: str | Path,
@@ -338,15 +356,10 @@ def run_compare(
     out = Path(out_dir)
     preflight(cfg, out, overwrite=overwrite)
     c = cfg.compare
-    settings: dict[str, Any] = {
-        "address": c.ray_address,
-        "resources": c.ray_resources,
-        "slurm": c.slurm,
-        "folder": str(out / "slurm"),
-        "cluster": c.slurm.get("cluster"),
-    }
+    if c.executor == "pool":  # several runs on one GPU: they must fit, checked up front
+        _check_memory(run_config(cfg, c.methods[0], c.seeds[0]), c.jobs, log)
     run_options = executors.Options(resume, overwrite, False, show_progress)
-    orchestra = Orchestra(executors.create(c.executor, jobs=c.jobs, **settings), run_options, log)
+    orchestra = Orchestra(_executor(cfg, out), run_options, log)
     chosen = tune_all(cfg, out, orchestra)
     options = {m: s["options"] for m, s in chosen.items() if s is not None}
     jobs = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from mr2._registry import Registry
+from mr2.models.airbench import AirbenchNet
 from mr2.models.cnn import SmallCNN
 from mr2.models.linear import LinearProbe
 from mr2.models.mlp import MLP
@@ -15,6 +16,7 @@ MODELS = Registry("model", exclude=("input_shape", "num_classes"))
 MODELS.register("mlp", MLP)
 MODELS.register("linear", LinearProbe)
 MODELS.register("cnn", SmallCNN)
+MODELS.register("airbench", AirbenchNet)
 MODELS.register("resnet32", ResNetCifar, defaults={"depth": 32})
 MODELS.register("resnet20", ResNetCifar, defaults={"depth": 20})
 MODELS.register("wrn28_10", WideResNet, defaults={"depth": 28, "width": 10})
@@ -38,6 +40,7 @@ def create(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) 
 __all__ = [
     "MLP",
     "MODELS",
+    "AirbenchNet",
     "LinearProbe",
     "ResNetCifar",
     "SmallCNN",
