@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,9 +23,9 @@ def cache_home(tmp_path, monkeypatch):
     return tmp_path / "cache" / "mr2" / "cifar10_jpeg"
 
 
-def _images(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _images(n: int, k: int, seed: int, size: int = 8) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+    x = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     return x, np.arange(n) % k
 
 
@@ -135,3 +136,54 @@ def test_shared_file_all_of_cifar10(cache_home):
         x_old, y_old = old["x"], old["y"]
     x_test = (ds.test.x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     assert np.array_equal(x_test, x_old) and np.array_equal(ds.test.y.numpy(), y_old)
+
+
+def test_compare_refuses_a_missing_or_altered_file_before_anything_trains(tiny, tmp_path):
+    from mr2.engine import config
+    from mr2.engine.compare import check_compare
+
+    cfg = config.load(Path(__file__).parents[1] / "benchmarks" / "cifar10" / "cpu.toml")
+    cfg.data.path = str(tmp_path / "absent.npz")
+    with pytest.raises(ValueError, match=r"absent\.npz does not exist"):
+        check_compare(cfg)
+    cfg.data.path = str(tiny)  # not the shared file: its checksum differs
+    with pytest.raises(ValueError, match="altered or is another one"):
+        check_compare(cfg)
+    cfg.data.options = {"sha256_of_file": ""}  # a file of one's own, accepted on purpose
+    check_compare(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+def test_fast_recipe_takes_the_official_python_batches_or_the_jpeg_file(
+    tiny, tmp_path, monkeypatch
+):
+    """configs/cifar10_fast.toml with data.name switched to the official CIFAR-10 archive (a
+    small one in the official layout) or to a JPEG-bytes file trains through one pipeline."""
+    from dataclasses import replace
+
+    from mr2.data import cifar
+    from mr2.engine import config
+    from mr2.engine.train import train
+
+    tiny = tmp_path / "tiny32.npz"  # CIFAR-sized images: the network pools three times
+    jpeg.write_jpeg_npz(tiny, {"train": _images(60, 3, 0, 32), "test": _images(15, 3, 1, 32)})
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    cifar.write_fake_archive(archive, "cifar10", n_train=80, n_test=20)
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    monkeypatch.setitem(cifar.SOURCES, "cifar10", replace(cifar.SOURCES["cifar10"], md5={md5}))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    recipe = Path(__file__).parents[1] / "configs" / "cifar10_fast.toml"
+    results = {}
+    for name, path, data_dir in (("cifar10", "", str(tmp_path)), ("cifar10_jpeg", str(tiny), "")):
+        cfg = config.load(recipe)
+        cfg.data.name, cfg.data.path, cfg.data.data_dir = name, path, data_dir
+        if name == "cifar10_jpeg":
+            cfg.data.options = {"sha256_of_file": ""}
+        cfg.model.options = {"widths": [4, 4, 4]}
+        cfg.train.epochs, cfg.train.batch_size, cfg.train.device = 1, 16, "cpu"
+        results[name] = train(cfg, tmp_path / name, show_progress=False)
+    assert results["cifar10"].dataset.num_classes == 10
+    assert sum(results["cifar10"].test.support) == 20
+    assert results["cifar10_jpeg"].dataset.num_classes == 3
+    for r in results.values():  # the recipe's settings reached both runs
+        assert r.config["train"]["channels_last"] and r.config["train"]["amp"]

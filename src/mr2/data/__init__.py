@@ -12,6 +12,7 @@ from mr2.data.digits import load_digits
 from mr2.data.folder import load_folder
 from mr2.data.idx import load_idx
 from mr2.data.jpeg import load_cifar10_jpeg
+from mr2.data.jpeg import problems as jpeg_problems
 from mr2.data.lazy import LazyImages, MappedTensor, preprocessed
 from mr2.data.npz import load_npz
 from mr2.data.synthetic import gaussian_mixture, load_synthetic
@@ -26,7 +27,10 @@ LOADERS.register("fashion_mnist", partial(load_idx, "fashion_mnist"), "Fashion-M
 LOADERS.register("cifar10", partial(load_cifar, "cifar10"), "CIFAR-10 (python batches)")
 LOADERS.register("cifar100", partial(load_cifar, "cifar100"), "CIFAR-100 (python batches)")
 LOADERS.register(
-    "cifar10_jpeg", partial(load_cifar10_jpeg, "cifar10_jpeg"), "all of CIFAR-10 as JPEG bytes"
+    "cifar10_jpeg",
+    partial(load_cifar10_jpeg, "cifar10_jpeg"),
+    "all of CIFAR-10 as JPEG bytes",
+    problems=jpeg_problems,  # the file's checksum, checked before anything trains
 )
 LOADERS.register("npz", partial(load_npz, "npz"), "arrays from a .npz file")
 LOADERS.register("folder", partial(load_folder, "folder"), "an image folder per class")
@@ -41,6 +45,13 @@ def available() -> list[str]:
 def options(name: str) -> set[str]:
     """Keyword options the loader of ``name`` accepts."""
     return LOADERS.options(name)
+
+
+def problems(name: str, **kwargs) -> list[str]:
+    """What a dataset's own check finds wrong with its options (e.g. a file's checksum)
+    before anything is loaded; [] for datasets without one."""
+    check = LOADERS.entry(name).extra.get("problems")
+    return check(**kwargs) if check else []
 
 
 def load(name: str, **kwargs) -> Dataset:

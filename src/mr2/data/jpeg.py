@@ -62,6 +62,21 @@ def _find(path: str, data_dir) -> Path:
     )
 
 
+def problems(path: str = "", sha256_of_file: str = SHARED_SHA256, **_: object) -> list[str]:
+    """What is wrong with the configured file, without decoding it (checked before any run
+    trains): a missing file, or one whose checksum is not the expected one."""
+    if not path or not Path(path).is_file() or not sha256_of_file:
+        return []  # no path: found at load time; a missing path is the engine's check
+    found = sha256(Path(path))
+    if found != sha256_of_file:
+        return [
+            f"data.path {path} has sha256 {found[:16]}..., not the expected "
+            f"{sha256_of_file[:16]}...: the file was altered or is another one. Restore it, "
+            'or pass --set data.options.sha256_of_file="" to load a file of your own'
+        ]
+    return []
+
+
 def _decode(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 RGB from concatenated JPEG files."""
     try:

@@ -11,6 +11,7 @@ grid point. All problems are reported together.
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Any
 
 from mr2 import backbones, losses, models
@@ -37,6 +38,10 @@ def _data(cfg: RunConfig) -> list[str]:
         for key in ("data_dir", "path")
         if getattr(d, key) and key not in accepted
     ]
+    if d.path and "path" in accepted and not Path(d.path).exists():
+        errors.append(f"data.path {d.path} does not exist: set data.path to the dataset's file")
+    elif not errors:
+        errors += mr2_data.problems(d.name, path=d.path, **d.options)
     if d.autoaugment and importlib.util.find_spec("torchvision") is None:
         errors.append("data.autoaugment needs torchvision: pip install 'mr2[vision]'")
     for key in d.options:
