@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,8 +57,9 @@ def test_overwrite_replaces_the_old_run(tmp_path):
 def test_overwrite_keeps_the_old_run_when_the_new_one_cannot_be_set_up(tmp_path):
     train(tiny_config(), tmp_path / "R", show_progress=False)
     before = snapshot(tmp_path / "R")
-    bad = tiny_config(data__name="npz", data__path=str(tmp_path / "gone.npz"), data__options={})
-    with pytest.raises(FileNotFoundError, match=r"gone\.npz"):
+    np.savez(tmp_path / "bad.npz", z=np.zeros(3))  # loads only once the run is set up
+    bad = tiny_config(data__name="npz", data__path=str(tmp_path / "bad.npz"), data__options={})
+    with pytest.raises(ValueError, match=r"bad\.npz needs keys"):
         train(bad, tmp_path / "R", overwrite=True, show_progress=False)
     assert snapshot(tmp_path / "R") == before
 
@@ -125,6 +127,28 @@ def test_directory_without_identity_is_refused(tmp_path):
     (tmp_path / "R" / "result.json").write_text("{}")
     with pytest.raises(identity.RunMismatchError, match=r"no run\.json"):
         train(tiny_config(), tmp_path / "R", show_progress=False)
+
+
+def test_overwrite_never_empties_a_folder_that_is_not_a_run(tmp_path):
+    """--overwrite removes runs of mr2's only: a folder without run.json (a .git, a user's
+    files) is refused by name, with and without --overwrite, by train and by compare, and
+    the refusal does not suggest --overwrite."""
+    for where in ("R", "C/ce/seed0"):
+        folder = tmp_path / where
+        (folder / ".git").mkdir(parents=True)
+        (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+        (folder / "notes.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(identity.RunMismatchError, match=r"not a run directory") as err:
+            train(tiny_config(), tmp_path / "R", overwrite=overwrite, show_progress=False)
+        assert "--overwrite (" not in str(err.value) and "R holds .git, notes.txt" in str(err.value)
+        cfg = tiny_config()
+        cfg.compare.methods, cfg.compare.seeds = ["ce"], [0]
+        with pytest.raises(identity.RunMismatchError, match=r"not a run directory"):
+            run_compare(cfg, tmp_path / "C", overwrite=overwrite, log=lambda *_: None)
+    for where in ("R", "C/ce/seed0"):
+        assert (tmp_path / where / ".git" / "HEAD").is_file()
+        assert (tmp_path / where / "notes.txt").read_text() == "mine"
 
 
 def test_a_run_being_written_is_not_a_foreign_run(tmp_path):

@@ -38,6 +38,11 @@ ROOT = HERE.parent.parent
 # (title, per-class CSV relative to the repository, controls to compare MR² with)
 STUDIES = [
     (
+        "CIFAR-10 (all of it, from the shared JPEG file): 5,000-image training subset, airbench "
+        "at quarter width (16-32-64), 15 epochs, settings on validation",
+        "benchmarks/cifar10/cpu_per_class.csv",
+    ),
+    (
         "Fashion-MNIST MLP, 2,000 training images, 150 epochs (100 % training accuracy), "
         "re-run with validation scores",
         "benchmarks/evidence/subset_2k_per_class.csv",

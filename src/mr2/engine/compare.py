@@ -284,9 +284,7 @@ def tune_all(cfg: RunConfig, out: Path, orchestra: Orchestra) -> dict[str, dict[
 def preflight(cfg: RunConfig, out: Path, *, overwrite: bool) -> None:
     """Check, before anything trains, that every run directory known up front (grid points
     and untuned methods) holds nothing of another configuration."""
-    if overwrite:
-        return
-    problems = []
+    problems: list[identity.Inspection] = []
     for method in cfg.compare.methods:
         base = cfg.compare.options.get(method, {})
         if method in cfg.compare.grid:
@@ -300,11 +298,14 @@ def preflight(cfg: RunConfig, out: Path, *, overwrite: bool) -> None:
             dirs = [(out / method / f"seed{s}", base, s) for s in cfg.compare.seeds]
         for run_dir, options, seed in dirs:
             found = identity.inspect_run(run_dir, run_config(cfg, method, seed, options))
-            if found.state is identity.State.MISMATCH:
-                problems.append(found.message)
+            if found.state is identity.State.MISMATCH and (found.foreign or not overwrite):
+                problems.append(found)
+    foreign = [f.message for f in problems if f.foreign]
+    if foreign:  # never removed by mr2: no --overwrite suggested
+        raise identity.RunMismatchError("\n".join(foreign))
     if problems:
         raise identity.RunMismatchError(
-            "\n".join(problems)
+            "\n".join(f.message for f in problems)
             + "\nTo keep them, write the comparison elsewhere (--out); to replace them, pass "
             "--overwrite (each old run is removed only once its new run is set up)."
         )

@@ -115,6 +115,7 @@ class Inspection:
     fingerprint: str
     finished: bool = False
     message: str = ""
+    foreign: bool = False  # not a run of mr2's (no run.json): never removed, not even on overwrite
 
 
 def inspect_run(run_dir: Path, cfg: RunConfig, kind: str = "train") -> Inspection:
@@ -135,8 +136,10 @@ def inspect_run(run_dir: Path, cfg: RunConfig, kind: str = "train") -> Inspectio
             State.MISMATCH,
             ident,
             fp,
-            message=f"{run_dir} holds {', '.join(present[:5])} but no {RECORD}: a run of an "
-            "unknown configuration (an older mr2, or not a run directory)",
+            message=f"{run_dir} holds {', '.join(present[:5])} but no {RECORD}: not a run "
+            "directory of mr2's, so mr2 will not remove it (not even with --overwrite). Write "
+            "the run elsewhere (--out), or empty that folder yourself if it is yours to delete",
+            foreign=True,
         )
     record = io.load_json(record_path)
     stored = record.get("identity", {})
@@ -153,6 +156,8 @@ def inspect_run(run_dir: Path, cfg: RunConfig, kind: str = "train") -> Inspectio
 
 
 def mismatch_error(found: Inspection) -> RunMismatchError:
+    if found.foreign:
+        return RunMismatchError(found.message)
     return RunMismatchError(
         f"{found.message}\nTo keep it, write the new run elsewhere (--out); to replace it, "
         "pass --overwrite (the old run is removed only once the new one is set up)."
@@ -162,7 +167,7 @@ def mismatch_error(found: Inspection) -> RunMismatchError:
 def check(run_dir: Path, cfg: RunConfig, kind: str = "train", *, overwrite: bool = False):
     """Inspect and raise ``RunMismatchError`` on a mismatch unless ``overwrite``."""
     found = inspect_run(run_dir, cfg, kind)
-    if found.state is State.MISMATCH and not overwrite:
+    if found.state is State.MISMATCH and (found.foreign or not overwrite):
         raise mismatch_error(found)
     return found
 
