@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mr2 import losses
+from mr2.comparison import PlannedRun, write_manifest
 from mr2.engine import executors, identity, memory, procedures, validate
 from mr2.engine.config import RunConfig
 from mr2.engine.executors import brief
@@ -322,6 +323,14 @@ def zero_shot_runs(cfg: RunConfig, out: Path, *, overwrite: bool, log=print) -> 
     return results
 
 
+def planned_runs(cfg: RunConfig) -> list[PlannedRun]:
+    """The runs a comparison reports (``mr2.comparison``): methods x seeds, and the
+    zero-shot evaluations when asked."""
+    c = cfg.compare
+    methods = [*c.methods, *(["zero_shot"] if c.zero_shot else [])]
+    return [PlannedRun(m, s, f"{m}/seed{s}") for m in methods for s in c.seeds]
+
+
 def _executor(cfg: RunConfig, out: Path) -> executors.Executor:
     c = cfg.compare
     settings: dict[str, Any] = {
@@ -361,6 +370,7 @@ def run_compare(
         _check_memory(run_config(cfg, c.methods[0], c.seeds[0]), c.jobs, log)
     run_options = executors.Options(resume, overwrite, False, show_progress)
     orchestra = Orchestra(_executor(cfg, out), run_options, log)
+    write_manifest(out, c.methods, c.seeds, planned_runs(cfg))
     chosen = tune_all(cfg, out, orchestra)
     options = {m: s["options"] for m, s in chosen.items() if s is not None}
     jobs = [

@@ -10,6 +10,7 @@ from typing import Any
 from mr2.io import save_json, save_text
 from mr2.metrics import min_sign_flip_p
 from mr2.report import diagnostics, flags, plots, tables
+from mr2.report.membership import outsiders, unfinished
 from mr2.report.predictions import record_predictions
 from mr2.report.record import record_run
 from mr2.report.results import ReportSummary, collect, failures, selections, summarize
@@ -41,7 +42,9 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary["tuning"] = selections(paths)
-    summary["missing"] = failures(paths)
+    failed = failures(paths)
+    summary["missing"] = failed + unfinished(paths, {m["run_dir"] for m in failed})
+    summary["not_compared"] = outsiders(paths)
     wise = summarize_wise(summary)
     if wise:
         summary["wise"] = wise
@@ -111,6 +114,7 @@ def _markdown(
         table,
         "",
         *_missing(summary["missing"]),
+        *_outsiders(summary.get("not_compared", [])),
         *_warnings(warnings),
         "## Per-class accuracy (hardest first)",
         "",
@@ -181,11 +185,26 @@ def _missing(missing: list[dict[str, Any]]) -> list[str]:
     return [
         "## Missing runs",
         "",
-        "These runs failed (each RUN/failed.json holds the error, traceback and log tail); "
-        "the tables above average only the runs that finished. Re-run the same command to "
-        "retry them.",
+        "These runs failed (each RUN/failed.json holds the error, traceback and log tail) or "
+        "did not finish; the tables above average only the runs that finished. Re-run the "
+        "same command to retry them.",
         "",
         *[f"- {m['run']} ({m['run_dir']}): {m['error']}" for m in missing],
+        "",
+    ]
+
+
+def _outsiders(folders: list[str]) -> list[str]:
+    if not folders:
+        return []
+    return [
+        "## Not part of this comparison",
+        "",
+        "These runs lie under the comparison folder but are not among the runs its "
+        "comparison.json lists (e.g. methods a later `mr2 compare --overwrite` no longer "
+        "compares, trained with other settings): left out of every table above.",
+        "",
+        *[f"- {f}" for f in folders],
         "",
     ]
 

@@ -35,10 +35,12 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from mr2.comparison import read_manifest
 from mr2.io import load_json
 from mr2.metrics import disparity_summary, mean_std, paired_comparison
 from mr2.metrics.hard import HardRanking, display_groups, group_levels
 from mr2.metrics.summary import SCALAR_FIELDS
+from mr2.report.membership import members, result_files
 from mr2.report.ranking import evidence, folds_record, report_ranking
 from mr2.result import RunResult
 from mr2.setting import flatten, neutral_dropped
@@ -96,6 +98,7 @@ class ReportSummary(_SummaryCore, total=False):
 
     tuning: list[dict[str, Any]]
     missing: list[dict[str, Any]]
+    not_compared: list[str]  # run folders under a comparison folder that are not part of it
     wise: dict[str, Any]
 
 
@@ -108,15 +111,7 @@ def collect(paths: list[str | Path]) -> list[RunResult]:
     if missing:
         raise FileNotFoundError(f"{', '.join(missing)} does not exist")
     for p in map(Path, paths):
-        files = (
-            [p]
-            if p.is_file()
-            else sorted(
-                f
-                for f in p.rglob("result.json")  # tuning and JTT stage-1 runs are not results
-                if "grid" not in f.relative_to(p).parts and "stage1" not in f.relative_to(p).parts
-            )
-        )
+        files = [p] if p.is_file() else members(p, result_files(p))
         for f in files:
             if f.resolve() in seen:
                 continue
@@ -152,7 +147,7 @@ def failures(paths: list[str | Path]) -> list[dict[str, Any]]:
     lists them instead of silently averaging fewer seeds."""
     found = []
     for p in map(Path, paths):
-        for f in sorted(p.rglob("failed.json")) if p.is_dir() else []:
+        for f in members(p, sorted(p.rglob("failed.json"))) if p.is_dir() else []:
             record = load_json(f)
             found.append(
                 {
@@ -168,12 +163,14 @@ def failures(paths: list[str | Path]) -> list[dict[str, Any]]:
 
 def selections(paths: list[str | Path]) -> list[dict[str, Any]]:
     """The tuning records (selection.json) under the given comparison directories."""
-    return [
-        json.loads(f.read_text())
-        for p in map(Path, paths)
-        if Path(p).is_dir()
-        for f in sorted(Path(p).rglob("selection.json"))
-    ]
+    found = []
+    for p in (Path(p) for p in paths if Path(p).is_dir()):
+        manifest = read_manifest(p)
+        for f in sorted(p.rglob("selection.json")):
+            record = json.loads(f.read_text())
+            if manifest is None or record.get("method") in manifest.methods:
+                found.append(record)
+    return found
 
 
 def _setting(result: RunResult) -> dict[str, Any]:
