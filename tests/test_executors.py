@@ -135,6 +135,109 @@ def test_killed_pool_resumes_without_training_a_run_twice(tmp_path):
             assert [json.loads(line)["epoch"] for line in log] == [0, 1, 2, 3]
 
 
+def _kill_worker_of(run_dir, times: int, stop) -> list[int]:
+    """Kill the pool worker that trains ``run_dir`` (its pid is in the run's lock file) up
+    to ``times`` times, each retry's worker once."""
+    killed: list[int] = []
+    lock = run_dir / ".lock"
+    while len(killed) < times and not stop.is_set():
+        try:
+            pid = int(lock.read_text() or 0)
+        except (OSError, ValueError):
+            pid = 0
+        if pid and pid != os.getpid() and pid not in killed:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        time.sleep(0.002)
+    return killed
+
+
+def _with_killer(cfg, out, run_dir, times):
+    import threading
+
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=lambda: killed.extend(_kill_worker_of(run_dir, times, stop)))
+    killer.start()
+    try:
+        run_compare(cfg, out, show_progress=False, log=lambda *_: None)
+    finally:
+        stop.set()
+        killer.join()
+    return killed
+
+
+def test_a_dead_worker_fails_only_its_run_after_one_retry(tmp_path):
+    cfg = comparison(executor="pool", jobs=2, grid={})
+    out = tmp_path / "C"
+    with pytest.raises(RunsFailed) as err:
+        _with_killer(cfg, out, out / "mr2" / "seed1", times=2)
+    assert [str(d) for d, _ in err.value.failures] == [str(out / "mr2" / "seed1")]
+    failed = json.loads((out / "mr2" / "seed1" / "failed.json").read_text())
+    assert "worker process died twice" in failed["error"]
+    for method, seed in (("ce", 0), ("ce", 1), ("mr2", 0)):
+        assert (out / method / f"seed{seed}" / "result.json").is_file()
+    from mr2 import report
+
+    md = report.build([out], tmp_path / "R").path.read_text()
+    assert "Missing runs" in md and "mr2 seed 1" in md and "died twice" in md
+
+
+def test_a_worker_killed_once_is_retried_to_the_same_numbers(sequential, tmp_path):
+    out = tmp_path / "C"
+    killed = _with_killer(comparison(executor="pool", jobs=2), out, out / "mr2" / "seed1", 1)
+    assert len(killed) == 1
+    assert numbers_of(out) == sequential  # the retry trained the same run
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (Linux /proc)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for task in os.listdir(f"/proc/{p}/task") if os.path.isdir(f"/proc/{p}/task") else []:
+            try:
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    kids = {int(k) for k in fh.read().split()}
+            except OSError:
+                continue
+            todo += sorted(kids - found)
+            found |= kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_stopping_a_pool_comparison_leaves_no_process(sig, tmp_path):
+    cfg = comparison(executor="pool", jobs=2, grid={}, seeds=[0, 1, 2])
+    cfg.train.epochs = 200  # runs that are still training when the signal comes
+    path = tmp_path / "c.toml"
+    path.write_text(config.to_toml(cfg))
+    out = tmp_path / "C"
+    cmd = [sys.executable, "-m", "mr2", "compare", "--config", str(path), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list(out.rglob("log.jsonl"))) < 2 and time.time() < deadline:  # both training
+        assert proc.poll() is None
+        time.sleep(0.05)
+    below = _descendants(proc.pid)
+    assert len(below) >= 2  # the two workers (and no manager process)
+    os.kill(proc.pid, sig)  # the comparison's process only, not its group
+    proc.wait(timeout=60)
+    deadline = time.time() + 20
+    while any(_alive(p) for p in below) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in below if _alive(p)]
+
+
 def test_progress_lines_and_eta():
     from mr2.engine.executors import Outcome
 

@@ -12,12 +12,15 @@ and does not stop the others; a run whose directory another process holds is rep
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from mr2.engine.train import method_label, train
 from mr2.result import RunResult
 
 EXECUTORS = ("local", "pool", "ray", "slurm")
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 FAILED = identity.FAILED
 SLURM_ALIASES = {"partition": "slurm_partition", "time": "timeout_min"}
 SUBMITIT_GENERIC = (
@@ -81,6 +85,22 @@ def _log_tail(run_dir: Path, lines: int = 5) -> list[str]:
     return log.read_text().splitlines()[-lines:] if log.is_file() else []
 
 
+def record_failure(job: Job, error: str, trace: str, start: float) -> Outcome:
+    """Write RUN/failed.json (the error, traceback, log tail) and the failed outcome."""
+    record = {
+        "run": job.label,
+        "method": method_label(job.cfg),
+        "seed": job.cfg.train.seed,
+        "error": error,
+        "traceback": trace,
+        "log_tail": _log_tail(job.run_dir),
+        "host": os.uname().nodename,
+        "pid": os.getpid(),
+    }
+    io.save_json(record, Path(job.run_dir) / FAILED)
+    return Outcome("failed", error=error, seconds=time.time() - start)
+
+
 def run_job(job: Job, options: Options) -> Outcome:
     """Train one run; never raises for a failed run (see the module docstring)."""
     start = time.time()
@@ -99,18 +119,7 @@ def run_job(job: Job, options: Options) -> Outcome:
     except identity.RunBusyError as err:
         return Outcome("busy", error=str(err), seconds=time.time() - start)
     except Exception as err:
-        record = {
-            "run": job.label,
-            "method": method_label(job.cfg),
-            "seed": job.cfg.train.seed,
-            "error": f"{type(err).__name__}: {err}",
-            "traceback": traceback.format_exc(),
-            "log_tail": _log_tail(job.run_dir),
-            "host": os.uname().nodename,
-            "pid": os.getpid(),
-        }
-        io.save_json(record, failed)
-        return Outcome("failed", error=str(record["error"]), seconds=time.time() - start)
+        return record_failure(job, f"{type(err).__name__}: {err}", traceback.format_exc(), start)
     failed.unlink(missing_ok=True)  # a retried run that now finished is no failure
     return Outcome("done", brief(result), seconds=time.time() - start, reused=reused)
 
@@ -134,9 +143,24 @@ class Executor:
         return outcomes
 
 
-def _pool_worker_init(slots: Any, threads: int, gpus_per_worker: int, gpus: int) -> None:
-    """Each pool worker takes a slot: its own GPU(s), or its share of the CPU threads (a
-    run's ``train.threads`` still wins)."""
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process when the comparison's process dies, whatever
+    kills it (kill -9 included), so no worker outlives a stopped comparison."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _pool_worker_init(
+    slots: Any, threads: int, gpus_per_worker: int, gpus: int, parent: int
+) -> None:
+    """Each pool worker dies with the comparison and takes a slot: its own GPU(s), or its
+    share of the CPU threads (a run's ``train.threads`` still wins)."""
+    _die_with_parent(parent)
     slot = slots.get()
     if gpus:
         first = (slot * gpus_per_worker) % gpus
@@ -146,42 +170,78 @@ def _pool_worker_init(slots: Any, threads: int, gpus_per_worker: int, gpus: int)
 
 
 class PoolExecutor(Executor):
-    """``jobs`` worker processes on this machine (spawned, so no state is inherited)."""
+    """``jobs`` worker processes on this machine (spawned, so no state is inherited). A
+    worker that dies (killed, out of memory) breaks the pool, which stops every run in
+    flight: each of those is then retried alone, in a pool of its own, so that only the run
+    whose worker dies again is recorded as failed; the others go on in a fresh pool."""
 
     def run(self, jobs: list[Job], options: Options, report: Callback) -> list[Outcome]:
-        if not jobs:
-            return []
-        workers = min(self.jobs, len(jobs))
-        gpus = torch.cuda.device_count()
-        ctx = mp.get_context("spawn")
-        slots = ctx.Manager().Queue()
-        for slot in range(workers):
-            slots.put(slot)
-        init = (slots, max(1, (os.cpu_count() or 1) // workers), max(1, gpus // workers), gpus)
         outcomes: list[Outcome | None] = [None] * len(jobs)
-        with ProcessPoolExecutor(workers, ctx, _pool_worker_init, init) as pool:
-            futures = {pool.submit(run_job, job, options): i for i, job in enumerate(jobs)}
-            for i in range(workers):  # FIFO: the first `workers` jobs start now
-                report(i, None)
-            started = workers
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    i = futures[future]
-                    outcomes[i] = _outcome(future)
+        todo = list(range(len(jobs)))
+        while todo:
+            for i in self._round(jobs, todo, options, report, outcomes):
+                if self._round(jobs, [i], options, report, outcomes):  # died again, alone
+                    why = "its worker process died twice (killed, or out of memory)"
+                    outcomes[i] = record_failure(jobs[i], why, "", time.time())
                     report(i, outcomes[i])
-                    if started < len(jobs):
-                        report(started, None)
-                        started += 1
+            todo = [i for i in todo if outcomes[i] is None]
         return [o for o in outcomes if o is not None]
 
+    def _round(self, jobs, todo, options, report, outcomes) -> list[int]:
+        """Run ``todo`` on a fresh pool until done or a worker dies; the indices in flight
+        when it died (their outcomes left None)."""
+        workers = min(self.jobs, len(todo))
+        gpus = torch.cuda.device_count()
+        ctx = mp.get_context("spawn")
+        slots = ctx.Queue()  # handed to the workers as they start: no manager process
+        for slot in range(workers):
+            slots.put(slot)
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        init = (slots, threads, max(1, gpus // workers), gpus, os.getpid())
+        pool = ProcessPoolExecutor(workers, ctx, _pool_worker_init, init)
+        try:
+            futures = {pool.submit(run_job, jobs[i], options): i for i in todo}
+            died = _collect(futures, list(todo), workers, report, outcomes)
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM): stop the runs in flight now
+            _stop_workers(pool)
+            raise
+        pool.shutdown(wait=True)
+        slots.close()
+        return died
 
-def _outcome(future) -> Outcome:
-    try:
-        return future.result()
-    except Exception as err:  # the worker process itself died (killed, out of memory)
-        return Outcome("failed", error=f"worker died: {type(err).__name__}: {err}")
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's workers (their runs resume from their checkpoints next time) instead of
+    waiting for the runs in flight to finish."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _collect(futures, queue: list[int], workers: int, report, outcomes) -> list[int]:
+    """Outcomes as the pool's futures finish (FIFO: the first ``workers`` run first); the
+    indices in flight when a worker died, or [] when every one finished."""
+    running: list[int] = []
+
+    def start_next() -> None:
+        if queue:
+            running.append(queue.pop(0))
+            report(running[-1], None)
+
+    for _ in range(workers):
+        start_next()
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            if isinstance(future.exception(), BrokenProcessPool):
+                return running
+            i = futures[future]
+            outcomes[i] = future.result()
+            running.remove(i)
+            report(i, outcomes[i])
+            start_next()
+    return []
 
 
 class RayExecutor(Executor):
