@@ -151,6 +151,34 @@ def test_overwrite_never_empties_a_folder_that_is_not_a_run(tmp_path):
         assert (tmp_path / where / "notes.txt").read_text() == "mine"
 
 
+def _npz_config(path):
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.normal(size=(60, 4)).astype(np.float32), y=np.arange(60) % 3)
+    return tiny_config(data__name="npz", data__path=str(path), data__options={})
+
+
+def test_a_data_file_rewritten_at_the_same_path_is_another_run(tmp_path):
+    cfg = _npz_config(tmp_path / "d.npz")
+    train(cfg, tmp_path / "R", show_progress=False)
+    assert identity.inspect_run(tmp_path / "R", cfg).finished
+    rng = np.random.default_rng(1)  # regenerated: same name, other content
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(60, 4)).astype(np.float32), y=np.arange(60) % 3)
+    found = identity.inspect_run(tmp_path / "R", cfg)
+    assert found.state is identity.State.MISMATCH and "data.path_sha256" in found.message
+    with pytest.raises(identity.RunMismatchError, match=r"data\.path_sha256"):
+        train(cfg, tmp_path / "R", show_progress=False)
+
+
+def test_runs_recorded_before_the_data_hash_still_match(tmp_path):
+    cfg = _npz_config(tmp_path / "d.npz")
+    train(cfg, tmp_path / "R", show_progress=False)
+    record = json.loads((tmp_path / "R" / "run.json").read_text())
+    del record["identity"][identity.DATA_HASH]  # as an older mr2 wrote it
+    record["fingerprint"] = identity.fingerprint(record["identity"])
+    (tmp_path / "R" / "run.json").write_text(json.dumps(record))
+    assert identity.inspect_run(tmp_path / "R", cfg).state is identity.State.MATCH
+
+
 def test_a_run_being_written_is_not_a_foreign_run(tmp_path):
     """Another process's atomic write in flight (only NAME.<random>.tmp so far) is a run
     being set up, not a run of an unknown configuration (a race two compares hit)."""

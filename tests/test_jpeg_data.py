@@ -14,6 +14,7 @@ from PIL import Image
 
 from mr2 import data
 from mr2.data import jpeg
+from mr2.io import file_sha256
 from required_data import shared
 
 
@@ -91,7 +92,7 @@ def test_cache_is_reused_and_a_corrupt_cache_is_replaced(tiny, cache_home, monke
 def test_checksum_of_the_file_is_enforced(tiny, cache_home):
     with pytest.raises(ValueError, match=r"altered or is another one.*sha256_of_file"):
         data.load("cifar10_jpeg", path=str(tiny))  # default: the shared file's checksum
-    right = jpeg.sha256(tiny)
+    right = file_sha256(tiny)
     assert data.load("cifar10_jpeg", path=str(tiny), sha256_of_file=right).num_classes == 3
 
 

@@ -10,6 +10,7 @@ removed by ``remove_stale_tmp`` (the engine calls it under the run's lock).
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -94,6 +95,21 @@ def _feed(h, obj: Any) -> None:
             _feed(h, v)
     else:
         h.update(f"V{type(obj).__name__}:{obj!r}".encode())
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's content, hashed once per (path, size, modification time)."""
+    st = os.stat(path)
+    return _file_sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def save_torch(obj: dict[str, Any], path: Path) -> None:

@@ -21,6 +21,7 @@ import torch
 
 from mr2.data.base import Dataset, Split, images_to_tensor, make_dataset
 from mr2.data.files import cache_dir, search_dirs
+from mr2.io import file_sha256
 
 FILE = "cifar10_jpeg.npz"
 # sha256 of the shared file -> sha256 of its decoded (train, test) arrays' raw bytes
@@ -36,14 +37,6 @@ CIFAR10_NAMES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
 ]  # fmt: skip
 SPLITS = ("train", "test")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _find(path: str, data_dir) -> Path:
@@ -67,7 +60,7 @@ def problems(path: str = "", sha256_of_file: str = SHARED_SHA256, **_: object) -
     trains): a missing file, or one whose checksum is not the expected one."""
     if not path or not Path(path).is_file() or not sha256_of_file:
         return []  # no path: found at load time; a missing path is the engine's check
-    found = sha256(Path(path))
+    found = file_sha256(path)
     if found != sha256_of_file:
         return [
             f"data.path {path} has sha256 {found[:16]}..., not the expected "
@@ -168,7 +161,7 @@ def load_cifar10_jpeg(
     file. ``sha256_of_file``: the file must have this checksum (default: the shared
     CIFAR-10 file, whose decoded images are then checked too); "" accepts any file."""
     p = _find(path, data_dir)
-    file_sha = sha256(p)
+    file_sha = file_sha256(p)
     if sha256_of_file and file_sha != sha256_of_file:
         raise ValueError(
             f"{p} has sha256 {file_sha}, not {sha256_of_file}: the file was altered or is "

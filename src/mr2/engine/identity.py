@@ -42,6 +42,9 @@ IGNORED = (
     "train.loggers",
     "train.log_every",
 )
+# the content hash of data.path (a file); runs recorded before it was part of the identity
+# are compared without it
+DATA_HASH = "data.path_sha256"
 RECORD = "run.json"
 LOCK = ".lock"
 FAILED = "failed.json"  # written by an executor for a run that raised: not part of the run
@@ -84,6 +87,8 @@ def identity(cfg: RunConfig, kind: str = "train", *, without: tuple[str, ...] = 
     data.pop("compare")
     drop = (*IGNORED, *without)
     flat = neutral_dropped({k: v for k, v in flatten(data).items() if k not in drop})
+    if cfg.data.path and Path(cfg.data.path).is_file() and DATA_HASH not in drop:
+        flat[DATA_HASH] = io.file_sha256(cfg.data.path)  # a file rewritten at the same path
     return {"kind": kind, "mr2_version": __version__, **flat}
 
 
@@ -143,8 +148,12 @@ def inspect_run(run_dir: Path, cfg: RunConfig, kind: str = "train") -> Inspectio
         )
     record = io.load_json(record_path)
     stored = record.get("identity", {})
-    if record.get("fingerprint") != fp and fingerprint(neutral_dropped(stored)) != fp:
-        diff = differences(neutral_dropped(stored), ident)
+    legacy = DATA_HASH not in stored  # recorded before the data file's hash was part of it
+    wanted = {k: v for k, v in ident.items() if k != DATA_HASH} if legacy else ident
+    if record.get("fingerprint") != fp and fingerprint(neutral_dropped(stored)) != fingerprint(
+        wanted
+    ):
+        diff = differences(neutral_dropped(stored), wanted)
         return Inspection(
             State.MISMATCH,
             ident,
