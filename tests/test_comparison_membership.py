@@ -66,3 +66,12 @@ def test_a_corrupt_manifest_is_an_error_naming_it(tmp_path):
     (tmp_path / "comparison.json").write_text('{"methods": []}')
     with pytest.raises(ValueError, match=r"comparison\.json is not a comparison manifest"):
         read_manifest(tmp_path)
+
+
+def test_a_finished_run_with_a_leftover_failure_record_counts_once(tmp_path):
+    out = tmp_path / "C"
+    _compare(out, ["ce", "mr2"], epochs=1)
+    (out / "mr2" / "seed0" / "failed.json").write_text('{"run": "mr2 seed 0", "error": "old"}')
+    built = report.build([out], tmp_path / "R")
+    assert built.summary["missing"] == []  # finished since: not also listed as failed
+    assert "(1 failed)" not in built.table and len(built.summary["methods"]["mr2"]["seeds"]) == 2

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mr2 import backbones, models
+from mr2 import backbones, cli, models
 from mr2.engine import config
 from mr2.engine.compare import check_compare, run_config
 from mr2.engine.run import create_loss
@@ -117,3 +117,10 @@ def test_shipped_configs_load():
     paper = config.load(Path(__file__).parents[1] / "configs" / "cifar100_resnet32.toml")
     assert (paper.train.epochs, paper.optim.lr, paper.optim.warmup_epochs) == (300, 0.1, 20.0)
     assert (paper.optim.weight_decay, paper.train.batch_size) == (5e-4, 128)
+
+
+def test_a_folder_given_as_config_is_named_as_a_folder(tmp_path, capsys):
+    with pytest.raises(IsADirectoryError, match="is a folder: pass a TOML file"):
+        config.load(tmp_path)
+    assert cli.main(["train", "--config", str(tmp_path), "--out", str(tmp_path / "R")]) == 2
+    assert "is a folder" in capsys.readouterr().err

@@ -233,3 +233,19 @@ def test_ema_merge_decay_matches_weighted_reference_and_leaves_absent_classes():
 def test_bad_input_raises_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("decay", [1.5, -0.1])
+def test_ema_merge_refuses_a_decay_outside_0_1(decay):
+    k, d = 3, 2
+    z = torch.zeros(k)
+    with pytest.raises(ValueError, match=r"decay must lie in \[0, 1\]"):
+        MF.ema_merge(
+            z,
+            torch.zeros(k, d),
+            torch.zeros(k, 1),
+            z + 1,
+            torch.ones(k, d),
+            torch.zeros(k, 1),
+            decay,
+        )

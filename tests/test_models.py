@@ -70,3 +70,27 @@ def test_airbench_is_its_published_layout():
         models.create("airbench", (3, 32, 32), 10, widths=[16, 32])
     with pytest.raises(ValueError, match="\\(C, H, W\\) images"):
         models.create("airbench", (784,), 10)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("mlp", {"width": 0}, "width must be a positive integer, got 0"),
+        ("cnn", {"width": 2.5}, "width must be a positive integer"),
+        ("wrn16_2", {"width": -1}, "width must be a positive integer"),
+        ("airbench", {"widths": [16, 0, 8]}, "widths must be a list of positive integers"),
+        ("airbench", {"stem_width": True}, "stem_width must be a positive integer"),
+    ],
+)
+def test_impossible_sizes_are_refused_before_anything_is_built(
+    name, options, message, tmp_path, capsys
+):
+    with pytest.raises(ValueError, match=message):
+        models.create(name, (3, 32, 32), 10, **options)
+    from mr2 import cli
+
+    argv = ["train", "--out", str(tmp_path / "R"), "--set", f"model.name={name}"]
+    key, value = next(iter(options.items()))
+    argv += ["--set", f"model.options={{{key} = {str(value).lower()}}}"]
+    assert cli.main(argv) == 2 and not (tmp_path / "R").exists()
+    assert message.split(",")[0] in capsys.readouterr().err  # by the whole-config check

@@ -96,3 +96,35 @@ def test_seeds_recorded_before_a_neutral_key_was_dropped_still_pool(tmp_path):
     path.write_text(json.dumps(result))
     with pytest.raises(ValueError, match="differ in more than the seed"):
         report.build([out], out)
+
+
+def test_names_with_pipes_breaks_and_formulas_stay_in_their_cells(tmp_path):
+    import csv
+    import re
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    names = ["a|b", "two\nlines", "=SUM(A1)"]
+    for method in ("ce", "m|x"):
+        for seed in (0, 1):
+            logits = rng.normal(size=(60, 3)) + 2 * np.eye(3)[y]
+            report.record_run(
+                tmp_path / "runs" / f"{method}{seed}", method=method, seed=seed, y_true=y,
+                logits=logits, class_names=names,
+            )  # fmt: skip
+    text = report.build([tmp_path / "runs"], tmp_path / "R").path.read_text()
+    tables, current = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(len(re.split(r"(?<!\\)\|", line)))
+        elif current:
+            tables.append(current)
+            current = []
+    assert tables and all(len(set(t)) == 1 for t in tables)  # every row: its header's cells
+    assert "| a\\|b |" in text and "| two lines |" in text and "| m\\|x |" in text
+    with open(tmp_path / "R" / "per_class.csv", newline="") as fh:
+        parsed = list(csv.DictReader(fh))
+    assert {r["class_name"] for r in parsed} == {"a|b", "two\nlines", "'=SUM(A1)"}
+    assert {r["method"] for r in parsed} == {"ce", "m|x"}

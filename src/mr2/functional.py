@@ -165,6 +165,10 @@ def ema_merge(
     Returns:
         (weight (K,), mean (K, D), sq_dev (K, P)).
     """
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(
+            f"decay must lie in [0, 1] (the weight the old statistics keep), got {decay}"
+        )
     old = torch.where(batch_count > 0, decay * weight, weight)  # (K,)
     total = old + batch_count
     safe = total.clamp(min=torch.finfo(total.dtype).tiny)

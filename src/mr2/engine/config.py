@@ -222,6 +222,10 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunCo
     cfg = RunConfig()
     if path:
         file = Path(path)
+        if file.is_dir():
+            raise IsADirectoryError(
+                f"config file {file} is a folder: pass a TOML file (e.g. {file}/config.toml)"
+            )
         if not file.is_file():
             raise FileNotFoundError(f"config file {file} does not exist")
         with open(file, "rb") as fh:

@@ -79,7 +79,7 @@ def _model(cfg: RunConfig) -> list[str]:
                 f"not {m.name!r}"
             ]
         accepted = models.options(m.name)
-    return [
+    return models.problems(m.options) + [
         f"model.options.{key}: model {m.name!r} does not take it{suggest(key, sorted(accepted))}; "
         f"accepted: {sorted(accepted)}"
         for key in m.options

@@ -32,8 +32,33 @@ def options(name: str) -> set[str]:
     return MODELS.options(name)
 
 
+SIZES = ("width", "depth", "stem_width")  # options that count layers or channels
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def problems(options: dict) -> list[str]:
+    """Size options that no model can be built with (checked before any data loads)."""
+    out = [
+        f"model.options.{key} must be a positive integer, got {value!r}"
+        for key, value in options.items()
+        if key in SIZES and not _positive(value)
+    ]
+    widths = options.get("widths")
+    if widths is not None and not (
+        isinstance(widths, (list, tuple)) and widths and all(map(_positive, widths))
+    ):
+        out.append(f"model.options.widths must be a list of positive integers, got {widths!r}")
+    return out
+
+
 def create(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
     """Build model ``name``; ``kwargs`` (e.g. width) override its defaults."""
+    errors = problems(kwargs)
+    if errors:
+        raise ValueError("; ".join(errors))
     return MODELS.create(name, tuple(input_shape), num_classes, **kwargs)
 
 
@@ -48,4 +73,5 @@ __all__ = [
     "available",
     "create",
     "options",
+    "problems",
 ]

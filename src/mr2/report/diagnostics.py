@@ -14,6 +14,7 @@ from mr2.functional import class_statistics
 from mr2.metrics import classwise_accuracy
 from mr2.report.backend import pyplot as _pyplot
 from mr2.report.results import ReportSummary
+from mr2.report.tables import cell
 
 
 def correlations(x, y) -> dict[str, float]:
@@ -38,7 +39,7 @@ def confusion_summary(summary: ReportSummary, top: int = 2) -> str:
     names, ref = summary["class_names"], summary["reference"]
     methods = list(summary["methods"])
     lines = [
-        "| hard class | mistaken for | " + " | ".join(methods) + " |",
+        "| hard class | mistaken for | " + " | ".join(map(cell, methods)) + " |",
         "|---|---|" + "---|" * len(methods),
     ]
     conf = {m: np.asarray(summary["methods"][m]["confusion_sum"], dtype=float) for m in methods}
@@ -47,7 +48,7 @@ def confusion_summary(summary: ReportSummary, top: int = 2) -> str:
         row[c] = -1
         for j in np.argsort(-row, kind="stable")[:top]:
             rates = [f"{100 * conf[m][c, j] / max(conf[m][c].sum(), 1):.1f}" for m in methods]
-            lines.append(f"| {names[c]} | {names[j]} | " + " | ".join(rates) + " |")
+            lines.append(f"| {cell(names[c])} | {cell(names[j])} | " + " | ".join(rates) + " |")
     return "\n".join(lines)
 
 
@@ -60,7 +61,7 @@ def spread_table(summary: ReportSummary) -> str:
         if body.get("test_spread_mean") is None:
             continue
         c = correlations(body["test_spread_mean"], body["per_class_mean"])
-        lines.append(f"| {m} | {c['pearson']:+.2f} | {c['spearman']:+.2f} | {c['n']} |")
+        lines.append(f"| {cell(m)} | {c['pearson']:+.2f} | {c['spearman']:+.2f} | {c['n']} |")
     return "\n".join(lines)
 
 

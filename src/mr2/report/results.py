@@ -148,6 +148,8 @@ def failures(paths: list[str | Path]) -> list[dict[str, Any]]:
     found = []
     for p in map(Path, paths):
         for f in members(p, sorted(p.rglob("failed.json"))) if p.is_dir() else []:
+            if (f.parent / "result.json").is_file():  # retried since, and finished
+                continue
             record = load_json(f)
             found.append(
                 {

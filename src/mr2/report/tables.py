@@ -69,6 +69,18 @@ def worst_gain_cell(vs: dict[str, Any] | None) -> str:
     return _paired(vs["worst_gain_per_seed"])
 
 
+def cell(name: object) -> str:
+    """A name as one Markdown table cell: ``|`` escaped, line breaks as spaces."""
+    text = str(name).replace("\\", "\\\\").replace("|", "\\|")
+    return " ".join(text.splitlines())
+
+
+def csv_text(name: object) -> str:
+    """A name for a CSV cell that a spreadsheet will not run as a formula."""
+    text = str(name)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def summary_table(summary: ReportSummary) -> str:
     """Methods x statistics, mean ± std over seeds (accuracies in %), and the paired hard
     and worst-class gains over the reference."""
@@ -84,7 +96,7 @@ def summary_table(summary: ReportSummary) -> str:
         worst = worst_gain_cell(body["vs_reference"])
         failed = sum(1 for x in summary.get("missing", []) if x["method"] == m)
         seeds = f"{len(body['seeds'])}" + (f" ({failed} failed)" if failed else "")
-        lines.append(f"| {m} | {seeds} | " + " | ".join(cells) + f" | {gain} | {worst} |")
+        lines.append(f"| {cell(m)} | {seeds} | " + " | ".join(cells) + f" | {gain} | {worst} |")
     return "\n".join(lines)
 
 
@@ -93,7 +105,10 @@ def class_gain_table(summary: ReportSummary) -> str:
     Bonferroni simultaneous 95 % interval and Holm-adjusted p (no class is picked: all K)."""
     names = summary["class_names"]
     methods = [m for m, b in summary["methods"].items() if b["vs_reference"]]
-    lines = ["| class | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
+    lines = [
+        "| class | " + " | ".join(map(cell, methods)) + " |",
+        "|" + "---|" * (len(methods) + 1),
+    ]
     for c, name in enumerate(names):
         cells = []
         for m in methods:
@@ -104,7 +119,7 @@ def class_gain_table(summary: ReportSummary) -> str:
                 if lo != lo
                 else f"{100 * g:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] p {_p(p)}"
             )
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {cell(name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -114,10 +129,13 @@ def per_class_table(summary: ReportSummary) -> str:
     names = summary["class_names"]
     methods = list(summary["methods"])
     order = hardest_first(summary)
-    lines = ["| class | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
+    lines = [
+        "| class | " + " | ".join(map(cell, methods)) + " |",
+        "|" + "---|" * (len(methods) + 1),
+    ]
     for c in order:
         cells = [f"{100 * summary['methods'][m]['per_class_mean'][c]:.1f}" for m in methods]
-        lines.append(f"| {names[c]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {cell(names[c])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -140,7 +158,7 @@ def per_class_csv(summary: ReportSummary) -> str:
         stored = run.get("test_halves")
         halves: list[list[float | None]] = [list(h) for h in stored] if stored else [none, none]
         for c, (a, n) in enumerate(zip(run["per_class"], run["support"], strict=True)):
-            row = [run["method"], run["seed"], c, names[c], a, n, val[c]]
+            row = [csv_text(run["method"]), run["seed"], c, csv_text(names[c]), a, n, val[c]]
             w.writerow([*row, halves[0][c], halves[1][c]])
     return out.getvalue()
 

@@ -14,6 +14,7 @@ from mr2.metrics import disparity_summary, mean_std
 from mr2.metrics.hard import ClassEvidence, HardRanking, group_levels
 from mr2.report.ranking import ranking_of
 from mr2.report.results import ReportSummary
+from mr2.report.tables import cell
 
 FIELDS = ("overall", "mean_class", "worst_class", "hard")
 
@@ -78,8 +79,8 @@ def wise_report_table(wise: dict[str, Any]) -> str:
                 for f in FIELDS
             ]
             lines.append(
-                f"| {name} | {alpha} | {stats['overall']['n']} | " + " | ".join(cells) + " |"
+                f"| {cell(name)} | {alpha} | {stats['overall']['n']} | " + " | ".join(cells) + " |"
             )
         chosen = ", ".join(f"{a:g}" for a in method["selected"] if a is not None)
-        lines.append(f"| {name} | selected on validation: {chosen} | | | | | |")
+        lines.append(f"| {cell(name)} | selected on validation: {chosen} | | | | | |")
     return "\n".join(lines)
