@@ -124,3 +124,14 @@ def test_bad_sample_weight(name):
         loss_fn(z, f, y, sample_weight=-torch.ones(8))
     with pytest.raises(ValueError, match="sample_weight must have shape"):
         loss_fn(z, f, y, sample_weight=torch.ones(3))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_integer_labels_of_any_width_give_the_int64_loss(name, dtype):
+    x, y = inputs()
+    model = Tiny()
+    logits, features = model(x)
+    want = losses.create(name, num_classes=K)(logits, features, y)
+    got = losses.create(name, num_classes=K)(logits, features, y.to(dtype))
+    assert torch.equal(got, want)

@@ -301,3 +301,14 @@ def test_bootstrap_ci_crossfits_the_groups_without_a_reference():
     assert ci.lower["hard"] == pytest.approx(1.0) == ci.upper["hard"]  # resampled in halves
     given = bootstrap_ci(preds, t, 3, reference=[0.1, 0.9, 1.0], n_boot=50)
     assert given.estimate["hard"] == pytest.approx(0.5)
+
+
+def test_classwise_accuracy_takes_lists_and_numpy_labels():
+    want = classwise_accuracy(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 0, 1, 1]), 3)
+    for preds, targets in (
+        ([0, 1, 1, 2], [0, 0, 1, 1]),
+        (np.array([0, 1, 1, 2]), np.array([0, 0, 1, 1], dtype=np.int32)),
+    ):
+        assert torch.allclose(classwise_accuracy(preds, targets, 3), want, equal_nan=True)
+    with pytest.raises(ValueError, match="integer class indices"):
+        classwise_accuracy([0, 1], np.array([0.7, 1.0]), 2)

@@ -106,6 +106,7 @@ class ClassLoss(nn.Module):
                 )
             values["features"] = features
         _checks.check_targets_shape(targets, batch)
+        targets = targets.long()  # int32 / uint8 labels as int64 (a no-op for int64)
         if sample_weight is not None:
             if sample_weight.shape != (batch,):
                 raise ValueError(

@@ -47,7 +47,8 @@ def confusion_counts(preds_or_logits: Tensor, targets: Tensor, num_classes: int)
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    preds = _predictions(preds_or_logits, num_classes)
+    preds = _predictions(torch.as_tensor(preds_or_logits), num_classes)  # lists, NumPy too
+    targets = torch.as_tensor(targets)
     _checks.check_targets_shape(targets, preds.shape[0])
     if preds.numel():
         _checks.check_values(targets, num_classes)
