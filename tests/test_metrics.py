@@ -312,3 +312,24 @@ def test_classwise_accuracy_takes_lists_and_numpy_labels():
         assert torch.allclose(classwise_accuracy(preds, targets, 3), want, equal_nan=True)
     with pytest.raises(ValueError, match="integer class indices"):
         classwise_accuracy([0, 1], np.array([0.7, 1.0]), 2)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([0.7, 1.0, 0.0, 1.0]),
+        np.array([0, 1, np.nan, 1]),
+        np.array([0, -1, 1, 1]),
+        np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [0.3, 0.7]]),
+    ],
+)
+def test_bootstrap_and_diagnose_refuse_labels_that_are_not_class_indices(labels, tmp_path):
+    from mr2.engine.diagnose import run_diagnose
+
+    preds = np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="class indices|must be >= 0|not logits|1-D"):
+        bootstrap_ci(preds, labels, 2, n_boot=10)
+    path = tmp_path / "f.npz"
+    np.savez(path, features=np.ones((4, 3)), labels=labels, preds=preds)
+    with pytest.raises(ValueError, match="class indices|must be >= 0|1-D"):
+        run_diagnose(None, str(path))

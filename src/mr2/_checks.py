@@ -8,7 +8,9 @@ callers that must stay sync-free on an accelerator.
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -93,3 +95,19 @@ def reduce(values: Tensor, reduction: str) -> Tensor:
     if reduction == "sum":
         return values.sum()
     return values
+
+
+def integer_labels(values: Any, name: str = "labels") -> np.ndarray:
+    """``values`` as a 1-D int64 array of class indices; probabilities, NaN, fractional,
+    negative or boolean labels are refused (never silently cast)."""
+    a = np.asarray(values.detach().cpu() if isinstance(values, Tensor) else values)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (N,) class indices, got shape {a.shape}")
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(
+            f"{name} must hold integer class indices, got dtype {a.dtype} (probabilities or "
+            "fractional labels are not labels; cast real labels with .astype(np.int64))"
+        )
+    if a.size and a.min() < 0:
+        raise ValueError(f"{name} must be >= 0, got {int(a.min())}")
+    return a.astype(np.int64)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mr2 import _checks
 from mr2.metrics.hard import (
     ClassEvidence,
     choose_ranking,
@@ -62,9 +63,10 @@ def _resampled_class_means(
 
 
 def _inputs(preds, targets, num_classes):
-    p, t = _as_numpy(preds).astype(np.int64), _as_numpy(targets).astype(np.int64)
-    if p.ndim == 2:
+    if np.ndim(_as_numpy(preds)) == 2:
         raise ValueError("pass predicted labels (N,), not logits")
+    p = _checks.integer_labels(preds, "predictions")
+    t = _checks.integer_labels(targets, "targets")
     if p.shape != t.shape or p.ndim != 1 or p.size == 0:
         raise ValueError(
             f"predictions {p.shape} and targets {t.shape} must be equal, non-empty (N,)"

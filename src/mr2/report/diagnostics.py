@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mr2 import _checks
 from mr2.functional import class_statistics
 from mr2.metrics import classwise_accuracy
 from mr2.report.backend import pyplot as _pyplot
@@ -71,7 +72,7 @@ def diagnose_features(
     """Per-class spread ||s_k||^2, ||mu_k||^2, accuracy (if predictions are given) and their
     correlation, from a feature matrix (N, D) and labels (N,)."""
     f = torch.as_tensor(np.asarray(features), dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    y = torch.from_numpy(_checks.integer_labels(labels))
     if f.dim() != 2 or y.shape != (f.shape[0],):
         raise ValueError(
             f"need features (N, D) and labels (N,), got {tuple(f.shape)}, {tuple(y.shape)}"
@@ -85,7 +86,11 @@ def diagnose_features(
     }
     if preds is not None:
         p = torch.as_tensor(np.asarray(preds))
-        p = p.argmax(1) if p.dim() == 2 else p.long()
+        p = (
+            p.argmax(1)
+            if p.dim() == 2
+            else torch.from_numpy(_checks.integer_labels(preds, "preds"))
+        )
         acc = classwise_accuracy(p, y, k)
         out["accuracy"] = acc.tolist()
         out["correlation"] = correlations(spread.numpy(), acc.numpy())
