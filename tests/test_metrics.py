@@ -327,9 +327,9 @@ def test_bootstrap_and_diagnose_refuse_labels_that_are_not_class_indices(labels,
     from mr2.engine.diagnose import run_diagnose
 
     preds = np.array([0, 1, 0, 1])
-    with pytest.raises(ValueError, match="class indices|must be >= 0|not logits|1-D"):
+    with pytest.raises(ValueError, match=r"class indices|must be >= 0|not logits|1-D"):
         bootstrap_ci(preds, labels, 2, n_boot=10)
     path = tmp_path / "f.npz"
     np.savez(path, features=np.ones((4, 3)), labels=labels, preds=preds)
-    with pytest.raises(ValueError, match="class indices|must be >= 0|1-D"):
+    with pytest.raises(ValueError, match=r"class indices|must be >= 0|1-D"):
         run_diagnose(None, str(path))

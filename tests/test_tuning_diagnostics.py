@@ -99,3 +99,16 @@ def test_diagnose_feature_file_and_run(tmp_path, capsys):
     assert out["split"] == "val" and len(out["accuracy"]) == 5
     assert cli.main(["diagnose", str(tmp_path / "nothing")]) == 2
     assert cli.main(["diagnose"]) == 2
+
+
+def test_an_undefined_selection_metric_is_refused_not_chosen_on_nan(tmp_path):
+    """Two classes have no hard third (K = 2 splits as 1 / 1 / 0): selecting on it would
+    pick a grid point on [nan, nan]."""
+    cfg = tiny_config()
+    cfg.data.options = {**cfg.data.options, "num_classes": 2}
+    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0]
+    cfg.compare.grid = {"mr2": {"lambda_rep": [0.0, 0.1]}}
+    cfg.compare.select_metric = "hard"
+    with pytest.raises(ValueError, match=r"undefined \(NaN\) at every grid point.*mean_class"):
+        run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
+    assert not (tmp_path / "C" / "mr2" / "selection.json").exists()

@@ -6,6 +6,7 @@ settings on all seeds. A failed run is recorded and the others go on."""
 from __future__ import annotations
 
 import copy
+import math
 import re
 import shutil
 from dataclasses import dataclass, field, replace
@@ -232,7 +233,14 @@ def select(
                 "val_score": sum(scores) / len(scores),
             }
         )
-    best = max(rows, key=lambda r: r["val_score"])  # first of equals wins
+    if all(math.isnan(r["val_score"]) for r in rows):
+        raise ValueError(
+            f"validation {metric} is undefined (NaN) at every grid point of {method} (the hard "
+            "third needs 3 classes or more, and every class in the validation split): set "
+            "compare.select_metric to mean_class or worst_class"
+        )
+    # first of equals wins; a NaN point never does
+    best = max(rows, key=lambda r: -math.inf if math.isnan(r["val_score"]) else r["val_score"])
     selection = {
         "method": method,
         "metric": f"validation {metric}",
