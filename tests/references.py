@@ -47,11 +47,16 @@ def weighted_statistics(features: Tensor, targets: Tensor, weights: list[float],
 
 
 def margins(norm_sq: list[float], dev: list[float], seen: list[bool], c_bar: float) -> list[float]:
+    """The documented formula, with its floor: each seen class's cube root at least 0.1 of
+    the seen classes' mean, then normalised to mean c_bar."""
     roots = [(n + s) ** (1 / 3) for n, s, ok in zip(norm_sq, dev, seen, strict=True) if ok]
+    floor = 0.1 * sum(roots) / len(roots) if roots else 0.0
+    roots = [max(r, floor) for r in roots]
     mean_root = sum(roots) / len(roots) if roots else 0.0
     out = []
     for n, s, ok in zip(norm_sq, dev, seen, strict=True):
-        out.append(c_bar * (n + s) ** (1 / 3) / mean_root if ok and mean_root > 0 else c_bar)
+        root = max((n + s) ** (1 / 3), floor)
+        out.append(c_bar * root / mean_root if ok and mean_root > 0 else c_bar)
     return out
 
 

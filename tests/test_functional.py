@@ -249,3 +249,25 @@ def test_ema_merge_refuses_a_decay_outside_0_1(decay):
             torch.zeros(k, 1),
             decay,
         )
+
+
+def test_a_class_with_all_zero_features_gets_a_floored_margin():
+    # a = 0, 1, 8: cube roots 0, 1, 2 (mean 1); the zero one floored at 0.1 of the mean,
+    # then normalised to mean 1: [0.1, 1, 2] * 3 / 3.1 (derived by hand)
+    gamma = MF.class_margins(
+        torch.tensor([0.0, 1.0, 8.0]), torch.zeros(3), seen=torch.ones(3, dtype=torch.bool)
+    )
+    assert torch.allclose(gamma, torch.tensor([0.1, 1.0, 2.0]) * 3 / 3.1)
+    assert torch.isclose(gamma.mean(), torch.tensor(1.0))
+    # through the loss: the zero-feature class's samples no longer blow up
+    from mr2 import MR2Loss
+
+    loss_fn = MR2Loss(3, lambda_rep=0.0, ema_decay=0.0)
+    feats = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]).repeat(4, 1)
+    y = torch.tensor([0, 1, 2]).repeat(4)
+    logits = torch.randn(12, 3, requires_grad=True)
+    loss_fn(logits, feats, y).backward()  # first step: statistics set
+    logits.grad = None
+    loss = loss_fn(logits, feats, y)
+    loss.backward()
+    assert loss.item() < 100 and logits.grad.abs().max() < 100

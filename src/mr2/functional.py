@@ -184,6 +184,9 @@ def ema_merge(
 # Margins and the two loss terms.
 
 
+MARGIN_FLOOR = 0.1  # least a_k^(1/3) relative to the seen classes' mean, before normalising
+
+
 def class_margins(
     mean_sq_norm: Tensor, mean_sq_dev: Tensor, seen: Tensor, c_bar: float = 1.0
 ) -> Tensor:
@@ -192,6 +195,8 @@ def class_margins(
     ``gamma_k = c_bar * a_k^(1/3) / mean_{seen j} a_j^(1/3)`` with ``a = mean_sq_norm +
     mean_sq_dev``. Unseen classes get ``c_bar`` and do not enter the mean, so the mean margin
     over seen classes is exactly ``c_bar``. If every seen class has a = 0 all margins are c_bar.
+    ``a^(1/3)`` is floored at ``MARGIN_FLOOR`` (0.1) of its mean over the seen classes before
+    normalising, so no margin falls below about a tenth of ``c_bar``.
 
     Example:
         >>> class_margins(torch.tensor([1.0, 8.0, 5.0]), torch.tensor([0.0, 0.0, 3.0]),
@@ -202,10 +207,13 @@ def class_margins(
         raise ValueError(f"c_bar must be > 0, got {c_bar}")
     a = (mean_sq_norm + mean_sq_dev).clamp(min=0)
     root = torch.where(seen, a.pow(1.0 / 3.0), torch.zeros_like(a))
-    norm = root.sum() / seen.sum().clamp(min=1)
+    count = seen.sum().clamp(min=1)
+    # The statistic is floored at MARGIN_FLOOR of the seen classes' mean, so a class whose
+    # features are all zero (a = 0) does not get a margin near 0, which would multiply its
+    # logits, loss and gradients by ~1e6; then normalised, so the mean stays c_bar.
+    root = torch.where(seen, root.clamp(min=MARGIN_FLOOR * root.sum() / count), root)
+    norm = root.sum() / count
     gamma = c_bar * root / norm.clamp(min=torch.finfo(root.dtype).tiny)
-    # Floor at a tiny positive value so a zero-energy class cannot divide logits by 0.
-    gamma = gamma.clamp(min=1e-6 * c_bar)
     return torch.where(seen & (norm > 0), gamma, torch.full_like(gamma, c_bar))
 
 
