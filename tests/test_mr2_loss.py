@@ -373,3 +373,17 @@ def test_compiles_as_one_graph_without_validation():
             torch.testing.assert_close(a, b)
     for key, value in eager.state_dict().items():
         torch.testing.assert_close(value, compiled.state_dict()[key])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_module_keeps_float32_statistics(dtype):
+    """loss.half() (as model.half() users do) must not give float16 statistics, which
+    overflow and turned the first batch's loss into a silent NaN."""
+    torch.manual_seed(0)
+    feats = (torch.randn(32, 16) * 300).to(dtype)  # squared norms beyond float16's range
+    logits, y = torch.randn(32, 5).to(dtype), torch.arange(32) % 5
+    loss_fn = MR2Loss(5).to(dtype)
+    assert all(getattr(loss_fn, n).dtype == torch.float32 for n in MR2Loss.STATISTICS)
+    reference = MR2Loss(5)
+    got, want = loss_fn(logits, feats, y), reference(logits.float(), feats.float(), y)
+    assert torch.isfinite(got) and torch.allclose(got.float(), want, rtol=1e-3)

@@ -145,6 +145,18 @@ class MR2Loss(ClassLoss):
         self.register_buffer("sq_dev", torch.zeros(num_classes, 2))
 
     PRESETS = _PRESETS
+    STATISTICS = ("weight", "class_mean", "sq_dev")
+
+    def _apply(self, fn, recurse=True):
+        """``.half()`` / ``.to(torch.bfloat16)`` move the statistics but keep them in float32
+        (or float64): float16 running sums of squared norms overflow, and the inputs are
+        computed in float32 anyway."""
+        out = super()._apply(fn, recurse)
+        for name in self.STATISTICS:
+            buf = getattr(self, name)
+            if buf.dtype in (torch.float16, torch.bfloat16):
+                setattr(self, name, buf.float())
+        return out
 
     @classmethod
     def from_preset(
