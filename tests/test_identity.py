@@ -315,7 +315,22 @@ def test_bit_flipped_checkpoint_is_an_error_naming_it(tmp_path):
     blob[at + 3] ^= 0x10
     ckpt.write_bytes(bytes(blob))
     started = time.time()
-    with pytest.raises(ValueError, match=r"checkpoint\.pt fails its checksum"):
+    with pytest.raises(ValueError, match=r"checkpoint\.pt fails its checksum") as err:
         train(cfg, tmp_path / "R", show_progress=False)
     assert time.time() - started < 60
     assert ckpt.read_bytes() == bytes(blob)  # kept for inspection, not deleted
+    # the message says what helps (--overwrite does not: the configuration is the same)
+    assert "--no-resume" in str(err.value) and "--overwrite" not in str(err.value)
+    with pytest.raises(ValueError, match="fails its checksum"):
+        train(cfg, tmp_path / "R", overwrite=True, show_progress=False)
+    path = tmp_path / "c.toml"
+    path.write_text(config.to_toml(cfg))
+    cfg.compare.methods, cfg.compare.seeds = ["ce"], [0]
+    argv = ["compare", "--config", str(path), "--out", str(tmp_path / "C"), "--seeds", "0"]
+    assert cli.main([*argv, "--methods", "ce"]) == 0
+    ckpt_c = tmp_path / "C" / "ce" / "seed0" / "checkpoint.pt"
+    (tmp_path / "C" / "ce" / "seed0" / "result.json").unlink()
+    ckpt_c.write_bytes(bytes(blob))
+    assert cli.main([*argv, "--methods", "ce"]) == 1  # the run fails, naming the file
+    assert cli.main([*argv, "--methods", "ce", "--no-resume"]) == 0  # starts it over
+    assert (tmp_path / "C" / "ce" / "seed0" / "result.json").is_file()

@@ -63,6 +63,12 @@ def _training_commands(sub) -> None:
     p = sub.add_parser("compare", help="methods x seeds, resumable, then the report")
     _config_args(p)
     p.add_argument("--out", required=True, help="comparison directory")
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="every run starts over, finished ones too (default: finished runs are reused, "
+        "interrupted ones resume from their checkpoints)",
+    )
     _overwrite_arg(p)
     p.add_argument("--methods", nargs="+", help=f"losses to compare: {losses.available()}")
     p.add_argument("--seeds", nargs="+", type=int)
@@ -182,7 +188,7 @@ def _compare(args) -> int:
         print(f"{args.config or 'the configuration'}: every run checks out")
         return 0
     try:
-        run_compare(cfg, args.out, overwrite=args.overwrite)
+        run_compare(cfg, args.out, resume=not args.no_resume, overwrite=args.overwrite)
     except RunsFailed as failed:
         if any(Path(args.out).rglob("result.json")):  # report what finished
             _print_report(report.build([args.out], args.out, reference=cfg.compare.reference))

@@ -20,7 +20,13 @@ from typing import Any
 
 import torch
 
-CHECKSUM_KEY = "_mr2_sha256"  # top-level key of every checkpoint mr2 writes
+CHECKSUM_KEY = "_mr2_sha256"
+# what helps when a run's checkpoint is corrupt (--overwrite only replaces runs of another
+# configuration, so it does not)
+RESTART = (
+    "Start the run over with `mr2 train ... --no-resume` / `mr2 compare ... --no-resume` (or "
+    "delete the file: the run then trains from the start), or use another --out"
+)  # top-level key of every checkpoint mr2 writes
 
 
 class CorruptFileError(ValueError):
@@ -132,19 +138,16 @@ def load_torch(path: Path) -> dict[str, Any]:
         raise CorruptFileError(
             f"{path} cannot be read as an mr2 checkpoint ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}); it is corrupt or was not "
-            "written by mr2. Start the run over with --overwrite, or use another --out"
+            f"written by mr2. {RESTART}"
         ) from err
     if not isinstance(obj, dict) or CHECKSUM_KEY not in obj:
         raise CorruptFileError(
-            f"{path} carries no mr2 checksum (written by another program or an older mr2); "
-            "start the run over with --overwrite, or use another --out"
+            f"{path} carries no mr2 checksum (written by another program or an older mr2). "
+            f"{RESTART}"
         )
     stored = obj.pop(CHECKSUM_KEY)
     if tensor_digest(obj) != stored:
-        raise CorruptFileError(
-            f"{path} fails its checksum (the file is corrupt); start the run over with "
-            "--overwrite, or use another --out"
-        )
+        raise CorruptFileError(f"{path} fails its checksum (the file is corrupt). {RESTART}")
     return obj
 
 
