@@ -334,3 +334,15 @@ def test_bit_flipped_checkpoint_is_an_error_naming_it(tmp_path):
     assert cli.main([*argv, "--methods", "ce"]) == 1  # the run fails, naming the file
     assert cli.main([*argv, "--methods", "ce", "--no-resume"]) == 0  # starts it over
     assert (tmp_path / "C" / "ce" / "seed0" / "result.json").is_file()
+
+
+def test_a_checkpoint_copied_from_another_run_is_refused(tmp_path):
+    a, b = tiny_config(train__epochs=3), tiny_config(train__epochs=3, train__seed=1)
+    train(a, tmp_path / "A", show_progress=False)
+    train(b, tmp_path / "B", show_progress=False)
+    (tmp_path / "B" / "result.json").unlink()  # B interrupted before its end, say
+    (tmp_path / "B" / "checkpoint.pt").write_bytes((tmp_path / "A" / "checkpoint.pt").read_bytes())
+    with pytest.raises(ValueError, match=r"checkpoint\.pt belongs to another run.*--no-resume"):
+        train(b, tmp_path / "B", show_progress=False)
+    result = train(b, tmp_path / "B", resume=False, show_progress=False)  # what the error says
+    assert result.seed == 1

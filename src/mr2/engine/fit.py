@@ -19,6 +19,7 @@ from torch import nn
 
 from mr2 import data as mr2_data
 from mr2 import distributed, io
+from mr2.engine import identity
 from mr2.engine.config import RunConfig, to_dict
 from mr2.engine.context import Context
 from mr2.engine.loggers import Loggers
@@ -163,6 +164,16 @@ class _Best:
     state: dict[str, torch.Tensor] | None = None
 
 
+def _check_owner(path: Path, stored: str | None, owner: str) -> None:
+    """A checkpoint of another run (copied here) is refused; checkpoints of an older mr2
+    carry no fingerprint and are taken as the run's own."""
+    if stored is not None and stored != owner:
+        raise io.CorruptFileError(
+            f"{path} belongs to another run (fingerprint {stored[:12]}..., this run's is "
+            f"{owner[:12]}...): copied from elsewhere? {io.RESTART}"
+        )
+
+
 def fit(
     run: Run, run_dir: Path, *, resume: bool, show_progress: bool | None
 ) -> tuple[list[EpochRecord], int]:
@@ -174,8 +185,10 @@ def fit(
     ckpt_path = run_dir / "checkpoint.pt"
     start, best = 0, _Best()
     history: list[EpochRecord] = []
+    owner = identity.fingerprint(identity.identity(cfg))  # checkpoints name their run
     if resume and ckpt_path.exists():
         state = io.load_torch(ckpt_path)
+        _check_owner(ckpt_path, state.pop("run_fingerprint", None), owner)
         run.restore(state)
         start, best = state["epoch"] + 1, _Best(**state["best"])
         history = [EpochRecord.from_dict(h, ckpt_path) for h in state["history"]]
@@ -196,6 +209,7 @@ def fit(
                 rows = [h.to_dict() for h in history]
                 best_state = {"score": best.score, "epoch": best.epoch, "state": best.state}
                 checkpoint = {"epoch": epoch, "best": best_state, "history": rows}
+                checkpoint["run_fingerprint"] = owner
                 io.save_torch({**run.state(), **checkpoint}, ckpt_path)
                 log.write(record.to_dict())
                 loggers.epoch(epoch, record, run.dataset.class_names)
