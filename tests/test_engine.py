@@ -268,3 +268,27 @@ def test_compiled_model_trains_like_the_eager_one(tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
     assert compiled.test.per_class == pytest.approx(eager.test.per_class, abs=0.03)
+
+
+def test_a_finished_run_in_a_read_only_folder_is_reused_and_evaluated_elsewhere(
+    tmp_path, monkeypatch, capsys
+):
+    """Runs as root ignore file modes, so a read-only folder is simulated through
+    os.access; no lock may be taken there (it would need to write .lock)."""
+    import os
+
+    cfg_file = write_config(small(), tmp_path / "c.toml")
+    run = tmp_path / "R"
+    assert cli.main(["train", "--config", str(cfg_file), "--out", str(run)]) == 0
+    before = json.loads((run / "result.json").read_text())
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if Path(p) == run else real(p, m))
+    from mr2.engine import identity
+
+    monkeypatch.setattr(identity.RunLock, "__enter__", lambda self: pytest.fail("locked"))
+    assert train(small(), run, show_progress=False).test.per_class == before["test"]["per_class"]
+    assert cli.main(["evaluate", str(run)]) == 2
+    assert "is read-only): pass --out FILE.json" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(run), "--out", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["per_class"] == before["test"]["per_class"]
+    assert str(tmp_path / "e.json") in capsys.readouterr().out

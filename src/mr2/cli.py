@@ -130,7 +130,11 @@ def _model_commands(sub) -> None:
     p.add_argument("run", nargs="?", help="a finished run directory: evaluate its final.pt")
     p.add_argument("--split", default="test", choices=["val", "test"], help="with RUN_DIR")
     _config_args(p)
-    p.add_argument("--out", help="untrained model: its run directory (result.json)")
+    p.add_argument(
+        "--out",
+        help="with RUN_DIR: the JSON file to write (default RUN_DIR/eval_SPLIT.json); "
+        "untrained model: its run directory (result.json)",
+    )
     _overwrite_arg(p)
     p = sub.add_parser(
         "zero-shot", help="evaluate the configured model before any training (CLIP zero-shot)"
@@ -233,12 +237,12 @@ def _evaluate(args) -> int:
     """``evaluate RUN_DIR``: a finished run; ``evaluate --config --out`` / ``zero-shot``: the
     model before training."""
     if args.command == "evaluate" and args.run:
-        if args.config or args.out:
+        if args.config:
             raise ValueError("give RUN_DIR (a finished run) or --config/--out, not both")
-        done = evaluate_run(args.run, args.split, args.set)
+        done = evaluate_run(args.run, args.split, args.set, out=args.out)
         print(
             f"{args.split} accuracy {done['overall']:.4f}; worst class "
-            f"{done['summary']['worst_class']:.4f}; {args.run}/eval_{args.split}.json"
+            f"{done['summary']['worst_class']:.4f}; {done['path']}"
         )
         return 0
     if not args.out:

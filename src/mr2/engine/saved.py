@@ -3,6 +3,7 @@ diagnose``) and evaluated (``mr2 evaluate RUN_DIR``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +63,17 @@ def evaluate_run(
     split: str = "test",
     overrides: Sequence[str] = (),
     ctx: Context | None = None,
+    out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate RUN_DIR/final.pt on ``split`` ("val" or "test") of the run's data (see
-    ``load_saved_run``); writes RUN_DIR/eval_<split>.json and returns it. Its easy / medium /
-    hard are cross-fitted on the split's halves (``mr2.metrics.hard``)."""
+    ``load_saved_run``); writes ``out`` (default RUN_DIR/eval_<split>.json) and returns it.
+    Its easy / medium / hard are cross-fitted on the split's halves (``mr2.metrics.hard``)."""
+    target = Path(out) if out else Path(run_dir) / f"eval_{split}.json"
+    if not os.access(target.parent if target.parent.exists() else ".", os.W_OK):
+        raise PermissionError(
+            f"cannot write {target} ({target.parent} is read-only): pass --out FILE.json "
+            "in a folder you can write"
+        )
     run = load_saved_run(run_dir, split, overrides, ctx)
     scores = evaluate(
         run.model,
@@ -78,7 +86,7 @@ def evaluate_run(
     )
     summary = disparity_summary(scores.accuracy, class_counts=scores.support).as_dict()
     summary.update(crossfit_groups(scores.accuracy, scores.halves))  # never ranked on itself
-    out = {
+    record = {
         "run": str(run_dir),
         "split": split,
         "data": config.to_dict(run.cfg)["data"],
@@ -87,5 +95,5 @@ def evaluate_run(
         "support": scores.support.tolist(),
         "summary": summary,
     }
-    io.save_json(out, Path(run_dir) / f"eval_{split}.json")
-    return out
+    io.save_json(record, target)
+    return {**record, "path": str(target)}

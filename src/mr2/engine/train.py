@@ -9,6 +9,7 @@ with the model chosen by ``train.select`` (never chosen on test).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from dataclasses import replace
@@ -71,6 +72,10 @@ def train(
     validate.check_run(cfg)
     setup(cfg)  # joins the torchrun process group: only rank 0 locks and writes
     run_dir = Path(run_dir)
+    if resume and run_dir.is_dir() and not os.access(run_dir, os.W_OK):  # no lock possible:
+        found = identity.inspect_run(run_dir, cfg)  # a finished run is read as it is
+        if found.state is identity.State.MATCH and found.finished:
+            return read_result(run_dir)
     with _run_lock(run_dir, cfg, "train", overwrite=overwrite, wait=wait) as found:
         if found.finished and resume:  # a finished run of this configuration: reused
             return read_result(run_dir)
