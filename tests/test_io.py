@@ -112,3 +112,21 @@ def test_report_of_a_missing_directory_creates_nothing(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "nope").exists()
+
+
+def test_a_full_disk_during_torch_save_is_a_clear_error(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    def failing_save(obj, fh):
+        fh.write(b"partial")
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file data/0: file write failed"
+        )
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(100, 100, 0))
+    with pytest.raises(OSError, match=r"cannot write .*ckpt\.pt: the disk is full"):
+        io.save_torch({"w": torch.ones(2)}, tmp_path / "ckpt.pt")
+    assert list(tmp_path.iterdir()) == []  # no partial file left

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,13 @@ def _atomic(path: Path, write) -> None:
         os.replace(tmp, path)
     except OSError as err:
         raise OSError(err.errno, f"cannot write {path}: {_why(err)}") from err
+    except RuntimeError as err:  # torch.save's writer reports a failed write this way
+        if "write" not in str(err).lower():
+            raise
+        full = shutil.disk_usage(path.parent).free < (1 << 20)
+        code = errno.ENOSPC if full else errno.EIO
+        why = _why(OSError(code, str(err).splitlines()[0]))
+        raise OSError(code, f"cannot write {path}: {why}") from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
