@@ -66,13 +66,13 @@ def test_checksum_covers_every_tensor_byte(tmp_path):
 
 
 def test_stale_tmp_files_are_removed_when_a_run_starts(tmp_path):
-    run = tmp_path / "R"
-    run.mkdir()
-    for name in ("checkpoint.pt.ab12.tmp", "result.json.cd34.tmp"):
-        (run / name).write_bytes(b"x" * 100)
-    (run / "keep.tmp.txt").write_text("not ours")
     from mr2.engine.train import train
 
+    run = tmp_path / "R"
+    train(tiny_config(loss__name="mr2"), run, show_progress=False)  # a run of another config
+    for name in ("checkpoint.pt.ab12.tmp", "result.json.cd34.tmp"):
+        (run / name).write_bytes(b"x" * 100)
+    (run / "keep.tmp.txt").write_text("left in the old run")
     train(tiny_config(), run, overwrite=True, show_progress=False)
     assert not list(run.glob("*.*.tmp"))
     assert not (run / "keep.tmp.txt").exists()  # --overwrite cleared the old directory
@@ -121,7 +121,8 @@ def test_a_full_disk_during_torch_save_is_a_clear_error(tmp_path, monkeypatch):
     def failing_save(obj, fh):
         fh.write(b"partial")
         raise RuntimeError(
-            "[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file data/0: file write failed"
+            "[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing "
+            "file data/0: file write failed"
         )
 
     monkeypatch.setattr(torch, "save", failing_save)
