@@ -131,3 +131,33 @@ def test_a_full_disk_during_torch_save_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=r"cannot write .*ckpt\.pt: the disk is full"):
         io.save_torch({"w": torch.ones(2)}, tmp_path / "ckpt.pt")
     assert list(tmp_path.iterdir()) == []  # no partial file left
+
+
+@pytest.mark.parametrize("name", [".lock", "log.jsonl"])
+def test_links_planted_in_a_run_folder_are_never_followed(name, tmp_path):
+    from mr2.engine.train import train
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    run = tmp_path / "R"
+    cfg = tiny_config(train__epochs=3)
+    train(cfg, run, show_progress=False)
+    (run / "result.json").unlink()  # an interrupted run, resumed below
+    (run / name).unlink()
+    (run / name).symlink_to(victim)
+    try:
+        train(cfg, run, show_progress=False)
+    except OSError as err:  # the lock: refused
+        assert name == ".lock" and "cannot write" in str(err)
+    assert victim.read_text() == "precious"
+    if name == "log.jsonl":  # the log: replaced by a file of its own
+        assert not (run / name).is_symlink() and len((run / name).read_text().splitlines()) == 3
+
+
+def test_atomic_writes_replace_a_planted_link_instead_of_following_it(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "jtt_errors.json").symlink_to(victim)  # what JTT writes with save_json
+    io.save_json({"error_indices": [1]}, tmp_path / "jtt_errors.json")
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "jtt_errors.json").is_symlink()

@@ -10,7 +10,6 @@ in ``state_dict()``. CDB's per-epoch refresh and class-level group DRO live in t
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from mr2._registry import Registry
 from mr2.data import Dataset
 from mr2.engine.evaluate import predict
 from mr2.engine.schedule import make_optimizer
+from mr2.io import save_json
 from mr2.losses import generalized_cross_entropy
 
 
@@ -106,14 +106,13 @@ class JTT(Procedure):
         )
         errors = preds != self.dataset.train.y
         self.weights = 1.0 + (float(self.options["upweight"]) - 1.0) * errors.float()
-        (self.run_dir / "jtt_errors.json").write_text(
-            json.dumps(
-                {
-                    "error_indices": torch.nonzero(errors).flatten().tolist(),
-                    "upweight": self.options["upweight"],
-                    "train_size": len(errors),
-                }
-            )
+        save_json(  # atomic: a link planted there is replaced, never followed
+            {
+                "error_indices": torch.nonzero(errors).flatten().tolist(),
+                "upweight": self.options["upweight"],
+                "train_size": len(errors),
+            },
+            self.run_dir / "jtt_errors.json",
         )
 
     def batch_weights(self, epoch, idx, x, y, logits):

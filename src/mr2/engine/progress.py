@@ -5,10 +5,13 @@ one record per epoch."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
+
+from mr2 import io
 
 
 class StepProgress:
@@ -68,12 +71,20 @@ class JsonlLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as fh:
+        # O_NOFOLLOW: a link planted as the log is refused, never followed to its target
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        try:
+            fd = os.open(self.path, flags, 0o666)
+        except OSError as err:
+            raise OSError(err.errno, f"cannot append to {self.path}: {err.strerror} "
+                          "(a symbolic link there is refused)") from err  # fmt: skip
+        with os.fdopen(fd, "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
     def rewrite(self, records: list[dict[str, Any]]) -> None:
-        """Replace the log with ``records`` (on resume: the checkpointed epochs)."""
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        """Replace the log with ``records`` (on resume: the checkpointed epochs): written
+        aside and renamed over it, so a link there is replaced, not followed."""
+        io.save_text("".join(json.dumps(r) + "\n" for r in records), self.path)
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():
