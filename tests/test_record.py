@@ -172,3 +172,30 @@ def test_an_implausible_label_is_refused_before_anything_is_allocated(tmp_path, 
     assert allocated == []
     with pytest.raises(ValueError, match="plain name"):
         record_run(tmp_path / "r", method="..", seed=0, y_true=[0, 1], y_pred=[0, 1])
+
+
+def test_record_run_refuses_mismatched_names_and_bad_features(tmp_path):
+    y = np.array([0, 1, 2, 1])
+    logits = np.eye(3)[y]
+    with pytest.raises(ValueError, match="class_names has 4 names but the logits have 3"):
+        record_run(tmp_path / "a", method="m", seed=0, y_true=y, logits=logits,
+                   class_names=["a", "b", "c", "d"])  # fmt: skip
+    feats = np.ones((4, 2))
+    feats[1, 0] = np.nan
+    with pytest.raises(ValueError, match="features must be a finite"):
+        record_run(tmp_path / "b", method="m", seed=0, y_true=y, logits=logits, features=feats)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_prediction_files_refuse_array_methods_and_truncated_npz(tmp_path):
+    from mr2.report.predictions import record_predictions
+
+    y = np.array([0, 1, 2, 1])
+    np.savez(tmp_path / "a.npz", y_true=y, y_pred=y, method=np.array(["ce", "mr2"]))
+    with pytest.raises(ValueError, match="method must be one value"):
+        record_predictions([tmp_path / "a.npz"], tmp_path / "out")
+    np.savez(tmp_path / "b.npz", y_true=y, y_pred=y)
+    blob = (tmp_path / "b.npz").read_bytes()
+    (tmp_path / "b.npz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ValueError, match=r"b\.npz cannot be read as an \.npz"):
+        record_predictions([tmp_path / "b.npz"], tmp_path / "out")

@@ -12,6 +12,7 @@ Each file becomes one or more runs (``record_run``) under the report folder:
 from __future__ import annotations
 
 import csv
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,29 @@ from mr2.report.record import inferred_classes, record_run
 Pending = tuple[str, int, dict[str, Any]]  # method, seed, record_run's other arguments
 
 
+def _scalar(data, key: str, path: Path):
+    value = data[key]
+    if value.ndim != 0:
+        raise ValueError(
+            f"{path}: {key} must be one value, not an array of shape {value.shape}"
+        )
+    return value.item()
+
+
 def _npz(path: Path) -> list[Pending]:
+    try:
+        return _read_npz(path)
+    except (OSError, EOFError, zipfile.BadZipFile) as err:  # truncated or not an .npz
+        raise ValueError(f"{path} cannot be read as an .npz ({type(err).__name__}: {err})") from err
+
+
+def _read_npz(path: Path) -> list[Pending]:
     with np.load(path, allow_pickle=False) as data:
         keys = set(data.files)
         if "y_true" not in keys or not keys & {"y_pred", "logits"}:
             raise ValueError(f"{path} needs arrays y_true and y_pred or logits; has {sorted(keys)}")
-        method = str(data["method"]) if "method" in keys else path.stem
-        seed = int(data["seed"]) if "seed" in keys else 0
+        method = str(_scalar(data, "method", path)) if "method" in keys else path.stem
+        seed = int(_scalar(data, "seed", path)) if "seed" in keys else 0
         run = {
             "y_true": data["y_true"],
             "y_pred": data["y_pred"] if "y_pred" in keys else None,

@@ -94,6 +94,11 @@ def split_scores(y_true: Any, y_pred: Any, num_classes: int) -> SplitScores:
 def feature_diagnostics(features: Any, y_true: Any, num_classes: int) -> dict[str, list]:
     """Per-class ||mu_k||^2 and spread E_k ||f - mu_k||^2 of (N, D) features (float64)."""
     f = torch.as_tensor(_as_numpy(features))
+    if f.dim() != 2 or not f.dtype.is_floating_point or not bool(torch.isfinite(f).all()):
+        raise ValueError(
+            f"features must be a finite (N, D) float array, got shape {tuple(f.shape)}, "
+            f"dtype {f.dtype}{'' if not f.dtype.is_floating_point else ' (NaN or Inf found?)'}"
+        )
     stats = class_spread(feature_sums(f, _labels(y_true, "y_true"), num_classes))
     return {"test_norm_sq": stats["norm_sq"], "test_spread": stats["spread"]}
 
@@ -150,6 +155,12 @@ def record_run(
         if class_names is not None
         else (int(torch.as_tensor(_as_numpy(logits)).shape[1]) if logits is not None else 0)
     ) or inferred_classes(y, preds)
+    if class_names is not None and logits is not None:
+        cols = int(torch.as_tensor(_as_numpy(logits)).shape[1])
+        if len(class_names) != cols:
+            raise ValueError(
+                f"class_names has {len(class_names)} names but the logits have {cols} columns"
+            )
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
     test = split_scores(y, preds, k)
     val_record = None
