@@ -140,3 +140,24 @@ def test_a_backbone_whose_package_is_missing_is_named_before_anything_loads(monk
     problems = validate.problems(tiny_config(model__name="mae"))
     assert any("needs timm, of the 'vision' extra" in p for p in problems), problems
     assert not any("timm" in p for p in validate.problems(tiny_config(model__name="clip")))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.procedure_options={upweight=3}"], "apply to no run of a comparison"),
+        (['train.procedure="jtt"'], "compare the procedure as a method"),
+        (["compare.tune_seeds=[7]"], "tune_seeds is set but no method has a grid"),
+        (
+            ["compare.tune_seeds=[0, 0]", "compare.grid={mr2={lambda_rep=[0.0, 0.1]}}"],
+            "tune_seeds has duplicates",
+        ),
+        (["compare.options={mr2={process_group=3}}"], "process_group: a torch.distributed group"),
+    ],
+)
+def test_comparison_settings_that_would_be_dropped_are_refused(overrides, message, tmp_path):
+    from mr2.engine.compare import check_compare
+
+    cfg = config.load(None, ['compare.methods=["ce", "mr2"]', *overrides])
+    with pytest.raises(ValueError, match=message):
+        check_compare(cfg)

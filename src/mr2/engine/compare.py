@@ -89,10 +89,26 @@ def executor_problems(cfg: RunConfig) -> list[str]:
     return errors
 
 
+def _setting_problems(cfg: RunConfig) -> list[str]:
+    """Comparison-wide settings that would apply to no run, or apply ambiguously."""
+    c, errors = cfg.compare, []
+    if cfg.train.procedure != "standard" or cfg.train.procedure_options:
+        errors.append(
+            "train.procedure / train.procedure_options apply to no run of a comparison (each "
+            "method sets its own): compare the procedure as a method, e.g. compare.methods = "
+            '["ce", "jtt"], with its options in [compare.options.jtt]'
+        )
+    if c.tune_seeds and not c.grid:
+        errors.append("compare.tune_seeds is set but no method has a grid (compare.grid)")
+    if len(set(c.tune_seeds)) != len(c.tune_seeds):
+        errors.append(f"compare.tune_seeds has duplicates: {c.tune_seeds}")
+    return errors
+
+
 def check_compare(cfg: RunConfig) -> None:
     """Every problem of every run a comparison will train (each method with its options,
     each grid point), raised together before anything is loaded or written."""
-    errors: list[str] = executor_problems(cfg)
+    errors: list[str] = executor_problems(cfg) + _setting_problems(cfg)
     for section in ("options", "grid"):
         unknown = sorted(set(getattr(cfg.compare, section)) - set(cfg.compare.methods))
         if unknown:

@@ -138,6 +138,12 @@ def _loss(cfg: RunConfig, where: str = "loss") -> list[str]:
         losses.options(name),
         text_ok=lambda key: losses.registry.accepts_text(name, key),
     )
+    if "process_group" in options:
+        errors.append(
+            f"{where}.options.process_group: a torch.distributed group is passed in code "
+            "(MR2Loss(..., process_group=group)), not set in a config; under torchrun the "
+            "engine uses the default group"
+        )
     if cfg.loss.preset and cfg.loss.preset not in losses.presets(name):
         errors.append(
             f"{where}.preset: loss {name!r} has no preset {cfg.loss.preset!r}; available: "

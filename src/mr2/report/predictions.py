@@ -26,9 +26,7 @@ Pending = tuple[str, int, dict[str, Any]]  # method, seed, record_run's other ar
 def _scalar(data, key: str, path: Path):
     value = data[key]
     if value.ndim != 0:
-        raise ValueError(
-            f"{path}: {key} must be one value, not an array of shape {value.shape}"
-        )
+        raise ValueError(f"{path}: {key} must be one value, not an array of shape {value.shape}")
     return value.item()
 
 
