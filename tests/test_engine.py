@@ -292,3 +292,14 @@ def test_a_finished_run_in_a_read_only_folder_is_reused_and_evaluated_elsewhere(
     assert cli.main(["evaluate", str(run), "--out", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["per_class"] == before["test"]["per_class"]
     assert str(tmp_path / "e.json") in capsys.readouterr().out
+
+
+def test_evaluating_a_run_on_data_of_other_classes_is_a_clear_error(tmp_path, capsys):
+    run = tmp_path / "R"
+    assert cli.main(["train", "--config", str(write_config(small(), tmp_path / "c.toml")),
+                     "--out", str(run)]) == 0  # fmt: skip
+    other = "data.options={num_classes = 3, dim = 8, n_train = 60, n_test = 30}"
+    assert cli.main(["evaluate", str(run), "--set", other]) == 2
+    err = capsys.readouterr().err
+    assert "final.pt does not fit the run's model 'mlp'" in err and "3 classes" in err
+    assert "Traceback" not in err

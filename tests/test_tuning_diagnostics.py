@@ -112,3 +112,12 @@ def test_an_undefined_selection_metric_is_refused_not_chosen_on_nan(tmp_path):
     with pytest.raises(ValueError, match=r"undefined \(NaN\) at every grid point.*mean_class"):
         run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
     assert not (tmp_path / "C" / "mr2" / "selection.json").exists()
+
+
+def test_an_empty_feature_file_is_a_clear_error(tmp_path):
+    from mr2.engine.diagnose import run_diagnose
+
+    path = tmp_path / "f.npz"
+    np.savez(path, features=np.zeros((0, 4)), labels=np.zeros(0, dtype=np.int64))
+    with pytest.raises(ValueError, match="holds no samples"):
+        run_diagnose(None, str(path))

@@ -83,7 +83,15 @@ def load_final_model(cfg: RunConfig, dataset: mr2_data.Dataset, run_dir: Path) -
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (a finished run dir?)")
     model = create_model(cfg, dataset)
-    model.load_state_dict(io.load_torch(path)["model"])
+    try:
+        model.load_state_dict(io.load_torch(path)["model"])
+    except RuntimeError as err:  # shapes or keys of another model (e.g. other data.* classes)
+        first = str(err).splitlines()[1:2] or [str(err)]
+        raise ValueError(
+            f"{path} does not fit the run's model {cfg.model.name!r} on {dataset.name} "
+            f"({dataset.num_classes} classes): {first[0].strip()}. Evaluate it on data of "
+            "the classes it was trained on"
+        ) from err
     return model
 
 

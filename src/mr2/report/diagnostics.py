@@ -77,6 +77,8 @@ def diagnose_features(
         raise ValueError(
             f"need features (N, D) and labels (N,), got {tuple(f.shape)}, {tuple(y.shape)}"
         )
+    if not len(y):
+        raise ValueError("the feature file holds no samples (features and labels are empty)")
     k = num_classes or int(y.max()) + 1
     count, norm_sq, spread = class_statistics(f, y, k)
     out: dict[str, Any] = {
