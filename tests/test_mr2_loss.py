@@ -387,3 +387,22 @@ def test_half_precision_module_keeps_float32_statistics(dtype):
     reference = MR2Loss(5)
     got, want = loss_fn(logits, feats, y), reference(logits.float(), feats.float(), y)
     assert torch.isfinite(got) and torch.allclose(got.float(), want, rtol=1e-3)
+
+
+def test_an_overflowing_lambda_rep_is_named_not_blamed_on_the_logits():
+    torch.manual_seed(0)
+    feats, logits, y = torch.randn(16, 4) * 10, torch.randn(16, 3), torch.arange(16) % 3
+    loss_fn = MR2Loss(3, lambda_rep=3e38)  # the term itself overflows float32
+    with pytest.raises(ValueError, match=r"lambda_rep \(3e\+38\).*lower lambda_rep"):
+        loss_fn(logits, feats, y)
+    # a finite but absurd weight blows the model up; the next batch's error says why
+    x = torch.randn(16, 4) * 10
+    body, head = torch.nn.Linear(4, 4), torch.nn.Linear(4, 3)
+    opt = torch.optim.SGD([*body.parameters(), *head.parameters()], lr=0.1)
+    loss_fn = MR2Loss(3, lambda_rep=1e30)
+    with pytest.raises(ValueError, match="lambda_rep"):
+        for _ in range(5):
+            f = body(x)
+            opt.zero_grad()
+            loss_fn(head(f), f, y).backward()
+            opt.step()

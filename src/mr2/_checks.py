@@ -65,7 +65,14 @@ def check_values(
         values = values[2:]
     for total, (name, t) in zip(values, tensors.items(), strict=True):
         if not math.isfinite(total) and not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} contains NaN or Inf")
+            hint = DIVERGED if name in ("logits", "features") else ""
+            raise ValueError(f"{name} contains NaN or Inf{hint}")
+
+
+DIVERGED = (
+    " (in training this usually means the model diverged at an earlier step: a learning rate, "
+    "or a loss weight such as MR²'s lambda_rep, too large; or the inputs hold NaN)"
+)
 
 
 def _sum(t: Tensor) -> Tensor:

@@ -301,7 +301,7 @@ class MR2Loss(ClassLoss):
                     "MR2Loss: this batch's features would make the running class statistics "
                     "non-finite (squared feature norms overflow float32); the statistics are "
                     "unchanged. Check the features for exploding values (lower the learning "
-                    "rate, clip gradients) or rescale them."
+                    "rate or a loss weight such as lambda_rep, clip gradients) or rescale them."
                 )
             self.weight.copy_(weight)
             self.class_mean.copy_(mean)
@@ -360,6 +360,12 @@ class MR2Loss(ClassLoss):
                 count = rep.new_zeros(self.num_classes).index_add_(0, targets, torch.ones_like(rep))
                 rep = rep * (rep.shape[0] / count[targets])
             per_sample = per_sample + self.lambda_rep * rep
+            if self.validate and not bool(torch.isfinite(per_sample.sum(dtype=torch.float64))):
+                raise ValueError(
+                    f"MR²'s loss overflowed: lambda_rep ({self.lambda_rep:g}) times the "
+                    "representation term is not finite in float32; lower lambda_rep "
+                    "(0.01-0.1 are the values in use)"
+                )
         return per_sample
 
     @property
