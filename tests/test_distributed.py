@@ -73,3 +73,24 @@ def test_group_dro_under_ddp_equals_one_process():
         torch.testing.assert_close(mean_loss, loss.detach())
     for r in ranks:
         torch.testing.assert_close(r["q"], ref.q)
+
+
+def test_compare_under_torchrun_logs_and_reports_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from helpers import tiny_config
+    from mr2.engine import config
+
+    cfg = tiny_config(train__epochs=1)
+    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0]
+    path = tmp_path / "c.toml"
+    path.write_text(config.to_toml(cfg))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    cmd += ["2", "-m", "mr2", "compare", "--config", str(path), "--out", str(tmp_path / "C")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("[start]") == 2  # two runs, announced by rank 0 only
+    assert done.stdout.count("Report: ") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -191,14 +192,22 @@ def _compare(args) -> int:
         preflight(cfg, Path(args.out), overwrite=args.overwrite)
         print(f"{args.config or 'the configuration'}: every run checks out")
         return 0
+    lead = int(os.environ.get("RANK", "0")) == 0  # under torchrun: rank 0 alone speaks
     try:
-        run_compare(cfg, args.out, resume=not args.no_resume, overwrite=args.overwrite)
+        run_compare(
+            cfg,
+            args.out,
+            resume=not args.no_resume,
+            overwrite=args.overwrite,
+            log=print if lead else (lambda *_: None),
+        )
     except RunsFailed as failed:
-        if any(Path(args.out).rglob("result.json")):  # report what finished
+        if lead and any(Path(args.out).rglob("result.json")):  # report what finished
             _print_report(report.build([args.out], args.out, reference=cfg.compare.reference))
         print(f"mr2: error: {failed}", file=sys.stderr)
         return 1
-    _print_report(report.build([args.out], args.out, reference=cfg.compare.reference))
+    if lead:
+        _print_report(report.build([args.out], args.out, reference=cfg.compare.reference))
     return 0
 
 
