@@ -199,3 +199,23 @@ def test_prediction_files_refuse_array_methods_and_truncated_npz(tmp_path):
     (tmp_path / "b.npz").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(ValueError, match=r"b\.npz cannot be read as an \.npz"):
         record_predictions([tmp_path / "b.npz"], tmp_path / "out")
+
+
+def test_recorded_runs_mix_with_engine_runs_when_they_name_the_same_data(tmp_path):
+    """The README's quick start: runs of one's own loop reported beside mr2's own runs."""
+    cfg = tiny_config()
+    cfg.compare.methods, cfg.compare.seeds = ["ce"], [0, 1]
+    run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
+    ds = data.load("synthetic", **TINY["data"]["options"])
+    y = ds.test.y.numpy()
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        logits = rng.normal(size=(len(y), ds.num_classes)) + 3 * np.eye(ds.num_classes)[y]
+        kwargs = {"method": "mine", "seed": seed, "y_true": y, "logits": logits}
+        record_run(tmp_path / "bare" / f"s{seed}", **kwargs)
+        record_run(tmp_path / "named" / f"s{seed}", **kwargs, class_names=ds.class_names,
+                   config={"dataset": "synthetic"})  # fmt: skip
+    with pytest.raises(ValueError, match=r"record_run\(\.\.\., config=\{'dataset': NAME\}"):
+        report.build([tmp_path / "C", tmp_path / "bare"], tmp_path / "R1")
+    built = report.build([tmp_path / "C", tmp_path / "named"], tmp_path / "R2")
+    assert set(built.summary["methods"]) == {"ce", "mine"}

@@ -187,15 +187,25 @@ def _test_set(r: RunResult) -> tuple:
     return d.name, d.num_classes, tuple(d.class_names), sum(r.test.support), d.split or "test"
 
 
+RECORD_HINT = (
+    ". A run recorded with record_run shares a report with mr2's own runs when it names the "
+    "same dataset, classes and test split: record_run(..., config={'dataset': NAME}, "
+    "class_names=NAMES) with the engine runs' data.name and class names, scored on the "
+    "same test images"
+)
+
+
 def check_poolable(results: list[RunResult]) -> None:
     """Refuse to average runs that are not seeds of one setting on one test set: every run
     must have the same dataset (name, classes, test split size); within a method the
     settings may differ only in the seed, and each seed appears once."""
     sets = {_test_set(r): r.run_dir for r in results}
     if len(sets) > 1:
+        recorded = any(r.source == "record_run" for r in results)
         raise ValueError(
             "these runs are on different datasets / test sets and cannot share one report: "
             + "; ".join(f"{s[0]} ({s[1]} classes, {s[3]} {s[4]}) in {d}" for s, d in sets.items())
+            + (RECORD_HINT if recorded else "")
         )
     for method, runs in _by_method(results).items():
         seeds = [r.seed for r in runs]
