@@ -260,3 +260,44 @@ def test_executor_settings_are_checked_up_front(tmp_path):
     with pytest.raises(ValueError, match=r"compare\.executor is not 'ray'"):
         run_compare(cfg, tmp_path / "C", log=lambda *_: None)
     assert not (tmp_path / "C").exists()
+
+
+def test_chaos_worker_killed_then_parent_killed_then_resumed(sequential, tmp_path):
+    """Issue 23's chaos test: a pool comparison of 2 methods x 2 seeds (and a grid); one
+    worker is killed, then the whole comparison process; the same command again finishes it.
+    Every run ends exactly once, equal to an undisturbed comparison, no process is left
+    behind, and the report lists nothing twice and nothing foreign."""
+    from mr2 import report
+
+    cfg = comparison(executor="pool", jobs=2)
+    path = tmp_path / "c.toml"
+    path.write_text(config.to_toml(cfg))
+    out = tmp_path / "C"
+    cmd = [sys.executable, "-m", "mr2", "compare", "--config", str(path), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    lock = out / "mr2" / "grid" / "lambda_rep=0.1" / "seed0" / ".lock"
+    while not lock.is_file() or not lock.read_text().strip():  # a tuning run has started
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.01)
+    below = _descendants(proc.pid)
+    os.kill(int(lock.read_text()), signal.SIGKILL)  # its worker dies mid-run
+    while not list(out.rglob("seed*/result.json")) and time.time() < deadline:
+        time.sleep(0.02)
+    below |= _descendants(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)  # then the comparison itself
+    proc.wait(timeout=60)
+    deadline = time.time() + 20
+    while any(_alive(p) for p in below) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in below if _alive(p)]  # no worker outlives it
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert numbers_of(out) == sequential  # every run as an undisturbed comparison has it
+    for log in out.rglob("log.jsonl"):  # each epoch trained and logged exactly once
+        assert [json.loads(x)["epoch"] for x in log.read_text().splitlines()] == [0, 1, 2]
+    built = report.build([out], tmp_path / "R")
+    runs = [(r["method"], r["seed"]) for r in built.summary["runs"]]
+    assert sorted(runs) == [("ce", 0), ("ce", 1), ("mr2", 0), ("mr2", 1)]
+    assert built.summary["missing"] == [] and built.summary["not_compared"] == []
