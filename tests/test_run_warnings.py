@@ -92,6 +92,10 @@ def test_report_flags_by_hand():
     assert "2.00x" in representation_dominates(summary)[0]
     easy = margins_favour_easy(summary)  # mr2's margins rise with accuracy: Spearman +1
     assert len(easy) == 1 and easy[0].startswith("mr2:") and "+1.00" in easy[0]
+    # the representation-only ablation records margins it never applies: not flagged
+    summary["methods"]["mr2_rep"] = {"internals": summary["methods"]["mr2"]["internals"]}
+    runs.append({"method": "mr2_rep", "seed": 0, "config": {"loss": {"name": "mr2_rep"}}})
+    assert [f.split(":")[0] for f in margins_favour_easy(summary)] == ["mr2"]
     summary["methods"]["ce"]["val_per_class_mean"] = None  # no validation: nothing claimed
     assert margins_favour_easy(summary) == []
 

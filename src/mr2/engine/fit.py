@@ -36,7 +36,8 @@ def loss_internals(loss_fn: nn.Module) -> dict[str, list[float]]:
     """MR²'s margins gamma_k and spreads ||s_k||^2 (and group DRO / CDB weights)."""
     out: dict[str, list[float]] = {}
     if isinstance(loss_fn, MR2Loss):
-        out["margins"] = loss_fn.margins().tolist()
+        if loss_fn.logit_margins:  # the representation-only ablation applies none
+            out["margins"] = loss_fn.margins().tolist()
         out["spreads"] = loss_fn.spreads().tolist()
     for name in ("q", "class_weights"):
         value = getattr(loss_fn, name, None)

@@ -39,6 +39,20 @@ def representation_dominates(summary: ReportSummary) -> list[str]:
     ]
 
 
+def _applies_margins(summary: ReportSummary, method: str) -> bool:
+    """False for runs that record MR²'s margins without dividing logits by them (the
+    representation-only ablation, or logit_margins = false)."""
+    for run in summary["runs"]:
+        if run["method"] == method:
+            loss = run.get("config", {}).get("loss", {})
+            if (
+                loss.get("name") == "mr2_rep"
+                or loss.get("options", {}).get("logit_margins") is False
+            ):
+                return False
+    return True
+
+
 def margins_favour_easy(summary: ReportSummary) -> list[str]:
     """MR² runs whose final margins rise with the reference's validation accuracy
     (Spearman > 0): the larger margins then go to the easy classes, not the hard ones."""
@@ -48,7 +62,7 @@ def margins_favour_easy(summary: ReportSummary) -> list[str]:
     found = []
     for method, body in summary["methods"].items():
         internals = body.get("internals")
-        if not internals or not internals.get("margins"):
+        if not internals or not internals.get("margins") or not _applies_margins(summary, method):
             continue
         margins = np.asarray(internals["margins"][-1], dtype=float)
         rho = correlations(margins, ref_val)["spearman"]
