@@ -30,7 +30,11 @@ def test_every_kind_uses_the_one_registry():
             ValueError, match=rf"{kind} '{name}' does not take option\(s\) \['zz'\]"
         ):
             registry.check_options(name, {"zz": 1})
-    assert models.options("resnet32") == {"depth", "width", "shortcut"}  # ResNetCifar(shape, K, ...)
+    assert models.options("resnet32") == {
+        "depth",
+        "width",
+        "shortcut",
+    }  # ResNetCifar(shape, K, ...)
     assert "lambda_rep" in LOSSES.options("mr2") and "lambda_rep" not in LOSSES.options("mr2_logit")
     assert procedures.PROCEDURES.options("jtt") == set(procedures.JTT.defaults)
 

@@ -109,9 +109,19 @@ def test_an_undefined_selection_metric_is_refused_not_chosen_on_nan(tmp_path):
     cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0]
     cfg.compare.grid = {"mr2": {"lambda_rep": [0.0, 0.1]}}
     cfg.compare.select_metric = "hard"
-    with pytest.raises(ValueError, match=r"undefined \(NaN\) at every grid point.*mean_class"):
+    with pytest.raises(ValueError, match=r"undefined for 2 classes.*mean_class"):
         run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
-    assert not (tmp_path / "C" / "mr2" / "selection.json").exists()
+    assert not list((tmp_path / "C").rglob("result.json"))  # refused before any run trained
+    # and should NaN scores reach the selection anyway, no point is chosen on them
+    from mr2.engine import compare
+
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(compare, "_check_hard_third", lambda cfg: None)
+    try:
+        with pytest.raises(ValueError, match=r"undefined \(NaN\) at every grid point"):
+            run_compare(cfg, tmp_path / "D", show_progress=False, log=lambda *_: None)
+    finally:
+        monkey.undo()
 
 
 def test_an_empty_feature_file_is_a_clear_error(tmp_path):

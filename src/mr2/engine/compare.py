@@ -19,6 +19,7 @@ from mr2.engine import executors, identity, memory, procedures, validate
 from mr2.engine.config import RunConfig
 from mr2.engine.executors import brief
 from mr2.engine.progress import RunProgress
+from mr2.engine.run import load_data
 from mr2.engine.train import evaluate_initial
 from mr2.engine.wise import run_wise
 from mr2.io import save_json
@@ -291,9 +292,22 @@ def reuse_tuning_runs(cfg: RunConfig, method: str, selection: dict, out: Path) -
     return copied
 
 
+def _check_hard_third(cfg: RunConfig) -> None:
+    """Selecting on validation's hard third needs three classes or more: checked on the data
+    before any tuning run trains (a K = 2 grid would otherwise be chosen on NaN)."""
+    k = load_data(cfg).num_classes
+    if k < 3:
+        raise ValueError(
+            f"compare.select_metric = 'hard' is undefined for {k} classes (the hard third of "
+            f"{k} classes is empty): set compare.select_metric to mean_class or worst_class"
+        )
+
+
 def tune_all(cfg: RunConfig, out: Path, orchestra: Orchestra) -> dict[str, dict[str, Any] | None]:
     """Every tuned method's grid, all points at once, then each method's selection."""
     tuned = [m for m in cfg.compare.methods if m in cfg.compare.grid]
+    if tuned and cfg.compare.select_metric == "hard":
+        _check_hard_third(cfg)
     per_method = {m: tuning_jobs(cfg, m, out) for m in tuned}
     results = orchestra.run([job for jobs in per_method.values() for job in jobs])
     chosen, at = {}, 0
