@@ -109,11 +109,8 @@ def test_killed_pool_resumes_without_training_a_run_twice(tmp_path):
     cfg.data.options = {"num_classes": 5, "dim": 32, "n_train": 600, "n_test": 20}
     cfg.model.options = {"width": 256}
     cfg.train.epochs = 4
-    path = tmp_path / "c.toml"
-    path.write_text(config.to_toml(cfg))
     out = tmp_path / "C"
-    cmd = [sys.executable, "-m", "mr2", "compare", "--config", str(path), "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd, env = _compare_command(cfg, tmp_path, out)
     proc = subprocess.Popen(
         cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -214,15 +211,27 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _assert_all_gone(pids: set[int], wait_s: float = 20.0) -> None:
+    deadline = time.time() + wait_s
+    while any(_alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in pids if _alive(p)]
+
+
+def _compare_command(cfg, tmp_path, out) -> tuple[list[str], dict[str, str]]:
+    """``mr2 compare`` of ``cfg`` into ``out`` as a separate process (one thread per run)."""
+    path = tmp_path / "c.toml"
+    path.write_text(config.to_toml(cfg))
+    cmd = [sys.executable, "-m", "mr2", "compare", "--config", str(path), "--out", str(out)]
+    return cmd, {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_stopping_a_pool_comparison_leaves_no_process(sig, tmp_path):
     cfg = comparison(executor="pool", jobs=2, grid={}, seeds=[0, 1, 2])
     cfg.train.epochs = 200  # runs that are still training when the signal comes
-    path = tmp_path / "c.toml"
-    path.write_text(config.to_toml(cfg))
     out = tmp_path / "C"
-    cmd = [sys.executable, "-m", "mr2", "compare", "--config", str(path), "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd, env = _compare_command(cfg, tmp_path, out)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while len(list(out.rglob("log.jsonl"))) < 2 and time.time() < deadline:  # both training
@@ -232,10 +241,7 @@ def test_stopping_a_pool_comparison_leaves_no_process(sig, tmp_path):
     assert len(below) >= 2  # the two workers (and no manager process)
     os.kill(proc.pid, sig)  # the comparison's process only, not its group
     proc.wait(timeout=60)
-    deadline = time.time() + 20
-    while any(_alive(p) for p in below) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not [p for p in below if _alive(p)]
+    _assert_all_gone(below)
 
 
 def test_progress_lines_and_eta():
@@ -270,11 +276,8 @@ def test_chaos_worker_killed_then_parent_killed_then_resumed(sequential, tmp_pat
     from mr2 import report
 
     cfg = comparison(executor="pool", jobs=2)
-    path = tmp_path / "c.toml"
-    path.write_text(config.to_toml(cfg))
     out = tmp_path / "C"
-    cmd = [sys.executable, "-m", "mr2", "compare", "--config", str(path), "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd, env = _compare_command(cfg, tmp_path, out)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     lock = out / "mr2" / "grid" / "lambda_rep=0.1" / "seed0" / ".lock"
@@ -288,10 +291,7 @@ def test_chaos_worker_killed_then_parent_killed_then_resumed(sequential, tmp_pat
     below |= _descendants(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)  # then the comparison itself
     proc.wait(timeout=60)
-    deadline = time.time() + 20
-    while any(_alive(p) for p in below) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not [p for p in below if _alive(p)]  # no worker outlives it
+    _assert_all_gone(below)  # no worker outlives it
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert numbers_of(out) == sequential  # every run as an undisturbed comparison has it

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 CHECKSUM_KEY = "_mr2_sha256"
@@ -173,6 +174,11 @@ def load_json(path: Path) -> Any:
 
 def save_text(text: str, path: Path) -> None:
     _atomic(path, lambda fh: fh.write(text.encode()))
+
+
+def save_arrays(arrays: dict[str, Any], path: Path) -> None:
+    """Atomic, uncompressed ``np.savez`` of named arrays (read back with allow_pickle=False)."""
+    _atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _jsonable(x: Any) -> Any:

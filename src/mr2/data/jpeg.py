@@ -3,7 +3,7 @@ once with Pillow and cached, checksummed, under the user's cache folder.
 
 File layout (keys): ``train_jpeg`` (uint8, the JPEG files concatenated), ``train_offsets``
 (int64, N + 1: image i is ``train_jpeg[off[i]:off[i + 1]]``), ``y_train`` (int64, N), and
-the same three for ``test_``. The project's shared file is recognised by its sha256; its
+the same three for ``test_``. The project's CIFAR-10 file is recognised by its sha256; its
 decoded arrays are checked against the checksums its README publishes.
 """
 
@@ -12,27 +12,25 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mr2.data.base import Dataset, Split, images_to_tensor, make_dataset
-from mr2.data.files import cache_dir, search_dirs
-from mr2.io import file_sha256
+from mr2.data.files import cache_dir, find_file, search_dirs
+from mr2.io import file_sha256, save_arrays
 
 FILE = "cifar10_jpeg.npz"
-# sha256 of the shared file -> sha256 of its decoded (train, test) arrays' raw bytes
-# (Pillow with libjpeg-turbo; ../shared/data/README.md)
+# sha256 of the project's file -> sha256 of its decoded (train, test) arrays' raw bytes
+# (Pillow with libjpeg-turbo; the checksums published with the file)
 KNOWN = {
     "acea5a7208b78fd286a99d474aac403c5f6b5c5b44ae41ef8a91bdfbc46ac95d": (
         "bf3aabd52be912dae02a0435296c4dab5289524b57f55cd162dc4796935a611b",
         "5a6aa8185204d80b65d3dfb540696dadd5f10d185ded226a96665d3e0fc6259f",
     )
 }
-SHARED_SHA256 = next(iter(KNOWN))
+CIFAR10_SHA256 = next(iter(KNOWN))
 CIFAR10_NAMES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
 ]  # fmt: skip
@@ -45,17 +43,18 @@ def _find(path: str, data_dir) -> Path:
             raise FileNotFoundError(f"cifar10_jpeg: data.path {path} does not exist")
         return Path(path)
     dirs = search_dirs("cifar10_jpeg", data_dir, [])
-    for d in dirs:
-        if (d / FILE).is_file():
-            return d / FILE
-    raise FileNotFoundError(
-        f"cifar10_jpeg: {FILE} not found in {', '.join(map(str, dirs))}. It is the shared "
-        "data file (../shared/data/cifar10_jpeg/): pass --set data.path=FILE, "
-        "--set data.data_dir=DIR, or set MR2_DATA"
-    )
+    found = find_file([FILE], dirs, set())  # its sha256 is checked by the caller
+    if found is None:
+        raise FileNotFoundError(
+            f"cifar10_jpeg: {FILE} not found in {', '.join(map(str, dirs))}. It holds all of "
+            "CIFAR-10 as JPEG bytes (layout in mr2.data.jpeg; write_jpeg_npz packs your own): "
+            "pass --set data.path=FILE, --set data.data_dir=DIR or set MR2_DATA; with the "
+            'official python batches use data.name = "cifar10" instead'
+        )
+    return found
 
 
-def problems(path: str = "", sha256_of_file: str = SHARED_SHA256, **_: object) -> list[str]:
+def problems(path: str = "", sha256_of_file: str = CIFAR10_SHA256, **_: object) -> list[str]:
     """What is wrong with the configured file, without decoding it (checked before any run
     trains): a missing file, or one whose checksum is not the expected one."""
     if not path or not Path(path).is_file() or not sha256_of_file:
@@ -89,8 +88,13 @@ def _decode(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.stack(images) if images else np.zeros((0, 1, 1, 3), np.uint8)
 
 
-def _digest(x: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over every array's name and bytes (in name order), without copying them."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        h.update(key.encode())
+        h.update(np.ascontiguousarray(arrays[key]).data)
+    return h.hexdigest()
 
 
 def _read_source(path: Path, file_sha: str) -> dict[str, np.ndarray]:
@@ -107,7 +111,7 @@ def _read_source(path: Path, file_sha: str) -> dict[str, np.ndarray]:
                 raise ValueError(f"{path}: {s} images do not decode ({err})") from err
             arrays[f"y_{s}"] = np.asarray(data[f"y_{s}"])
     for s, want in zip(SPLITS, KNOWN.get(file_sha, ()), strict=False):
-        if _digest(arrays[f"x_{s}"]) != want:
+        if hashlib.sha256(arrays[f"x_{s}"].tobytes()).hexdigest() != want:
             raise ValueError(
                 f"{path}: decoded {s} images differ from the published checksum (another "
                 "JPEG decoder than Pillow with libjpeg-turbo?); install Pillow >= 10"
@@ -124,24 +128,13 @@ def _cached(path: Path, file_sha: str, use_cache: bool) -> tuple[dict[str, np.nd
             with np.load(cache, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files if k != "sha256"}
                 stored = str(data["sha256"])
-            if _digest(np.concatenate([arrays["x_train"].ravel(), arrays["x_test"].ravel()])) == (
-                stored
-            ):
+            if _digest(arrays) == stored:
                 return arrays, f"decoded images cached at {cache}"
         except (OSError, ValueError, KeyError):
             pass  # unreadable or stale: decoded again below and replaced
     arrays = _read_source(path, file_sha)
     if use_cache:
-        stored = _digest(np.concatenate([arrays["x_train"].ravel(), arrays["x_test"].ravel()]))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, sha256=np.array(stored), **arrays)  # type: ignore[arg-type]
-            os.replace(tmp, cache)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        save_arrays({"sha256": np.array(_digest(arrays)), **arrays}, cache)
     return arrays, "decoded with Pillow" + (f", cached at {cache}" if use_cache else "")
 
 
@@ -153,19 +146,19 @@ def load_cifar10_jpeg(
     val_fraction: float = 0.1,
     seed: int = 0,
     train_subset: int = 0,
-    sha256_of_file: str = SHARED_SHA256,
+    sha256_of_file: str = CIFAR10_SHA256,
     class_names: list[str] | None = None,
     cache: bool = True,
 ) -> Dataset:
     """Train / validation (stratified, seeded, carved from train) / test from a JPEG-bytes
-    file. ``sha256_of_file``: the file must have this checksum (default: the shared
+    file. ``sha256_of_file``: the file must have this checksum (default: the project's
     CIFAR-10 file, whose decoded images are then checked too); "" accepts any file."""
     p = _find(path, data_dir)
     file_sha = file_sha256(p)
     if sha256_of_file and file_sha != sha256_of_file:
         raise ValueError(
             f"{p} has sha256 {file_sha}, not {sha256_of_file}: the file was altered or is "
-            "another one. Restore the shared file, or pass "
+            "another one. Restore the original file, or pass "
             '--set data.options.sha256_of_file="" to load a file of your own'
         )
     arrays, origin = _cached(p, file_sha, cache)

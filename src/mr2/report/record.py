@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mr2 import _checks
 from mr2.io import save_json
 from mr2.metrics import disparity_summary
 from mr2.metrics.classwise import accuracy_from_confusion, confusion_counts
@@ -28,10 +29,7 @@ def _as_numpy(x: Any) -> np.ndarray:
 
 
 def _labels(y: Any, name: str) -> torch.Tensor:
-    t = torch.as_tensor(_as_numpy(y))
-    if t.dim() != 1 or t.dtype.is_floating_point or t.dtype == torch.bool:
-        raise ValueError(f"{name} must be integer class indices of shape (N,), got {t.dtype}")
-    return t.long()
+    return torch.from_numpy(_checks.integer_labels(y, name))
 
 
 def _predictions(y_pred: Any, logits: Any) -> torch.Tensor:
