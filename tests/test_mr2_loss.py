@@ -65,10 +65,10 @@ def test_first_observation_initialises_and_unseen_classes_get_c_bar():
     loss_fn = MR2Loss(6, c_bar=2.0, ema_decay=0.5)
     loss_fn(logits[keep], f[keep], y[keep])
     count, _norm_sq, dev = MF.class_statistics(f[keep], y[keep], 6)
-    torch.testing.assert_close(loss_fn.sq_dev[:, 0], dev)
+    torch.testing.assert_close(loss_fn.sq_dev[:, 0].float(), dev)  # float32 reference
     gamma = loss_fn.margins()
-    assert torch.equal(gamma[4:], torch.full((2,), 2.0))
-    torch.testing.assert_close(gamma[:4].mean(), torch.tensor(2.0))
+    assert torch.equal(gamma[4:], torch.full((2,), 2.0, dtype=torch.float64))
+    torch.testing.assert_close(gamma[:4].mean(), torch.tensor(2.0, dtype=torch.float64))
     assert torch.equal(loss_fn.seen(), count > 0)
 
 
@@ -167,8 +167,8 @@ def test_official_preset_s_bar_is_two_norm():
     loss_fn(logits, f, y)
     _, _, dev2 = MF.class_statistics(f, y, 5, norm_p=2.0)
     _, _, dev5 = MF.class_statistics(f, y, 5, norm_p=5.0)
-    torch.testing.assert_close(loss_fn.s_bar(), dev2.mean())
-    torch.testing.assert_close(loss_fn.sq_dev[:, 0], dev5)
+    torch.testing.assert_close(loss_fn.s_bar().float(), dev2.mean())
+    torch.testing.assert_close(loss_fn.sq_dev[:, 0].float(), dev5)
 
 
 def test_forward_is_free_of_host_syncs_without_validation(monkeypatch):
@@ -376,14 +376,15 @@ def test_compiles_as_one_graph_without_validation():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_module_keeps_float32_statistics(dtype):
+def test_half_precision_module_keeps_float64_statistics(dtype):
     """loss.half() (as model.half() users do) must not give float16 statistics, which
     overflow and turned the first batch's loss into a silent NaN."""
     torch.manual_seed(0)
     feats = (torch.randn(32, 16) * 300).to(dtype)  # squared norms beyond float16's range
     logits, y = torch.randn(32, 5).to(dtype), torch.arange(32) % 5
     loss_fn = MR2Loss(5).to(dtype)
-    assert all(getattr(loss_fn, n).dtype == torch.float32 for n in MR2Loss.STATISTICS)
+    assert all(getattr(loss_fn, n).dtype == torch.float64 for n in MR2Loss.STATISTICS)
+    assert loss_fn.float().sums.dtype == torch.float64  # sums must not cancel in float32
     reference = MR2Loss(5)
     got, want = loss_fn(logits, feats, y), reference(logits.float(), feats.float(), y)
     assert torch.isfinite(got) and torch.allclose(got.float(), want, rtol=1e-3)

@@ -33,4 +33,5 @@ def test_loss_is_finite_non_negative_with_right_shapes(batch, lam, c_bar, p):
     gamma = loss_fn.margins()
     assert gamma.shape == (k,) and (gamma > 0).all()
     seen = loss_fn.seen()
-    torch.testing.assert_close(gamma[seen].mean(), torch.tensor(c_bar), rtol=1e-4, atol=1e-5)
+    mean = torch.tensor(c_bar, dtype=torch.float64)
+    torch.testing.assert_close(gamma[seen].mean(), mean, rtol=1e-4, atol=1e-5)

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import math
 import sys
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,8 +87,9 @@ class TrainConfig:
     loggers: list[str] = field(default_factory=list)
     log_every: int = 100  # steps between logged losses (and progress lines off a terminal)
     # torch.compile the model for training (evaluation runs it uncompiled); measured in
-    # benchmarks/engine_speed.py: it pays off on a GPU, not for the small CPU models
-    compile: bool = False
+    # benchmarks/engine_speed.py: it pays off on a GPU, not for the small CPU models. A mode
+    # name ("reduce-overhead": CUDA graphs, "max-autotune") compiles the loss too
+    compile: bool | str = False
     # image models and inputs in channels-last memory format (faster convolutions on
     # tensor-core GPUs and oneDNN CPUs for some models; see benchmarks/engine_speed.py)
     channels_last: bool = False
@@ -142,6 +144,12 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
         return value
     if origin is Any:
         return value
+    if origin is types.UnionType:
+        for option in get_args(hint):
+            if isinstance(value, option) and (option is bool or not isinstance(value, bool)):
+                return value
+        names = " or ".join(a.__name__ for a in get_args(hint))
+        raise ValueError(f"config key {key}: expected {names}, got {value!r}")
     if not isinstance(value, origin) or (origin is not bool and isinstance(value, bool)):
         raise ValueError(f"config key {key}: expected {origin.__name__}, got {value!r}")
     return value
@@ -303,7 +311,15 @@ def _train_rules(t: TrainConfig) -> list[tuple[bool, str]]:
             t.device in ("auto", "cpu", "cuda"),
             f"train.device must be auto|cpu|cuda, got {t.device!r}",
         ),
+        (
+            isinstance(t.compile, bool) or t.compile in COMPILE_MODES,
+            f"train.compile must be true, false or one of {', '.join(COMPILE_MODES)}, "
+            f"got {t.compile!r}",
+        ),
     ]
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 def _data_rules(d: DataConfig) -> list[tuple[bool, str]]:

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mr2 import _checks, distributed, io
 from mr2 import data as mr2_data
-from mr2 import distributed, io
 from mr2.engine import identity
 from mr2.engine.config import RunConfig, to_dict
 from mr2.engine.context import Context
@@ -96,7 +96,7 @@ def _step(run: Run, epoch: int, idx, x, y, lr: float) -> tuple[torch.Tensor, tor
     with run.autocast():
         logits, features = run.net(x)
         weights = run.proc.batch_weights(epoch, idx, x, y, logits.detach())
-        loss = run.loss_fn(logits, features, y, sample_weight=weights)
+        loss = run.train_loss(logits, features, y, sample_weight=weights)
     run.opt.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     if run.cfg.optim.grad_clip > 0:
@@ -107,12 +107,43 @@ def _step(run: Run, epoch: int, idx, x, y, lr: float) -> tuple[torch.Tensor, tor
     return loss, logits
 
 
+class _Tally:
+    """The epoch's loss and accuracy sums and the first step whose loss was not finite, all
+    on the device: updating them never waits for the GPU; reading them (``check``) does,
+    at log steps and at the end of the epoch."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(2, device=device)  # loss * n, correct
+        self.count = 0
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def add(self, step: int, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        loss = loss.detach().float()
+        correct = (logits.detach().argmax(1) == y).sum()
+        self.sums += torch.stack([loss * len(y), correct.float()])
+        self.count += len(y)
+        bad = (self.first_bad < 0) & ~torch.isfinite(loss)
+        self.first_bad = torch.where(bad, step, self.first_bad)
+
+    def check(self, epoch: int, steps: int) -> None:
+        """Raise if a step's loss was NaN or Inf: naming its epoch and batch."""
+        step = int(self.first_bad)
+        if step >= 0:
+            raise FloatingPointError(
+                f"the training loss was NaN or Inf at epoch {epoch + 1}, batch {step + 1} of "
+                f"{steps}{_checks.DIVERGED}"
+            )
+
+
 def train_epoch(
     run: Run, epoch: int, show_progress: bool | None, loggers: Loggers | None = None
 ) -> tuple[float, float]:
     """One pass over the training split; returns (mean loss, accuracy) over all processes.
     Every ``train.log_every`` steps the loss, accuracy and learning rate go to the progress
-    output and the run's loggers (one host sync); otherwise the loop never syncs."""
+    output and the run's loggers (one host sync, which also checks that no loss so far was
+    NaN or Inf); otherwise the loop never syncs: the losses run without their per-call
+    checks (labels were checked once, before training) and a non-finite loss is found from
+    the on-device tally."""
     cfg, ctx = run.cfg, run.ctx
     train_x, train_y = run.resident
     run.net.train()
@@ -127,31 +158,28 @@ def train_epoch(
     )
     logging = loggers is not None and bool(loggers.loggers)
     aug = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch + 7)
-    sums = torch.zeros(3, device=ctx.device)  # loss * n, correct, n
+    tally = _Tally(ctx.device)
     batches = _batches(len(train_y), cfg.train.batch_size, cfg.train.seed, epoch, ctx)
     for step, (idx, x, y) in enumerate(_loaded(train_x, train_y, batches)):
         x = _model_inputs(cfg, x.to(ctx.device, non_blocking=True), aug)
         y = y.to(ctx.device)
         factor = lr_factor(epoch * steps + step, total, warm, cfg.optim.schedule)
         loss, logits = _step(run, epoch, idx, x, y, cfg.optim.lr * factor)
-        sums += torch.stack(
-            [
-                loss.detach() * len(y),
-                (logits.detach().argmax(1) == y).sum(),
-                torch.tensor(len(y), device=ctx.device),
-            ]
-        ).float()
+        tally.add(step, loss, logits, y)
         bar.tick()
         global_step = epoch * steps + step + 1
         log_now = logging and global_step % cfg.train.log_every == 0
         if bar.due(step) or log_now:
+            tally.check(epoch, steps)
             lr = run.opt.param_groups[0]["lr"]
-            value, acc = loss.detach().item(), (sums[1] / sums[2]).item()
+            value, acc = loss.detach().item(), (tally.sums[1] / tally.count).item()
             if bar.due(step):
                 bar.report(step, loss=value, acc=acc, lr=lr)
             if log_now:
                 loggers.step(global_step, {"loss": value, "lr": lr})  # type: ignore[union-attr]
     bar.close()
+    tally.check(epoch, steps)
+    sums = torch.cat([tally.sums, tally.sums.new_tensor([tally.count])])
     sums = distributed.all_reduce_sum(sums)
     return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 

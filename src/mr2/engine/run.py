@@ -12,7 +12,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from mr2 import backbones, io, losses, models
+from mr2 import _checks, backbones, io, losses, models
 from mr2 import data as mr2_data
 from mr2.backbones.base import Backbone
 from mr2.engine import procedures
@@ -129,8 +129,23 @@ def on_device(split: mr2_data.Split, device: torch.device) -> tuple[Any, torch.T
 def build(cfg: RunConfig, ctx: Context):
     """(data fitted to the model, model, loss) of a run."""
     dataset, model = load_run_data(cfg, ctx)
+    check_labels(dataset)
     model = model.to(ctx.device)
     return dataset, model, create_loss(cfg, dataset.num_classes, model, ctx.world).to(ctx.device)
+
+
+def check_labels(dataset: mr2_data.Dataset) -> None:
+    """Every split's labels are class indices in [0, K), checked once before training (the
+    losses then run without their per-batch checks, which would wait for the GPU)."""
+    for name in ("train", "val", "test"):
+        y = getattr(dataset, name).y
+        if not len(y):
+            continue
+        _checks.integer_labels(y, f"{name} labels")
+        if int(y.max()) >= dataset.num_classes:
+            raise ValueError(
+                f"{name} labels must lie in [0, {dataset.num_classes}), got {int(y.max())}"
+            )
 
 
 def create_loss(cfg: RunConfig, num_classes: int, model: nn.Module, world: int) -> nn.Module:
@@ -139,8 +154,11 @@ def create_loss(cfg: RunConfig, num_classes: int, model: nn.Module, world: int) 
     (MR²'s representation term) gather features across processes unless the config says
     otherwise, so a DDP run computes what one process would."""
     options = dict(cfg.loss.options)
-    if world > 1 and "gather_features" in losses.options(cfg.loss.name):
+    accepted = losses.options(cfg.loss.name)
+    if world > 1 and "gather_features" in accepted:
         options.setdefault("gather_features", True)
+    if "validate" in accepted:  # labels are checked once before training (check_labels)
+        options.setdefault("validate", False)
     head = getattr(model, "head", None)
     feature_dim = head.in_features if isinstance(head, nn.Linear) else None
     return losses.create(
@@ -162,6 +180,7 @@ class Run:
     model: nn.Module
     net: nn.Module  # the model, wrapped in DistributedDataParallel when distributed
     loss_fn: nn.Module
+    train_loss: nn.Module  # the loss the loop calls: loss_fn, compiled when asked
     opt: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     proc: procedures.Procedure
@@ -219,8 +238,22 @@ def training_module(cfg: RunConfig, ctx: Context, model: nn.Module) -> nn.Module
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if cfg.train.compile:
-        net = cast(nn.Module, torch.compile(net))
+        net = cast(nn.Module, torch.compile(net, mode=compile_mode(cfg)))
     return net
+
+
+def compile_mode(cfg: RunConfig) -> str | None:
+    """``train.compile``: true -> torch.compile's default mode; a mode name as given."""
+    return cfg.train.compile if isinstance(cfg.train.compile, str) else None
+
+
+def training_loss(cfg: RunConfig, loss_fn: nn.Module) -> nn.Module:
+    """The loss the loop calls: with ``train.compile = "reduce-overhead"`` (or
+    "max-autotune") compiled too, so that a whole step of model and loss can run from CUDA
+    graphs; the module itself (its state, margins, checkpoints) stays ``loss_fn``."""
+    if isinstance(cfg.train.compile, str) and cfg.train.compile != "default":
+        return cast(nn.Module, torch.compile(loss_fn, mode=cfg.train.compile))
+    return loss_fn
 
 
 def prepare(cfg: RunConfig, run_dir: Path, resume: bool, train_run=None) -> Run:
@@ -255,4 +288,5 @@ def prepare(cfg: RunConfig, run_dir: Path, resume: bool, train_run=None) -> Run:
     proc.bind(opt)
     proc.resume = resume  # the caller runs proc.prepare() once the run directory is set up
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
-    return Run(cfg, ctx, dataset, model, net, loss_fn, opt, scaler, proc)
+    train_loss = training_loss(cfg, loss_fn)
+    return Run(cfg, ctx, dataset, model, net, loss_fn, train_loss, opt, scaler, proc)

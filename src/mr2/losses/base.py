@@ -119,8 +119,14 @@ class ClassLoss(nn.Module):
                 raise ValueError("sample_weight must be >= 0")
         with full_precision(logits):
             f = as_fp32(features) if self.uses_features and features is not None else features
-            per_sample = self.per_sample(as_fp32(logits), f, targets)
-            return weighted_reduce(per_sample, sample_weight, self.reduction)
+            return self._reduced(as_fp32(logits), f, targets, sample_weight)
+
+    def _reduced(
+        self, logits: Tensor, features: Tensor | None, targets: Tensor, sample_weight
+    ) -> Tensor:
+        """The reduced loss of validated float32 inputs (a subclass may fuse the two)."""
+        per_sample = self.per_sample(logits, features, targets)
+        return weighted_reduce(per_sample, sample_weight, self.reduction)
 
 
 def _same_tensor(a: Tensor, b: Tensor) -> bool:

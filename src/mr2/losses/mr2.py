@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -10,7 +11,9 @@ from torch import Tensor
 
 from mr2 import _checks, distributed
 from mr2 import functional as MF
+from mr2.losses import mr2_statistics as stats
 from mr2.losses.base import ClassLoss
+from mr2.losses.mr2_terms import MarginTerms
 from mr2.losses.registry import register
 from mr2.representation import PAIRS_PER_GRAM_ENTRY, representation_margin
 
@@ -25,13 +28,17 @@ class MR2Loss(ClassLoss):
     running feature statistics and the representation margin term (see ``mr2.functional``).
 
     Running statistics (registered buffers, so they follow ``.to()``, ``state_dict()`` and
-    checkpoints): ``weight`` (K,) effective sample count per class, ``class_mean`` (K, D)
-    and ``sq_dev`` (K, 2) mean squared deviation in the p-norm (margins) and in the 2-norm
-    (``s_bar``). They are updated from each training batch by a count-weighted EMA
-    (``functional.ema_merge``), after summing the batch's per-class sufficient statistics
-    over all processes, so every rank holds the margins of the global batch. In ``eval()``
-    mode the loss uses the current margins and changes nothing. Statistics carry no
-    gradient: margins and ``s_bar`` act as constants.
+    checkpoints): ``sums`` (K, 2 + D), per class the count-weighted sums ``[W, W E||f||^2,
+    W mu]`` (``mr2.losses.mr2_statistics``), and ``sq_dev_p`` (K,) the mean squared
+    deviation in the p-norm when p != 2. Read them as ``weight`` (K,) effective sample
+    count, ``class_mean`` (K, D) and ``sq_dev`` (K, 2) mean squared deviation in the p-norm
+    (margins) and in the 2-norm (``s_bar``). They are updated from each training batch by a
+    count-weighted EMA (the pooling of ``functional.ema_merge``), after summing the batch's
+    per-class sums over all processes (one collective), so every rank holds the margins of
+    the global batch. In ``eval()`` mode the loss uses the current margins and changes
+    nothing. Statistics carry no gradient: margins and ``s_bar`` act as constants. One
+    training step with ``validate=False`` reads nothing back to the host and keeps its
+    shapes, so it can be captured in a CUDA graph or compiled as one graph.
 
     Args:
         num_classes: K.
@@ -90,9 +97,8 @@ class MR2Loss(ClassLoss):
         tensor(1.)
     """
 
-    weight: Tensor
-    class_mean: Tensor
-    sq_dev: Tensor
+    sums: Tensor
+    sq_dev_p: Tensor
 
     def __init__(
         self,
@@ -140,22 +146,23 @@ class MR2Loss(ClassLoss):
         self.logit_margins = bool(logit_margins)
         self.gather_features = bool(gather_features)
         self.process_group = process_group
-        self.register_buffer("weight", torch.zeros(num_classes))
-        self.register_buffer("class_mean", torch.zeros(num_classes, 0))  # sized on first use
-        self.register_buffer("sq_dev", torch.zeros(num_classes, 2))
+        # float64 (stats.DTYPE); D columns on first use
+        self.register_buffer("sums", torch.zeros(num_classes, 2, dtype=stats.DTYPE))
+        self.register_buffer("sq_dev_p", torch.zeros(num_classes, dtype=stats.DTYPE))
 
     PRESETS = _PRESETS
-    STATISTICS = ("weight", "class_mean", "sq_dev")
+    STATISTICS = ("sums", "sq_dev_p")
 
     def _apply(self, fn, recurse=True):
-        """``.half()`` / ``.to(torch.bfloat16)`` move the statistics but keep them in float32
-        (or float64): float16 running sums of squared norms overflow, and the inputs are
-        computed in float32 anyway."""
+        """``.half()`` / ``.float()`` / ``.to(dtype)`` move the statistics but keep them in
+        float64 (``mr2_statistics.DTYPE``; float32 where a device has no float64): they are
+        sums whose differences must not cancel, and float16 sums overflow."""
         out = super()._apply(fn, recurse)
         for name in self.STATISTICS:
             buf = getattr(self, name)
-            if buf.dtype in (torch.float16, torch.bfloat16):
-                setattr(self, name, buf.float())
+            wanted = stats.dtype_for(buf.device)
+            if buf.dtype != wanted:
+                setattr(self, name, buf.to(wanted))
         return out
 
     @classmethod
@@ -218,109 +225,110 @@ class MR2Loss(ClassLoss):
 
     # -- state ---------------------------------------------------------------------------
 
+    @property
+    def weight(self) -> Tensor:
+        """(K,) effective sample count per class (0: never seen)."""
+        return self.sums[:, stats.COUNT]
+
+    @property
+    def class_mean(self) -> Tensor:
+        """(K, D) running class means (0 for unseen classes; D = 0 before the first batch)."""
+        return torch.nan_to_num(stats.means(self.sums)[:, 1:])
+
+    @property
+    def sq_dev(self) -> Tensor:
+        """(K, 2) running mean squared deviation in the p-norm and in the 2-norm."""
+        two = self.spreads()
+        return torch.stack([two if self.norm_p == 2.0 else self.sq_dev_p, two], 1)
+
     def seen(self) -> Tensor:
         """(K,) bool: classes observed at least once in training."""
         return self.weight > 0
 
     def margins(self) -> Tensor:
         """Current per-class margins gamma (K,); c_bar for unseen classes."""
-        return self._margins(None)
+        moments = stats.means(self.sums)
+        floored, norm = stats.margins(
+            self._statistic(moments), stats.seen_count(self.sums), self.c_bar
+        )
+        return torch.nan_to_num(floored / norm, nan=self.c_bar)
 
-    def _margins(self, mean_sq_norm: Tensor | None) -> Tensor:
-        """``margins()``; ``mean_sq_norm``: ||class_mean||_p^2 if already computed."""
-        if self.margin_statistic == "spread" or self.class_mean.shape[1] == 0:
-            norm_sq = torch.zeros_like(self.sq_dev[:, 0])
-        elif self.margin_statistic == "centered":
-            w = self.weight.unsqueeze(1)
-            center = (w * self.class_mean).sum(0) / w.sum().clamp(min=1e-12)
-            norm_sq = MF.sq_pnorm(self.class_mean - center, self.norm_p)
-        elif mean_sq_norm is not None:
-            norm_sq = mean_sq_norm
-        else:
-            norm_sq = MF.sq_pnorm(self.class_mean, self.norm_p)
-        return MF.class_margins(norm_sq, self.sq_dev[:, 0], self.seen(), self.c_bar)
+    def _statistic(self, moments: Tensor) -> Tensor:
+        p_column = None if self.norm_p == 2.0 else self.sq_dev_p
+        return stats.statistic(self.sums, moments, p_column, self.norm_p, self.margin_statistic)
 
     def s_bar(self) -> Tensor:
         """Mean over seen classes of the 2-norm mean squared deviation (0-dim tensor)."""
-        seen = self.seen()
-        return (self.sq_dev[:, 1] * seen).sum() / seen.sum().clamp(min=1)
+        return stats.s_bar(stats.means(self.sums), stats.seen_count(self.sums))
 
     def spreads(self) -> Tensor:
         """Per-class mean squared deviation ||s_k||^2 in the 2-norm (K,)."""
-        return self.sq_dev[:, 1].clone()
+        return torch.nan_to_num(stats.spread(stats.means(self.sums)))
 
     def reset_statistics(self) -> None:
-        self.weight.zero_()
-        self.class_mean = self.class_mean.new_zeros(self.num_classes, 0)
-        self.sq_dev.zero_()
+        self.sums = self.sums.new_zeros(self.num_classes, 2)
+        self.sq_dev_p.zero_()
 
     @torch.no_grad()
-    def update_statistics(self, features: Tensor, targets: Tensor) -> Tensor | None:
-        """Fold one batch into the running statistics (summed over processes first).
+    def update_statistics(self, features: Tensor, targets: Tensor) -> None:
+        """Fold one batch into the running statistics (summed over processes first)."""
+        self._update(MF.as_fp32(features.detach()), targets)
 
-        Returns ||class_mean||_p^2 (K,) of the statistics now held when it was computed on
-        the way (``validate=True``), else None; the margins reuse it."""
-        f = MF.as_fp32(features.detach())
-        if self.class_mean.shape[1] == 0:
-            self.class_mean = f.new_zeros(self.num_classes, f.shape[1])
-        elif self.class_mean.shape[1] != f.shape[1]:
+    def _update(self, f: Tensor, targets: Tensor) -> None:
+        """The EMA step from a batch's features and labels."""
+        if self.sums.shape[1] == 2:
+            self.sums = self.sums.new_zeros(self.num_classes, 2 + f.shape[1])
+        elif self.sums.shape[1] != 2 + f.shape[1]:
             raise ValueError(
                 f"features have {f.shape[1]} columns but the statistics were built with "
-                f"{self.class_mean.shape[1]}"
+                f"{self.sums.shape[1] - 2}"
             )
         group = self.process_group
-        # Pass 1: counts and sums -> the global batch's class means.
-        packed = distributed.all_reduce_sum(
-            MF.class_sums_packed(f, targets, self.num_classes), group
-        )
-        count = packed[:, 0]
-        means = packed[:, 1:].div_(count.clamp(min=1).unsqueeze(1))  # (K, D), in place
-        # Pass 2: squared deviations from the *global* means (exact for any p).
-        norms = (self.norm_p, 2.0)
-        dev = distributed.all_reduce_sum(MF.class_deviation_sums(f, targets, means, norms), group)
-        sq_dev = dev / count.clamp(min=1).unsqueeze(1)
-        weight, mean, running = MF.ema_merge(
-            self.weight, self.class_mean, self.sq_dev, count, means, sq_dev, self.ema_decay, norms
-        )
-        return self._commit(weight, mean, running)
+        sums = stats.batch_sums(f, targets, self.num_classes, self.sums.dtype)
+        batch = distributed.all_reduce_sum(sums, group)
+        new = [stats.merged(self.sums, batch, self.ema_decay)]
+        if self.norm_p != 2.0:  # deviations around the global batch's class means
+            means = (batch[:, stats.MEAN :] / batch[:, :1].clamp(min=1.0)).to(f.dtype)
+            dev = MF.class_deviation_sums(f, targets, means, (self.norm_p,))[:, 0]
+            dev = distributed.all_reduce_sum(dev.to(batch.dtype), group)
+            p_dev = stats.merge_pnorm_spread(
+                self.sums, self.sq_dev_p, batch, dev, self.ema_decay, self.norm_p
+            )
+            new.append(p_dev)
+        self._commit(new)
 
-    def _commit(self, weight: Tensor, mean: Tensor, running: Tensor) -> Tensor | None:
-        """Keep the new statistics only if they and the margins they give are finite: a
-        batch that would overflow them (huge features, float16 norms) is refused with a
-        ``ValueError`` (``validate=True``) or skipped without a host sync (``validate=False``);
-        either way the running state is untouched. Returns ||mean||_p^2 when the batch was
-        committed for sure (validate=True), else None."""
-        mean_sq_norm = MF.sq_pnorm(mean, self.norm_p)
-        a = mean_sq_norm + running[:, 0]  # NaN / Inf wherever mean is
-        # one test of two float64 sums: NaN / Inf anywhere shows (a float32 sum could
-        # overflow on finite values; float64 statistics would need entries near 1e300)
-        ok = torch.isfinite(a.sum(dtype=torch.float64) + running.sum(dtype=torch.float64))
-        if self.validate:
-            if not bool(ok):
-                raise ValueError(
-                    "MR2Loss: this batch's features would make the running class statistics "
-                    "non-finite (squared feature norms overflow float32); the statistics are "
-                    "unchanged. Check the features for exploding values (lower the learning "
-                    "rate or a loss weight such as lambda_rep, clip gradients) or rescale them."
-                )
-            self.weight.copy_(weight)
-            self.class_mean.copy_(mean)
-            self.sq_dev.copy_(running)
-            return mean_sq_norm
-        self.weight.copy_(torch.where(ok, weight, self.weight))
-        self.class_mean.copy_(torch.where(ok, mean, self.class_mean))
-        self.sq_dev.copy_(torch.where(ok, running, self.sq_dev))
-        return None
+    def _commit(self, new: list[Tensor]) -> None:
+        """Keep the new statistics only if they are finite in float32: a batch that would
+        overflow them (huge features, float16 norms) is refused with a ``ValueError``
+        (``validate=True``) or skipped without a host sync (``validate=False``); either way
+        the running state is untouched."""
+        ok = stats.representable(*new)
+        if self.validate and not bool(ok):
+            raise ValueError(
+                "MR2Loss: this batch's features would make the running class statistics "
+                "non-finite (squared feature norms overflow float32); the statistics are "
+                "unchanged. Check the features for exploding values (lower the learning "
+                "rate or a loss weight such as lambda_rep, clip gradients) or rescale them."
+            )
+        for buffer, value in zip((self.sums, self.sq_dev_p), new, strict=False):
+            if self.validate:
+                buffer.copy_(value)
+            else:
+                torch.where(ok, value, buffer, out=buffer)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        incoming = state_dict.get(prefix + "class_mean")
-        if incoming is not None and incoming.shape != self.class_mean.shape:
+        legacy = [prefix + name for name in ("weight", "class_mean", "sq_dev")]
+        if all(key in state_dict for key in legacy):  # saved by mr2 <= 0.9
+            sums, p_dev = stats.from_legacy(*(state_dict.pop(key) for key in legacy))
+            state_dict[prefix + "sums"], state_dict[prefix + "sq_dev_p"] = sums, p_dev
+        incoming = state_dict.get(prefix + "sums")
+        if incoming is not None and incoming.shape != self.sums.shape:
             if incoming.shape[0] != self.num_classes:
                 raise ValueError(
                     f"checkpoint has statistics for {incoming.shape[0]} classes, "
                     f"this loss has num_classes = {self.num_classes}"
                 )
-            self.class_mean = self.class_mean.new_zeros(incoming.shape)
+            self.sums = self.sums.new_zeros(incoming.shape)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- loss ----------------------------------------------------------------------------
@@ -340,33 +348,99 @@ class MR2Loss(ClassLoss):
 
     def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
         """l_gamma + lambda_rep * l_s per sample (B,); inputs already validated, float32."""
-        features = self._features(features)
-        mean_sq_norm = None
-        if self.training and not self.frozen:
-            mean_sq_norm = self.update_statistics(features, targets)
-        if self.logit_margins:
-            margins = self._margins(mean_sq_norm)
-            per_sample = MF._logit_margin_ce(logits, targets, margins)
-        else:
-            per_sample = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-        if self.lambda_rep > 0:
-            partners = None
-            if self.gather_features and distributed.is_distributed(self.process_group):
-                all_f, offset = distributed.all_gather_with_grad(features, self.process_group)
-                all_y, _ = distributed.all_gather_with_grad(targets, self.process_group)
-                partners = (all_f, all_y, offset)
-            rep = self._representation(features, targets, partners)
-            if self.rep_reduction == "class":
-                count = rep.new_zeros(self.num_classes).index_add_(0, targets, torch.ones_like(rep))
-                rep = rep * (rep.shape[0] / count[targets])
-            per_sample = per_sample + self.lambda_rep * rep
-            if self.validate and not bool(torch.isfinite(per_sample.sum(dtype=torch.float64))):
-                raise ValueError(
-                    f"MR²'s loss overflowed: lambda_rep ({self.lambda_rep:g}) times the "
-                    "representation term is not finite in float32; lower lambda_rep "
-                    "(0.01-0.1 are the values in use)"
-                )
-        return per_sample
+        return self._loss(logits, self._features(features), targets, "none")
+
+    def _reduced(self, logits, features, targets, sample_weight) -> Tensor:
+        if sample_weight is not None or features is None:
+            return super()._reduced(logits, features, targets, sample_weight)
+        return self._loss(logits, features, targets, self.reduction)
+
+    def _loss(self, z: Tensor, f: Tensor, y: Tensor, reduction: str) -> Tensor:
+        column = y.unsqueeze(1)
+        neg_onehot = torch.zeros_like(z).scatter_(1, column, -1.0)
+        update = self.training and not self.frozen
+        fused = self.lambda_rep > 0 and not self._separate_representation(f)
+        with torch.no_grad():
+            gram = f.mm(f.t()) if fused else None
+            if update:
+                self._update(f, y)
+            moments, seen = stats.means(self.sums), stats.seen_count(self.sums)
+            inv_margin = None
+            if self.logit_margins:
+                inv_margin = self._inverse_margins(moments, y, seen, not update, z.dtype)
+            shift = scale = None
+            if self.lambda_rep > 0:
+                shift, scale = self._rep_scale(moments, seen, f.dtype)
+        rep_w = None
+        if self.lambda_rep > 0 and self.rep_reduction == "class":
+            rep_w = len(y) / neg_onehot.sum(0).neg_()[y]
+        args = (gram, column != y if fused else None, shift, scale)
+        if not fused and self.lambda_rep > 0:
+            return self._with_separate_representation(
+                z, f, y, neg_onehot, inv_margin, (*args, rep_w), reduction
+            )
+        lam = self.lambda_rep if fused else 0.0
+        loss = MarginTerms.apply(z, f, neg_onehot, inv_margin, *args, lam, rep_w, reduction)
+        return self._checked(
+            loss, lambda: MarginTerms.apply(z, f, neg_onehot, inv_margin, *args, 0.0, None, "none")
+        )
+
+    def _inverse_margins(
+        self, moments: Tensor, y: Tensor, seen: Tensor, exact: bool, dtype: torch.dtype
+    ) -> Tensor:
+        """1 / gamma_{y_i} (B,); 1 / c_bar for classes not seen yet (``exact``; in training
+        the batch's classes were just seen)."""
+        floored, norm = stats.margins(self._statistic(moments), seen, self.c_bar)
+        inv = (norm / floored[y]).to(dtype)
+        return torch.nan_to_num(inv, nan=1.0 / self.c_bar) if exact else inv
+
+    def _rep_scale(
+        self, moments: Tensor, seen: Tensor, dtype: torch.dtype
+    ) -> tuple[Tensor, Tensor]:
+        """(s_bar, scale) of the representation exponent (d - 2 s_bar) / scale: scale =
+        the temperature, or 2 s_bar for "auto" (1 while s_bar is 0)."""
+        s = stats.s_bar(moments, seen).to(dtype)
+        if self.rep_temperature == "auto":
+            return s, (s * 2.0).add_(s == 0)  # s_bar >= 0
+        return s, torch.full_like(s, float(self.rep_temperature))
+
+    def _checked(self, loss: Tensor, margin_ce: Callable[[], Tensor]) -> Tensor:
+        """``validate=True``: a non-finite loss of finite inputs is an error naming its
+        cause: the logits over their margins (``margin_ce()``, computed only then) or
+        lambda_rep times the representation term."""
+        if not self.validate or bool(torch.isfinite(loss).all()):
+            return loss
+        if not bool(torch.isfinite(margin_ce()).all()):
+            raise ValueError(
+                f"MR²'s loss is NaN or Inf: the logits divided by their margins overflow "
+                f"float32 (c_bar = {self.c_bar:g} sets the mean margin; raise it)"
+            )
+        raise ValueError(
+            f"MR²'s loss overflowed: lambda_rep ({self.lambda_rep:g}) times the "
+            "representation term is not finite in float32; lower lambda_rep "
+            "(0.01-0.1 are the values in use)"
+        )
+
+    def _separate_representation(self, f: Tensor) -> bool:
+        """The representation term runs outside the fused terms: against features gathered
+        from every process, or from its list of same-class pairs (``_pair_list``)."""
+        gathered = self.gather_features and distributed.is_distributed(self.process_group)
+        return gathered or (self._pair_list and f.device.type == "cpu")
+
+    def _with_separate_representation(self, z, f, y, onehot, inv_margin, args, reduction):
+        _gram, _other, s_bar, scale, rep_w = args
+        partners = None
+        if self.gather_features and distributed.is_distributed(self.process_group):
+            all_f, offset = distributed.all_gather_with_grad(f, self.process_group)
+            all_y, _ = distributed.all_gather_with_grad(y, self.process_group)
+            partners = (all_f, all_y, offset)
+        root = scale.sqrt()  # (d - shift) / scale as the paper's form on f / sqrt(scale)
+        if partners is not None:
+            partners = (partners[0] / root, partners[1], partners[2])
+        rep = representation_margin(f / root, y, s_bar / scale, 1.0, partners, True)
+        ce = MarginTerms.apply(z, f, onehot, inv_margin, *args[:4], 0.0, None, "none")
+        per = ce + self.lambda_rep * (rep if rep_w is None else rep * rep_w)
+        return self._checked(_checks.reduce(per, reduction), lambda: ce)
 
     @property
     def _pair_list(self) -> bool:
@@ -374,22 +448,6 @@ class MR2Loss(ClassLoss):
         validation on (which reads anyway) and enough classes that balanced batches hold
         few same-class pairs (about B^2 / 2K)."""
         return self.validate and 2 * self.num_classes >= PAIRS_PER_GRAM_ENTRY
-
-    def _representation(self, features: Tensor, targets: Tensor, partners) -> Tensor:
-        s_bar = self.s_bar()
-        if not isinstance(self.rep_temperature, str):  # a number; "auto" below
-            return representation_margin(
-                features, targets, s_bar, self.rep_temperature, partners, self._pair_list
-            )
-        # "auto": (d - 2 s) / (2 s) computed as the paper's form on features / sqrt(2 s),
-        # without a host sync; the scale is a detached constant like s_bar itself
-        scale = torch.where(s_bar > 0, 2.0 * s_bar, torch.ones_like(s_bar)).detach()
-        root = scale.sqrt()
-        if partners is not None:
-            partners = (partners[0] / root, partners[1], partners[2])
-        return representation_margin(
-            features / root, targets, s_bar / scale, 1.0, partners, self._pair_list
-        )
 
     def extra_repr(self) -> str:
         return (

@@ -1,0 +1,121 @@
+"""ATen operations one training step dispatches, for every loss in the registry.
+
+On a GPU a small loss step is launch-bound, and on the CPU the number of ATen operations a
+step dispatches is a faithful proxy for its kernel launches. Counted with a
+``TorchDispatchMode`` (below autograd: forward and backward, views included) for a linear
+head (D -> K) plus the loss, forward + backward, after two warm-up steps, every loss with
+``validate=False`` (no host sync). "kernels" leaves out the operations that launch nothing
+(views and metadata: ``t``, ``view``, ``detach``, ``select``, ...). The row ``ce (torch)``
+is ``F.cross_entropy``, the floor any loss is measured against.
+
+    python benchmarks/op_count.py [--shape 128,100,640] [--out FILE]
+
+Writes a markdown table to stdout and to ``benchmarks/results/op_count_cpu.md`` (with the
+machine, versions and commit), and the raw counts beside it as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from environment import describe, save
+from mr2 import losses
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NO_KERNEL = {
+    "t", "view", "detach", "select", "slice", "unsqueeze", "squeeze", "diagonal", "expand",
+    "permute", "transpose", "as_strided", "_unsafe_view", "alias", "reshape",
+}  # fmt: skip
+TARGET_MR2 = 60  # issue 22's bound at (128, 100, 640)
+
+
+class OpCounter(TorchDispatchMode):
+    """Records the name of every ATen operation dispatched while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def make_step(name: str, b: int, k: int, d: int) -> Callable[[], None]:
+    """One training step of a linear head and loss ``name`` (or "ce (torch)")."""
+    torch.manual_seed(0)
+    head = nn.Linear(d, k)
+    feats = torch.randn(b, d).requires_grad_(True)
+    targets = torch.randint(0, k, (b,))
+    loss_fn = None if name == "ce (torch)" else losses.create(name, num_classes=k, validate=False)
+
+    def step() -> None:
+        head.zero_grad(set_to_none=True)
+        feats.grad = None
+        z = head(feats)
+        loss = F.cross_entropy(z, targets) if loss_fn is None else loss_fn(z, feats, targets)
+        loss.backward()
+
+    return step
+
+
+def count(step: Callable[[], None]) -> list[str]:
+    """The operations of one step, after two warm-up steps (statistics sized, caches full)."""
+    for _ in range(2):
+        step()
+    with OpCounter() as counter:
+        step()
+    return counter.ops
+
+
+def table(rows: dict[str, list[str]], shape: tuple[int, int, int]) -> str:
+    b, k, d = shape
+    lines = [
+        f"| loss (B, K, D = {b}, {k}, {d}) | ATen ops / step | kernels / step | most frequent |",
+        "|---|---|---|---|",
+    ]
+    for name, ops in rows.items():
+        kernels = [op for op in ops if op not in NO_KERNEL]
+        top = ", ".join(f"{op} {n}" for op, n in collections.Counter(kernels).most_common(3))
+        lines.append(f"| {name} | {len(ops)} | {len(kernels)} | {top} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--shape", default="128,100,640")
+    ap.add_argument("--out", type=Path, default=RESULTS / "op_count_cpu.md")
+    args = ap.parse_args()
+    shape = tuple(int(x) for x in args.shape.split(","))
+    assert len(shape) == 3, "--shape takes B,K,D"
+    names = ["ce (torch)", *losses.available()]
+    rows = {name: count(make_step(name, *shape)) for name in names}
+    meta = describe("cpu")
+    mr2_ops = len(rows["mr2"])
+    verdict = "met" if mr2_ops <= TARGET_MR2 else "not met"
+    text = (
+        f"# ATen operations per training step (benchmarks/op_count.py)\n\n"
+        f"torch {meta['torch']}, Python {meta['python']}, {meta['cpu']} ({meta['cpus']} CPUs), "
+        f"mr2 {meta['mr2']}, commit {meta['commit']}. Linear head + loss, forward + backward, "
+        f"`validate=False`, after two warm-up steps.\n\n{table(rows, shape)}\n\n"
+        f"MR² (defaults): {mr2_ops} operations; the target of issue 22 is at most "
+        f"{TARGET_MR2}: {verdict}.\n"
+    )
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    save({"meta": meta, "shape": shape, "ops": rows}, args.out.with_suffix(".json"))
+
+
+if __name__ == "__main__":
+    main()
