@@ -6,6 +6,10 @@
 #                          again for the CNN with train.channels_last and train.compile
 #   3. precision_check.py  ResNet-32 + MR² in float16 (grad scaler), bfloat16 and float32
 #   4. compile_check.py    torch.compile(MR2Loss) against eager: values, gradients, time
+#   5. capture_check.py    MR2Loss + head vs CE + head eager, compiled (reduce-overhead) and
+#                          captured in a CUDA graph, at loss_speed's four shapes: times,
+#                          agreement with eager, no host sync (issue 22's targets)
+#   6. op_count.py         ATen operations per step of every loss (device-independent)
 # Results (JSON with machine, versions and commit, and the tables in gpu_suite.md) go to
 # RESULTS (default benchmarks/results). --tiny: the same steps on the CPU at tiny sizes in a
 # scratch RESULTS folder (the test suite runs it).
@@ -22,6 +26,7 @@ if [ "${1:-}" = "--tiny" ]; then
   layout=(--models cnn --losses ce --epochs 2 --rounds 1 --subset 256 --set train.channels_last=true)
   precision=(--epochs 1 --subset 300 --precisions float32 bfloat16)
   compile=(--steps 6 --backend aot_eager)
+  capture=(--shapes 32,10,16 --repeats 3 --backend aot_eager)
 else
   RESULTS="${RESULTS:-benchmarks/results}"
   dev=cuda
@@ -31,6 +36,7 @@ else
     --set train.channels_last=true train.compile=true)
   precision=(--epochs 5)
   compile=(--steps 40)
+  capture=(--repeats 30)
 fi
 mkdir -p "$RESULTS"
 md="$RESULTS/gpu_suite.md"
@@ -60,5 +66,8 @@ step precision benchmarks/precision_check.py --device $dev --data "$CIFAR_NPZ" \
   "${precision[@]}" --out "$RESULTS/precision_$dev.json"
 step compile benchmarks/compile_check.py --device $dev "${compile[@]}" \
   --out "$RESULTS/compile_$dev.json"
+step capture benchmarks/capture_check.py --device $dev "${capture[@]}" \
+  --out "$RESULTS/capture_$dev.json"
+step op_count benchmarks/op_count.py --out "$RESULTS/op_count_cpu.md"
 rm -f "$RESULTS"/*.out
 [ ${#failed[@]} -eq 0 ] || { echo "failed: ${failed[*]} (see $md)"; exit 1; }

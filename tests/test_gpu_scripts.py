@@ -43,7 +43,7 @@ def test_gpu_suite_tiny(tmp_path):
     npz = per_class(shared("cifar10_jpeg", "cifar10_jpeg_test.npz"), 100, tmp_path / "c.npz")
     done = _run("gpu_suite.sh", {"RESULTS": str(tmp_path), "CIFAR_NPZ": str(npz)})
     assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("loss_speed", "engine_speed", "engine_layout", "precision", "compile"):
+    for name in ("loss_speed", "engine_speed", "engine_layout", "precision", "compile", "capture"):
         payload = json.loads((tmp_path / f"{name}_cpu.json").read_text())
         assert payload["meta"]["device"] == "cpu" and payload["meta"]["torch"]
         assert payload["rows"], name
@@ -53,8 +53,11 @@ def test_gpu_suite_tiny(tmp_path):
     assert all(r["agrees"] for r in json.loads((tmp_path / "compile_cpu.json").read_text())["rows"])
     layout = json.loads((tmp_path / "engine_layout_cpu.json").read_text())
     assert layout["settings"]["engine_settings"] == ["train.channels_last=true"]
+    assert all(r["agrees"] for r in json.loads((tmp_path / "capture_cpu.json").read_text())["rows"])
+    ops = json.loads((tmp_path / "op_count_cpu.json").read_text())["ops"]
+    assert len(ops["ce (torch)"]) == 20 and set(ops) > {"mr2", "ce", "focal"}
     text = (tmp_path / "gpu_suite.md").read_text()
-    assert "FAILED" not in text and "engine / hand" in text
+    assert "FAILED" not in text and "engine / hand" in text and "ATen ops / step" in text
 
 
 def test_gpu_study_tiny(tmp_path):

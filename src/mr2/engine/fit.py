@@ -9,6 +9,7 @@ e continues exactly as the uninterrupted run would (on CPU).
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -108,30 +109,28 @@ def _step(run: Run, epoch: int, idx, x, y, lr: float) -> tuple[torch.Tensor, tor
 
 
 class _Tally:
-    """The epoch's loss and accuracy sums and the first step whose loss was not finite, all
-    on the device: updating them never waits for the GPU; reading them (``check``) does,
-    at log steps and at the end of the epoch."""
+    """The epoch's step losses and correct predictions, kept on the device: recording them
+    never waits for the GPU; reading them (``check``, at log steps and at the end of the
+    epoch) does, and names the first step whose loss was NaN or Inf."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.sums = torch.zeros(2, device=device)  # loss * n, correct
+    def __init__(self, steps: int, device: torch.device) -> None:
+        self.losses = torch.zeros(steps, device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
         self.count = 0
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
 
     def add(self, step: int, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        loss = loss.detach().float()
-        correct = (logits.detach().argmax(1) == y).sum()
-        self.sums += torch.stack([loss * len(y), correct.float()])
+        self.losses[step] = loss.detach()
+        self.correct += (logits.detach().argmax(1) == y).sum()
         self.count += len(y)
-        bad = (self.first_bad < 0) & ~torch.isfinite(loss)
-        self.first_bad = torch.where(bad, step, self.first_bad)
 
-    def check(self, epoch: int, steps: int) -> None:
-        """Raise if a step's loss was NaN or Inf: naming its epoch and batch."""
-        step = int(self.first_bad)
-        if step >= 0:
+    def check(self, epoch: int, upto: int) -> None:
+        """Raise if a loss of steps 0 .. ``upto`` was NaN or Inf, naming the first."""
+        losses = self.losses[: upto + 1]
+        if not math.isfinite(float(losses.sum())):
+            step = int(torch.isfinite(losses).logical_not().nonzero()[0, 0])
             raise FloatingPointError(
                 f"the training loss was NaN or Inf at epoch {epoch + 1}, batch {step + 1} of "
-                f"{steps}{_checks.DIVERGED}"
+                f"{len(self.losses)}{_checks.DIVERGED}"
             )
 
 
@@ -158,7 +157,7 @@ def train_epoch(
     )
     logging = loggers is not None and bool(loggers.loggers)
     aug = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch + 7)
-    tally = _Tally(ctx.device)
+    tally = _Tally(steps, ctx.device)
     batches = _batches(len(train_y), cfg.train.batch_size, cfg.train.seed, epoch, ctx)
     for step, (idx, x, y) in enumerate(_loaded(train_x, train_y, batches)):
         x = _model_inputs(cfg, x.to(ctx.device, non_blocking=True), aug)
@@ -170,16 +169,17 @@ def train_epoch(
         global_step = epoch * steps + step + 1
         log_now = logging and global_step % cfg.train.log_every == 0
         if bar.due(step) or log_now:
-            tally.check(epoch, steps)
+            tally.check(epoch, step)
             lr = run.opt.param_groups[0]["lr"]
-            value, acc = loss.detach().item(), (tally.sums[1] / tally.count).item()
+            value, acc = loss.detach().item(), tally.correct.item() / tally.count
             if bar.due(step):
                 bar.report(step, loss=value, acc=acc, lr=lr)
             if log_now:
                 loggers.step(global_step, {"loss": value, "lr": lr})  # type: ignore[union-attr]
     bar.close()
-    tally.check(epoch, steps)
-    sums = torch.cat([tally.sums, tally.sums.new_tensor([tally.count])])
+    tally.check(epoch, steps - 1)
+    local = tally.losses.sum() * (tally.count / steps)  # equal batches: sum of loss * n
+    sums = torch.stack([local, tally.correct.float(), tally.losses.new_tensor(tally.count)])
     sums = distributed.all_reduce_sum(sums)
     return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
