@@ -87,7 +87,7 @@ def test_analytic_backward_matches_autograd_of_the_plain_formula(reduction, marg
     f = torch.randn(b, d, dtype=torch.float64, generator=g, requires_grad=True)
     y = torch.arange(b) % k
     onehot = -F.one_hot(y, k).double()
-    inv = torch.rand(b, dtype=torch.float64, generator=g) + 0.5 if margins else None
+    inv = torch.rand(b, 1, dtype=torch.float64, generator=g) + 0.5 if margins else None
     other = y.unsqueeze(1) != y
     s_bar, scale = torch.tensor(0.7, dtype=torch.float64), torch.tensor(2.5, dtype=torch.float64)
     w = torch.rand(b, dtype=torch.float64, generator=g) + 0.5 if rep_weight else None

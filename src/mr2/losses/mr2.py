@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from torch import Tensor
 from mr2 import _checks, distributed
 from mr2 import functional as MF
 from mr2.losses import mr2_statistics as stats
+from mr2.losses import mr2_triton
 from mr2.losses.base import ClassLoss
 from mr2.losses.mr2_terms import MarginTerms
 from mr2.losses.registry import register
@@ -149,6 +151,7 @@ class MR2Loss(ClassLoss):
         # float64 (stats.DTYPE); D columns on first use
         self.register_buffer("sums", torch.zeros(num_classes, 2, dtype=stats.DTYPE))
         self.register_buffer("sq_dev_p", torch.zeros(num_classes, dtype=stats.DTYPE))
+        self._workspace = mr2_triton.Workspace()
 
     PRESETS = _PRESETS
     STATISTICS = ("sums", "sq_dev_p")
@@ -357,20 +360,14 @@ class MR2Loss(ClassLoss):
 
     def _loss(self, z: Tensor, f: Tensor, y: Tensor, reduction: str) -> Tensor:
         column = y.unsqueeze(1)
-        neg_onehot = torch.zeros_like(z).scatter_(1, column, -1.0)
-        update = self.training and not self.frozen
         fused = self.lambda_rep > 0 and not self._separate_representation(f)
         with torch.no_grad():
             gram = f.mm(f.t()) if fused else None
-            if update:
-                self._update(f, y)
-            moments, seen = stats.means(self.sums), stats.seen_count(self.sums)
-            inv_margin = None
-            if self.logit_margins:
-                inv_margin = self._inverse_margins(moments, y, seen, not update, z.dtype)
-            shift = scale = None
-            if self.lambda_rep > 0:
-                shift, scale = self._rep_scale(moments, seen, f.dtype)
+            if self._kernel_step(f):
+                neg_onehot, inv_margin, shift, scale = self._statistics_by_kernels(z, f, y)
+            else:
+                neg_onehot = torch.zeros_like(z).scatter_(1, column, -1.0)
+                inv_margin, shift, scale = self._statistics(z, f, y)
         rep_w = None
         if self.lambda_rep > 0 and self.rep_reduction == "class":
             rep_w = len(y) / neg_onehot.sum(0).neg_()[y]
@@ -385,13 +382,53 @@ class MR2Loss(ClassLoss):
             loss, lambda: MarginTerms.apply(z, f, neg_onehot, inv_margin, *args, 0.0, None, "none")
         )
 
+    def _statistics(self, z: Tensor, f: Tensor, y: Tensor):
+        """(1 / gamma_{y_i} or None, s_bar, scale) after this batch's update, in PyTorch."""
+        update = self.training and not self.frozen
+        if update:
+            self._update(f, y)
+        moments, seen = stats.means(self.sums), stats.seen_count(self.sums)
+        inv_margin = shift = scale = None
+        if self.logit_margins:
+            inv_margin = self._inverse_margins(moments, y, seen, not update, z.dtype)
+        if self.lambda_rep > 0:
+            shift, scale = self._rep_scale(moments, seen, f.dtype)
+        return inv_margin, shift, scale
+
+    def _kernel_step(self, f: Tensor) -> bool:
+        """Whether the statistics step runs as Triton kernels (``mr2_triton``): an eager
+        training step on a GPU with the 2-norm and the paper's statistic (under
+        ``torch.compile`` the PyTorch path is traced and fused by the compiler instead)."""
+        return (
+            not torch.compiler.is_compiling()
+            and self.training
+            and not self.frozen
+            and self.norm_p == 2.0
+            and self.margin_statistic == "paper"
+            and not self.validate
+            and self.sums.shape[1] == 2 + f.shape[1]
+            and mr2_triton.usable(self.sums, f)
+        )
+
+    def _statistics_by_kernels(self, z: Tensor, f: Tensor, y: Tensor):
+        group = self.process_group
+        reduce = None
+        if distributed.is_distributed(group):
+            reduce = functools.partial(distributed.all_reduce_sum, group=group)
+        temperature = self.rep_temperature
+        neg_onehot, inv, s_bar, scale = mr2_triton.step(
+            self.sums, f, y, z, self._workspace, decay=self.ema_decay, c_bar=self.c_bar,
+            temperature=None if temperature == "auto" else float(temperature), reduce=reduce,
+        )  # fmt: skip
+        return neg_onehot, inv if self.logit_margins else None, s_bar, scale
+
     def _inverse_margins(
         self, moments: Tensor, y: Tensor, seen: Tensor, exact: bool, dtype: torch.dtype
     ) -> Tensor:
-        """1 / gamma_{y_i} (B,); 1 / c_bar for classes not seen yet (``exact``; in training
-        the batch's classes were just seen)."""
+        """1 / gamma_{y_i} as a column (B, 1); 1 / c_bar for classes not seen yet
+        (``exact``; in training the batch's classes were just seen)."""
         floored, norm = stats.margins(self._statistic(moments), seen, self.c_bar)
-        inv = (norm / floored[y]).to(dtype)
+        inv = (norm / floored[y]).to(dtype).unsqueeze(1)
         return torch.nan_to_num(inv, nan=1.0 / self.c_bar) if exact else inv
 
     def _rep_scale(

@@ -30,17 +30,16 @@ def _rep_exponents(gram: Tensor, other: Tensor, s_bar: Tensor, scale: Tensor) ->
 
 
 class MarginTerms(torch.autograd.Function):
-    """``apply(logits, features, neg_onehot, inv_margin, gram, other, s_bar, scale, lam,
+    """``apply(logits, features, neg_onehot, inv_col, gram, other, s_bar, scale, lam,
     rep_weight, reduction)`` -> per-sample losses (B,) or their mean / sum.
 
-    ``neg_onehot`` (B, K) -1 at each sample's class; ``inv_margin`` (B,) 1 / gamma_{y_i}
+    ``neg_onehot`` (B, K) -1 at each sample's class; ``inv_col`` (B, 1) 1 / gamma_{y_i}
     (None: no margins); ``gram`` f f^T (B, B) computed without gradient (None when
     ``lam == 0``); ``other`` (B, B) bool, y_i != y_j; ``s_bar`` and ``scale`` 0-dim
     tensors; ``rep_weight`` (B,) or None."""
 
     @staticmethod
-    def forward(ctx, z, f, onehot, inv_margin, gram, other, s_bar, scale, lam, rep_w, reduction):
-        inv_col = None if inv_margin is None else inv_margin.unsqueeze(1)
+    def forward(ctx, z, f, onehot, inv_col, gram, other, s_bar, scale, lam, rep_w, reduction):
         log_p = (z if inv_col is None else z * inv_col).log_softmax(1)
         per = (log_p * onehot).sum(1)  # onehot is negated: this is the cross-entropy
         x = rep = None
@@ -56,8 +55,7 @@ class MarginTerms(torch.autograd.Function):
     def backward(ctx, grad):
         z, f, onehot, inv_col, other, s_bar, scale, rep_w, log_p, x, rep = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
-            inv_margin = None if inv_col is None else inv_col[:, 0]
-            inputs = (onehot, inv_margin, other, s_bar, scale, ctx.lam, rep_w, ctx.reduction)
+            inputs = (onehot, inv_col, other, s_bar, scale, ctx.lam, rep_w, ctx.reduction)
             d_z, d_f = torch.autograd.grad(
                 reference(z, f, *inputs), (z, f), grad, create_graph=True, allow_unused=True
             )
@@ -75,7 +73,8 @@ class MarginTerms(torch.autograd.Function):
             c = c * rep_w
         w = (x - rep.unsqueeze(1)).exp_()  # P_ij: the weight of partner j in rep_i
         w.diagonal().zero_()  # the "1 +" term is no partner
-        w.mul_(c.unsqueeze(1) if c.dim() else c)
+        per_row = ctx.reduction == "none" or rep_w is not None  # c: (B,), or one number
+        w.mul_(c.unsqueeze(1) if per_row else c)
         s = w + w.t()
         d_f = torch.addmm(s.sum(1, keepdim=True) * f, s, f, alpha=-1.0)
         return d_z, d_f, *_NONE
@@ -90,9 +89,9 @@ def _reduce(per: Tensor, reduction: str) -> Tensor:
     return per.sum() if reduction == "sum" else per
 
 
-def reference(z, f, onehot, inv_margin, other, s_bar, scale, lam, rep_w, reduction) -> Tensor:
+def reference(z, f, onehot, inv_col, other, s_bar, scale, lam, rep_w, reduction) -> Tensor:
     """The same losses in plain, twice-differentiable operations."""
-    scaled = z if inv_margin is None else z * inv_margin.unsqueeze(1)
+    scaled = z if inv_col is None else z * inv_col
     per = (torch.log_softmax(scaled, 1) * onehot).sum(1)
     if lam > 0:
         rep = _rep_exponents(f @ f.t(), other, s_bar, scale).logsumexp(1)

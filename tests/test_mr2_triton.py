@@ -1,0 +1,27 @@
+"""MR²'s statistics step as Triton kernels (``mr2.losses.mr2_triton``, what a GPU runs),
+checked on the CPU in Triton's interpreter against the PyTorch path, and its count of
+operations per step (issue 22: at most 60 at (128, 100, 640), kernel launches included)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mr2.losses import mr2_triton
+
+HERE = Path(__file__).resolve().parent
+
+
+def test_kernels_match_the_pytorch_path_and_a_step_is_at_most_60_operations():
+    assert mr2_triton.kernels is not None, (
+        "Triton is missing: it comes with torch's CUDA builds (make venv installs one)"
+    )
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(HERE)}
+    done = subprocess.run(
+        [sys.executable, str(HERE / "triton_worker.py")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+    ops = int(next(line for line in done.stdout.splitlines() if line.startswith("ops")).split()[1])
+    assert ops <= 60, done.stdout
+    assert "['scatter', 'finish']" in done.stdout  # the step really ran the kernels

@@ -1,0 +1,75 @@
+"""Run by tests/test_mr2_triton.py in a process with TRITON_INTERPRET=1: MR2Loss's training
+steps with the statistics from the Triton kernels (``MR2_TRITON=1``) against the PyTorch
+path, over several steps and settings; then the operations of one step on that path at
+(128, 100, 640), kernel launches counted as one each. Prints "ops N" and "ok", or raises."""
+
+import copy
+import os
+import sys
+
+import torch
+
+from mr2 import MR2Loss
+from mr2.losses import mr2_triton
+from test_mr2_step import step_ops
+
+
+def run(kernels: bool, loss_fn: MR2Loss, batches):
+    os.environ["MR2_TRITON"] = "1" if kernels else "0"
+    used = []
+    mr2_triton.LAUNCH_HOOKS.append(used.append)
+    out = []
+    try:
+        for z, f, y in batches:
+            zz, ff = z.clone().requires_grad_(True), f.clone().requires_grad_(True)
+            loss = loss_fn(zz, ff, y)
+            loss.backward()
+            out.append((loss.detach(), zz.grad, ff.grad, loss_fn.sums.clone(), loss_fn.margins()))
+    finally:
+        mr2_triton.LAUNCH_HOOKS.remove(used.append)
+    return out, used
+
+
+def batches(k, d, n=4, b=24, scale=1.0, seed=0, classes=None):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        f = (torch.randn(b, d, generator=g) + 2.0).relu() * scale
+        y = torch.randint(0, classes or k, (b,), generator=g)
+        yield torch.randn(b, k, generator=g), f, y
+
+
+def check(options, k=7, d=37, **batch_options):
+    base = MR2Loss(k, validate=False, **options)
+    data = list(batches(k, d, **batch_options))
+    torch_out, none = run(False, copy.deepcopy(base), data)
+    kernel_out, launches = run(True, copy.deepcopy(base), data)
+    assert not none, none
+    assert launches == ["scatter", "finish"] * (len(data) - 1), launches  # step 1 sizes the sums
+    for step, (a, b) in enumerate(zip(torch_out, kernel_out, strict=True)):
+        for name, x, y in zip(
+            ("loss", "d logits", "d features", "sums", "margins"), a, b, strict=True
+        ):
+            torch.testing.assert_close(
+                y, x, rtol=2e-5, atol=1e-6, msg=f"{options} step {step}: {name}"
+            )
+
+
+check({})
+check({"rep_temperature": 4.0, "c_bar": 1.5, "ema_decay": 0.5})
+check({"rep_reduction": "class", "lambda_rep": 0.1}, k=130, d=300, b=40)  # several blocks
+check({"logit_margins": False})
+check({}, classes=3)  # classes never seen keep c_bar, their sums stay zero
+# a batch whose squared norms overflow float32 is skipped: the state does not move
+loss_fn = MR2Loss(5, validate=False)
+first, huge = list(batches(5, 8, n=1)), list(batches(5, 8, n=1, scale=1e20, seed=1))
+run(False, loss_fn, first)
+before = loss_fn.sums.clone()
+run(True, loss_fn, huge)
+assert torch.equal(loss_fn.sums, before), "an overflowing batch changed the statistics"
+os.environ["MR2_TRITON"] = "1"
+launches = []
+mr2_triton.LAUNCH_HOOKS.append(launches.append)
+ops = step_ops(MR2Loss(100, validate=False))
+print("ops", len(ops) + len(launches) // 3, "launches", launches[-2:])  # 3 steps, 1 counted
+print("ok")
+sys.exit(0)
