@@ -54,22 +54,27 @@ def check(options, k=7, d=37, **batch_options):
             )
 
 
-check({})
-check({"rep_temperature": 4.0, "c_bar": 1.5, "ema_decay": 0.5})
-check({"rep_reduction": "class", "lambda_rep": 0.1}, k=130, d=300, b=40)  # several blocks
-check({"logit_margins": False})
-check({}, classes=3)  # classes never seen keep c_bar, their sums stay zero
-# a batch whose squared norms overflow float32 is skipped: the state does not move
-loss_fn = MR2Loss(5, validate=False)
-first, huge = list(batches(5, 8, n=1)), list(batches(5, 8, n=1, scale=1e20, seed=1))
-run(False, loss_fn, first)
-before = loss_fn.sums.clone()
-run(True, loss_fn, huge)
-assert torch.equal(loss_fn.sums, before), "an overflowing batch changed the statistics"
-os.environ["MR2_TRITON"] = "1"
-launches = []
-mr2_triton.LAUNCH_HOOKS.append(launches.append)
-ops = step_ops(MR2Loss(100, validate=False))
-print("ops", len(ops) + len(launches) // 3, "launches", launches[-2:])  # 3 steps, 1 counted
-print("ok")
-sys.exit(0)
+def main() -> None:
+    check({})
+    check({"rep_temperature": 4.0, "c_bar": 1.5, "ema_decay": 0.5})
+    check({"rep_reduction": "class", "lambda_rep": 0.1}, k=130, d=300, b=40)  # several blocks
+    check({"logit_margins": False})
+    check({}, classes=3)  # classes never seen keep c_bar, their sums stay zero
+    # a batch whose squared norms overflow float32 is skipped: the state does not move
+    loss_fn = MR2Loss(5, validate=False)
+    first, huge = list(batches(5, 8, n=1)), list(batches(5, 8, n=1, scale=1e20, seed=1))
+    run(False, loss_fn, first)
+    before = loss_fn.sums.clone()
+    run(True, loss_fn, huge)
+    assert torch.equal(loss_fn.sums, before), "an overflowing batch changed the statistics"
+    os.environ["MR2_TRITON"] = "1"
+    launches = []
+    mr2_triton.LAUNCH_HOOKS.append(launches.append)
+    ops = step_ops(MR2Loss(100, validate=False))
+    print("ops", len(ops) + len(launches) // 3, "launches", launches[-2:])  # 3 steps, 1 counted
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -233,12 +233,15 @@ def _collect(futures, queue: list[int], workers: int, report, outcomes) -> list[
     pending = set(futures)
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        for future in done:
+        # in submission order: a run that started after another finished in the same
+        # wait is only in ``running`` once that one's finish started it
+        for future in sorted(done, key=futures.__getitem__):
             if isinstance(future.exception(), BrokenProcessPool):
                 return running
             i = futures[future]
             outcomes[i] = future.result()
-            running.remove(i)
+            if i in running:
+                running.remove(i)
             report(i, outcomes[i])
             start_next()
     return []

@@ -47,8 +47,9 @@ def _total(sums_ptr, rows_ptr, K, C, decay, BK: tl.constexpr, BC: tl.constexpr):
 
 @triton.jit
 def _commit(sums_ptr, rows_ptr, scratch_ptr, K, C, decay, ok, BK: tl.constexpr, BC: tl.constexpr):
-    """Merge (if ``ok``) and store the sums, clear the batch rows, and write per class
-    a_k (NaN if unseen) and s_k^2 to the scratch."""
+    """Merge (if ``ok``) and store the sums, and write per class a_k (NaN if unseen) and
+    s_k^2 to the scratch. Each element of the sums is read and written by the thread that
+    owns it in the (BK, BC) tile, so the update needs no barrier."""
     for k0 in range(0, K, BK):
         kv = k0 + tl.arange(0, BK)
         ks = kv[:, None]
@@ -64,7 +65,6 @@ def _commit(sums_ptr, rows_ptr, scratch_ptr, K, C, decay, ok, BK: tl.constexpr, 
             new = tl.load(sums_ptr + ks * C + cs, mask=m, other=0.0) * factor
             new += tl.where(ok, batch, 0.0)
             tl.store(sums_ptr + ks * C + cs, new, mask=m)
-            tl.store(rows_ptr + ks * C + cs, tl.zeros((BK, BC), dtype=tl.float64), mask=m)
             w += tl.sum(tl.where(cs == 0, new, 0.0), 1)
             wa += tl.sum(tl.where(cs == 1, new, 0.0), 1)
             mu_sq += tl.sum(tl.where(cs >= 2, new * new, 0.0), 1)
@@ -72,6 +72,17 @@ def _commit(sums_ptr, rows_ptr, scratch_ptr, K, C, decay, ok, BK: tl.constexpr, 
         spread = tl.maximum(a - mu_sq / (w * w), 0.0)
         tl.store(scratch_ptr + kv, a, mask=kv < K)
         tl.store(scratch_ptr + K + kv, spread, mask=kv < K)
+
+
+@triton.jit
+def _clear(rows_ptr, K, C, BK: tl.constexpr, BC: tl.constexpr):
+    """Zero the batch rows for the next step (after every read of them: a barrier first)."""
+    for k0 in range(0, K, BK):
+        ks = k0 + tl.arange(0, BK)[:, None]
+        for c0 in range(0, C, BC):
+            cs = c0 + tl.arange(0, BC)[None, :]
+            zeros = tl.zeros((BK, BC), dtype=tl.float64)
+            tl.store(rows_ptr + ks * C + cs, zeros, mask=(ks < K) & (cs < C))
 
 
 @triton.jit
@@ -83,8 +94,10 @@ def finish(
     C = D + 2
     total = _total(sums_ptr, rows_ptr, K, C, decay, BK, BC)
     ok = tl.abs(total) <= FLOAT32_MAX  # NaN fails too
-    _commit(sums_ptr, rows_ptr, scratch_ptr, K, C, decay, ok, BK, BC)
     tl.debug_barrier()
+    _commit(sums_ptr, rows_ptr, scratch_ptr, K, C, decay, ok, BK, BC)
+    tl.debug_barrier()  # the scratch and the rows are read no more by other threads
+    _clear(rows_ptr, K, C, BK, BC)
     count = tl.zeros((BK,), dtype=tl.float32)
     roots = tl.zeros((BK,), dtype=tl.float32)
     spreads = tl.zeros((BK,), dtype=tl.float64)
