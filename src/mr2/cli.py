@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from mr2 import __version__, losses, report
+from mr2 import __version__, losses, plugins, report
 from mr2.demo import run_demo
 from mr2.engine import config
 from mr2.engine.compare import RunsFailed, check_compare, preflight, run_compare
@@ -42,6 +42,14 @@ def _overwrite_arg(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mr2", description="Class-wise fair classifiers (MR²).")
+    ap.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module that registers models, datasets or losses (repeatable)",
+    )
     ap.add_argument("--version", action="version", version=f"mr2 {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     _training_commands(sub)
@@ -289,6 +297,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        plugins.load(args.imports)
         return COMMANDS[args.command](args)
     except (ValueError, OSError, ImportError, RunBusyError) as err:
         print(f"mr2: error: {err}", file=sys.stderr)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
-from mr2._registry import Registry
+from mr2._registry import Registry, keyword_options
 from mr2.data.augment import auto_augment, random_crop_flip
 from mr2.data.base import Dataset, Split, make_dataset, stratified_indices
 from mr2.data.cifar import load_cifar
@@ -59,6 +60,35 @@ def load(name: str, **kwargs) -> Dataset:
     return LOADERS.create(name, **kwargs)
 
 
+def register(name: str, loader: Callable[..., Dataset], description: str = "") -> Callable:
+    """Add the user's dataset ``name``: ``loader(*, val_fraction, seed, **options)`` returns
+    a ``Dataset``. ``make_dataset`` builds one from a training and a test ``Split``,
+    carving a stratified validation split of ``val_fraction`` from training with ``seed``
+    (the engine passes ``data.val_fraction`` and ``data.split_seed``, and ``train_subset``,
+    ``path`` or ``data_dir`` when the loader takes them); ``data.options`` are its other
+    keyword arguments.
+
+    Example:
+        >>> import torch
+        >>> def blobs(*, val_fraction=0.1, seed=0, n=40):
+        ...     g = torch.Generator().manual_seed(0)
+        ...     y = torch.arange(n) % 2
+        ...     x = torch.randn(n, 2, generator=g) + 3 * y[:, None]
+        ...     return make_dataset("blobs", Split(x, y), Split(x[:8], y[:8]), 2,
+        ...                         val_fraction=val_fraction, seed=seed)
+        >>> _ = register("doc_blobs", blobs)
+        >>> len(load("doc_blobs", n=20, val_fraction=0.2).val)
+        4
+    """
+    missing = {"val_fraction", "seed"} - keyword_options(loader, set())
+    if missing:
+        raise ValueError(
+            f"dataset loader {name!r} must take {sorted(missing)} as keywords: the engine "
+            "carves validation from the training split with them (make_dataset does it)"
+        )
+    return LOADERS.register(name, loader, description)
+
+
 __all__ = [
     "LOADERS",
     "Dataset",
@@ -72,5 +102,6 @@ __all__ = [
     "make_dataset",
     "preprocessed",
     "random_crop_flip",
+    "register",
     "stratified_indices",
 ]

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from mr2 import io
+from mr2 import io, plugins
 from mr2.engine import identity
 from mr2.engine.config import RunConfig
 from mr2.engine.train import method_label, train
@@ -104,6 +104,7 @@ def record_failure(job: Job, error: str, trace: str, start: float) -> Outcome:
 def run_job(job: Job, options: Options) -> Outcome:
     """Train one run; never raises for a failed run (see the module docstring)."""
     start = time.time()
+    plugins.load()  # a worker process: the user's registered models and datasets
     failed = Path(job.run_dir) / FAILED
     found = identity.inspect_run(job.run_dir, job.cfg)
     reused = found.finished and options.resume  # a finished run of this configuration

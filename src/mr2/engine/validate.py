@@ -19,6 +19,7 @@ from mr2 import data as mr2_data
 from mr2._registry import suggest
 from mr2.engine import loggers, procedures
 from mr2.engine.config import RunConfig, range_problems
+from mr2.models import external
 
 BACKBONE_NAMES = tuple(backbones.available())  # their packages are imported when one is built
 
@@ -59,10 +60,13 @@ def _data(cfg: RunConfig) -> list[str]:
 def _model(cfg: RunConfig) -> list[str]:
     m = cfg.model
     names = sorted([*models.available(), *BACKBONE_NAMES])
+    if external.split(m.name):
+        probe = ["model.probe needs a pre-trained backbone"] if m.probe else []
+        return probe + external.problems(m.name, m.options)
     if m.name not in names:
         return [
             f"model.name: unknown model {m.name!r}{suggest(m.name, names)}; available: "
-            f"{', '.join(names)}"
+            f"{', '.join(names)}, or a library's: 'timm:<name>', 'torchvision:<name>'"
         ]
     if m.name in BACKBONE_NAMES:
         missing = backbones.missing_package(m.name)
@@ -78,7 +82,7 @@ def _model(cfg: RunConfig) -> list[str]:
                 f"model.probe needs a pre-trained backbone ({', '.join(BACKBONE_NAMES)}), "
                 f"not {m.name!r}"
             ]
-        accepted = models.options(m.name)
+        accepted = models.options(m.name) or set()
     return models.problems(m.options) + [
         f"model.options.{key}: model {m.name!r} does not take it{suggest(key, sorted(accepted))}; "
         f"accepted: {sorted(accepted)}"

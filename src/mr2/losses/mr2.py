@@ -93,8 +93,8 @@ class MR2Loss(ClassLoss):
         >>> logits = feats @ torch.randn(4, 3)
         >>> loss = loss_fn(logits, feats, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]))
         >>> loss.backward()
-        >>> loss_fn.margins().mean()
-        tensor(1.)
+        >>> round(float(loss_fn.margins().mean()), 6)  # the mean margin is c_bar
+        1.0
     """
 
     sums: Tensor

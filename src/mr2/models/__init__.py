@@ -1,16 +1,27 @@
-"""Models that return ``(logits, features)``; one registry: ``create(name, input_shape, K)``."""
+"""Models that return ``(logits, features)``; one registry: ``create(name, input_shape, K)``.
+
+Besides mr2's own: ``"timm:<name>"`` and ``"torchvision:<name>"`` (``mr2.models.external``),
+and the user's models, added with ``register(name, factory)``; ``mr2 --import MODULE``
+(or a package's ``mr2.plugins`` entry point) registers them for the CLI.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
 from torch import nn
 
-from mr2._registry import Registry
+from mr2._registry import Registry, keyword_options
+from mr2.models import external
 from mr2.models.airbench import AirbenchNet
 from mr2.models.cnn import SmallCNN
 from mr2.models.linear import LinearProbe
 from mr2.models.mlp import MLP
 from mr2.models.resnet_cifar import ResNetCifar
 from mr2.models.wrn import WideResNet
+from mr2.with_features import with_features
 
 MODELS = Registry("model", exclude=("input_shape", "num_classes"))
 MODELS.register("mlp", MLP)
@@ -27,9 +38,44 @@ def available() -> list[str]:
     return MODELS.available()
 
 
-def options(name: str) -> set[str]:
-    """The options model ``name`` accepts."""
-    return MODELS.options(name)
+def options(name: str) -> set[str] | None:
+    """The options model ``name`` accepts; None for a library's model ("timm:...",
+    "torchvision:..."), whose options go to its constructor (see ``external.problems``)."""
+    return None if external.split(name) else MODELS.options(name)
+
+
+def register(
+    name: str,
+    factory: Callable[..., nn.Module],
+    description: str = "",
+    *,
+    returns_features: bool = False,
+) -> Callable[..., nn.Module]:
+    """Add the user's model ``name``: ``factory(input_shape, num_classes, **options)``
+    returns the module. Unless ``returns_features``, its output is taken as logits and the
+    features are read at its final linear layer (``mr2.with_features``). Its keyword
+    arguments are the options ``model.options`` may set (checked before training).
+
+    Example:
+        >>> import torch
+        >>> def tiny(input_shape, num_classes, width=16):
+        ...     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(
+        ...         int(torch.tensor(input_shape).prod()), width), torch.nn.ReLU(),
+        ...         torch.nn.Linear(width, num_classes))
+        >>> _ = register("doc_tiny", tiny)
+        >>> logits, features = create("doc_tiny", (1, 4, 4), 3, width=8)(torch.zeros(2, 1, 4, 4))
+        >>> tuple(logits.shape), tuple(features.shape)
+        ((2, 3), (2, 8))
+    """
+    if ":" in name:
+        raise ValueError(f"model names with ':' are a library's ({name!r}); choose another")
+    built = factory if returns_features else partial(_with_features, factory)
+    accepted = keyword_options(factory, MODELS.exclude)
+    return MODELS.register(name, built, description, options=accepted)
+
+
+def _with_features(factory: Callable[..., nn.Module], *args: Any, **kwargs: Any) -> nn.Module:
+    return with_features(factory(*args, **kwargs))
 
 
 SIZES = ("width", "depth", "stem_width")  # options that count layers or channels
@@ -56,6 +102,8 @@ def problems(options: dict) -> list[str]:
 
 def create(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
     """Build model ``name``; ``kwargs`` (e.g. width) override its defaults."""
+    if external.split(name):
+        return external.create(name, tuple(input_shape), num_classes, **kwargs)
     errors = problems(kwargs)
     if errors:
         raise ValueError("; ".join(errors))
@@ -74,4 +122,5 @@ __all__ = [
     "create",
     "options",
     "problems",
+    "register",
 ]
