@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from mr2 import __version__, losses, plugins, report
+from mr2 import __version__, extras, losses, plugins, report
 from mr2.demo import run_demo
 from mr2.engine import config
 from mr2.engine.compare import RunsFailed, check_compare, preflight, run_compare
@@ -195,6 +195,7 @@ def _compare_overrides(args) -> list[str]:
 
 def _compare(args) -> int:
     cfg = config.load(args.config, _compare_overrides(args))
+    extras.require("report", "mr2 compare builds a report when its runs finish; it")
     if args.check:
         check_compare(cfg)
         preflight(cfg, Path(args.out), overwrite=args.overwrite)
@@ -231,12 +232,14 @@ def _report(args) -> int:
 
 
 def _demo(args) -> int:
+    extras.require("report", "mr2 demo ends with a report; it")
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
     run_demo(out, data_dir=args.data_dir, quick=args.quick)
     return 0
 
 
 def _diagnose(args) -> int:
+    extras.require("report", "mr2 diagnose (correlations and their plot)")
     out = run_diagnose(args.run, args.features, args.split, args.out)
     print(f"spread vs accuracy: {out['result'].get('correlation')}; {out['json']}")
     return 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mr2 import extras
 from mr2.io import save_json, save_text
 from mr2.metrics import min_sign_flip_p
 from mr2.report import diagnostics, flags, plots, tables
@@ -38,6 +39,7 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
     """Collect the runs under ``paths`` (refusing runs that are not seeds of one setting),
     summarise them against ``reference`` and write report.md, results.json, per_class.csv
     and the plots to ``out_dir``."""
+    extras.require("report", "a report (its plots and statistics)")  # nothing half-written
     summary = summarize(collect(paths), reference=reference)  # before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
