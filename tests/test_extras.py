@@ -39,3 +39,17 @@ def test_a_report_is_not_half_written_without_its_packages(tmp_path, monkeypatch
     monkeypatch.undo()
     report.build([tmp_path], tmp_path)
     assert (tmp_path / "report.md").is_file()
+
+
+def test_a_mistyped_reference_is_an_error_naming_the_methods(tmp_path, capsys):
+    train(tiny_config(), tmp_path / "ce" / "seed0", show_progress=False)
+    assert cli.main(["report", str(tmp_path), "--reference", "cee"]) == 2
+    assert "reference method 'cee' has no run here; methods: ce" in capsys.readouterr().err
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_mr2_losses_lists_the_loop_level_methods(capsys):
+    assert cli.main(["losses"]) == 0
+    out = capsys.readouterr().out
+    for name, loss in (("jtt", "ce"), ("lff", "ce"), ("drw", "ldam")):
+        assert any(line.startswith(name) and f"[loss: {loss}]" in line for line in out.splitlines())

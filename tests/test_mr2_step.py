@@ -144,3 +144,14 @@ def test_reduce_overhead_compile_gives_eager_values_without_a_graph_break():
         for a, b in zip(*out, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(compiled.sums, eager.sums)
+
+
+def test_a_no_grad_call_in_train_mode_says_it_updates_the_statistics():
+    loss_fn, batch = MR2Loss(3), (torch.randn(6, 3), torch.randn(6, 4), torch.arange(6) % 3)
+    with torch.no_grad(), pytest.warns(UserWarning, match=r"loss_fn\.eval\(\)"):
+        loss_fn(*batch)
+    assert loss_fn.weight.sum() == 6  # it did update (documented, said once)
+    loss_fn.eval()
+    with torch.no_grad():
+        loss_fn(*batch)  # eval(): no update, no warning
+    assert loss_fn.weight.sum() == 6

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mr2 import __version__, extras, losses, plugins, report
 from mr2.demo import run_demo
-from mr2.engine import config
+from mr2.engine import config, procedures
 from mr2.engine.compare import RunsFailed, check_compare, preflight, run_compare
 from mr2.engine.diagnose import run_diagnose
 from mr2.engine.extract import extract
@@ -280,6 +280,11 @@ def _wise(args) -> int:
 def _losses(args) -> int:
     for name in losses.available():
         print(f"{name:18s} {losses.describe(name)}")
+    print("\nloop-level methods (a procedure around a loss; run by name like a loss in compare):")
+    for name, text in procedures.PROCEDURES.describe().items():
+        if name != "standard":
+            loss = procedures.DEFAULT_LOSS.get(name, "ce")
+            print(f"{name:18s} {text.rstrip(':,;')} [loss: {loss}]")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -314,6 +315,7 @@ class MR2Loss(ClassLoss):
         return self._loss(logits, features, targets, self.reduction)
 
     def _loss(self, z: Tensor, f: Tensor, y: Tensor, reduction: str) -> Tensor:
+        self._warn_if_no_grad()
         column = y.unsqueeze(1)
         fused = self.lambda_rep > 0 and not self._separate_representation(f)
         with torch.no_grad():
@@ -349,6 +351,21 @@ class MR2Loss(ClassLoss):
         if self.lambda_rep > 0:
             shift, scale = self._rep_scale(moments, seen, f.dtype)
         return inv_margin, shift, scale
+
+    warned_no_grad = False
+
+    def _warn_if_no_grad(self) -> None:
+        """A loss called under ``torch.no_grad()`` in ``train()`` mode (a validation pass
+        that forgot ``loss_fn.eval()``) still updates the statistics: said once."""
+        if not self.training or self.frozen or torch.is_grad_enabled() or self.warned_no_grad:
+            return
+        self.warned_no_grad = True
+        warnings.warn(
+            "MR2Loss is in train() mode under torch.no_grad(): this batch updates the running "
+            "class statistics (and so the margins). For a validation or test pass call "
+            "loss_fn.eval() first (or use loss_fn.statistics_frozen()).",
+            stacklevel=5,
+        )
 
     def _kernel_step(self, f: Tensor) -> bool:
         """Whether the statistics step runs as Triton kernels (``mr2_triton``): an eager
