@@ -4,11 +4,14 @@ the run's own JSON-lines log, the record every other tool reads."""
 import csv
 import io
 import json
+import sys
+import types
 
 import pytest
 
 from helpers import tiny_config
 from mr2.engine import identity, validate
+from mr2.engine.loggers import WandbLogger
 from mr2.engine.progress import StepProgress
 from mr2.engine.train import train
 
@@ -77,3 +80,16 @@ def test_step_progress_off_a_terminal_writes_a_line_every_n_steps():
     assert all(line.startswith("epoch 1/2 step") and "loss 0.5 lr 0.1" in line for line in lines)
     quiet = StepProgress(7, "x", every=1, enabled=False, stream=io.StringIO())
     assert not any(quiet.due(s) for s in range(7))
+
+
+def test_wandb_logs_to_the_project_named_by_wandb_project(tmp_path, monkeypatch):
+    """A stand-in ``wandb`` module records what the logger asks of W&B."""
+    calls = []
+    run = types.SimpleNamespace(log=lambda *a, **k: None, finish=lambda: None)
+    fake = types.SimpleNamespace(init=lambda **kwargs: calls.append(kwargs) or run)
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    WandbLogger(tmp_path / "seed0", {})
+    monkeypatch.setenv("WANDB_PROJECT", "fairness-study")
+    WandbLogger(tmp_path / "seed1", {})
+    assert [c["project"] for c in calls] == ["mr2", "fairness-study"]
+    assert [c["name"] for c in calls] == ["seed0", "seed1"]

@@ -284,7 +284,8 @@ def _losses(args) -> int:
     for name, text in procedures.PROCEDURES.describe().items():
         if name != "standard":
             loss = procedures.DEFAULT_LOSS.get(name, "ce")
-            print(f"{name:18s} {text.rstrip(':,;')} [loss: {loss}]")
+            title = text.split(":")[0].split(". ")[0]  # "Just Train Twice (Liu et al., 2021)"
+            print(f"{name:18s} {title} [loss: {loss}]")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,11 +94,15 @@ class TensorBoardLogger:
 
 
 class WandbLogger:
+    """A W&B run named after the run directory, in the project ``$WANDB_PROJECT`` (W&B's own
+    variable; default "mr2") and the entity ``$WANDB_ENTITY`` if set."""
+
     def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
         import wandb
 
         self.wandb = wandb
-        self.run = wandb.init(project="mr2", dir=str(run_dir), config=config, name=run_dir.name)
+        project = os.environ.get("WANDB_PROJECT") or "mr2"
+        self.run = wandb.init(project=project, dir=str(run_dir), config=config, name=run_dir.name)
 
     def step(self, step: int, values: dict[str, float]) -> None:
         self.run.log({f"step/{k}": v for k, v in values.items()}, step=step)
