@@ -21,3 +21,16 @@ def test_docs_build_strict(tmp_path):
     page = (tmp_path / "api" / "with_features" / "index.html").read_text()
     assert "with_features" in page and "head" in page  # the docstring was rendered
     assert (tmp_path / "guides" / "lightning" / "index.html").is_file()
+
+
+def test_the_configuration_reference_is_generated_from_the_config():
+    """docs/config.md is what ``python -m mr2.engine.config_reference`` prints (in a fresh
+    process: no test's registrations), so it lists every key with its default."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mr2.engine.config_reference"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert (ROOT / "docs" / "config.md").read_text() == done.stdout, (
+        "docs/config.md is stale: python -m mr2.engine.config_reference > docs/config.md"
+    )
+    assert "| `train.compile` | bool or str | `false` |" in done.stdout

@@ -60,9 +60,9 @@ class OptimConfig:
     name: str = "sgd"  # "sgd" or "adamw"
     lr: float = 0.1  # peak learning rate (after warm-up)
     momentum: float = 0.9  # SGD momentum
-    nesterov: bool = False
+    nesterov: bool = False  # SGD with Nesterov momentum
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW
-    weight_decay: float = 5e-4
+    weight_decay: float = 5e-4  # L2 penalty (SGD) or decoupled decay (AdamW)
     warmup_epochs: float = 0.0  # linear warm-up from 0, in epochs
     warmup_steps: int = 0  # or in optimiser steps (takes precedence when > 0)
     schedule: str = "cosine"  # "cosine" (to 0 at the end) or "constant"
@@ -71,9 +71,9 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = 10  # passes over the training split
     batch_size: int = 128  # global batch (split across processes under DDP)
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 1024  # batch of validation and test passes
     seed: int = 0  # model init, data order and augmentation
     amp: bool = False  # mixed precision (autocast), of amp_dtype
     # "auto": bfloat16 on CPU, float16 + grad scaler on CUDA; or "float16" / "bfloat16"
@@ -98,7 +98,7 @@ class TrainConfig:
 @dataclass
 class CompareConfig:
     methods: list[str] = field(default_factory=lambda: ["ce", "mr2"])  # loss names
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # every method runs each seed
     reference: str = "ce"  # the baseline that ranks easy / medium / hard classes
     # per-method loss options, e.g. [compare.options.mr2] lambda_rep = 0.1
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
