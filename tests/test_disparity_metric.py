@@ -8,7 +8,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from mr2.metrics import classwise_accuracy, disparity_summary
-from mr2.metrics.disparity_metric import DisparityMetric
+from mr2.metrics.disparity_metric import DisparityMetric, DisparityScalar
 
 
 def predictions(n=300, k=7, seed=0):
@@ -75,3 +75,48 @@ def test_ddp_sync_sums_counts():
     for r in ranks:
         torch.testing.assert_close(r["per_class"], expect["per_class"], equal_nan=True)
         assert r["worst_class"] == pytest.approx(float(expect["worst_class"]))
+
+
+def test_scalar_members_log_the_lightning_way_and_share_state_in_a_collection(tmp_path):
+    """``self.log(name, DisparityScalar(...))`` in a LightningModule (Lightning computes and
+    resets it per epoch) gives what DisparityMetric computes over the same predictions."""
+    import lightning as L
+
+    logits, y = predictions(n=120)
+    data = torch.utils.data.TensorDataset(logits, y)
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+            self.worst = DisparityScalar(7, "worst_class")
+            self.hard = DisparityScalar(7, "hard")
+
+        def validation_step(self, batch, _):
+            z, target = batch
+            self.worst(z * self.scale, target)
+            self.hard(z * self.scale, target)
+            self.log("val/worst", self.worst, on_epoch=True)
+            self.log("val/hard", self.hard, on_epoch=True)
+
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.validate(Module(), torch.utils.data.DataLoader(data, batch_size=32), verbose=False)
+    whole = DisparityMetric(7)
+    for chunk in torch.arange(len(y)).split(32):
+        whole.update(logits[chunk], y[chunk])
+    expected = whole.compute()
+    assert float(trainer.callback_metrics["val/worst"]) == pytest.approx(
+        float(expected["worst_class"])
+    )
+    assert float(trainer.callback_metrics["val/hard"]) == pytest.approx(float(expected["hard"]))
+    collection = MetricCollection(
+        {"w": DisparityScalar(7, "worst_class"), "g": DisparityScalar(7, "gap")}
+    )
+    collection.update(logits, y)
+    assert len(collection.compute_groups) == 1  # one confusion state for both members
+    assert float(collection.compute()["g"]) == pytest.approx(float(expected["gap"]))
+    with pytest.raises(ValueError, match="field must be one of"):
+        DisparityScalar(7, "worst")

@@ -52,7 +52,9 @@ class DisparityMetric(Metric):
 
     is_differentiable = False
     higher_is_better = True
-    full_state_update = False
+    # forward() updates the accumulated state itself: the cross-fitting halves follow each
+    # class's arrival order over all batches, not within each batch
+    full_state_update = True
     confusion: Tensor
     halves: Tensor
 
@@ -116,3 +118,28 @@ class DisparityMetric(Metric):
         right, total = self.halves[:, 0].double().cpu(), self.halves[:, 1].double().cpu()
         halves = torch.where(total > 0, right / total.clamp(min=1), torch.nan)
         return crossfit_groups(accuracy, halves)
+
+
+class DisparityScalar(DisparityMetric):
+    """One number of the summary (``field``, e.g. "worst_class", "hard", "gap") as a scalar
+    metric: what Lightning's ``self.log(name, metric)`` and a ``MetricCollection`` expect.
+    Several of them over the same predictions share their state in a collection
+    (torchmetrics' compute groups).
+
+    Example:
+        >>> from torchmetrics import MetricCollection
+        >>> c = MetricCollection({"worst": DisparityScalar(3, "worst_class"),
+        ...                       "mean": DisparityScalar(3, "mean_class")})
+        >>> c.update(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]))
+        >>> {k: round(float(v), 2) for k, v in c.compute().items()}
+        {'mean': 0.67, 'worst': 0.0}
+    """
+
+    def __init__(self, num_classes: int, field: str = "worst_class", **kwargs: Any) -> None:
+        if field not in SCALAR_FIELDS:
+            raise ValueError(f"field must be one of {', '.join(SCALAR_FIELDS)}, got {field!r}")
+        super().__init__(num_classes, **{**kwargs, "per_class": False})
+        self.field = field  # (higher is better, except for std, gap, ratio and cv)
+
+    def compute(self) -> Tensor:  # type: ignore[override]
+        return super().compute()[self.field]
