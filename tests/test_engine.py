@@ -207,6 +207,13 @@ def test_evaluate_a_finished_run(tmp_path, capsys):
     val = json.loads((run / "eval_val.json").read_text())
     assert val["per_class"] == result["history"][-1]["val_per_class"]  # select = "last"
     assert "test accuracy" in capsys.readouterr().out
+    assert cli.main(["evaluate", str(run)]) == 2  # the earlier output stays
+    assert "eval_test.json exists (an earlier evaluation)" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(run), "--overwrite", "--device", "auto"]) == 0
+    assert json.loads((run / "eval_test.json").read_text())["per_class"] == test["per_class"]
+    if not torch.cuda.is_available():
+        assert cli.main(["evaluate", str(run), "--out", "x.json", "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
     assert cli.main(["evaluate", str(run), "--set", "train.epochs=9"]) == 2
     assert "only data.* settings" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -301,5 +308,5 @@ def test_evaluating_a_run_on_data_of_other_classes_is_a_clear_error(tmp_path, ca
     other = "data.options={num_classes = 3, dim = 8, n_train = 60, n_test = 30}"
     assert cli.main(["evaluate", str(run), "--set", other]) == 2
     err = capsys.readouterr().err
-    assert "final.pt does not fit the run's model 'mlp'" in err and "3 classes" in err
+    assert "was trained on 5 classes but the data to evaluate" in err and "has 3" in err
     assert "Traceback" not in err

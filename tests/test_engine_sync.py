@@ -9,6 +9,7 @@ from helpers import tiny_config
 from mr2.data.base import Dataset, Split
 from mr2.engine import config, fit, run
 from mr2.engine.train import train
+from mr2.engine.wise import pre_trained, run_wise
 
 
 def small(**sections):
@@ -104,3 +105,16 @@ def test_reduce_overhead_compiles_model_and_loss_and_trains_like_eager(tmp_path)
     assert compiled.test.per_class == pytest.approx(eager.test.per_class, abs=0.03)
     for a, b in zip(compiled.history, eager.history, strict=True):
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+
+
+def test_wise_ft_on_a_run_trained_from_scratch_warns(tmp_path):
+    cfg = small(train__epochs=1)
+    train(cfg, tmp_path / "r", show_progress=False)
+    with pytest.warns(UserWarning, match="from scratch: WiSE-FT interpolates"):
+        run_wise(tmp_path / "r", [0.0, 1.0])
+    assert not pre_trained(cfg)
+    assert pre_trained(small(model__name="clip"))
+    timm = small(model__name="timm:test_resnet")
+    assert not pre_trained(timm)
+    timm.model.options = {"pretrained": True}
+    assert pre_trained(timm)

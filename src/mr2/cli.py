@@ -11,6 +11,7 @@ from mr2 import __version__, extras, losses, plugins, report
 from mr2.demo import run_demo
 from mr2.engine import config, procedures
 from mr2.engine.compare import RunsFailed, check_compare, preflight, run_compare
+from mr2.engine.context import device_context
 from mr2.engine.diagnose import run_diagnose
 from mr2.engine.extract import extract
 from mr2.engine.identity import RunBusyError
@@ -138,6 +139,7 @@ def _model_commands(sub) -> None:
     )
     p.add_argument("run", nargs="?", help="a finished run directory: evaluate its final.pt")
     p.add_argument("--split", default="test", choices=["val", "test"], help="with RUN_DIR")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="with RUN_DIR")
     _config_args(p)
     p.add_argument(
         "--out",
@@ -259,7 +261,8 @@ def _evaluate(args) -> int:
     if args.command == "evaluate" and args.run:
         if args.config:
             raise ValueError("give RUN_DIR (a finished run) or --config/--out, not both")
-        done = evaluate_run(args.run, args.split, args.set, out=args.out)
+        ctx = device_context(args.device)
+        done = evaluate_run(args.run, args.split, args.set, ctx, args.out, args.overwrite)
         print(
             f"{args.split} accuracy {done['overall']:.4f}; worst class "
             f"{done['summary']['worst_class']:.4f}; {done['path']}"

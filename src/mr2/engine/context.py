@@ -45,6 +45,17 @@ def amp_dtype(cfg: RunConfig, kind: str) -> torch.dtype | None:
     return AMP_DTYPES[cfg.train.amp_dtype]
 
 
+def device_context(kind: str = "cpu") -> Context:
+    """One process on ``kind`` ("cpu", "cuda" or "auto": CUDA when available), full
+    precision: what evaluating a saved run uses."""
+    if kind not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {kind!r}")
+    cuda = kind == "cuda" or (kind == "auto" and torch.cuda.is_available())
+    if cuda and not torch.cuda.is_available():
+        raise ValueError("--device cuda but no CUDA device is available")
+    return Context(torch.device("cuda" if cuda else "cpu"), None, 1, 0)
+
+
 def cpu_context() -> Context:
     """One process on the CPU, full precision: for evaluating saved runs."""
     return Context(torch.device("cpu"), None, 1, 0)

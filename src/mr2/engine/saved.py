@@ -20,6 +20,7 @@ from mr2.engine.evaluate import evaluate
 from mr2.engine.run import load_final_model, load_run_data
 from mr2.metrics import disparity_summary
 from mr2.metrics.hard import crossfit_groups
+from mr2.result import read_result
 
 
 @dataclass
@@ -29,6 +30,12 @@ class SavedRun:
     model: nn.Module  # final.pt, on ``ctx.device``, in eval mode
     split: Split  # the split asked for
     ctx: Context
+
+
+def _check_overrides(overrides: Sequence[str]) -> None:
+    bad = [o for o in overrides if not o.startswith("data.")]
+    if bad:
+        raise ValueError(f"only data.* settings can change for an evaluation, got {bad}")
 
 
 def load_saved_run(
@@ -48,12 +55,17 @@ def load_saved_run(
     found = identity.inspect_run(run_dir, config.load(run_dir / "config.toml"))
     if found.state is not identity.State.MATCH or not found.finished:
         raise ValueError(f"{run_dir} is not a finished run of its own config.toml: {found.message}")
-    bad = [o for o in overrides if not o.startswith("data.")]
-    if bad:
-        raise ValueError(f"only data.* settings can change for an evaluation, got {bad}")
+    _check_overrides(overrides)
     cfg = config.load(run_dir / "config.toml", list(overrides))
     ctx = ctx or cpu_context()
     dataset, _ = load_run_data(cfg, ctx)
+    trained = read_result(run_dir / "result.json").dataset.num_classes
+    if dataset.num_classes != trained:
+        raise ValueError(
+            f"{run_dir} was trained on {trained} classes but the data to evaluate "
+            f"({cfg.data.name}, {' '.join(overrides) or 'its own settings'}) has "
+            f"{dataset.num_classes}: evaluate on data of the same classes"
+        )
     model = load_final_model(cfg, dataset, run_dir).to(ctx.device).eval()
     return SavedRun(cfg, dataset, model, getattr(dataset, split), ctx)
 
@@ -64,11 +76,19 @@ def evaluate_run(
     overrides: Sequence[str] = (),
     ctx: Context | None = None,
     out: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate RUN_DIR/final.pt on ``split`` ("val" or "test") of the run's data (see
-    ``load_saved_run``); writes ``out`` (default RUN_DIR/eval_<split>.json) and returns it.
-    Its easy / medium / hard are cross-fitted on the split's halves (``mr2.metrics.hard``)."""
+    ``load_saved_run``); writes ``out`` (default RUN_DIR/eval_<split>.json; an existing file
+    only with ``overwrite``) and returns it. Its easy / medium / hard are cross-fitted on
+    the split's halves (``mr2.metrics.hard``)."""
+    _check_overrides(overrides)
     target = Path(out) if out else Path(run_dir) / f"eval_{split}.json"
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"{target} exists (an earlier evaluation): pass --out another.json, or "
+            "--overwrite to replace it"
+        )
     if not os.access(target.parent if target.parent.exists() else ".", os.W_OK):
         raise PermissionError(
             f"cannot write {target} ({target.parent} is read-only): pass --out FILE.json "

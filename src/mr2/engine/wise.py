@@ -5,6 +5,7 @@ from its config: pre-trained weights and zero-shot head); alpha is chosen on val
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,10 @@ from mr2 import io
 from mr2.backbones.wiseft import interpolate
 from mr2.engine import config
 from mr2.engine.context import Context, setup
-from mr2.engine.run import evaluate_split, load_run_data
+from mr2.engine.run import evaluate_split, is_backbone, load_run_data
 from mr2.metrics import disparity_summary
 from mr2.metrics.hard import ClassEvidence, HardRanking, choose_ranking, group_levels
+from mr2.models import external
 
 
 def _scores(model, split, num_classes: int, cfg, ctx: Context) -> dict[str, Any] | None:
@@ -78,6 +80,16 @@ def _summarise_rows(rows: list[dict[str, Any]], finetuned, dataset, cfg, ctx: Co
             r[split] = _summarise(r[split], ranking)
 
 
+def pre_trained(cfg: config.RunConfig) -> bool:
+    """Whether the run started from pre-trained weights: a backbone, or a library's model
+    ("timm:..." / "torchvision:...") given weights."""
+    if is_backbone(cfg):
+        return True
+    return bool(external.split(cfg.model.name)) and any(
+        cfg.model.options.get(k) for k in external.WEIGHT_OPTIONS
+    )
+
+
 def run_wise(
     run_dir: str | Path, alphas: list[float], *, ctx: Context | None = None
 ) -> dict[str, Any]:
@@ -92,6 +104,13 @@ def run_wise(
     if not alphas:
         raise ValueError("give at least one alpha")
     cfg = config.load(run_dir / "config.toml")
+    if not pre_trained(cfg):
+        warnings.warn(
+            f"{run_dir} trained {cfg.model.name!r} from scratch: WiSE-FT interpolates "
+            "between pre-trained and fine-tuned weights, and here alpha = 0 is the random "
+            "initialisation, so the curve says nothing about robustness",
+            stacklevel=2,
+        )
     ctx = ctx or setup(cfg)  # the run's device and precision
     dataset, model = load_run_data(cfg, ctx)
     zero_shot = {k: v.detach().clone() for k, v in model.state_dict().items()}
