@@ -6,6 +6,7 @@ path, over several steps and settings; then the operations of one step on that p
 import copy
 import os
 import sys
+import warnings
 
 import torch
 
@@ -54,6 +55,32 @@ def check(options, k=7, d=37, **batch_options):
             )
 
 
+def faulty_kernels_are_caught():
+    """A kernel fault (here: s_bar doubled) is caught by the first step's check: that step
+    gives the PyTorch path's numbers, warns, and the kernels stay off for the loss."""
+    real = mr2_triton.step
+
+    def faulty(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out[2].mul_(2.0)
+        return out
+
+    base, data = MR2Loss(7, validate=False), list(batches(7, 37))
+    torch_out, _ = run(False, copy.deepcopy(base), data)
+    mr2_triton.step = faulty
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            faulty_out, launches = run(True, copy.deepcopy(base), data)
+    finally:
+        mr2_triton.step = real
+    assert any("disagree with the PyTorch path" in str(w.message) for w in caught), caught
+    assert launches == ["scatter", "finish"], launches  # the checked step only
+    for a, b in zip(torch_out, faulty_out, strict=True):
+        for x, y in zip(a, b, strict=True):
+            torch.testing.assert_close(y, x)
+
+
 def main() -> None:
     check({})
     check({"rep_temperature": 4.0, "c_bar": 1.5, "ema_decay": 0.5})
@@ -67,6 +94,7 @@ def main() -> None:
     before = loss_fn.sums.clone()
     run(True, loss_fn, huge)
     assert torch.equal(loss_fn.sums, before), "an overflowing batch changed the statistics"
+    faulty_kernels_are_caught()
     os.environ["MR2_TRITON"] = "1"
     launches = []
     mr2_triton.LAUNCH_HOOKS.append(launches.append)

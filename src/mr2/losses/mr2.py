@@ -379,6 +379,7 @@ class MR2Loss(ClassLoss):
             and self.margin_statistic == "paper"
             and not self.validate
             and self.sums.shape[1] == 2 + f.shape[1]
+            and self._workspace.usable
             and mr2_triton.usable(self.sums, f)
         )
 
@@ -388,11 +389,40 @@ class MR2Loss(ClassLoss):
         if distributed.is_distributed(group):
             reduce = functools.partial(distributed.all_reduce_sum, group=group)
         temperature = self.rep_temperature
+        before = None if self._workspace.checked else self.sums.clone()
         neg_onehot, inv, s_bar, scale = mr2_triton.step(
             self.sums, f, y, z, self._workspace, decay=self.ema_decay, c_bar=self.c_bar,
             temperature=None if temperature == "auto" else float(temperature), reduce=reduce,
         )  # fmt: skip
+        if before is not None:  # the first kernel step of this loss is checked once
+            inv, s_bar, scale = self._check_kernels(z, f, y, before, (inv, s_bar, scale))
         return neg_onehot, inv if self.logit_margins else None, s_bar, scale
+
+    def _check_kernels(self, z, f, y, before: Tensor, got: tuple[Tensor, Tensor, Tensor]):
+        """Redo the kernels' first step in PyTorch (one host sync, once per loss) and compare:
+        on a disagreement the PyTorch path's numbers are used and the kernels are switched
+        off for this loss, with a warning, so a kernel fault never gives a wrong number."""
+        after = self.sums.clone()
+        self.sums.copy_(before)
+        inv, s_bar, scale = self._statistics(z, f, y)  # updates the sums again, in PyTorch
+        self._workspace.checked = True
+        same = [
+            torch.allclose(after, self.sums, rtol=1e-6, atol=1e-9),
+            torch.allclose(got[1].reshape(()), s_bar.reshape(()), rtol=1e-4, atol=1e-7),
+            torch.allclose(got[2].reshape(()), scale.reshape(()), rtol=1e-4, atol=1e-7),
+        ]
+        if inv is not None:
+            same.append(torch.allclose(got[0], inv, rtol=1e-4, atol=1e-7))
+        if all(same):
+            return got
+        self._workspace.usable = False
+        warnings.warn(
+            "MR2Loss: the Triton kernels of the statistics step disagree with the PyTorch "
+            f"path on this device ({f.device}); using the PyTorch path from now on. Please "
+            "report it with your GPU, torch and triton versions.",
+            stacklevel=5,
+        )
+        return inv if inv is not None else got[0], s_bar, scale
 
     def _inverse_margins(
         self, moments: Tensor, y: Tensor, seen: Tensor, exact: bool, dtype: torch.dtype

@@ -61,6 +61,8 @@ class Workspace:
     def __init__(self) -> None:
         self.rows: Tensor | None = None
         self.scratch: Tensor | None = None
+        self.checked = False  # the first step was redone in PyTorch and agreed
+        self.usable = True  # False once a check disagreed
 
     def get(self, sums: Tensor) -> tuple[Tensor, Tensor]:
         if self.rows is None or self.rows.shape != sums.shape or self.rows.device != sums.device:
