@@ -86,6 +86,7 @@ def main() -> None:
     check({"rep_temperature": 4.0, "c_bar": 1.5, "ema_decay": 0.5})
     check({"rep_reduction": "class", "lambda_rep": 0.1}, k=130, d=300, b=40)  # several blocks
     check({"logit_margins": False})
+    check({"lambda_rep": 0.0})  # no representation term: no s_bar to check
     check({}, classes=3)  # classes never seen keep c_bar, their sums stay zero
     # a batch whose squared norms overflow float32 is skipped: the state does not move
     loss_fn = MR2Loss(5, validate=False)

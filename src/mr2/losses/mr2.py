@@ -406,14 +406,11 @@ class MR2Loss(ClassLoss):
         self.sums.copy_(before)
         inv, s_bar, scale = self._statistics(z, f, y)  # updates the sums again, in PyTorch
         self._workspace.checked = True
-        same = [
-            torch.allclose(after, self.sums, rtol=1e-6, atol=1e-9),
-            torch.allclose(got[1].reshape(()), s_bar.reshape(()), rtol=1e-4, atol=1e-7),
-            torch.allclose(got[2].reshape(()), scale.reshape(()), rtol=1e-4, atol=1e-7),
+        pairs = [(after, self.sums, 1e-6)]
+        pairs += [
+            (g, e, 1e-4) for g, e in zip(got, (inv, s_bar, scale), strict=True) if e is not None
         ]
-        if inv is not None:
-            same.append(torch.allclose(got[0], inv, rtol=1e-4, atol=1e-7))
-        if all(same):
+        if all(torch.allclose(g.reshape(e.shape), e, rtol=r, atol=1e-7) for g, e, r in pairs):
             return got
         self._workspace.usable = False
         warnings.warn(
@@ -422,7 +419,7 @@ class MR2Loss(ClassLoss):
             "report it with your GPU, torch and triton versions.",
             stacklevel=5,
         )
-        return inv if inv is not None else got[0], s_bar, scale
+        return inv if inv is not None else got[0], s_bar, scale  # lambda_rep 0: no s_bar
 
     def _inverse_margins(
         self, moments: Tensor, y: Tensor, seen: Tensor, exact: bool, dtype: torch.dtype
