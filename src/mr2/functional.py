@@ -187,6 +187,20 @@ def ema_merge(
 MARGIN_FLOOR = 0.1  # least a_k^(1/3) relative to the seen classes' mean, before normalising
 
 
+def floored_roots(a: Tensor, seen_count: Tensor, c_bar: float = 1.0) -> tuple[Tensor, Tensor]:
+    """(a^(1/3) floored, K; the normaliser) with ``gamma = floored / normaliser``: the
+    margin formula on statistics ``a`` that are NaN for unseen classes (which stay NaN).
+
+    Each cube root is floored at ``MARGIN_FLOOR`` of the seen classes' mean, then the mean
+    over seen classes is normalised to ``c_bar``. ``a`` is clamped at the smallest normal
+    number, so classes whose statistics are all zero get equal margins (c_bar) instead of
+    0 / 0. ``seen_count``: the number of seen classes, at least 1. No host sync."""
+    root = a.clamp(min=torch.finfo(a.dtype).tiny).pow(1.0 / 3.0)
+    floored = root.clamp(min=root.nansum() / seen_count * MARGIN_FLOOR)
+    norm = floored.nansum() / seen_count
+    return floored, norm if c_bar == 1.0 else norm / c_bar
+
+
 def class_margins(
     mean_sq_norm: Tensor, mean_sq_dev: Tensor, seen: Tensor, c_bar: float = 1.0
 ) -> Tensor:
@@ -196,7 +210,7 @@ def class_margins(
     mean_sq_dev``. Unseen classes get ``c_bar`` and do not enter the mean, so the mean margin
     over seen classes is exactly ``c_bar``. If every seen class has a = 0 all margins are c_bar.
     ``a^(1/3)`` is floored at ``MARGIN_FLOOR`` (0.1) of its mean over the seen classes before
-    normalising, so no margin falls below about a tenth of ``c_bar``.
+    normalising, so no margin falls below about a tenth of ``c_bar`` (``floored_roots``).
 
     Example:
         >>> class_margins(torch.tensor([1.0, 8.0, 5.0]), torch.tensor([0.0, 0.0, 3.0]),
@@ -205,16 +219,11 @@ def class_margins(
     """
     if c_bar <= 0:
         raise ValueError(f"c_bar must be > 0, got {c_bar}")
-    a = (mean_sq_norm + mean_sq_dev).clamp(min=0)
-    root = torch.where(seen, a.pow(1.0 / 3.0), torch.zeros_like(a))
-    count = seen.sum().clamp(min=1)
-    # The statistic is floored at MARGIN_FLOOR of the seen classes' mean, so a class whose
-    # features are all zero (a = 0) does not get a margin near 0, which would multiply its
-    # logits, loss and gradients by ~1e6; then normalised, so the mean stays c_bar.
-    root = torch.where(seen, root.clamp(min=MARGIN_FLOOR * root.sum() / count), root)
-    norm = root.sum() / count
-    gamma = c_bar * root / norm.clamp(min=torch.finfo(root.dtype).tiny)
-    return torch.where(seen & (norm > 0), gamma, torch.full_like(gamma, c_bar))
+    # The floor keeps a class whose features are all zero (a = 0) from a margin near 0,
+    # which would multiply its logits, loss and gradients by ~1e6.
+    a = torch.where(seen, (mean_sq_norm + mean_sq_dev).clamp(min=0), torch.nan)
+    floored, norm = floored_roots(a, seen.sum().clamp(min=1), c_bar)
+    return torch.nan_to_num(floored / norm, nan=c_bar)
 
 
 def _logit_margin_ce(logits: Tensor, targets: Tensor, margins: Tensor) -> Tensor:

@@ -207,7 +207,7 @@ class MR2Loss(ClassLoss):
     def margins(self) -> Tensor:
         """Current per-class margins gamma (K,); c_bar for unseen classes."""
         moments = stats.means(self.sums)
-        floored, norm = stats.margins(
+        floored, norm = MF.floored_roots(
             self._statistic(moments), stats.seen_count(self.sums), self.c_bar
         )
         return torch.nan_to_num(floored / norm, nan=self.c_bar)
@@ -426,7 +426,7 @@ class MR2Loss(ClassLoss):
     ) -> Tensor:
         """1 / gamma_{y_i} as a column (B, 1); 1 / c_bar for classes not seen yet
         (``exact``; in training the batch's classes were just seen)."""
-        floored, norm = stats.margins(self._statistic(moments), seen, self.c_bar)
+        floored, norm = MF.floored_roots(self._statistic(moments), seen, self.c_bar)
         inv = (norm / floored[y]).to(dtype).unsqueeze(1)
         return torch.nan_to_num(inv, nan=1.0 / self.c_bar) if exact else inv
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mr2.functional import MARGIN_FLOOR, ema_merge, sq_pnorm
+from mr2.functional import ema_merge, sq_pnorm
 
 COUNT, SQ_NORM, MEAN = 0, 1, 2  # columns: W, W A, then W mu
 
@@ -104,20 +104,6 @@ def statistic(
     if kind == "centered":
         mean = mean - sums[:, MEAN:].sum(0) / sums[:, COUNT].sum()
     return sq_pnorm(mean, p) + dev
-
-
-def margins(a: Tensor, seen_count: Tensor, c_bar: float) -> tuple[Tensor, Tensor]:
-    """(a^(1/3) floored, K; the normaliser) with ``gamma = floored / normaliser``.
-
-    gamma_k = c_bar a_k^(1/3) / mean_{seen} a^(1/3), each cube root first floored at
-    ``MARGIN_FLOOR`` of the seen classes' mean (``functional.class_margins``); unseen
-    classes (NaN) stay NaN. a is clamped at the smallest normal number, so classes whose
-    statistics are all zero get equal margins (c_bar) instead of 0 / 0. ``seen_count``:
-    the number of seen classes, at least 1."""
-    root = a.clamp(min=torch.finfo(a.dtype).tiny).pow(1.0 / 3.0)
-    floored = root.clamp(min=root.nansum() / seen_count * MARGIN_FLOOR)
-    norm = floored.nansum() / seen_count
-    return floored, norm if c_bar == 1.0 else norm / c_bar
 
 
 def seen_count(sums: Tensor) -> Tensor:
