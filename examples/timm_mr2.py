@@ -3,17 +3,17 @@
     python examples/timm_mr2.py --out runs/timm [--model resnet18] [--weights FILE]
     mr2 report runs/timm/run
 
-What MR² does with mixed targets: timm's ``Mixup`` mixes a batch with its reverse (sample i
-with sample B - 1 - i) and returns soft targets ``lam * onehot(y) + (1 - lam) *
-onehot(y.flip(0))``. MR² needs one label per sample for its class statistics, so the loss
-is the two-label decomposition ``lam * l(y) + (1 - lam) * l(y.flip(0))``
-(``mr2.losses.mixed_loss``), the statistics updated once with each sample's dominant label;
-``lam`` is read off timm's soft targets. ``ignore_index`` works as in ``F.cross_entropy``.
+What MR² does with mixed targets: timm's ``Mixup`` (here per sample, ``mode="elem"``, with
+label smoothing 0.1) returns soft targets ``(1 - eps) (lam_i onehot(y_i) + (1 - lam_i)
+onehot(y_flip_i)) + eps / K``, and ``MR2Loss`` takes them as they are: the loss is its
+expectation over the target distribution, each class with its own margin, and a mixed
+sample counts ``lam_i`` towards its first class's statistics (the smoothing floor counts
+for none; ``mr2.losses.mr2_soft``).
 
-Timm's ``train.py`` users: build the loss as below and replace the criterion call
-``loss = loss_fn(output, target)`` by ``mixed_loss`` on ``(logits, features)`` from
-``mr2.with_features(model)``. The data here are small synthetic images and the model has
-random weights (``--weights`` loads a local state dict), so the example runs anywhere.
+Timm's ``train.py`` users: build the loss as below and call it on ``(logits, features)``
+from ``mr2.with_features(model)`` instead of the criterion on ``output``. The data here are
+small synthetic images and the model has random weights (``--weights`` loads a local state
+dict), so the example runs anywhere.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import torch
 from timm.data import Mixup
 
 from mr2 import MR2Loss, with_features
-from mr2.losses import mixed_loss
 from mr2.report import record_run
 
 K = 5
@@ -38,13 +37,6 @@ def synthetic(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     y = torch.arange(n) % K
     patterns = torch.randn(K, 3, 1, 1, generator=g)
     return patterns[y] + torch.randn(n, 3, 32, 32, generator=g) * (0.5 + y.view(-1, 1, 1, 1)), y
-
-
-def mixing_weight(soft: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor) -> float:
-    """``lam`` of timm's soft targets (no label smoothing): the weight of ``y_a`` in a
-    sample whose two labels differ (any lam gives the same loss when none differ)."""
-    differ = torch.nonzero(y_a != y_b)
-    return float(soft[differ[0, 0], y_a[differ[0, 0]]]) if len(differ) else 1.0
 
 
 def main() -> None:
@@ -60,18 +52,19 @@ def main() -> None:
     if args.weights:
         model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
     net = with_features(model)  # timm: forward_features + forward_head(pre_logits=True)
-    loss_fn = MR2Loss(K, ignore_index=-100)
-    mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.0, num_classes=K)
+    loss_fn = MR2Loss(K)
+    mixup = Mixup(
+        mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, mode="elem", num_classes=K
+    )
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.05)
     x_all, y_all = synthetic(64, 1)
     for epoch in range(args.epochs):
         net.train()
         for idx in torch.arange(64).split(16):
             x, y = x_all[idx].clone(), y_all[idx]
-            x, soft = mixup(x, y)  # mixes x in place with x.flip(0)
-            y_b = y.flip(0)
+            x, soft = mixup(x, y)  # (B, K) targets; x mixed in place with x.flip(0)
             logits, features = net(x)
-            loss = mixed_loss(loss_fn, logits, features, y, y_b, mixing_weight(soft, y, y_b))
+            loss = loss_fn(logits, features, soft)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

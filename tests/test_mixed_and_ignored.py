@@ -62,10 +62,3 @@ def test_mixed_mr2_updates_statistics_once_from_the_dominant_labels():
         losses.mixed_loss(plain, logits, f, y, y_b, 1.0), again(logits, f, y)
     )  # lam = 1: exactly the plain loss, statistics included
     torch.testing.assert_close(plain.class_mean, again.class_mean)
-
-
-def test_soft_targets_are_refused_with_the_way_out():
-    logits, f, y = batch()
-    soft = F.one_hot(y, 4).float()
-    with pytest.raises(ValueError, match=r"soft \(B, K\) targets are not supported.*mixed_loss"):
-        MR2Loss(4)(logits, f, soft)

@@ -15,12 +15,16 @@ import torch
 from torch import Tensor
 
 
+def is_soft(targets: Tensor) -> bool:
+    """(B, K) floating targets: class probabilities (mixup / cutmix / label smoothing)."""
+    return targets.dim() == 2 and targets.dtype.is_floating_point
+
+
 def check_targets_shape(targets: Tensor, batch: int, name: str = "targets") -> None:
-    if targets.dim() == 2 and targets.dtype.is_floating_point:
+    if is_soft(targets):
         raise ValueError(
-            f"soft (B, K) {name} are not supported (class statistics need one label per "
-            "sample); for mixup / cutmix use mr2.losses.mixed_loss(loss_fn, logits, features, "
-            "y_a, y_b, lam)"
+            f"soft (B, K) {name} are not supported here; pass class indices (B,) (for "
+            "metrics: targets.argmax(1) of one-hot rows)"
         )
     if targets.dim() != 1:
         raise ValueError(f"{name} must be 1-D (B,), got shape {tuple(targets.shape)}")
@@ -63,10 +67,31 @@ def check_values(
                 f"{label_name} must lie in [0, {num_classes}), got values in [{lo}, {hi}]"
             )
         values = values[2:]
-    for total, (name, t) in zip(values, tensors.items(), strict=True):
+    _check_finite(values, tensors)
+
+
+def _check_finite(totals: list[float], tensors: dict[str, Tensor]) -> None:
+    """Raise for the first tensor whose total is not finite and that holds NaN or Inf."""
+    for total, (name, t) in zip(totals, tensors.items(), strict=True):
         if not math.isfinite(total) and not bool(torch.isfinite(t).all()):
             hint = DIVERGED if name in ("logits", "features") else ""
             raise ValueError(f"{name} contains NaN or Inf{hint}")
+
+
+def check_probabilities(targets: Tensor, **tensors: Tensor) -> None:
+    """Soft targets (B, K): finite, non-negative rows that sum to 1 (to 1e-3), and every
+    named tensor finite; one host sync."""
+    t = targets.detach()
+    row_error = (t.sum(1, dtype=torch.float32) - 1.0).abs().amax()
+    checked = [t.amin().to(torch.float32), row_error, *(_sum(x) for x in tensors.values())]
+    low, error, *totals = torch.stack([v.to(torch.float64) for v in checked]).tolist()
+    if not (low >= 0.0 and error <= 1e-3):
+        raise ValueError(
+            "soft targets must be probabilities: entries >= 0 and rows summing to 1 (got a "
+            f"smallest entry {low:.3g} and a row sum off by {error:.3g}); pass class "
+            "indices (B,) for hard labels"
+        )
+    _check_finite(totals, tensors)
 
 
 DIVERGED = (

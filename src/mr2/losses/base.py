@@ -1,8 +1,10 @@
 """The calling convention every loss in mr2 follows.
 
 ``loss_fn(logits, features, targets, sample_weight=None)``: logits (B, K), features (B, D)
-(ignored by losses that do not use them; may then be None), integer targets (B,), optional
-non-negative per-sample weights (B,). A subclass only implements ``per_sample`` (B,); the
+(ignored by losses that do not use them; may then be None), integer targets (B,) or, for
+losses with ``soft_targets = True``, probabilities (B, K) (mixup / cutmix / label
+smoothing, as timm and torchvision make them), optional non-negative per-sample weights
+(B,). A subclass only implements ``per_sample`` (B,); the
 base validates inputs, computes in float32 under autocast and applies the reduction:
 "mean" is the weighted mean sum(w l) / sum(w) (plain mean without weights), "sum" is
 sum(w l), "none" returns w * l.
@@ -21,6 +23,7 @@ class ClassLoss(nn.Module):
     """Base class: hyperparameters and state live in subclasses; see the module docstring."""
 
     uses_features: bool = False
+    soft_targets: bool = False  # accepts (B, K) probabilities as targets
 
     def __init__(
         self,
@@ -58,7 +61,7 @@ class ClassLoss(nn.Module):
         targets: Tensor,
         sample_weight: Tensor | None = None,
     ) -> Tensor:
-        if self.ignore_index is not None:
+        if self.ignore_index is not None and not _checks.is_soft(targets):
             return self._without_ignored(logits, features, targets, sample_weight)
         return self._forward(logits, features, targets, sample_weight)
 
@@ -105,21 +108,41 @@ class ClassLoss(nn.Module):
                     f"batch sizes differ: logits have {batch}, features {features.shape[0]}"
                 )
             values["features"] = features
-        _checks.check_targets_shape(targets, batch)
-        targets = targets.long()  # int32 / uint8 labels as int64 (a no-op for int64)
+        soft = _checks.is_soft(targets)
+        if soft:
+            self._check_soft(targets)
+        else:
+            _checks.check_targets_shape(targets, batch)
+            targets = targets.long()  # int32 / uint8 labels as int64 (a no-op for int64)
         if sample_weight is not None:
             if sample_weight.shape != (batch,):
                 raise ValueError(
                     f"sample_weight must have shape ({batch},), got {tuple(sample_weight.shape)}"
                 )
             values["sample_weight"] = sample_weight
-        if self.validate:
+        if self.validate and soft:
+            _checks.check_probabilities(targets, **values)
+        elif self.validate:
             _checks.check_values(targets, self.num_classes, "targets", **values)
             if sample_weight is not None and bool((sample_weight < 0).any()):
                 raise ValueError("sample_weight must be >= 0")
         with full_precision(logits):
             f = as_fp32(features) if self.uses_features and features is not None else features
-            return self._reduced(as_fp32(logits), f, targets, sample_weight)
+            t = as_fp32(targets) if soft else targets
+            return self._reduced(as_fp32(logits), f, t, sample_weight)
+
+    def _check_soft(self, targets: Tensor) -> None:
+        if not self.soft_targets:
+            raise ValueError(
+                f"{type(self).__name__} takes class indices (B,), not soft (B, K) targets; "
+                "soft targets (mixup / cutmix / label smoothing) work with ce and the mr2 "
+                "losses, or use mr2.losses.mixed_loss(loss_fn, logits, features, y_a, y_b, lam)"
+            )
+        if targets.shape[1] != self.num_classes:
+            raise ValueError(
+                f"soft targets have {targets.shape[1]} columns, expected num_classes = "
+                f"{self.num_classes}"
+            )
 
     def _reduced(
         self, logits: Tensor, features: Tensor | None, targets: Tensor, sample_weight

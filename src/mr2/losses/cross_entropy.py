@@ -16,6 +16,8 @@ class CrossEntropy(ClassLoss):
     the global-temperature control for MR²'s ``c_bar`` (MR² with every margin equal to c_bar
     is exactly cross-entropy at T = c_bar)."""
 
+    soft_targets = True  # (B, K) probabilities: -sum_k t_k log softmax(z / T)_k
+
     def __init__(self, num_classes: int, *, temperature: float = 1.0, **kwargs) -> None:
         super().__init__(num_classes, **kwargs)
         self.temperature = _checks.check_positive(temperature, "temperature")

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from mr2 import _checks, distributed
 from mr2 import functional as MF
-from mr2.losses import mr2_presets, mr2_triton
+from mr2.losses import mr2_presets, mr2_soft, mr2_triton
 from mr2.losses import mr2_statistics as stats
 from mr2.losses.base import ClassLoss
 from mr2.losses.mr2_terms import MarginTerms
@@ -81,11 +81,16 @@ class MR2Loss(ClassLoss):
             are always checked.
         process_group: the torch.distributed group to reduce over (default: world).
         ignore_index: a target value whose samples are left out of the loss and of the
-            statistics (as ``F.cross_entropy``'s).
+            statistics (as ``F.cross_entropy``'s; class-index targets only).
+        label_smoothing: eps in [0, 1): the targets become ``(1 - eps) t + eps / K``, as
+            ``F.cross_entropy``'s (each class's term keeps its own margin; the statistics
+            and the representation term ignore the uniform part).
 
-    Mixed targets (mixup / cutmix): ``mr2.losses.mixed_loss(loss_fn, logits, features, y_a,
-    y_b, lam)`` computes ``lam * l(y_a) + (1 - lam) * l(y_b)``; soft (B, K) targets are
-    refused (the class statistics need one label per sample).
+    Soft targets (mixup / cutmix from timm or torchvision, with or without label smoothing,
+    per batch or per sample): pass the (B, K) probabilities as ``targets``. The loss is its
+    expectation over the target distribution (``mr2.losses.mr2_soft``), so a mixed row gives
+    ``lam * l(y_a) + (1 - lam) * l(y_b)``, and a mixed sample counts ``lam`` towards its
+    first class's statistics. ``mr2.losses.mixed_loss`` takes the two label vectors instead.
 
     Example:
         >>> torch.manual_seed(0) and None
@@ -118,6 +123,7 @@ class MR2Loss(ClassLoss):
         validate: bool = True,
         process_group: Any = None,
         ignore_index: int | None = None,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(
             num_classes, reduction=reduction, validate=validate, ignore_index=ignore_index
@@ -141,6 +147,9 @@ class MR2Loss(ClassLoss):
                 f"got {margin_statistic!r}"
             )
         self.margin_statistic = margin_statistic
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
         if rep_reduction not in ("sample", "class"):
             raise ValueError(f"rep_reduction must be 'sample' or 'class', got {rep_reduction!r}")
         self.rep_reduction = rep_reduction
@@ -230,11 +239,14 @@ class MR2Loss(ClassLoss):
 
     @torch.no_grad()
     def update_statistics(self, features: Tensor, targets: Tensor) -> None:
-        """Fold one batch into the running statistics (summed over processes first)."""
+        """Fold one batch into the running statistics (summed over processes first);
+        ``targets`` are class indices (B,) or soft targets (B, K) (``mr2_soft``)."""
+        if targets.dim() == 2:
+            targets = mr2_soft.class_evidence(MF.as_fp32(targets))
         self._update(MF.as_fp32(features.detach()), targets)
 
     def _update(self, f: Tensor, targets: Tensor) -> None:
-        """The EMA step from a batch's features and labels."""
+        """The EMA step from a batch's features and labels (B,) or class weights (B, K)."""
         if self.sums.shape[1] == 2:
             self.sums = self.sums.new_zeros(self.num_classes, 2 + f.shape[1])
         elif self.sums.shape[1] != 2 + f.shape[1]:
@@ -247,8 +259,12 @@ class MR2Loss(ClassLoss):
         batch = distributed.all_reduce_sum(sums, group)
         new = [stats.merged(self.sums, batch, self.ema_decay)]
         if self.norm_p != 2.0:  # deviations around the global batch's class means
-            means = (batch[:, stats.MEAN :] / batch[:, :1].clamp(min=1.0)).to(f.dtype)
-            dev = MF.class_deviation_sums(f, targets, means, (self.norm_p,))[:, 0]
+            count = batch[:, :1]
+            means = (batch[:, stats.MEAN :] / torch.where(count > 0, count, 1.0)).to(f.dtype)
+            if targets.dim() == 2:  # soft: class weights (B, K)
+                dev = mr2_soft.deviation_sums(f, targets, means, self.norm_p)
+            else:
+                dev = MF.class_deviation_sums(f, targets, means, (self.norm_p,))[:, 0]
             dev = distributed.all_reduce_sum(dev.to(batch.dtype), group)
             p_dev = stats.merge_pnorm_spread(
                 self.sums, self.sq_dev_p, batch, dev, self.ema_decay, self.norm_p
@@ -293,6 +309,7 @@ class MR2Loss(ClassLoss):
     # -- loss ----------------------------------------------------------------------------
 
     uses_features = True
+    soft_targets = True
 
     frozen = False  # set by ``statistics_frozen()``: training without updating statistics
 
@@ -316,6 +333,9 @@ class MR2Loss(ClassLoss):
 
     def _loss(self, z: Tensor, f: Tensor, y: Tensor, reduction: str) -> Tensor:
         self._warn_if_no_grad()
+        if y.dim() == 2 or self.label_smoothing:
+            t = mr2_soft.smoothed(y, self.num_classes, self.label_smoothing)
+            return self._soft_loss(z, f, t, reduction)
         column = y.unsqueeze(1)
         fused = self.lambda_rep > 0 and not self._separate_representation(f)
         with torch.no_grad():
@@ -338,6 +358,31 @@ class MR2Loss(ClassLoss):
         return self._checked(
             loss, lambda: MarginTerms.apply(z, f, neg_onehot, inv_margin, *args, 0.0, None, "none")
         )
+
+    def _soft_loss(self, z: Tensor, f: Tensor, t: Tensor, reduction: str) -> Tensor:
+        """The loss of soft targets ``t`` (B, K): its expectation over them (``mr2_soft``)."""
+        if self.gather_features and distributed.is_distributed(self.process_group):
+            raise ValueError(
+                "MR2Loss: gather_features is not supported with soft (B, K) targets; pass "
+                "class indices, or gather_features=False to compare samples within a process"
+            )
+        w = mr2_soft.class_evidence(t)
+        with torch.no_grad():
+            if self.training and not self.frozen:
+                self._update(f.detach(), w)
+            moments, seen = stats.means(self.sums), stats.seen_count(self.sums)
+        if self.logit_margins:
+            inv = self.inverse_margins(moments, seen).to(z.dtype)
+            ce = mr2_soft.ExpectedMarginCE.apply(z, t, inv)
+        else:
+            ce = -(t * z.log_softmax(1)).sum(1)
+        per = ce
+        if self.lambda_rep > 0:
+            s_bar, scale = self._rep_scale(moments, seen, f.dtype)
+            outer = mr2_soft.per_class_weights(w) if self.rep_reduction == "class" else w
+            rep = mr2_soft.representation(f, w, s_bar, scale, outer)
+            per = per + self.lambda_rep * rep
+        return self._checked(_checks.reduce(per, reduction), lambda: ce)
 
     def _statistics(self, z: Tensor, f: Tensor, y: Tensor):
         """(1 / gamma_{y_i} or None, s_bar, scale) after this batch's update, in PyTorch."""
@@ -420,6 +465,12 @@ class MR2Loss(ClassLoss):
             stacklevel=5,
         )
         return inv if inv is not None else got[0], s_bar, scale  # lambda_rep 0: no s_bar
+
+    def inverse_margins(self, moments: Tensor, seen: Tensor) -> Tensor:
+        """1 / gamma_k for every class (K,), 1 / c_bar for classes not seen yet, from
+        ``moments = mr2_statistics.means(sums)``."""
+        floored, norm = MF.floored_roots(self._statistic(moments), seen, self.c_bar)
+        return torch.nan_to_num(norm / floored, nan=1.0 / self.c_bar)
 
     def _inverse_margins(
         self, moments: Tensor, y: Tensor, seen: Tensor, exact: bool, dtype: torch.dtype

@@ -36,16 +36,18 @@ def dtype_for(device: torch.device) -> torch.dtype:
 
 
 def batch_sums(features: Tensor, targets: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
-    """``[n_k, sum ||f_i||^2, sum f_i]`` per class (K, 2 + D) in ``dtype`` (one
-    scatter-add)."""
+    """``[n_k, sum ||f_i||^2, sum f_i]`` per class (K, 2 + D) in ``dtype``: one scatter-add
+    of labels (B,), or one product with class weights (B, K) (sums weighted by w_ik)."""
     f = features.to(dtype)
     rows = torch.cat([f.new_ones(len(f), 1), f.square().sum(1, keepdim=True), f], 1)
+    if targets.dim() == 2:
+        return targets.to(dtype).t() @ rows
     return rows.new_zeros(num_classes, rows.shape[1]).index_add_(0, targets, rows)
 
 
 def merged(sums: Tensor, batch: Tensor, decay: float) -> Tensor:
     """The EMA: classes present in the batch keep ``decay`` of their sums, then add it."""
-    present = batch[:, :1].clamp(max=1.0)  # counts -> 1 for present classes, 0 for absent
+    present = batch[:, :1].sign()  # 1 for present classes (weights > 0), 0 for absent
     return torch.addcmul(sums + batch, sums, present, value=decay - 1.0)
 
 
