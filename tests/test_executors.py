@@ -13,7 +13,7 @@ import pytest
 
 from helpers import tiny_config
 from mr2 import cli
-from mr2.engine import config
+from mr2.engine import config, identity
 from mr2.engine.compare import RunsFailed, run_compare
 from mr2.engine.progress import RunProgress
 
@@ -136,7 +136,7 @@ def _kill_worker_of(run_dir, times: int, stop) -> list[int]:
     """Kill the pool worker that trains ``run_dir`` (its pid is in the run's lock file) up
     to ``times`` times, each retry's worker once."""
     killed: list[int] = []
-    lock = run_dir / ".lock"
+    lock = identity.lock_path(run_dir)
     while len(killed) < times and not stop.is_set():
         try:
             pid = int(lock.read_text() or 0)
@@ -280,7 +280,7 @@ def test_chaos_worker_killed_then_parent_killed_then_resumed(sequential, tmp_pat
     cmd, env = _compare_command(cfg, tmp_path, out)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    lock = out / "mr2" / "grid" / "lambda_rep=0.1" / "seed0" / ".lock"
+    lock = identity.lock_path(out / "mr2" / "grid" / "lambda_rep=0.1" / "seed0")
     while not lock.is_file() or not lock.read_text().strip():  # a tuning run has started
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.01)

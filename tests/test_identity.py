@@ -2,6 +2,7 @@
 configuration; mismatches are errors that change nothing; --overwrite replaces; one
 process per run directory."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -17,6 +18,8 @@ from mr2 import cli
 from mr2.engine import config, identity
 from mr2.engine.compare import run_compare, run_config
 from mr2.engine.train import train
+
+train_module = importlib.import_module("mr2.engine.train")
 
 
 def snapshot(folder):
@@ -346,3 +349,49 @@ def test_a_checkpoint_copied_from_another_run_is_refused(tmp_path):
         train(b, tmp_path / "B", show_progress=False)
     result = train(b, tmp_path / "B", resume=False, show_progress=False)  # what the error says
     assert result.seed == 1
+
+
+def test_a_released_lock_is_removed_and_a_waiter_takes_a_fresh_one(tmp_path):
+    """The holder removes the lock file before unlocking; a process that waited on the
+    removed file must not count as holding the run while a newcomer locks a new file."""
+    import threading
+
+    run = tmp_path / "R"
+    first = identity.RunLock(run).__enter__()
+    got = threading.Event()
+    waiter = identity.RunLock(run, wait=True)
+    thread = threading.Thread(target=lambda: (waiter.__enter__(), got.set()))
+    thread.start()
+    time.sleep(0.2)  # the waiter has opened the file and blocks on it
+    assert not got.is_set()
+    first.__exit__()
+    assert got.wait(10)
+    assert identity.lock_path(run).is_file()  # the waiter's own, new lock file
+    with pytest.raises(identity.RunBusyError):
+        identity.RunLock(run).__enter__()  # the newcomer sees the waiter's lock
+    waiter.__exit__()
+    thread.join()
+    assert not identity.lock_path(run).exists() and not run.exists()  # nothing left
+
+
+def test_an_interrupted_compare_leaves_no_lock_only_folder(tmp_path, monkeypatch):
+    """Ctrl-C while a run is being prepared (data, model): no folder for it, no lock file."""
+    cfg = tiny_config()
+    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0]
+    prepare = train_module.prepare
+
+    def interrupted(cfg, *args, **kwargs):
+        if cfg.loss.name == "mr2":
+            raise KeyboardInterrupt
+        return prepare(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "prepare", interrupted)
+    out = tmp_path / "C"
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(cfg, out, show_progress=False, log=lambda *_: None)
+    assert (out / "ce" / "seed0" / "result.json").is_file()
+    assert not (out / "mr2" / "seed0").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith("lock")]
+    monkeypatch.setattr(train_module, "prepare", prepare)  # run again: finished
+    run_compare(cfg, out, show_progress=False, log=lambda *_: None)
+    assert (out / "mr2" / "seed0" / "result.json").is_file()

@@ -29,8 +29,9 @@ def test_outputs_follow_the_umask(tmp_path, umask_022):
     cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0]
     run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
     assert cli.main(["report", str(tmp_path / "C")]) == 0
-    written = [p for p in (tmp_path / "C").rglob("*") if p.is_file() and p.name != ".lock"]
+    written = [p for p in (tmp_path / "C").rglob("*") if p.is_file()]
     names = {p.name for p in written}
+    assert not [n for n in names if n.endswith(".lock")]  # released locks are removed
     assert {"result.json", "checkpoint.pt", "final.pt", "run.json", "report.md"} <= names
     assert {p.name: oct(mode(p)) for p in written if mode(p) != 0o644} == {}
 
@@ -133,8 +134,9 @@ def test_a_full_disk_during_torch_save_is_a_clear_error(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no partial file left
 
 
-@pytest.mark.parametrize("name", [".lock", "log.jsonl"])
+@pytest.mark.parametrize("name", ["lock", "log.jsonl"])
 def test_links_planted_in_a_run_folder_are_never_followed(name, tmp_path):
+    from mr2.engine.identity import lock_path
     from mr2.engine.train import train
 
     victim = tmp_path / "victim.txt"
@@ -143,12 +145,13 @@ def test_links_planted_in_a_run_folder_are_never_followed(name, tmp_path):
     cfg = tiny_config(train__epochs=3)
     train(cfg, run, show_progress=False)
     (run / "result.json").unlink()  # an interrupted run, resumed below
-    (run / name).unlink()
-    (run / name).symlink_to(victim)
+    planted = lock_path(run) if name == "lock" else run / name
+    planted.unlink(missing_ok=True)
+    planted.symlink_to(victim)
     try:
         train(cfg, run, show_progress=False)
     except OSError as err:  # the lock: refused
-        assert name == ".lock" and "cannot write" in str(err)
+        assert name == "lock" and "cannot write" in str(err)
     assert victim.read_text() == "precious"
     if name == "log.jsonl":  # the log: replaced by a file of its own
         assert not (run / name).is_symlink() and len((run / name).read_text().splitlines()) == 3

@@ -10,13 +10,17 @@ method's options into its runs' ``loss`` / ``train`` sections).
 
 ``RUN_DIR/run.json`` records the fingerprint and the flat key -> value identity it hashes;
 reusing a finished run, resuming a checkpoint or skipping a run in ``mr2 compare`` happens
-only when it matches. A per-run lock (``RUN_DIR/.lock``, ``fcntl.flock``: released by the
-kernel when its process dies, so a killed run never holds it) keeps two processes from
-writing one run.
+only when it matches. A per-run lock beside the run directory (``.RUN_NAME.lock`` in its
+parent, ``fcntl.flock``: released by the kernel when its process dies, so a killed run never
+holds it) keeps two processes from writing one run. The lock file is removed when the lock
+is released, and the run directory is created only when the run starts writing, so an
+interrupted run leaves no folder that holds nothing but a lock (a killed one leaves the
+hidden lock file, which the next run of that directory takes over and removes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import fcntl
 import hashlib
@@ -46,9 +50,9 @@ IGNORED = (
 # are compared without it
 DATA_HASH = "data.path_sha256"
 RECORD = "run.json"
-LOCK = ".lock"
+LEGACY_LOCK = ".lock"  # inside the run directory, as mr2 <= 0.10 kept it: ignored
 FAILED = "failed.json"  # written by an executor for a run that raised: not part of the run
-BESIDE = (LOCK, FAILED)
+BESIDE = (LEGACY_LOCK, FAILED)
 
 
 class RunMismatchError(ValueError):
@@ -182,7 +186,7 @@ def check(run_dir: Path, cfg: RunConfig, kind: str = "train", *, overwrite: bool
 
 
 def clear(run_dir: Path) -> None:
-    """Remove everything of an old run from ``run_dir`` (not the lock file)."""
+    """Remove everything of an old run from ``run_dir`` (not ``BESIDE`` files)."""
     for p in Path(run_dir).iterdir():
         if p.name in BESIDE:
             continue
@@ -196,37 +200,65 @@ def write_record(run_dir: Path, found: Inspection) -> None:
     io.save_json({"fingerprint": found.fingerprint, "identity": found.ident}, run_dir / RECORD)
 
 
+def lock_path(run_dir: str | Path) -> Path:
+    """The lock file of a run directory: ``.NAME.lock`` beside it, in its parent."""
+    run_dir = Path(run_dir).resolve()
+    return run_dir.parent / f".{run_dir.name}.lock"
+
+
 class RunLock:
-    """Exclusive, non-blocking (or waiting) lock on a run directory; ``with RunLock(d):``."""
+    """Exclusive, non-blocking (or waiting) lock on a run directory; ``with RunLock(d):``.
+
+    The holder removes the lock file before it unlocks it; a process that was waiting on
+    the removed file sees that the path no longer names the file it locked and starts
+    again, so two processes never hold locks on two files of one path."""
 
     def __init__(self, run_dir: Path, *, wait: bool = False) -> None:
-        self.path = Path(run_dir) / LOCK
+        self.path = lock_path(run_dir)
         self.wait = wait
         self.fd: int | None = None
 
     def __enter__(self) -> RunLock:
+        fd = self._locked()
+        while not _names(self.path, fd):  # removed by the holder we waited for: again
+            os.close(fd)
+            fd = self._locked()
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def _locked(self) -> int:
+        """Open (create) the lock file and lock it; ``RunBusyError`` if held elsewhere."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # O_NOFOLLOW: a link planted as the lock is refused, never followed and truncated
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
         except OSError as err:
-            raise OSError(err.errno, f"cannot write {self.path.parent}: {err.strerror}") from err
+            raise OSError(err.errno, f"cannot write {self.path}: {err.strerror}") from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise RunBusyError(
-                f"{self.path.parent} is being written by another process (pid {holder}); "
-                "wait for it to finish, or use another --out"
+                f"{self.path.parent / self.path.name[1:-5]} is being written by another "
+                f"process (pid {holder}); wait for it to finish, or use another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self.fd = fd
-        return self
+        return fd
 
     def __exit__(self, *exc: object) -> None:
         if self.fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)  # while still locked: see the class docstring
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def _names(path: Path, fd: int) -> bool:
+    """``path`` still names the file open as ``fd``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
