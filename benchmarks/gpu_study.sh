@@ -68,8 +68,11 @@ compare() {  # compare NAME CONFIG JOBS [--set ...]: one study in the background
   else
     args+=(--executor pool --jobs "$jobs")
   fi
-  "$PY" -m mr2 compare "${args[@]}" --check >/dev/null || return 1
-  [ "$check_only" = 1 ] && return 0
+  if [ "$check_only" = 1 ]; then  # every check at once; waited for below
+    "$PY" -m mr2 compare "${args[@]}" --check >/dev/null &
+    checks+=($!) check_names+=("$name")
+    return 0
+  fi
   ( exec setsid "$PY" -m mr2 compare "${args[@]}" >"$RESULTS/$name.log" 2>&1 ) &
   pids+=($!)
   echo "started $name (pid $!, $jobs runs at once)"
@@ -103,9 +106,13 @@ warm_cifar10() {  # decode the JPEG file once (cached) before a dozen workers lo
 }
 
 check_only=1  # every study checks out before any trains (the tiny mode checks them all)
+checks=() check_names=()
 all="cifar10 mlp subsets cnn resnet32 presets"
 for study in $([ "$tiny" = 1 ] && echo "$all" || echo "${studies[@]}"); do
   launch "$study" || { echo "study $study does not check out" >&2; exit 2; }
+done
+for i in "${!checks[@]}"; do
+  wait "${checks[$i]}" || { echo "study ${check_names[$i]} does not check out" >&2; exit 2; }
 done
 check_only=0
 for study in "${studies[@]}"; do launch "$study"; done
@@ -150,7 +157,7 @@ wait 2>/dev/null
 report_all
 status=$?
 if [ -n "${PACK:-}" ]; then
-  tar czf "$PACK" --exclude='*.pt' --exclude=.lock -C "$RESULTS" . && echo "packed: $PACK"
+  tar czf "$PACK" --exclude='*.pt' --exclude='*.lock' -C "$RESULTS" . && echo "packed: $PACK"
 fi
 echo "gpu_study: $(( $(date +%s) - start )) s"
 exit $status

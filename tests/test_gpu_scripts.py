@@ -125,3 +125,11 @@ def test_tiny_mode_needs_a_scratch_folder(script):
         timeout=60,
     )
     assert done.returncode != 0 and "RESULTS" in done.stderr
+
+
+def test_gpu_study_stops_before_training_when_a_study_does_not_check_out(tmp_path):
+    """The checks run at once in the background; any failing one stops the script (exit 2)
+    before a study starts."""
+    done = _run("gpu_study.sh", {"RESULTS": str(tmp_path / "r"), "PYTHON": "false"})
+    assert done.returncode == 2 and "does not check out" in done.stderr
+    assert not list((tmp_path / "r").glob("*.log"))  # nothing was started

@@ -9,7 +9,7 @@ import torch
 from helpers import tiny_config
 from mr2 import cli, models
 from mr2.engine.compare import grid_points, run_compare
-from mr2.engine.evaluate import feature_statistics
+from mr2.engine.evaluate import evaluate, evaluate_with_features
 from mr2.functional import class_statistics
 from mr2.report import build
 from mr2.report.diagnostics import correlations, diagnose_features
@@ -54,12 +54,17 @@ def test_grid_is_selected_on_validation_and_reported(tmp_path):
 
 
 def test_feature_statistics_match_class_statistics():
+    """From the evaluation's own forward passes: the same scores as ``evaluate``."""
     torch.manual_seed(0)
     from mr2.data import Split
 
     model = models.create("mlp", (6,), 3, width=16)
     split = Split(torch.randn(50, 6), torch.arange(50) % 3)
-    got = feature_statistics(model, split, 3, batch_size=7, device=torch.device("cpu"))
+    cpu = torch.device("cpu")
+    scores, got = evaluate_with_features(model, split, 3, batch_size=7, device=cpu)
+    alone = evaluate(model, split, 3, batch_size=7, device=cpu, halves=True)
+    assert torch.equal(scores.confusion, alone.confusion)
+    assert torch.equal(scores.halves, alone.halves)
     with torch.no_grad():
         f = model(split.x)[1].double()
     _, norm_sq, spread = class_statistics(f, split.y, 3)

@@ -15,7 +15,6 @@ from mr2.metrics.hard import crossfit_halves
 from mr2.metrics.spread import class_spread, feature_sums
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     split: Split,
@@ -28,28 +27,59 @@ def evaluate(
 ) -> ClasswiseResult:
     """Per-class accuracy of ``model`` on ``split``; with ``halves`` also on the two
     cross-fitting halves of each class's samples (``mr2.metrics.hard.crossfit_halves``)."""
+    result, _ = _evaluate(model, split, num_classes, batch_size, device, amp_dtype, halves, False)
+    return result
+
+
+def evaluate_with_features(
+    model: nn.Module,
+    split: Split,
+    num_classes: int,
+    *,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+) -> tuple[ClasswiseResult, dict[str, list[float]]]:
+    """``evaluate`` with halves, and from the same forward passes the per-class ||mu_k||^2
+    and spread ||s_k||^2 = E_k ||f - mu_k||^2 (2-norm) of the model's features, from
+    float64 sums over all processes (each sample once)."""
+    result, sums = _evaluate(model, split, num_classes, batch_size, device, amp_dtype, True, True)
+    assert sums is not None
+    return result, class_spread(distributed.all_reduce_sum(sums))
+
+
+@torch.no_grad()
+def _evaluate(model, split, num_classes, batch_size, device, amp_dtype, halves, features):
+    """One pass over this process's share of ``split``: (scores, feature sums or None)."""
     was_training = model.training
     model.eval()
     metric = ClasswiseAccuracy(num_classes).to(device)
     half_a = ClasswiseAccuracy(num_classes).to(device) if halves else None
     in_a = torch.from_numpy(crossfit_halves(split.y.numpy())) if halves else None
+    sums = None
     idx = torch.arange(distributed.rank(), len(split), distributed.world_size())
     for chunk in idx.split(batch_size):
         x = split.x[chunk].to(device, non_blocking=True)
         with torch.autocast(
             device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
         ):
-            logits, _ = model(x)
+            logits, f = model(x)
         y = split.y[chunk].to(device)
         metric.update(logits.float(), y)
         if half_a is not None and in_a is not None:
             mask = in_a[chunk].to(device)
             half_a.update(logits.float()[mask], y[mask])
+        if features:
+            part = feature_sums(f, y, num_classes)
+            sums = part if sums is None else sums + part
+    if features and sums is None:  # no sample here: zeros (every process all-reduces)
+        _, f = model(split.x[:1].to(device))
+        sums = feature_sums(f[:0], split.y[:0], num_classes)
     model.train(was_training)
     result = metric.compute()
     if half_a is not None:
         result = replace(result, halves=_halves(result.confusion, half_a.compute().confusion))
-    return result
+    return result, sums
 
 
 def _halves(confusion: torch.Tensor, confusion_a: torch.Tensor) -> torch.Tensor:
@@ -69,24 +99,3 @@ def predict(
     preds = [model(chunk.to(device))[0].argmax(1).cpu() for chunk in x.split(batch_size)]
     model.train(was_training)
     return torch.cat(preds)
-
-
-@torch.no_grad()
-def feature_statistics(
-    model: nn.Module, split: Split, num_classes: int, *, batch_size: int, device: torch.device
-) -> dict[str, list[float]]:
-    """Per-class ||mu_k||^2 and spread ||s_k||^2 = E_k ||f - mu_k||^2 (2-norm) of the model's
-    features on ``split``, from sums over all processes (each sample once), in float64."""
-    was_training = model.training
-    model.eval()
-    sums = None
-    idx = torch.arange(distributed.rank(), len(split), distributed.world_size())
-    for chunk in idx.split(batch_size):
-        _, f = model(split.x[chunk].to(device))
-        part = feature_sums(f, split.y[chunk], num_classes)
-        sums = part if sums is None else sums + part
-    if sums is None:  # this process holds no sample (fewer samples than processes)
-        _, f = model(split.x[:1].to(device))
-        sums = feature_sums(f[:0], split.y[:0], num_classes)
-    model.train(was_training)
-    return class_spread(distributed.all_reduce_sum(sums))

@@ -22,7 +22,7 @@ from mr2 import distributed, io
 from mr2.engine import identity, validate
 from mr2.engine.config import RunConfig, to_dict, to_toml
 from mr2.engine.context import Context, setup
-from mr2.engine.evaluate import feature_statistics
+from mr2.engine.evaluate import evaluate_with_features
 from mr2.engine.fit import fit
 from mr2.engine.run import Run, build, evaluate_split, prepare
 from mr2.engine.warnings import run_warnings
@@ -178,13 +178,13 @@ def build_result(
     selected: int,
 ) -> RunResult:
     """The one test evaluation of the run and everything result.json holds."""
-    test = evaluate_split(cfg, ctx, model, dataset.test, dataset.num_classes, halves=True)
-    features = feature_statistics(
+    test, features = evaluate_with_features(
         model,
         dataset.test,
         dataset.num_classes,
         batch_size=cfg.train.eval_batch_size,
         device=ctx.device,
+        amp_dtype=ctx.amp_dtype,
     )
     sizes = {"train": len(dataset.train), "val": len(dataset.val), "test": len(dataset.test)}
     ident = identity.identity(cfg)
