@@ -28,23 +28,14 @@ from mr2.engine.progress import JsonlLog, StepProgress
 from mr2.engine.run import Run
 from mr2.engine.schedule import lr_factor, warmup_steps
 from mr2.engine.warnings import rep_gradient_ratio
-from mr2.losses import MR2Loss
-from mr2.losses.cdb import CDBLoss
+from mr2.losses.base import ClassLoss
 from mr2.result import EpochRecord
 
 
 def loss_internals(loss_fn: nn.Module) -> dict[str, list[float]]:
-    """MR²'s margins gamma_k and spreads ||s_k||^2 (and group DRO / CDB weights)."""
-    out: dict[str, list[float]] = {}
-    if isinstance(loss_fn, MR2Loss):
-        if loss_fn.logit_margins:  # the representation-only ablation applies none
-            out["margins"] = loss_fn.margins().tolist()
-        out["spreads"] = loss_fn.spreads().tolist()
-    for name in ("q", "class_weights"):
-        value = getattr(loss_fn, name, None)
-        if isinstance(value, torch.Tensor):
-            out[name] = value.tolist()
-    return out
+    """What the loss records per epoch (``ClassLoss.internals``: MR²'s margins and spreads,
+    group DRO's q, CDB's class weights)."""
+    return loss_fn.internals() if isinstance(loss_fn, ClassLoss) else {}
 
 
 def _batches(n: int, batch: int, seed: int, epoch: int, ctx: Context):
@@ -261,8 +252,8 @@ def _epoch(
     train_loss, train_acc = train_epoch(run, epoch, show_progress, loggers)
     val = run.evaluate(run.dataset.val) if len(run.dataset.val) else None
     val_score = float(torch.nanmean(val.accuracy)) if val is not None else float("nan")
-    if val is not None and isinstance(run.loss_fn, CDBLoss):
-        run.loss_fn.update_difficulty(val.accuracy)  # CDB: from validation, never test
+    if val is not None and isinstance(run.loss_fn, ClassLoss):
+        run.loss_fn.on_validation(val.accuracy)  # CDB's weights: from validation, never test
     if cfg.train.select == "best_val" and val_score > best.score:
         weights = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
         best = _Best(val_score, epoch, weights)

@@ -6,46 +6,27 @@ fixed training batch at the end of every epoch)."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from mr2.engine.run import Run
-from mr2.functional import logit_margin_cross_entropy
-from mr2.losses import MR2Loss
+from mr2.losses.base import ClassLoss
 from mr2.result import CHANCE_FACTOR, EpochRecord
 
 
 def rep_gradient_ratio(run: Run) -> float | None:
-    """||d(lambda_rep l_s)/df|| / ||d l_gamma/df|| on the first training batch (the model in
-    eval mode, MR²'s statistics untouched, no parameter gradient written); None for any
-    other loss, lambda_rep = 0 or frozen features (a linear probe)."""
-    loss_fn = run.loss_fn
-    if not isinstance(loss_fn, MR2Loss) or loss_fn.lambda_rep == 0:
+    """The loss's ``feature_gradient_ratio`` on the first training batch (MR²: ||d(lambda_rep
+    l_s)/df|| / ||d l_gamma/df||), the model in eval mode and no parameter gradient
+    written; None for a loss without such a ratio and for frozen features (a probe)."""
+    if not isinstance(run.loss_fn, ClassLoss):
         return None
     split, device = run.dataset.train, run.ctx.device
     idx = torch.arange(min(len(split.y), run.cfg.train.batch_size))
     x, y = split.x[idx].to(device), split.y[idx].to(device)
-    was_training, gather = run.model.training, loss_fn.gather_features
+    was_training = run.model.training
     run.model.eval()
-    loss_fn.gather_features = False  # this process's batch alone: no collective here
     try:
-        with torch.enable_grad(), loss_fn.statistics_frozen():
-            logits, features = run.model(x)
-            if not features.requires_grad:  # frozen features (a probe): the term is constant
-                return None
-            logits, features = logits.float(), features.float()
-            if loss_fn.logit_margins:
-                logit = logit_margin_cross_entropy(logits, y, loss_fn.margins().to(device))
-            else:
-                logit = F.cross_entropy(logits, y)
-            total = loss_fn.per_sample(logits, features, y).mean()
-            (g_logit,) = torch.autograd.grad(logit, features, retain_graph=True)
-            (g_total,) = torch.autograd.grad(total, features)
+        return run.loss_fn.feature_gradient_ratio(lambda: run.model(x), y)
     finally:
         run.model.train(was_training)
-        loss_fn.gather_features = gather
-    logit_norm = float(g_logit.norm())
-    rep_norm = float((g_total - g_logit).norm())  # gradients add: the rest is lambda_rep l_s
-    return rep_norm / logit_norm if logit_norm > 0 else float("inf")
 
 
 def run_warnings(history: list[EpochRecord], num_classes: int) -> list[str]:

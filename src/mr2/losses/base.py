@@ -12,6 +12,8 @@ sum(w l), "none" returns w * l.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -47,6 +49,25 @@ class ClassLoss(nn.Module):
 
     def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
         raise NotImplementedError
+
+    # -- what the training engine asks of a loss (the defaults: nothing) -------------------
+
+    def internals(self) -> dict[str, list[float]]:
+        """Per-class state recorded in each epoch's history, by ``EpochRecord`` field name
+        (MR²'s ``margins`` / ``spreads``, group DRO's ``q``, CDB's ``class_weights``)."""
+        return {}
+
+    def on_validation(self, per_class_accuracy: Tensor) -> None:
+        """Called with the per-class validation accuracy (K,) after each epoch's
+        validation (never with test data); CDB refreshes its weights from it."""
+
+    def feature_gradient_ratio(
+        self, forward: Callable[[], tuple[Tensor, Tensor]], targets: Tensor
+    ) -> float | None:
+        """||gradient the features get from the loss's feature term|| / ||from its logit
+        term|| on the batch ``forward()`` computes (logits, features), changing no state;
+        None for a loss without such a pair of terms (and for frozen features)."""
+        return None
 
     def _features(self, features: Tensor | None) -> Tensor:
         """``features`` of a loss that uses them (``forward`` has checked they were given)."""

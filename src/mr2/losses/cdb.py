@@ -48,6 +48,12 @@ class CDBLoss(ClassLoss):
             raise ValueError(f"expected {self.num_classes} accuracies, got {tuple(acc.shape)}")
         self.class_weights.copy_(cdb_weights(acc, self.tau))
 
+    def on_validation(self, per_class_accuracy: Tensor) -> None:
+        self.update_difficulty(per_class_accuracy)  # from validation, never test
+
+    def internals(self) -> dict[str, list[float]]:
+        return {"class_weights": self.class_weights.tolist()}
+
     def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
         ce = F.cross_entropy(logits, targets, reduction="none")
         return self.class_weights.to(logits.dtype)[targets] * ce

@@ -61,6 +61,9 @@ class GroupDRO(ClassLoss):
         q = self.q * torch.exp(self.step_size * group_loss)
         self.q.copy_(q / q.sum())
 
+    def internals(self) -> dict[str, list[float]]:
+        return {"q": self.q.tolist()}
+
     def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
         ce = F.cross_entropy(logits, targets, reduction="none")
         world = 1

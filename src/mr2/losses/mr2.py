@@ -13,7 +13,7 @@ from torch import Tensor
 
 from mr2 import _checks, distributed
 from mr2 import functional as MF
-from mr2.losses import mr2_presets, mr2_soft, mr2_triton
+from mr2.losses import mr2_gradients, mr2_presets, mr2_soft, mr2_triton
 from mr2.losses import mr2_statistics as stats
 from mr2.losses.base import ClassLoss
 from mr2.losses.mr2_terms import MarginTerms
@@ -321,6 +321,30 @@ class MR2Loss(ClassLoss):
             yield self
         finally:
             self.frozen = before
+
+    def internals(self) -> dict[str, list[float]]:
+        """Margins (unless all are 1: the representation-only ablation) and spreads."""
+        out = {"margins": self.margins().tolist()} if self.logit_margins else {}
+        return {**out, "spreads": self.spreads().tolist()}
+
+    def feature_gradient_ratio(
+        self, forward: Callable[[], tuple[Tensor, Tensor]], targets: Tensor
+    ) -> float | None:
+        """The representation term's gradient on the features over the logit term's
+        (``mr2_gradients``), statistics untouched, this process's batch alone."""
+        if self.lambda_rep == 0:
+            return None
+        gather, self.gather_features = self.gather_features, False  # no collective here
+        try:
+            with torch.enable_grad(), self.statistics_frozen():
+                logits, features = forward()
+                if not features.requires_grad:  # frozen features: the term is constant
+                    return None
+                margins = self.margins() if self.logit_margins else None
+                f, z = features.float(), logits.float()
+                return mr2_gradients.term_ratio(self.per_sample, margins, z, f, targets)
+        finally:
+            self.gather_features = gather
 
     def per_sample(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
         """l_gamma + lambda_rep * l_s per sample (B,); inputs already validated, float32."""
