@@ -13,9 +13,10 @@ import inspect
 import json
 from typing import Any, get_type_hints
 
-from mr2 import backbones, losses, models
+from mr2 import backbones, models
 from mr2 import data as mr2_data
 from mr2.engine import config, executors, loggers, procedures
+from mr2.losses import registry as loss_registry
 
 
 def _comments(cls: type) -> dict[str, str]:
@@ -86,7 +87,7 @@ def names() -> str:
         ("`model.name` (mr2's models and the backbones; also `timm:<name>`, "
          "`torchvision:<name>` and registered ones)",
          {**models.MODELS.describe(), **backbones.BACKBONES.describe()}),
-        ("`loss.name`, `compare.methods`", losses.registry.LOSSES.describe()),
+        ("`loss.name`, `compare.methods`", loss_registry.LOSSES.describe()),
         ("`train.procedure` (also run by name in `compare.methods`)",
          procedures.PROCEDURES.describe()),
         ("`compare.executor`", {name: "" for name in executors.EXECUTORS}),

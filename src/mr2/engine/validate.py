@@ -19,6 +19,7 @@ from mr2 import data as mr2_data
 from mr2._registry import suggest
 from mr2.engine import loggers, procedures
 from mr2.engine.config import RunConfig, range_problems
+from mr2.losses import registry as loss_registry
 from mr2.models import external
 
 BACKBONE_NAMES = tuple(backbones.available())  # their packages are imported when one is built
@@ -140,7 +141,7 @@ def _loss(cfg: RunConfig, where: str = "loss") -> list[str]:
         f"loss {name!r}",
         options,
         losses.options(name),
-        text_ok=lambda key: losses.registry.accepts_text(name, key),
+        text_ok=lambda key: loss_registry.accepts_text(name, key),
     )
     if "process_group" in options:
         errors.append(

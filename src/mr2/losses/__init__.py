@@ -15,6 +15,7 @@ from mr2.losses.ldam import LDAMLoss, ldam_loss
 from mr2.losses.logit_adjustment import LogitAdjustment, logit_adjusted_cross_entropy
 from mr2.losses.mixed import mixed_loss
 from mr2.losses.mr2 import MR2Loss
+from mr2.losses.mr2_ablations import mr2_logit, mr2_rep
 from mr2.losses.registry import available, create, describe, options, presets, register
 from mr2.losses.supcon import SupConLoss, supervised_contrastive
 from mr2.losses.vs import VSLoss, vs_loss
@@ -44,6 +45,8 @@ __all__ = [
     "ldam_loss",
     "logit_adjusted_cross_entropy",
     "mixed_loss",
+    "mr2_logit",
+    "mr2_rep",
     "options",
     "presets",
     "register",

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -12,17 +9,16 @@ import torch
 from torch import Tensor
 
 from mr2 import _checks, distributed
-from mr2 import functional as MF
-from mr2.losses import mr2_gradients, mr2_presets, mr2_soft, mr2_triton
+from mr2.losses import mr2_gradients, mr2_presets, mr2_soft
 from mr2.losses import mr2_statistics as stats
-from mr2.losses.base import ClassLoss
+from mr2.losses.mr2_step import MR2Step
 from mr2.losses.mr2_terms import MarginTerms
 from mr2.losses.registry import register
 from mr2.representation import PAIRS_PER_GRAM_ENTRY, representation_margin
 
 
 @register("mr2", "MR²: logit margins from class statistics + representation margin")
-class MR2Loss(ClassLoss):
+class MR2Loss(MR2Step):
     """Margin Regularization for class-wise performance disparity Reduction.
 
     ``loss = reduce(l_gamma + lambda_rep * l_s)`` with per-class logit margins gamma_k from
@@ -103,9 +99,6 @@ class MR2Loss(ClassLoss):
         1.0
     """
 
-    sums: Tensor
-    sq_dev_p: Tensor
-
     def __init__(
         self,
         num_classes: int,
@@ -156,25 +149,9 @@ class MR2Loss(ClassLoss):
         self.logit_margins = bool(logit_margins)
         self.gather_features = bool(gather_features)
         self.process_group = process_group
-        # float64 (stats.DTYPE); D columns on first use
-        self.register_buffer("sums", torch.zeros(num_classes, 2, dtype=stats.DTYPE))
-        self.register_buffer("sq_dev_p", torch.zeros(num_classes, dtype=stats.DTYPE))
-        self._workspace = mr2_triton.Workspace()
+        self._register_statistics()
 
     PRESETS = mr2_presets.PRESETS
-    STATISTICS = ("sums", "sq_dev_p")
-
-    def _apply(self, fn, recurse=True):
-        """``.half()`` / ``.float()`` / ``.to(dtype)`` move the statistics but keep them in
-        float64 (``mr2_statistics.DTYPE``; float32 where a device has no float64): they are
-        sums whose differences must not cancel, and float16 sums overflow."""
-        out = super()._apply(fn, recurse)
-        for name in self.STATISTICS:
-            buf = getattr(self, name)
-            wanted = stats.dtype_for(buf.device)
-            if buf.dtype != wanted:
-                setattr(self, name, buf.to(wanted))
-        return out
 
     @classmethod
     def from_preset(
@@ -191,136 +168,10 @@ class MR2Loss(ClassLoss):
         """The constructor arguments of a named setting (``mr2_presets.preset_options``)."""
         return mr2_presets.preset_options(name, num_classes, feature_dim)
 
-    # -- state ---------------------------------------------------------------------------
-
-    @property
-    def weight(self) -> Tensor:
-        """(K,) effective sample count per class (0: never seen)."""
-        return self.sums[:, stats.COUNT]
-
-    @property
-    def class_mean(self) -> Tensor:
-        """(K, D) running class means (0 for unseen classes; D = 0 before the first batch)."""
-        return torch.nan_to_num(stats.means(self.sums)[:, 1:])
-
-    @property
-    def sq_dev(self) -> Tensor:
-        """(K, 2) running mean squared deviation in the p-norm and in the 2-norm."""
-        two = self.spreads()
-        return torch.stack([two if self.norm_p == 2.0 else self.sq_dev_p, two], 1)
-
-    def seen(self) -> Tensor:
-        """(K,) bool: classes observed at least once in training."""
-        return self.weight > 0
-
-    def margins(self) -> Tensor:
-        """Current per-class margins gamma (K,); c_bar for unseen classes."""
-        moments = stats.means(self.sums)
-        floored, norm = MF.floored_roots(
-            self._statistic(moments), stats.seen_count(self.sums), self.c_bar
-        )
-        return torch.nan_to_num(floored / norm, nan=self.c_bar)
-
-    def _statistic(self, moments: Tensor) -> Tensor:
-        p_column = None if self.norm_p == 2.0 else self.sq_dev_p
-        return stats.statistic(self.sums, moments, p_column, self.norm_p, self.margin_statistic)
-
-    def s_bar(self) -> Tensor:
-        """Mean over seen classes of the 2-norm mean squared deviation (0-dim tensor)."""
-        return stats.s_bar(stats.means(self.sums), stats.seen_count(self.sums))
-
-    def spreads(self) -> Tensor:
-        """Per-class mean squared deviation ||s_k||^2 in the 2-norm (K,)."""
-        return torch.nan_to_num(stats.spread(stats.means(self.sums)))
-
-    def reset_statistics(self) -> None:
-        self.sums = self.sums.new_zeros(self.num_classes, 2)
-        self.sq_dev_p.zero_()
-
-    @torch.no_grad()
-    def update_statistics(self, features: Tensor, targets: Tensor) -> None:
-        """Fold one batch into the running statistics (summed over processes first);
-        ``targets`` are class indices (B,) or soft targets (B, K) (``mr2_soft``)."""
-        if targets.dim() == 2:
-            targets = mr2_soft.class_evidence(MF.as_fp32(targets))
-        self._update(MF.as_fp32(features.detach()), targets)
-
-    def _update(self, f: Tensor, targets: Tensor) -> None:
-        """The EMA step from a batch's features and labels (B,) or class weights (B, K)."""
-        if self.sums.shape[1] == 2:
-            self.sums = self.sums.new_zeros(self.num_classes, 2 + f.shape[1])
-        elif self.sums.shape[1] != 2 + f.shape[1]:
-            raise ValueError(
-                f"features have {f.shape[1]} columns but the statistics were built with "
-                f"{self.sums.shape[1] - 2}"
-            )
-        group = self.process_group
-        sums = stats.batch_sums(f, targets, self.num_classes, self.sums.dtype)
-        batch = distributed.all_reduce_sum(sums, group)
-        new = [stats.merged(self.sums, batch, self.ema_decay)]
-        if self.norm_p != 2.0:  # deviations around the global batch's class means
-            count = batch[:, :1]
-            means = (batch[:, stats.MEAN :] / torch.where(count > 0, count, 1.0)).to(f.dtype)
-            if targets.dim() == 2:  # soft: class weights (B, K)
-                dev = mr2_soft.deviation_sums(f, targets, means, self.norm_p)
-            else:
-                dev = MF.class_deviation_sums(f, targets, means, (self.norm_p,))[:, 0]
-            dev = distributed.all_reduce_sum(dev.to(batch.dtype), group)
-            p_dev = stats.merge_pnorm_spread(
-                self.sums, self.sq_dev_p, batch, dev, self.ema_decay, self.norm_p
-            )
-            new.append(p_dev)
-        self._commit(new)
-
-    def _commit(self, new: list[Tensor]) -> None:
-        """Keep the new statistics only if they are finite in float32: a batch that would
-        overflow them (huge features, float16 norms) is refused with a ``ValueError``
-        (``validate=True``) or skipped without a host sync (``validate=False``); either way
-        the running state is untouched."""
-        ok = stats.representable(*new)
-        if self.validate and not bool(ok):
-            raise ValueError(
-                "MR2Loss: this batch's features would make the running class statistics "
-                "non-finite (squared feature norms overflow float32); the statistics are "
-                "unchanged. Check the features for exploding values (lower the learning "
-                "rate or a loss weight such as lambda_rep, clip gradients) or rescale them."
-            )
-        for buffer, value in zip((self.sums, self.sq_dev_p), new, strict=False):
-            if self.validate:
-                buffer.copy_(value)
-            else:
-                torch.where(ok, value, buffer, out=buffer)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        legacy = [prefix + name for name in ("weight", "class_mean", "sq_dev")]
-        if all(key in state_dict for key in legacy):  # saved by mr2 <= 0.9
-            sums, p_dev = stats.from_legacy(*(state_dict.pop(key) for key in legacy))
-            state_dict[prefix + "sums"], state_dict[prefix + "sq_dev_p"] = sums, p_dev
-        incoming = state_dict.get(prefix + "sums")
-        if incoming is not None and incoming.shape != self.sums.shape:
-            if incoming.shape[0] != self.num_classes:
-                raise ValueError(
-                    f"checkpoint has statistics for {incoming.shape[0]} classes, "
-                    f"this loss has num_classes = {self.num_classes}"
-                )
-            self.sums = self.sums.new_zeros(incoming.shape)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     # -- loss ----------------------------------------------------------------------------
 
     uses_features = True
     soft_targets = True
-
-    frozen = False  # set by ``statistics_frozen()``: training without updating statistics
-
-    @contextlib.contextmanager
-    def statistics_frozen(self):
-        """Compute the loss in training mode without updating the running statistics."""
-        self.frozen, before = True, self.frozen
-        try:
-            yield self
-        finally:
-            self.frozen = before
 
     def internals(self) -> dict[str, list[float]]:
         """Margins (unless all are 1: the representation-only ablation) and spreads."""
@@ -408,113 +259,6 @@ class MR2Loss(ClassLoss):
             per = per + self.lambda_rep * rep
         return self._checked(_checks.reduce(per, reduction), lambda: ce)
 
-    def _statistics(self, z: Tensor, f: Tensor, y: Tensor):
-        """(1 / gamma_{y_i} or None, s_bar, scale) after this batch's update, in PyTorch."""
-        update = self.training and not self.frozen
-        if update:
-            self._update(f, y)
-        moments, seen = stats.means(self.sums), stats.seen_count(self.sums)
-        inv_margin = shift = scale = None
-        if self.logit_margins:
-            inv_margin = self._inverse_margins(moments, y, seen, not update, z.dtype)
-        if self.lambda_rep > 0:
-            shift, scale = self._rep_scale(moments, seen, f.dtype)
-        return inv_margin, shift, scale
-
-    warned_no_grad = False
-
-    def _warn_if_no_grad(self) -> None:
-        """A loss called under ``torch.no_grad()`` in ``train()`` mode (a validation pass
-        that forgot ``loss_fn.eval()``) still updates the statistics: said once."""
-        if not self.training or self.frozen or torch.is_grad_enabled() or self.warned_no_grad:
-            return
-        self.warned_no_grad = True
-        warnings.warn(
-            "MR2Loss is in train() mode under torch.no_grad(): this batch updates the running "
-            "class statistics (and so the margins). For a validation or test pass call "
-            "loss_fn.eval() first (or use loss_fn.statistics_frozen()).",
-            stacklevel=5,
-        )
-
-    def _kernel_step(self, f: Tensor) -> bool:
-        """Whether the statistics step runs as Triton kernels (``mr2_triton``): an eager
-        training step on a GPU with the 2-norm and the paper's statistic (under
-        ``torch.compile`` the PyTorch path is traced and fused by the compiler instead)."""
-        return (
-            not torch.compiler.is_compiling()
-            and self.training
-            and not self.frozen
-            and self.norm_p == 2.0
-            and self.margin_statistic == "paper"
-            and not self.validate
-            and self.sums.shape[1] == 2 + f.shape[1]
-            and self._workspace.usable
-            and mr2_triton.usable(self.sums, f)
-        )
-
-    def _statistics_by_kernels(self, z: Tensor, f: Tensor, y: Tensor):
-        group = self.process_group
-        reduce = None
-        if distributed.is_distributed(group):
-            reduce = functools.partial(distributed.all_reduce_sum, group=group)
-        temperature = self.rep_temperature
-        before = None if self._workspace.checked else self.sums.clone()
-        neg_onehot, inv, s_bar, scale = mr2_triton.step(
-            self.sums, f, y, z, self._workspace, decay=self.ema_decay, c_bar=self.c_bar,
-            temperature=None if temperature == "auto" else float(temperature), reduce=reduce,
-        )  # fmt: skip
-        if before is not None:  # the first kernel step of this loss is checked once
-            inv, s_bar, scale = self._check_kernels(z, f, y, before, (inv, s_bar, scale))
-        return neg_onehot, inv if self.logit_margins else None, s_bar, scale
-
-    def _check_kernels(self, z, f, y, before: Tensor, got: tuple[Tensor, Tensor, Tensor]):
-        """Redo the kernels' first step in PyTorch (one host sync, once per loss) and compare:
-        on a disagreement the PyTorch path's numbers are used and the kernels are switched
-        off for this loss, with a warning, so a kernel fault never gives a wrong number."""
-        after = self.sums.clone()
-        self.sums.copy_(before)
-        inv, s_bar, scale = self._statistics(z, f, y)  # updates the sums again, in PyTorch
-        self._workspace.checked = True
-        pairs = [(after, self.sums, 1e-6)]
-        pairs += [
-            (g, e, 1e-4) for g, e in zip(got, (inv, s_bar, scale), strict=True) if e is not None
-        ]
-        if all(torch.allclose(g.reshape(e.shape), e, rtol=r, atol=1e-7) for g, e, r in pairs):
-            return got
-        self._workspace.usable = False
-        warnings.warn(
-            "MR2Loss: the Triton kernels of the statistics step disagree with the PyTorch "
-            f"path on this device ({f.device}); using the PyTorch path from now on. Please "
-            "report it with your GPU, torch and triton versions.",
-            stacklevel=5,
-        )
-        return inv if inv is not None else got[0], s_bar, scale  # lambda_rep 0: no s_bar
-
-    def inverse_margins(self, moments: Tensor, seen: Tensor) -> Tensor:
-        """1 / gamma_k for every class (K,), 1 / c_bar for classes not seen yet, from
-        ``moments = mr2_statistics.means(sums)``."""
-        floored, norm = MF.floored_roots(self._statistic(moments), seen, self.c_bar)
-        return torch.nan_to_num(norm / floored, nan=1.0 / self.c_bar)
-
-    def _inverse_margins(
-        self, moments: Tensor, y: Tensor, seen: Tensor, exact: bool, dtype: torch.dtype
-    ) -> Tensor:
-        """1 / gamma_{y_i} as a column (B, 1); 1 / c_bar for classes not seen yet
-        (``exact``; in training the batch's classes were just seen)."""
-        floored, norm = MF.floored_roots(self._statistic(moments), seen, self.c_bar)
-        inv = (norm / floored[y]).to(dtype).unsqueeze(1)
-        return torch.nan_to_num(inv, nan=1.0 / self.c_bar) if exact else inv
-
-    def _rep_scale(
-        self, moments: Tensor, seen: Tensor, dtype: torch.dtype
-    ) -> tuple[Tensor, Tensor]:
-        """(s_bar, scale) of the representation exponent (d - 2 s_bar) / scale: scale =
-        the temperature, or 2 s_bar for "auto" (1 while s_bar is 0)."""
-        s = stats.s_bar(moments, seen).to(dtype)
-        if self.rep_temperature == "auto":
-            return s, (s * 2.0).add_(s == 0)  # s_bar >= 0
-        return s, torch.full_like(s, float(self.rep_temperature))
-
     def _checked(self, loss: Tensor, margin_ce: Callable[[], Tensor]) -> Tensor:
         """``validate=True``: a non-finite loss of finite inputs is an error naming its
         cause: the logits over their margins (``margin_ce()``, computed only then) or
@@ -568,23 +312,3 @@ class MR2Loss(ClassLoss):
             f"margin_statistic={self.margin_statistic!r}, "
             f"reduction={self.reduction!r}"
         )
-
-
-@register(
-    "mr2_logit",
-    "MR² ablation: logit margins only (lambda_rep = 0)",
-    MR2Loss,
-    fixed={"lambda_rep": 0.0},
-)
-def mr2_logit(num_classes: int, **kwargs: Any) -> MR2Loss:
-    return MR2Loss(num_classes, **{**kwargs, "lambda_rep": 0.0})
-
-
-@register(
-    "mr2_rep",
-    "MR² ablation: representation margin only (all margins 1)",
-    MR2Loss,
-    fixed={"logit_margins": False},
-)
-def mr2_rep(num_classes: int, **kwargs: Any) -> MR2Loss:
-    return MR2Loss(num_classes, **{**kwargs, "logit_margins": False})

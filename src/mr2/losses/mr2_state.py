@@ -1,0 +1,214 @@
+"""MR²'s running class statistics as a module: the buffers, their EMA update, the margins,
+s_bar and spreads read from them, and checkpoints (``MR2Loss`` is built on it)."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mr2 import distributed
+from mr2 import functional as MF
+from mr2.losses import mr2_soft, mr2_triton
+from mr2.losses import mr2_statistics as stats
+from mr2.losses.base import ClassLoss
+
+
+class MR2Statistics(ClassLoss):
+    """The statistics half of ``MR2Loss`` (see its docstring): buffers ``sums`` (K, 2 + D)
+    and ``sq_dev_p`` (K,), float64 (``mr2_statistics``). A subclass sets the options read
+    here in its constructor, then calls ``_register_statistics``."""
+
+    sums: Tensor
+    sq_dev_p: Tensor
+    c_bar: float
+    ema_decay: float
+    norm_p: float
+    margin_statistic: str
+    rep_temperature: float | str
+    process_group: Any
+
+    STATISTICS = ("sums", "sq_dev_p")
+    frozen = False  # set by ``statistics_frozen()``: training without updating statistics
+    warned_no_grad = False
+
+    def _register_statistics(self) -> None:
+        """The buffers, float64 (``stats.DTYPE``); D columns on first use."""
+        self.register_buffer("sums", torch.zeros(self.num_classes, 2, dtype=stats.DTYPE))
+        self.register_buffer("sq_dev_p", torch.zeros(self.num_classes, dtype=stats.DTYPE))
+        self._workspace = mr2_triton.Workspace()
+
+    def _apply(self, fn, recurse=True):
+        """``.half()`` / ``.float()`` / ``.to(dtype)`` move the statistics but keep them in
+        float64 (``mr2_statistics.DTYPE``; float32 where a device has no float64): they are
+        sums whose differences must not cancel, and float16 sums overflow."""
+        out = super()._apply(fn, recurse)
+        for name in self.STATISTICS:
+            buf = getattr(self, name)
+            wanted = stats.dtype_for(buf.device)
+            if buf.dtype != wanted:
+                setattr(self, name, buf.to(wanted))
+        return out
+
+    @property
+    def weight(self) -> Tensor:
+        """(K,) effective sample count per class (0: never seen)."""
+        return self.sums[:, stats.COUNT]
+
+    @property
+    def class_mean(self) -> Tensor:
+        """(K, D) running class means (0 for unseen classes; D = 0 before the first batch)."""
+        return torch.nan_to_num(stats.means(self.sums)[:, 1:])
+
+    @property
+    def sq_dev(self) -> Tensor:
+        """(K, 2) running mean squared deviation in the p-norm and in the 2-norm."""
+        two = self.spreads()
+        return torch.stack([two if self.norm_p == 2.0 else self.sq_dev_p, two], 1)
+
+    def seen(self) -> Tensor:
+        """(K,) bool: classes observed at least once in training."""
+        return self.weight > 0
+
+    def margins(self) -> Tensor:
+        """Current per-class margins gamma (K,); c_bar for unseen classes."""
+        moments = stats.means(self.sums)
+        floored, norm = MF.floored_roots(
+            self._statistic(moments), stats.seen_count(self.sums), self.c_bar
+        )
+        return torch.nan_to_num(floored / norm, nan=self.c_bar)
+
+    def _statistic(self, moments: Tensor) -> Tensor:
+        p_column = None if self.norm_p == 2.0 else self.sq_dev_p
+        return stats.statistic(self.sums, moments, p_column, self.norm_p, self.margin_statistic)
+
+    def s_bar(self) -> Tensor:
+        """Mean over seen classes of the 2-norm mean squared deviation (0-dim tensor)."""
+        return stats.s_bar(stats.means(self.sums), stats.seen_count(self.sums))
+
+    def spreads(self) -> Tensor:
+        """Per-class mean squared deviation ||s_k||^2 in the 2-norm (K,)."""
+        return torch.nan_to_num(stats.spread(stats.means(self.sums)))
+
+    def reset_statistics(self) -> None:
+        self.sums = self.sums.new_zeros(self.num_classes, 2)
+        self.sq_dev_p.zero_()
+
+    @torch.no_grad()
+    def update_statistics(self, features: Tensor, targets: Tensor) -> None:
+        """Fold one batch into the running statistics (summed over processes first);
+        ``targets`` are class indices (B,) or soft targets (B, K) (``mr2_soft``)."""
+        if targets.dim() == 2:
+            targets = mr2_soft.class_evidence(MF.as_fp32(targets))
+        self._update(MF.as_fp32(features.detach()), targets)
+
+    def _update(self, f: Tensor, targets: Tensor) -> None:
+        """The EMA step from a batch's features and labels (B,) or class weights (B, K)."""
+        if self.sums.shape[1] == 2:
+            self.sums = self.sums.new_zeros(self.num_classes, 2 + f.shape[1])
+        elif self.sums.shape[1] != 2 + f.shape[1]:
+            raise ValueError(
+                f"features have {f.shape[1]} columns but the statistics were built with "
+                f"{self.sums.shape[1] - 2}"
+            )
+        group = self.process_group
+        sums = stats.batch_sums(f, targets, self.num_classes, self.sums.dtype)
+        batch = distributed.all_reduce_sum(sums, group)
+        new = [stats.merged(self.sums, batch, self.ema_decay)]
+        if self.norm_p != 2.0:  # deviations around the global batch's class means
+            count = batch[:, :1]
+            means = (batch[:, stats.MEAN :] / torch.where(count > 0, count, 1.0)).to(f.dtype)
+            if targets.dim() == 2:  # soft: class weights (B, K)
+                dev = mr2_soft.deviation_sums(f, targets, means, self.norm_p)
+            else:
+                dev = MF.class_deviation_sums(f, targets, means, (self.norm_p,))[:, 0]
+            dev = distributed.all_reduce_sum(dev.to(batch.dtype), group)
+            p_dev = stats.merge_pnorm_spread(
+                self.sums, self.sq_dev_p, batch, dev, self.ema_decay, self.norm_p
+            )
+            new.append(p_dev)
+        self._commit(new)
+
+    def _commit(self, new: list[Tensor]) -> None:
+        """Keep the new statistics only if they are finite in float32: a batch that would
+        overflow them (huge features, float16 norms) is refused with a ``ValueError``
+        (``validate=True``) or skipped without a host sync (``validate=False``); either way
+        the running state is untouched."""
+        ok = stats.representable(*new)
+        if self.validate and not bool(ok):
+            raise ValueError(
+                "MR2Loss: this batch's features would make the running class statistics "
+                "non-finite (squared feature norms overflow float32); the statistics are "
+                "unchanged. Check the features for exploding values (lower the learning "
+                "rate or a loss weight such as lambda_rep, clip gradients) or rescale them."
+            )
+        for buffer, value in zip((self.sums, self.sq_dev_p), new, strict=False):
+            if self.validate:
+                buffer.copy_(value)
+            else:
+                torch.where(ok, value, buffer, out=buffer)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        legacy = [prefix + name for name in ("weight", "class_mean", "sq_dev")]
+        if all(key in state_dict for key in legacy):  # saved by mr2 <= 0.9
+            sums, p_dev = stats.from_legacy(*(state_dict.pop(key) for key in legacy))
+            state_dict[prefix + "sums"], state_dict[prefix + "sq_dev_p"] = sums, p_dev
+        incoming = state_dict.get(prefix + "sums")
+        if incoming is not None and incoming.shape != self.sums.shape:
+            if incoming.shape[0] != self.num_classes:
+                raise ValueError(
+                    f"checkpoint has statistics for {incoming.shape[0]} classes, "
+                    f"this loss has num_classes = {self.num_classes}"
+                )
+            self.sums = self.sums.new_zeros(incoming.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def statistics_frozen(self):
+        """Compute the loss in training mode without updating the running statistics."""
+        self.frozen, before = True, self.frozen
+        try:
+            yield self
+        finally:
+            self.frozen = before
+
+    def _warn_if_no_grad(self) -> None:
+        """A loss called under ``torch.no_grad()`` in ``train()`` mode (a validation pass
+        that forgot ``loss_fn.eval()``) still updates the statistics: said once."""
+        if not self.training or self.frozen or torch.is_grad_enabled() or self.warned_no_grad:
+            return
+        self.warned_no_grad = True
+        warnings.warn(
+            "MR2Loss is in train() mode under torch.no_grad(): this batch updates the running "
+            "class statistics (and so the margins). For a validation or test pass call "
+            "loss_fn.eval() first (or use loss_fn.statistics_frozen()).",
+            stacklevel=5,
+        )
+
+    def inverse_margins(self, moments: Tensor, seen: Tensor) -> Tensor:
+        """1 / gamma_k for every class (K,), 1 / c_bar for classes not seen yet, from
+        ``moments = mr2_statistics.means(sums)``."""
+        floored, norm = MF.floored_roots(self._statistic(moments), seen, self.c_bar)
+        return torch.nan_to_num(norm / floored, nan=1.0 / self.c_bar)
+
+    def _inverse_margins(
+        self, moments: Tensor, y: Tensor, seen: Tensor, exact: bool, dtype: torch.dtype
+    ) -> Tensor:
+        """1 / gamma_{y_i} as a column (B, 1); 1 / c_bar for classes not seen yet
+        (``exact``; in training the batch's classes were just seen)."""
+        floored, norm = MF.floored_roots(self._statistic(moments), seen, self.c_bar)
+        inv = (norm / floored[y]).to(dtype).unsqueeze(1)
+        return torch.nan_to_num(inv, nan=1.0 / self.c_bar) if exact else inv
+
+    def _rep_scale(
+        self, moments: Tensor, seen: Tensor, dtype: torch.dtype
+    ) -> tuple[Tensor, Tensor]:
+        """(s_bar, scale) of the representation exponent (d - 2 s_bar) / scale: scale =
+        the temperature, or 2 s_bar for "auto" (1 while s_bar is 0)."""
+        s = stats.s_bar(moments, seen).to(dtype)
+        if self.rep_temperature == "auto":
+            return s, (s * 2.0).add_(s == 0)  # s_bar >= 0
+        return s, torch.full_like(s, float(self.rep_temperature))
