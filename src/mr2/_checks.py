@@ -114,10 +114,16 @@ def check_positive(value: float, name: str, allow_zero: bool = False) -> float:
     return float(value)
 
 
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, else a ValueError listing them."""
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+        raise ValueError(f"{name} must be {listed}, got {value!r}")
+    return str(value)
+
+
 def check_reduction(reduction: str) -> str:
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    return reduction
+    return check_choice(reduction, "reduction", ("mean", "sum", "none"))
 
 
 def reduce(values: Tensor, reduction: str) -> Tensor:

@@ -24,18 +24,11 @@ class MR2Loss(MR2Step):
     ``loss = reduce(l_gamma + lambda_rep * l_s)`` with per-class logit margins gamma_k from
     running feature statistics and the representation margin term (see ``mr2.functional``).
 
-    Running statistics (registered buffers, so they follow ``.to()``, ``state_dict()`` and
-    checkpoints): ``sums`` (K, 2 + D), per class the count-weighted sums ``[W, W E||f||^2,
-    W mu]`` (``mr2.losses.mr2_statistics``), and ``sq_dev_p`` (K,) the mean squared
-    deviation in the p-norm when p != 2. Read them as ``weight`` (K,) effective sample
-    count, ``class_mean`` (K, D) and ``sq_dev`` (K, 2) mean squared deviation in the p-norm
-    (margins) and in the 2-norm (``s_bar``). They are updated from each training batch by a
-    count-weighted EMA (the pooling of ``functional.ema_merge``), after summing the batch's
-    per-class sums over all processes (one collective), so every rank holds the margins of
-    the global batch. In ``eval()`` mode the loss uses the current margins and changes
-    nothing. Statistics carry no gradient: margins and ``s_bar`` act as constants. One
-    training step with ``validate=False`` reads nothing back to the host and keeps its
-    shapes, so it can be captured in a CUDA graph or compiled as one graph.
+    The running class statistics (buffers, in checkpoints; read as ``weight``,
+    ``class_mean``, ``sq_dev``, ``margins()``, ``s_bar()``) are described in
+    ``mr2.losses.mr2_state.MR2Statistics``; in ``eval()`` mode the loss uses the current
+    margins and changes nothing. One training step with ``validate=False`` reads nothing back
+    to the host and keeps its shapes (CUDA graphs, one compiled graph).
 
     Args:
         num_classes: K.
@@ -134,18 +127,13 @@ class MR2Loss(MR2Step):
                 raise ValueError(f"rep_temperature must be > 0 or 'auto', got {rep_temperature!r}")
             rep_temperature = _checks.check_positive(rep_temperature, "rep_temperature")
         self.rep_temperature = rep_temperature
-        if margin_statistic not in ("paper", "centered", "spread"):
-            raise ValueError(
-                "margin_statistic must be 'paper', 'centered' or 'spread', "
-                f"got {margin_statistic!r}"
-            )
-        self.margin_statistic = margin_statistic
+        kinds = ("paper", "centered", "spread")
+        self.margin_statistic = _checks.check_choice(margin_statistic, "margin_statistic", kinds)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
-        if rep_reduction not in ("sample", "class"):
-            raise ValueError(f"rep_reduction must be 'sample' or 'class', got {rep_reduction!r}")
-        self.rep_reduction = rep_reduction
+        reductions = ("sample", "class")
+        self.rep_reduction = _checks.check_choice(rep_reduction, "rep_reduction", reductions)
         self.logit_margins = bool(logit_margins)
         self.gather_features = bool(gather_features)
         self.process_group = process_group
@@ -305,10 +293,8 @@ class MR2Loss(MR2Step):
         return self.validate and 2 * self.num_classes >= PAIRS_PER_GRAM_ENTRY
 
     def extra_repr(self) -> str:
-        return (
-            f"num_classes={self.num_classes}, lambda_rep={self.lambda_rep}, c_bar={self.c_bar}, "
-            f"ema_decay={self.ema_decay}, norm_p={self.norm_p}, "
-            f"rep_temperature={self.rep_temperature!r}, rep_reduction={self.rep_reduction!r}, "
-            f"margin_statistic={self.margin_statistic!r}, "
-            f"reduction={self.reduction!r}"
-        )
+        return ", ".join(f"{name}={getattr(self, name)!r}" for name in REPR)
+
+
+REPR = "num_classes lambda_rep c_bar ema_decay norm_p rep_temperature rep_reduction".split()
+REPR += ["margin_statistic", "label_smoothing", "reduction"]

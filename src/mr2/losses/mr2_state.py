@@ -18,9 +18,22 @@ from mr2.losses.base import ClassLoss
 
 
 class MR2Statistics(ClassLoss):
-    """The statistics half of ``MR2Loss`` (see its docstring): buffers ``sums`` (K, 2 + D)
-    and ``sq_dev_p`` (K,), float64 (``mr2_statistics``). A subclass sets the options read
-    here in its constructor, then calls ``_register_statistics``."""
+    """The statistics half of ``MR2Loss``. A subclass sets the options read here in its
+    constructor, then calls ``_register_statistics``.
+
+    Running statistics (registered buffers, so they follow ``.to()``, ``state_dict()`` and
+    checkpoints): ``sums`` (K, 2 + D), per class the count-weighted sums ``[W, W E||f||^2,
+    W mu]`` (``mr2.losses.mr2_statistics``), and ``sq_dev_p`` (K,) the mean squared
+    deviation in the p-norm when p != 2. Read them as ``weight`` (K,) effective sample
+    count, ``class_mean`` (K, D) and ``sq_dev`` (K, 2) mean squared deviation in the p-norm
+    (margins) and in the 2-norm (``s_bar``). They are updated from each training batch by a
+    count-weighted EMA (the pooling of ``functional.ema_merge``), after summing the batch's
+    per-class sums over all processes (one collective), so every rank holds the margins of
+    the global batch. In ``eval()`` mode the loss uses the current margins and changes
+    nothing. Statistics carry no gradient: margins and ``s_bar`` act as constants. One
+    training step with ``validate=False`` reads nothing back to the host and keeps its
+    shapes, so it can be captured in a CUDA graph or compiled as one graph.
+    """
 
     sums: Tensor
     sq_dev_p: Tensor
