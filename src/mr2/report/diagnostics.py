@@ -18,7 +18,7 @@ from mr2.report.results import ReportSummary
 from mr2.report.tables import cell
 
 
-def correlations(x, y) -> dict[str, float]:
+def correlations(x: Any, y: Any) -> dict[str, float]:
     """Pearson and Spearman correlation over the classes where both are defined."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = ~(np.isnan(x) | np.isnan(y))
@@ -67,7 +67,7 @@ def spread_table(summary: ReportSummary) -> str:
 
 
 def diagnose_features(
-    features, labels, preds=None, num_classes: int | None = None
+    features: Any, labels: Any, preds: Any = None, num_classes: int | None = None
 ) -> dict[str, Any]:
     """Per-class spread ||s_k||^2, ||mu_k||^2, accuracy (if predictions are given) and their
     correlation, from a feature matrix (N, D) and labels (N,)."""

@@ -23,7 +23,7 @@ from mr2.report.record import inferred_classes, record_run
 Pending = tuple[str, int, dict[str, Any]]  # method, seed, record_run's other arguments
 
 
-def _scalar(data, key: str, path: Path):
+def _scalar(data: Any, key: str, path: Path) -> Any:
     value = data[key]
     if value.ndim != 0:
         raise ValueError(f"{path}: {key} must be one value, not an array of shape {value.shape}")
@@ -59,7 +59,7 @@ def _csv(path: Path) -> list[Pending]:
         rows = list(csv.DictReader(fh))
     if not rows or not {"y_true", "y_pred"} <= set(rows[0]):
         raise ValueError(f"{path} needs a header with columns y_true and y_pred")
-    groups: dict[tuple[str, int], list[dict]] = {}
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for i, row in enumerate(rows, 2):
         try:
             key = (row.get("method") or path.stem, int(row.get("seed") or 0))

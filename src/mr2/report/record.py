@@ -58,7 +58,7 @@ def inferred_classes(*labels: Any) -> int:
     ten times the number of distinct labels seen."""
     values = [torch.as_tensor(_as_numpy(x)).long().reshape(-1) for x in labels]
     top = max(int(v.max()) for v in values if v.numel())
-    distinct = len(set().union(*(set(v.unique().tolist()) for v in values)))
+    distinct = len(set().union(*(set(torch.unique(v).tolist()) for v in values)))
     if top + 1 > MAX_INFERRED_CLASSES or top + 1 > 10 * distinct:
         raise ValueError(
             f"the largest label is {top} but only {distinct} distinct labels occur: not a "
@@ -89,7 +89,7 @@ def split_scores(y_true: Any, y_pred: Any, num_classes: int) -> SplitScores:
     )
 
 
-def feature_diagnostics(features: Any, y_true: Any, num_classes: int) -> dict[str, list]:
+def feature_diagnostics(features: Any, y_true: Any, num_classes: int) -> dict[str, list[float]]:
     """Per-class ||mu_k||^2 and spread E_k ||f - mu_k||^2 of (N, D) features (float64)."""
     f = torch.as_tensor(_as_numpy(features))
     if f.dim() != 2 or not f.dtype.is_floating_point or not bool(torch.isfinite(f).all()):

@@ -126,7 +126,8 @@ def _mean_diagnostic(runs: list[RunResult], key: str) -> list[float] | None:
     values = [r.diagnostics.get(key) for r in runs]
     if any(v is None for v in values):
         return None
-    return np.nanmean(np.array(values, dtype=float), axis=0).tolist()
+    mean: list[float] = np.nanmean(np.array(values, dtype=float), axis=0).tolist()
+    return mean
 
 
 def _internals(run: RunResult) -> dict[str, Any] | None:
@@ -182,7 +183,7 @@ def _setting(result: RunResult) -> dict[str, Any]:
     return {k: v for k, v in ident.items() if k not in ("train.seed", "config.seed")}
 
 
-def _test_set(r: RunResult) -> tuple:
+def _test_set(r: RunResult) -> tuple[str, int, tuple[str, ...], int, str]:
     d = r.dataset
     return d.name, d.num_classes, tuple(d.class_names), sum(r.test.support), d.split or "test"
 
@@ -287,7 +288,8 @@ def _method_summary(
 def _val_mean(rs: list[RunResult]) -> list[float] | None:
     if any(r.val is None for r in rs):
         return None
-    return np.nanmean([r.val.per_class for r in rs if r.val], axis=0).tolist()
+    mean: list[float] = np.nanmean([r.val.per_class for r in rs if r.val], axis=0).tolist()
+    return mean
 
 
 def _run_row(r: RunResult) -> RunRow:
