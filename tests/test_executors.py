@@ -8,12 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from typing import ClassVar
 
 import pytest
 
 from helpers import tiny_config
 from mr2 import cli
-from mr2.engine import config, identity
+from mr2.engine import config, executors, identity
 from mr2.engine.compare import RunsFailed, run_compare
 from mr2.engine.progress import RunProgress
 
@@ -301,3 +302,49 @@ def test_chaos_worker_killed_then_parent_killed_then_resumed(sequential, tmp_pat
     runs = [(r["method"], r["seed"]) for r in built.summary["runs"]]
     assert sorted(runs) == [("ce", 0), ("ce", 1), ("mr2", 0), ("mr2", 1)]
     assert built.summary["missing"] == [] and built.summary["not_compared"] == []
+
+
+class Reversed(executors.Executor):
+    """A user's executor in one class: the runs here, last first (it records the order)."""
+
+    order: ClassVar[list[str]] = []
+
+    @staticmethod
+    def problems(settings):
+        return [] if settings["folder"] else ["no folder"]
+
+    def run(self, jobs, options, report):
+        outcomes = {}
+        for i in reversed(range(len(jobs))):
+            Reversed.order.append(jobs[i].label)
+            report(i, None)
+            outcomes[i] = executors.run_job(jobs[i], options)
+            report(i, outcomes[i])
+        return [outcomes[i] for i in range(len(jobs))]
+
+
+@pytest.fixture
+def reversed_executor():
+    executors.register("reversed", "test: last run first")(Reversed)
+    Reversed.order.clear()
+    yield
+    executors.EXECUTORS._entries.pop("reversed")
+
+
+def test_an_executor_of_one_class_registered_from_a_test_module(
+    reversed_executor, sequential, tmp_path
+):
+    out = tmp_path / "C"
+    run_compare(comparison(executor="reversed"), out, show_progress=False, log=lambda *_: None)
+    assert numbers_of(out) == sequential  # the same numbers wherever the runs train
+    assert Reversed.order[-1] == "ce seed 0"  # and it did run them, last first
+    with pytest.raises(ValueError, match=r"unknown executor 'revresed' \(did you mean 'reversed'"):
+        run_compare(comparison(executor="revresed"), tmp_path / "D", log=lambda *_: None)
+    assert not (tmp_path / "D").exists()  # refused before anything was written
+
+
+def test_an_executor_s_missing_package_is_named_before_anything_runs(monkeypatch, tmp_path):
+    monkeypatch.setattr(executors.registry.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match=r"'ray' needs ray: pip install 'mr2\[cluster\]'"):
+        run_compare(comparison(executor="ray"), tmp_path / "C", log=lambda *_: None)
+    assert not (tmp_path / "C").exists()

@@ -67,26 +67,16 @@ def run_config(
 
 
 def executor_problems(cfg: RunConfig) -> list[str]:
-    """The executor's settings, and its package where it needs one (extra ``cluster``)."""
-    c, errors = cfg.compare, []
-    needs = {"ray": "ray", "slurm": "submitit"}.get(c.executor)
-    if needs:
-        try:
-            __import__(needs)
-        except ImportError:
-            errors.append(
-                f"compare.executor = {c.executor!r} needs {needs}: pip install 'mr2[cluster]'"
-            )
+    """The executor's name, package (extra ``cluster``) and settings (``executors.problems``),
+    and settings of another executor that would apply to none."""
+    c = cfg.compare
+    errors = executors.problems(c.executor, _executor_settings(cfg, Path(".")))
     if c.slurm and c.executor != "slurm":
         errors.append("compare.slurm is set but compare.executor is not 'slurm'")
     if (c.ray_address or c.ray_resources) and c.executor != "ray":
         errors.append(
             "compare.ray_address / ray_resources are set but compare.executor is not 'ray'"
         )
-    try:
-        executors.slurm_parameters(c.slurm)
-    except ValueError as err:
-        errors.append(str(err))
     return errors
 
 
@@ -369,16 +359,20 @@ def planned_runs(cfg: RunConfig) -> list[PlannedRun]:
     return [PlannedRun(m, s, f"{m}/seed{s}") for m in methods for s in c.seeds]
 
 
-def _executor(cfg: RunConfig, out: Path) -> executors.Executor:
+def _executor_settings(cfg: RunConfig, out: Path) -> dict[str, Any]:
     c = cfg.compare
-    settings: dict[str, Any] = {
+    return {
         "address": c.ray_address,
         "resources": c.ray_resources,
         "slurm": c.slurm,
         "folder": str(out / "slurm"),
         "cluster": c.slurm.get("cluster"),
     }
-    return executors.create(c.executor, jobs=c.jobs, **settings)
+
+
+def _executor(cfg: RunConfig, out: Path) -> executors.Executor:
+    settings = _executor_settings(cfg, out)
+    return executors.create(cfg.compare.executor, jobs=cfg.compare.jobs, **settings)
 
 
 def _check_memory(cfg: RunConfig, jobs: int, log) -> None:

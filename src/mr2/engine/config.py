@@ -347,10 +347,6 @@ def _compare_rules(c: CompareConfig) -> list[tuple[bool, str]]:
         (bool(c.seeds) and min(c.seeds) >= 0, "compare.seeds must list seeds >= 0"),
         (len(set(c.seeds)) == len(c.seeds), f"compare.seeds has duplicates: {c.seeds}"),
         (len(set(c.methods)) == len(c.methods), f"compare.methods has duplicates: {c.methods}"),
-        (
-            c.executor in ("local", "pool", "ray", "slurm"),
-            f"compare.executor must be local|pool|ray|slurm, got {c.executor!r}",
-        ),
         (c.jobs >= 0, f"compare.jobs must be >= 0 (0 = one per GPU or core), got {c.jobs}"),
     ]
 

@@ -90,7 +90,7 @@ def names() -> str:
         ("`loss.name`, `compare.methods`", loss_registry.LOSSES.describe()),
         ("`train.procedure` (also run by name in `compare.methods`)",
          procedures.PROCEDURES.describe()),
-        ("`compare.executor`", {name: "" for name in executors.EXECUTORS}),
+        ("`compare.executor`", executors.EXECUTORS.describe()),
         ("`train.loggers`", {name: "" for name in loggers.LOGGERS}),
     ]  # fmt: skip
     out = ["## Names", ""]
