@@ -168,3 +168,42 @@ def test_lazy_sources_behave_like_tensors():
     assert torch.allclose(fitted.test.x[[1]], PLAIN.tensor_transform(x[[1]]))
     with pytest.raises(ValueError, match="already mapped"):
         data.preprocessed(fitted, PLAIN)
+
+
+def _tiles(root, split, download, verify):
+    """A user's reader: an ImageFolder per split under ``root/tiles``."""
+    from torchvision.datasets import ImageFolder
+
+    ds = ImageFolder(root / "tiles" / split)
+    return [p for p, _ in ds.samples], ds.targets, ds.classes
+
+
+@pytest.fixture
+def tiles():
+    source = data.VisionSource("tiles", "tiles", False, _tiles, ("train", None, "test"))
+    data.register_vision("tiles", source, "test: three colours")
+    yield
+    data.LOADERS._entries.pop("tiles")
+    data.vision.SOURCES.pop("tiles")
+
+
+def test_a_torchvision_layout_dataset_is_one_entry(tiles, tmp_path):
+    from helpers import tiny_config
+    from mr2.engine import validate
+    from vision_fixtures import image
+
+    names = ["blue", "green", "red"]
+    for split, n in (("train", 8), ("test", 4)):
+        for c, name in enumerate(names):
+            for i in range(n):
+                image(tmp_path / "tiles" / split / name / f"{i}.jpg", c, 10 * c + i)
+    ds = data.load("tiles", data_dir=str(tmp_path), val_fraction=0.25, seed=0)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (18, 6, 12)  # validation carved
+    assert ds.class_names == names and isinstance(ds.train.x, LazyImages)
+    images = ds.test.x.with_transform(PLAIN.pil_transform())[np.arange(len(ds.test))]
+    assert _colour_label(images) == ds.test.y.tolist()  # each row is its labelled file
+    cfg = tiny_config()
+    cfg.data.name, cfg.data.data_dir, cfg.data.options = "tiles", str(tmp_path), {"threads": 2}
+    assert "tiles" in data.available() and not validate.problems(cfg)  # its options known
+    with pytest.raises(FileNotFoundError, match=r"tiles: no tiles/ folder"):
+        data.load("tiles", data_dir=str(tmp_path / "elsewhere"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from mr2._registry import Registry, keyword_options
+from mr2._registry import keyword_options
 from mr2.data.augment import auto_augment, random_crop_flip
 from mr2.data.base import Dataset, Split, make_dataset, stratified_indices
 from mr2.data.cifar import load_cifar
@@ -16,11 +16,10 @@ from mr2.data.jpeg import load_cifar10_jpeg
 from mr2.data.jpeg import problems as jpeg_problems
 from mr2.data.lazy import LazyImages, MappedTensor, preprocessed
 from mr2.data.npz import load_npz
+from mr2.data.registry import LOADERS
 from mr2.data.synthetic import gaussian_mixture, load_synthetic
-from mr2.data.vision import SOURCES as VISION_SOURCES
-from mr2.data.vision import load_vision
+from mr2.data.vision import VisionSource, register_vision
 
-LOADERS = Registry("dataset", exclude=("name",))
 LOADERS.register("synthetic", partial(load_synthetic, "synthetic"), "Gaussian mixture")
 LOADERS.register("digits", partial(load_digits, "digits"), "scikit-learn's 8x8 digits")
 LOADERS.register("mnist", partial(load_idx, "mnist"), "MNIST (IDX files)")
@@ -35,8 +34,6 @@ LOADERS.register(
 )
 LOADERS.register("npz", partial(load_npz, "npz"), "arrays from a .npz file")
 LOADERS.register("folder", partial(load_folder, "folder"), "an image folder per class")
-for _name in VISION_SOURCES:
-    LOADERS.register(_name, partial(load_vision, _name), f"{_name} (torchvision layout)")
 
 
 def available() -> list[str]:
@@ -95,6 +92,7 @@ __all__ = [
     "LazyImages",
     "MappedTensor",
     "Split",
+    "VisionSource",
     "auto_augment",
     "available",
     "gaussian_mixture",
@@ -103,5 +101,6 @@ __all__ = [
     "preprocessed",
     "random_crop_flip",
     "register",
+    "register_vision",
     "stratified_indices",
 ]

@@ -8,36 +8,54 @@ split file (``split_zhou_*.json``: ``{"train"|"val"|"test": [[path, label, class
 replaces all three splits, its labels and its class names when ``split_file`` is given.
 Images are found under ``data_dir``, ``$MR2_DATA`` or ``~/.cache/mr2/<name>``, in the folder
 torchvision expects (e.g. ``oxford-iiit-pet/``); torchvision downloads them when allowed
-and the dataset still has a public source (not Stanford Cars, not ImageNet)."""
+and the dataset still has a public source (not Stanford Cars, not ImageNet).
+
+Each dataset is one ``VisionSource`` (its folder, where CoOp's image paths start, whether
+it downloads, its official split names and a ``read`` function returning one split's image
+paths, labels and class names), registered with ``register_vision``: a new
+torchvision-layout dataset is one such entry in a file of its own."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from mr2.data.base import Dataset, Split, make_dataset
 from mr2.data.files import search_dirs
 from mr2.data.lazy import LazyImages
+from mr2.data.registry import LOADERS
+
+Reader = Callable[[Path, str, bool, bool], tuple[list[str], list[int], list[str]]]
 
 
 @dataclass(frozen=True)
-class Source:
+class VisionSource:
+    """One torchvision-layout dataset: ``read(root, split, download, verify)`` -> (image
+    paths, labels, class names) of an official split; ``splits``: the official (train,
+    validation or None: carved from train, test) split names."""
+
     folder: str  # torchvision's folder under root
     image_root: str  # where CoOp's relative image paths start, under root
     downloads: bool
+    read: Reader
+    splits: tuple[str, str | None, str] = ("train", None, "test")
 
 
-SOURCES = {
-    "pets": Source("oxford-iiit-pet", "oxford-iiit-pet/images", True),
-    "flowers102": Source("flowers-102", "flowers-102/jpg", True),
-    "food101": Source("food-101", "food-101/images", True),
-    "aircraft": Source("fgvc-aircraft-2013b", "fgvc-aircraft-2013b/data/images", True),
-    "cars": Source("stanford_cars", "stanford_cars", False),
-    "imagenet": Source("imagenet", "imagenet", False),
-}
+SOURCES: dict[str, VisionSource] = {}
+
+
+def register_vision(name: str, source: VisionSource, description: str = "") -> None:
+    """Add a torchvision-layout dataset: ``mr2.data.load(name, ...)`` and ``data.name``."""
+    LOADERS.register(
+        name, partial(load_vision, name), description or f"{name} (torchvision layout)"
+    )
+    SOURCES[name] = source
 
 
 def _root(name: str, data_dir: str, path: str, allow_download: bool) -> tuple[Path, bool]:
@@ -59,9 +77,9 @@ def _root(name: str, data_dir: str, path: str, allow_download: bool) -> tuple[Pa
 
 
 def _torchvision(name: str, root: Path, split: str, download: bool, verify: bool):
-    """(paths, labels, class names) of one official split, read by torchvision's class."""
+    """(paths, labels, class names) of one official split, read by the source's reader."""
     try:
-        return _read_split(name, root, split, download, verify)
+        return SOURCES[name].read(root, split, download, verify)
     except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
         hint = " (MD5 check of its .mat files; data.options.verify = false skips it)"
         raise FileNotFoundError(
@@ -70,26 +88,45 @@ def _torchvision(name: str, root: Path, split: str, download: bool, verify: bool
         ) from err
 
 
-def _read_split(name: str, root: Path, split: str, download: bool, verify: bool):
+def _pets(root: Path, split: str, download: bool, verify: bool) -> Any:
     from torchvision import datasets as tv
 
-    if name == "pets":
-        ds = tv.OxfordIIITPet(root, split=split, download=download)
-        return [str(p) for p in ds._images], ds._labels, ds.classes
-    if name == "flowers102":
-        cls = tv.Flowers102 if verify else _make_unverified()
-        ds = cls(root, split=split, download=download)
-        return [str(p) for p in ds._image_files], ds._labels, list(tv.Flowers102.classes)
-    if name == "food101":
-        ds = tv.Food101(root, split=split, download=download)
-        names = [c.replace("_", " ") for c in ds.classes]
-        return [str(p) for p in ds._image_files], ds._labels, names
-    if name == "aircraft":
-        ds = tv.FGVCAircraft(root, split=split, download=download)
-        return list(ds._image_files), ds._labels, ds.classes
-    if name == "cars":
-        ds = tv.StanfordCars(root, split=split)
-        return [p for p, _ in ds._samples], [y for _, y in ds._samples], ds.classes
+    ds = tv.OxfordIIITPet(root, split=split, download=download)
+    return [str(p) for p in ds._images], ds._labels, ds.classes
+
+
+def _flowers(root: Path, split: str, download: bool, verify: bool) -> Any:
+    from torchvision import datasets as tv
+
+    cls = tv.Flowers102 if verify else _make_unverified()
+    ds = cls(root, split=split, download=download)
+    return [str(p) for p in ds._image_files], ds._labels, list(tv.Flowers102.classes)
+
+
+def _food(root: Path, split: str, download: bool, verify: bool) -> Any:
+    from torchvision import datasets as tv
+
+    ds = tv.Food101(root, split=split, download=download)
+    return [str(p) for p in ds._image_files], ds._labels, [c.replace("_", " ") for c in ds.classes]
+
+
+def _aircraft(root: Path, split: str, download: bool, verify: bool) -> Any:
+    from torchvision import datasets as tv
+
+    ds = tv.FGVCAircraft(root, split=split, download=download)
+    return list(ds._image_files), ds._labels, ds.classes
+
+
+def _cars(root: Path, split: str, download: bool, verify: bool) -> Any:
+    from torchvision import datasets as tv
+
+    ds = tv.StanfordCars(root, split=split)
+    return [p for p, _ in ds._samples], [y for _, y in ds._samples], ds.classes
+
+
+def _imagenet(root: Path, split: str, download: bool, verify: bool) -> Any:
+    from torchvision import datasets as tv
+
     ds = tv.ImageFolder(root / "imagenet" / split)
     return [p for p, _ in ds.samples], ds.targets, _imagenet_names(ds.classes)
 
@@ -184,13 +221,7 @@ def load_vision(
         )
         ds.val = splits["val"]
         return ds
-    official = {
-        "pets": ("trainval", None, "test"),
-        "imagenet": ("train", None, "val"),
-        "flowers102": ("train", "val", "test"),
-        "aircraft": ("train", "val", "test"),
-    }
-    train_name, val_name, test_name = official.get(name, ("train", None, "test"))
+    train_name, val_name, test_name = SOURCES[name].splits
     paths, labels, classes = _torchvision(name, root, train_name, download, verify)
     train = _split(paths, labels, threads)
     test_paths, test_labels, _ = _torchvision(name, root, test_name, download, verify)
@@ -211,3 +242,24 @@ def load_vision(
         ds.val = _split(val_paths, val_labels, threads)
         notes.append(f"official {val_name} split as validation")
     return ds
+
+
+for _name, _source in {
+    "pets": VisionSource(
+        "oxford-iiit-pet", "oxford-iiit-pet/images", True, _pets, ("trainval", None, "test")
+    ),
+    "flowers102": VisionSource(
+        "flowers-102", "flowers-102/jpg", True, _flowers, ("train", "val", "test")
+    ),
+    "food101": VisionSource("food-101", "food-101/images", True, _food),
+    "aircraft": VisionSource(
+        "fgvc-aircraft-2013b",
+        "fgvc-aircraft-2013b/data/images",
+        True,
+        _aircraft,
+        ("train", "val", "test"),
+    ),
+    "cars": VisionSource("stanford_cars", "stanford_cars", False, _cars),
+    "imagenet": VisionSource("imagenet", "imagenet", False, _imagenet, ("train", None, "val")),
+}.items():
+    register_vision(_name, _source)
