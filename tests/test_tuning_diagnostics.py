@@ -118,10 +118,10 @@ def test_an_undefined_selection_metric_is_refused_not_chosen_on_nan(tmp_path):
         run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
     assert not list((tmp_path / "C").rglob("result.json"))  # refused before any run trained
     # and should NaN scores reach the selection anyway, no point is chosen on them
-    from mr2.engine import compare
+    from mr2.engine.compare import tuning
 
     monkey = pytest.MonkeyPatch()
-    monkey.setattr(compare, "_check_hard_third", lambda cfg: None)
+    monkey.setattr(tuning, "check_hard_third", lambda cfg: None)
     try:
         with pytest.raises(ValueError, match=r"undefined \(NaN\) at every grid point"):
             run_compare(cfg, tmp_path / "D", show_progress=False, log=lambda *_: None)

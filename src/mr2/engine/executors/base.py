@@ -111,6 +111,7 @@ class Executor:
 
     jobs: int = 1
     settings: dict[str, Any] = field(default_factory=dict)
+    shares_gpus = False  # runs share this machine's GPUs: their memory is checked up front
 
     @staticmethod
     def workers(jobs: int) -> int:

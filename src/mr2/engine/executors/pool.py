@@ -61,6 +61,8 @@ class PoolExecutor(Executor):
     flight: each of those is then retried alone, in a pool of its own, so that only the run
     whose worker dies again is recorded as failed; the others go on in a fresh pool."""
 
+    shares_gpus = True
+
     def run(self, jobs: list[Job], options: Options, report: Callback) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(jobs)
         todo = list(range(len(jobs)))
