@@ -149,3 +149,42 @@ def test_the_report_does_not_load_the_engine():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# The floors of the house, lowest first: a module imports only from its own floor or below.
+FLOORS = [
+    # the foundation: checks, registries, files, processes, the maths, the result records
+    ["mr2._checks", "mr2._registry", "mr2._version", "mr2.io", "mr2.distributed", "mr2.setting",
+     "mr2.extras", "mr2.plugins", "mr2.representation", "mr2.functional", "mr2.with_features",
+     "mr2.result", "mr2.comparison"],
+    ["mr2.losses", "mr2.metrics", "mr2.data", "mr2.models", "mr2.backbones"],  # the parts
+    ["mr2.report"],  # reads results, never trains
+    ["mr2.engine"],  # trains runs and comparisons
+    ["mr2", "mr2.cli", "mr2.demo", "mr2.__main__"],  # the facade and the commands
+]  # fmt: skip
+
+
+def floor_of(module: str) -> int:
+    """The floor of ``module``: that of the longest listed name it is or lies under."""
+    found = [
+        (len(name), level)
+        for level, names in enumerate(FLOORS)
+        for name in names
+        if module == name or (name != "mr2" and module.startswith(name + "."))
+    ]
+    assert found, f"{module} is on no floor: add it to FLOORS"
+    return max(found)[1]
+
+
+def upward(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
+    return sorted((m, d) for m, deps in edges.items() for d in deps if floor_of(d) > floor_of(m))
+
+
+def test_floor_finder_finds_a_planted_upward_import():
+    planted = {"mr2.losses.mr2": {"mr2.engine.fit", "mr2.functional"}, "mr2.engine.fit": set()}
+    assert upward(planted) == [("mr2.losses.mr2", "mr2.engine.fit")]
+
+
+def test_no_import_runs_up_a_floor():
+    edges = graph()
+    assert upward(edges) == []

@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from mr2 import __version__, extras, losses, plugins, report
+from mr2 import extras, losses, plugins, report
+from mr2._version import __version__
 from mr2.demo import run_demo
 from mr2.engine import config, procedures
 from mr2.engine.compare import RunsFailed, check_compare, preflight, run_compare

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mr2 import __version__, io, losses
+from mr2 import io, losses
+from mr2._version import __version__
 from mr2.engine import procedures
 from mr2.engine.config import RunConfig, to_dict
 from mr2.setting import flatten, neutral_dropped
