@@ -21,6 +21,7 @@ CIFAR_NPZ="${CIFAR_NPZ:-../shared/data/cifar10_jpeg/cifar10_jpeg_test.npz}"
 if [ "${1:-}" = "--tiny" ]; then
   RESULTS="${RESULTS:?--tiny writes under RESULTS: set it (a scratch folder)}"
   dev=cpu
+  export OMP_NUM_THREADS=1  # the steps run at once: one thread each
   loss=(--shapes 128,10,256 --repeats 3)
   engine=(--models mlp --losses ce mr2 --epochs 2 --rounds 1 --subset 600)
   layout=(--models cnn --losses ce --epochs 2 --rounds 1 --subset 256 --set train.channels_last=true)
@@ -41,20 +42,29 @@ fi
 mkdir -p "$RESULTS"
 md="$RESULTS/gpu_suite.md"
 echo "# GPU suite ($dev), $(date -u +%Y-%m-%dT%H:%MZ)" >"$md"
-failed=()
-step() {  # step NAME SCRIPT ARGS...: run one benchmark, its table into gpu_suite.md
-  local name=$1 t0
+failed=() names=() pids=()
+step() {  # step NAME SCRIPT ARGS...: one benchmark, its table into RESULTS/NAME.section;
+  # one after another on the GPU (timings), all at once in the tiny mode (a test)
+  local name=$1
   shift
-  t0=$(date +%s)
-  echo "## $name" >>"$md"
-  if "$PY" "$@" >"$RESULTS/$name.out" 2>"$RESULTS/$name.err"; then
-    cat "$RESULTS/$name.out" >>"$md"
-  else
-    failed+=("$name")
-    { echo "FAILED:"; tail -20 "$RESULTS/$name.err"; } >>"$md"
-  fi
-  echo "($(( $(date +%s) - t0 )) s)" >>"$md"
-  echo "$name: $(( $(date +%s) - t0 )) s${failed[*]:+ (failed so far: ${failed[*]})}"
+  names+=("$name")
+  (
+    t0=$(date +%s)
+    if "$PY" "$@" >"$RESULTS/$name.out" 2>"$RESULTS/$name.err"; then status=0; else status=1; fi
+    {
+      echo "## $name"
+      if [ $status = 0 ]; then cat "$RESULTS/$name.out"; else echo "FAILED:"; tail -20 "$RESULTS/$name.err"; fi
+      echo "($(( $(date +%s) - t0 )) s)"
+    } >"$RESULTS/$name.section"
+    echo "$name: $(( $(date +%s) - t0 )) s$([ $status = 0 ] || echo ' (FAILED)')"
+    exit $status
+  ) &
+  pids+=($!)
+  [ "$dev" = cpu ] || wait_step $(( ${#pids[@]} - 1 ))
+}
+wait_step() {  # wait_step I: the I-th step's end; its section into gpu_suite.md
+  wait "${pids[$1]}" || failed+=("${names[$1]}")
+  cat "$RESULTS/${names[$1]}.section" >>"$md"
 }
 step loss_speed benchmarks/loss_speed.py --device $dev "${loss[@]}" \
   --out "$RESULTS/loss_speed_$dev.json"
@@ -69,5 +79,8 @@ step compile benchmarks/compile_check.py --device $dev "${compile[@]}" \
 step capture benchmarks/capture_check.py --device $dev "${capture[@]}" \
   --out "$RESULTS/capture_$dev.json"
 step op_count benchmarks/op_count.py --out "$RESULTS/op_count_cpu.md"
-rm -f "$RESULTS"/*.out
+if [ "$dev" = cpu ]; then
+  for i in "${!pids[@]}"; do wait_step "$i"; done
+fi
+rm -f "$RESULTS"/*.out "$RESULTS"/*.section
 [ ${#failed[@]} -eq 0 ] || { echo "failed: ${failed[*]} (see $md)"; exit 1; }
