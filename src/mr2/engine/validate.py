@@ -18,7 +18,8 @@ from mr2 import backbones, losses, models
 from mr2 import data as mr2_data
 from mr2._registry import suggest
 from mr2.engine import loggers, procedures
-from mr2.engine.config import RunConfig, range_problems
+from mr2.engine.config import RunConfig
+from mr2.engine.config_rules import range_problems
 from mr2.losses import registry as loss_registry
 from mr2.models import external
 

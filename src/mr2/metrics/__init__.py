@@ -1,5 +1,6 @@
 """Class-wise disparity metrics: per-class accuracy, summaries, uncertainty."""
 
+from mr2.metrics.bootstrap import BootstrapCI, bootstrap_ci, paired_bootstrap
 from mr2.metrics.classwise import (
     ClasswiseAccuracy,
     ClasswiseResult,
@@ -10,12 +11,9 @@ from mr2.metrics.classwise import (
 from mr2.metrics.paired import PairedComparison, class_intervals, holm, paired_comparison
 from mr2.metrics.summary import DisparitySummary, disparity_summary, split_thirds
 from mr2.metrics.uncertainty import (
-    BootstrapCI,
     MeanStd,
-    bootstrap_ci,
     mean_std,
     min_sign_flip_p,
-    paired_bootstrap,
     seeds_for_power,
     sign_flip_p_value,
     sign_test_p_value,

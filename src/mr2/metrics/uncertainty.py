@@ -1,5 +1,6 @@
-"""Uncertainty of class-wise results: bootstrap over test samples, mean ± std over seeds,
-p-values and power (paired comparisons of a method against a baseline: ``mr2.metrics.paired``).
+"""Uncertainty of class-wise results: mean ± std over seeds, p-values and power (the
+bootstrap over test samples: ``mr2.metrics.bootstrap``; paired comparisons of a method
+against a baseline: ``mr2.metrics.paired``).
 
 Two noise sources are kept apart: test-sample noise (which samples happened to be in the
 test set: ``bootstrap_ci``, ``paired_bootstrap``) and seed noise (training randomness:
@@ -10,148 +11,11 @@ scored on (``mr2.metrics.hard``) and not re-ranked inside a bootstrap, which wou
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from mr2 import _checks
-from mr2.metrics.hard import (
-    ClassEvidence,
-    choose_ranking,
-    crossfit_halves,
-    group_levels,
-    half_accuracies,
-    ranked_groups,
-)
-from mr2.metrics.summary import SCALAR_FIELDS, _as_numpy, disparity_summary
-
-
-def _resampled_class_means(
-    correct: np.ndarray,
-    targets: np.ndarray,
-    num_classes: int,
-    n_boot: int,
-    rng: np.random.Generator,
-    stratified: bool,
-) -> np.ndarray:
-    """(n_boot, K) per-class means of ``correct`` (0/1 hits, or any per-sample value) over
-    bootstrap resamples of the test samples; NaN where a resample has no sample of a class."""
-    out = np.empty((n_boot, num_classes))
-    order = np.argsort(targets, kind="stable")
-    y_sorted, c_sorted = targets[order], correct[order].astype(np.float64)
-    counts = np.bincount(targets, minlength=num_classes)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    n = len(targets)
-    for lo in range(0, n_boot, 256):  # chunks keep memory at 256 x N
-        m = min(256, n_boot - lo)
-        u = rng.random((m, n))
-        if stratified:  # each class keeps its size; resample within the class
-            idx = starts[y_sorted] + np.floor(u * counts[y_sorted]).astype(np.int64)
-            hits = c_sorted[idx]
-            ys = np.broadcast_to(y_sorted, (m, n))
-        else:
-            idx = np.floor(u * n).astype(np.int64)
-            hits, ys = c_sorted[idx], y_sorted[idx]
-        flat = (np.arange(m)[:, None] * num_classes + ys).ravel()
-        right = np.bincount(flat, weights=hits.ravel(), minlength=m * num_classes)
-        total = np.bincount(flat, minlength=m * num_classes)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[lo : lo + m] = (right / total).reshape(m, num_classes)
-    return out
-
-
-def _inputs(preds, targets, num_classes):
-    if np.ndim(_as_numpy(preds)) == 2:
-        raise ValueError("pass predicted labels (N,), not logits")
-    p = _checks.integer_labels(preds, "predictions")
-    t = _checks.integer_labels(targets, "targets")
-    if p.shape != t.shape or p.ndim != 1 or p.size == 0:
-        raise ValueError(
-            f"predictions {p.shape} and targets {t.shape} must be equal, non-empty (N,)"
-        )
-    if t.min() < 0 or t.max() >= num_classes:
-        raise ValueError(f"targets must lie in [0, {num_classes})")
-    return p, t
-
-
-@dataclass(frozen=True)
-class BootstrapCI:
-    """Point estimates and percentile intervals of every ``DisparitySummary`` scalar."""
-
-    estimate: dict[str, float]
-    lower: dict[str, float]
-    upper: dict[str, float]
-    level: float
-    n_boot: int
-
-
-def bootstrap_ci(
-    preds: Any,
-    targets: Any,
-    num_classes: int,
-    *,
-    reference: Any = None,
-    n_boot: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-    stratified: bool = True,
-) -> BootstrapCI:
-    """Percentile bootstrap intervals over test samples for all summary statistics.
-
-    Args:
-        preds: (N,) predicted labels.
-        targets: (N,) true labels.
-        reference: (K,) accuracies from other data (e.g. validation) that fix the easy /
-            medium / hard groups; default: cross-fitted on the test halves (ranked on one
-            half of each class's samples, scored on the other, swapped, averaged; the
-            resamples are drawn within each half), never ranked on what is scored.
-        stratified: resample within each class (class sizes fixed, the usual choice for
-            per-class metrics); False resamples the whole test set.
-
-    Written here rather than with ``scipy.stats.bootstrap``: one vectorised draw of
-    within-class resamples (chunks of 256 resamples, counted with ``bincount``) serves all
-    summary statistics at once, resamples missing a class stay NaN instead of failing, and
-    ``paired_bootstrap`` resamples method and baseline with the same indices.
-    """
-    p, t = _inputs(preds, targets, num_classes)
-    if not 0 < level < 1 or n_boot < 1:
-        raise ValueError(f"need 0 < level < 1 and n_boot >= 1, got {level}, {n_boot}")
-    correct = p == t
-    counts = np.bincount(t, minlength=num_classes)
-    point = np.where(
-        counts > 0,
-        np.bincount(t, weights=correct, minlength=num_classes) / np.maximum(counts, 1),
-        np.nan,
-    )
-    ref = point if reference is None else _as_numpy(reference)
-    estimate = disparity_summary(point, reference=ref, class_counts=counts).as_dict()
-    rng = np.random.default_rng(seed)
-    boot = _resampled_class_means(correct, t, num_classes, n_boot, rng, stratified)
-    values: dict[str, list[float]] = {f: [] for f in SCALAR_FIELDS}
-    for row in boot:
-        row_counts = counts if stratified else None
-        s = disparity_summary(row, reference=ref, class_counts=row_counts).as_dict()
-        for f in SCALAR_FIELDS:
-            values[f].append(s[f])
-    if reference is None:  # easy / medium / hard cross-fitted on the test halves, ranked once
-        run = ClassEvidence.of(point, halves=half_accuracies(t, correct, num_classes))
-        ranking = choose_ranking({0: run})
-        estimate.update(group_levels(ranking, run, 0))
-        halves = _resampled_class_means(
-            correct, 2 * t + ~crossfit_halves(t), 2 * num_classes, n_boot, rng, stratified
-        ).reshape(n_boot, num_classes, 2)
-        for i in range(n_boot):
-            resampled = ClassEvidence(run.test, halves=halves[i].T)
-            for g, v in group_levels(ranking, resampled, 0).items():
-                values[g][i] = v
-    alpha = (1 - level) / 2
-    with warnings.catch_warnings():  # a statistic undefined in every resample stays NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lower = {f: float(np.nanquantile(v, alpha)) for f, v in values.items()}
-        upper = {f: float(np.nanquantile(v, 1 - alpha)) for f, v in values.items()}
-    return BootstrapCI({f: estimate[f] for f in SCALAR_FIELDS}, lower, upper, level, n_boot)
+from mr2.metrics.summary import _as_numpy
 
 
 @dataclass(frozen=True)
@@ -250,70 +114,11 @@ def min_sign_flip_p(n: int) -> float:
     return 1.0 if n < 2 else min(1.0, 2.0 / 2**n)
 
 
-def paired_bootstrap(
-    preds_method,
-    preds_baseline,
-    targets,
-    num_classes: int,
-    *,
-    reference=None,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Test-sample bootstrap of the hard-third gain of one method over a baseline on the
-    same test set (both resampled with the same indices, stratified by class).
-
-    The hard third is ranked where it is not scored: by ``reference`` (K,) accuracies you
-    give (e.g. the baseline's validation accuracies), else cross-fitted: ranked on the
-    baseline's accuracy on half A of each class's test samples and scored on half B, then
-    the reverse, averaged (``mr2.metrics.hard.crossfit_halves``; resampled within halves).
-
-    Returns: {"gain", "lower", "upper", "p_one_sided"} where p is the fraction of
-    resamples with gain <= 0.
-    """
-    pm, t = _inputs(preds_method, targets, num_classes)
-    pb, _ = _inputs(preds_baseline, targets, num_classes)
-    delta = (pm == t).astype(np.float64) - (pb == t)  # resampled with one draw for both
-    if reference is not None:
-        strata, parts = t, 1
-        hard = [ranked_groups(_as_numpy(reference))["hard"]]
-    else:
-        in_b = ~crossfit_halves(t)
-        strata, parts = 2 * t + in_b, 2
-        base = half_accuracies(t, pb == t, num_classes)
-        hard = [ranked_groups(base[1])["hard"], ranked_groups(base[0])["hard"]]
-
-    def gain_of(class_means: np.ndarray) -> np.ndarray:  # (..., K * parts) -> (...)
-        m = class_means.reshape(*class_means.shape[:-1], num_classes, parts)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a class empty in a half
-            return np.mean([np.nanmean(m[..., h, i], axis=-1) for i, h in enumerate(hard)], 0)
-
-    n = np.bincount(strata, minlength=num_classes * parts)
-    point = np.bincount(strata, weights=delta, minlength=num_classes * parts)
-    with np.errstate(invalid="ignore"):
-        point = np.where(n > 0, point / np.maximum(n, 1), np.nan)
-    boot = _resampled_class_means(
-        delta, strata, num_classes * parts, n_boot, np.random.default_rng(seed), stratified=True
-    )
-    gains = gain_of(boot)
-    alpha = (1 - level) / 2
-    return {
-        "gain": float(gain_of(point)),
-        "lower": float(np.nanquantile(gains, alpha)),
-        "upper": float(np.nanquantile(gains, 1 - alpha)),
-        "p_one_sided": float(np.mean(gains <= 0)),
-    }
-
-
 __all__ = [
-    "BootstrapCI",
     "MeanStd",
-    "bootstrap_ci",
     "mean_std",
     "min_sign_flip_p",
-    "paired_bootstrap",
+    "seeds_for_power",
     "sign_flip_p_value",
     "sign_test_p_value",
 ]

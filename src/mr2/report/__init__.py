@@ -14,7 +14,8 @@ from mr2.report import diagnostics, flags, plots, tables
 from mr2.report.membership import outsiders, unfinished
 from mr2.report.predictions import record_predictions
 from mr2.report.record import record_run
-from mr2.report.results import ReportSummary, collect, failures, selections, summarize
+from mr2.report.records import ReportSummary
+from mr2.report.results import collect, failures, selections, summarize
 from mr2.report.wise import summarize_wise, wise_report_table
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from mr2.report.diagnostics import correlations
-from mr2.report.results import ReportSummary
+from mr2.report.records import ReportSummary
 from mr2.result import CHANCE_FACTOR
 
 

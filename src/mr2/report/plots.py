@@ -10,7 +10,7 @@ import numpy as np
 from mr2.report.backend import pyplot as _pyplot
 from mr2.report.diagnostics import correlations
 from mr2.report.ranking import hardest_first
-from mr2.report.results import ReportSummary
+from mr2.report.records import ReportSummary
 
 
 def sorted_accuracy(summary: ReportSummary, path: Path) -> Path:

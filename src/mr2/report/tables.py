@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mr2.report.ranking import hardest_first
-from mr2.report.results import ReportSummary
+from mr2.report.records import ReportSummary
 
 COLUMNS = [
     ("overall", "overall"),

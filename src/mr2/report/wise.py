@@ -13,7 +13,7 @@ import numpy as np
 from mr2.metrics import disparity_summary, mean_std
 from mr2.metrics.hard import ClassEvidence, HardRanking, group_levels
 from mr2.report.ranking import ranking_of
-from mr2.report.results import ReportSummary
+from mr2.report.records import ReportSummary
 from mr2.report.tables import cell
 
 FIELDS = ("overall", "mean_class", "worst_class", "hard")
