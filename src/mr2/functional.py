@@ -133,7 +133,6 @@ def ema_merge(
     batch_sq_dev: Tensor,
     decay: float,
     norms: tuple[float, ...] = (2.0,),
-    inplace: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Count-weighted exponential moving average of per-class statistics.
 
@@ -159,8 +158,6 @@ def ema_merge(
         batch_sq_dev: (K, P) the batch's mean squared deviations.
         decay: weight kept by the old statistics per update, in [0, 1].
         norms: the p of each ``sq_dev`` column.
-        inplace: update ``mean`` in place and use ``batch_mean`` as scratch (saves two
-            K x D allocations per training step).
 
     Returns:
         (weight (K,), mean (K, D), sq_dev (K, P)).
@@ -173,11 +170,10 @@ def ema_merge(
     total = old + batch_count
     safe = total.clamp(min=torch.finfo(total.dtype).tiny)
     share = (batch_count / safe).unsqueeze(1)  # (K, 1): 0 for absent classes
-    delta = batch_mean.sub_(mean) if inplace else batch_mean - mean  # (K, D)
+    delta = batch_mean - mean  # (K, D)
     cross = share * (old / safe).unsqueeze(1)  # w n / (w + n)^2, no underflow to 0/0
     new_sq_dev = sq_dev + share * (batch_sq_dev - sq_dev) + cross * sq_pnorms(delta, norms)
-    new_mean = mean.addcmul_(share, delta) if inplace else torch.addcmul(mean, share, delta)
-    return total, new_mean, new_sq_dev
+    return total, torch.addcmul(mean, share, delta), new_sq_dev
 
 
 # ----------------------------------------------------------------------------------------
