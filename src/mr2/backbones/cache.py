@@ -100,6 +100,42 @@ def _extract_into(
     model.train(was_training)
 
 
+def _extract_entry(
+    model: Backbone,
+    split: Split,
+    folder: Path,
+    meta: dict[str, Any],
+    batch_size: int,
+    dev: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> None:
+    """Extract the cache entry ``folder`` (every process its share of the rows) into a
+    temporary folder, then move it in place (rank 0)."""
+    rank, world = distributed.rank(), distributed.world_size()
+    key = folder.name
+    # one temporary folder shared by the processes, named after the first one's pid
+    pid = torch.tensor([float(os.getpid()) if rank == 0 else 0.0], device=dev)
+    tmp = folder.with_name(f"{key}.tmp-{int(distributed.all_reduce_sum(pid).item())}")
+    shape = (len(split), model.feature_dim)
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        np.lib.format.open_memmap(tmp / "features.npy", "w+", np.float32, shape).flush()
+    distributed.barrier()
+    feats = np.lib.format.open_memmap(tmp / "features.npy", mode="r+")
+    rows = np.arange(rank, len(split), world)  # each process extracts its share
+    _extract_into(model, split, rows, feats, batch_size, dev, amp_dtype)
+    feats.flush()
+    del feats
+    distributed.barrier()
+    if rank == 0:
+        np.save(tmp / "labels.npy", split.y.numpy().astype(np.int64))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    distributed.barrier()
+
+
 def cached_features(
     model: Backbone,
     split: Split,
@@ -122,32 +158,11 @@ def cached_features(
     folder = Path(cache_dir or default_dir()) / key
     info: dict[str, Any] = {"key": key, "folder": str(folder), "reused": True, "seconds": 0.0}
     dev = torch.device(device)
-    rank, world = distributed.rank(), distributed.world_size()
     # the processes decide together: extract if any of them lacks a valid entry
     flag = torch.tensor([0.0 if _valid(folder, meta) else 1.0], device=dev)
     if float(distributed.all_reduce_sum(flag).item()) > 0:
         start = time.perf_counter()
-        # one temporary folder shared by the processes, named after the first one's pid
-        pid = torch.tensor([float(os.getpid()) if rank == 0 else 0.0], device=dev)
-        tmp = folder.with_name(f"{key}.tmp-{int(distributed.all_reduce_sum(pid).item())}")
-        shape = (len(split), model.feature_dim)
-        if rank == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            np.lib.format.open_memmap(tmp / "features.npy", "w+", np.float32, shape).flush()
-        distributed.barrier()
-        feats = np.lib.format.open_memmap(tmp / "features.npy", mode="r+")
-        rows = np.arange(rank, len(split), world)  # each process extracts its share
-        _extract_into(model, split, rows, feats, batch_size, dev, amp_dtype)
-        feats.flush()
-        del feats
-        distributed.barrier()
-        if rank == 0:
-            np.save(tmp / "labels.npy", split.y.numpy().astype(np.int64))
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
-        distributed.barrier()
+        _extract_entry(model, split, folder, meta, batch_size, dev, amp_dtype)
         info.update(reused=False, seconds=time.perf_counter() - start)
     feats = np.load(folder / "features.npy", mmap_mode="c")  # copy-on-write: never writes back
     return torch.from_numpy(feats), info

@@ -208,40 +208,39 @@ def load_vision(
     if split_file:
         splits, classes = read_coop_split(split_file, root / SOURCES[name].image_root, threads)
         notes.append(f"CoOp split file {split_file}: its train / val / test")
-        ds = make_dataset(
-            name,
-            splits["train"],
-            splits["test"],
-            len(classes),
-            val_fraction=0.0,
-            seed=seed,
-            train_subset=train_subset,
-            class_names=classes,
-            notes=notes,
-        )
-        ds.val = splits["val"]
-        return ds
-    train_name, val_name, test_name = SOURCES[name].splits
-    paths, labels, classes = _torchvision(name, root, train_name, download, verify)
-    train = _split(paths, labels, threads)
-    test_paths, test_labels, _ = _torchvision(name, root, test_name, download, verify)
-    test = _split(test_paths, test_labels, threads)
+    else:
+        splits, classes = _official_splits(name, root, download, verify, threads)
     ds = make_dataset(
         name,
-        train,
-        test,
+        splits["train"],
+        splits["test"],
         len(classes),
-        val_fraction=0.0 if val_name else val_fraction,
+        val_fraction=0.0 if "val" in splits else val_fraction,
         seed=seed,
         train_subset=train_subset,
         class_names=list(classes),
         notes=notes,
     )
-    if val_name:
-        val_paths, val_labels, _ = _torchvision(name, root, val_name, download, verify)
-        ds.val = _split(val_paths, val_labels, threads)
-        notes.append(f"official {val_name} split as validation")
+    if "val" in splits:
+        ds.val = splits["val"]
+        if not split_file:
+            notes.append(f"official {SOURCES[name].splits[1]} split as validation")
     return ds
+
+
+def _official_splits(
+    name: str, root: Path, download: bool, verify: bool, threads: int
+) -> tuple[dict[str, Split], list[str]]:
+    """The official splits ("train", "test" and "val" where the dataset has one) and the
+    class names, read by the source's reader."""
+    splits: dict[str, Split] = {}
+    classes: list[str] = []
+    for key, split in zip(("train", "val", "test"), SOURCES[name].splits, strict=True):
+        if split is not None:
+            paths, labels, names = _torchvision(name, root, split, download, verify)
+            splits[key] = _split(paths, labels, threads)
+            classes = classes or list(names)
+    return splits, classes
 
 
 for _name, _source in {
