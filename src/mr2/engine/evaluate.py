@@ -4,6 +4,7 @@ r, r + W, ...; no padding), confusion counts summed, then per-class accuracy."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import cast
 
 import torch
 from torch import nn
@@ -44,8 +45,7 @@ def evaluate_with_features(
     and spread ||s_k||^2 = E_k ||f - mu_k||^2 (2-norm) of the model's features, from
     float64 sums over all processes (each sample once)."""
     result, sums = _evaluate(model, split, num_classes, batch_size, device, amp_dtype, True, True)
-    assert sums is not None
-    return result, class_spread(distributed.all_reduce_sum(sums))
+    return result, class_spread(distributed.all_reduce_sum(cast(torch.Tensor, sums)))
 
 
 @torch.no_grad()
