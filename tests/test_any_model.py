@@ -135,3 +135,37 @@ def test_the_guide_s_own_model_and_dataset_train_with_the_cli(tmp_path, capsys, 
     assert cli.main(argv) == 0, capsys.readouterr().err
     assert os.environ["MR2_IMPORT"] == "guide_models"  # handed on to worker processes
     assert json.loads((tmp_path / "run" / "result.json").read_text())["test"]["overall"] > 0.6
+
+
+def test_the_plugins_guide_s_loss_and_executor_run_a_comparison(tmp_path):
+    """docs/guides/plugins.md's module, imported by ``mr2 --import``: its loss (with its
+    validation hook and recorded internals) and its executor run a comparison; its dataset
+    layout is registered."""
+    guide = (HERE.parent / "docs" / "guides" / "plugins.md").read_text()
+    (tmp_path / "my_plugins.py").write_text(guide.split("```python\n")[1].split("```")[0])
+    cfg = tiny_config()
+    cfg.compare.methods, cfg.compare.seeds, cfg.compare.grid = ["ce", "val_weighted"], [0], {}
+    cfg.compare.executor = "here_reversed"
+    path = tmp_path / "c.toml"
+    path.write_text(config.to_toml(cfg))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env.pop("MR2_IMPORT", None)
+    command = [sys.executable, "-m", "mr2", "--import", "my_plugins"]
+    done = subprocess.run(
+        [*command, "compare", "--config", str(path), "--out", str(tmp_path / "C")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.index("val_weighted seed 0") < done.stdout.index("ce seed 0")  # reversed
+    result = json.loads((tmp_path / "C" / "val_weighted" / "seed0" / "result.json").read_text())
+    for record in result["history"]:  # weights from each epoch's validation accuracy
+        error = [1.0 - a for a in record["val_per_class"]]
+        mean = sum(max(e, 1e-3) for e in error) / len(error)
+        assert record["class_weights"] == pytest.approx([max(e, 1e-3) / mean for e in error])
+    listed = subprocess.run(
+        [*command, "losses"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert "val_weighted" in listed.stdout
+    code = "import my_plugins, mr2.data; print('tiles' in mr2.data.available())"
+    tiles = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert tiles.stdout.strip() == "True", tiles.stderr
