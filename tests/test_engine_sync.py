@@ -7,7 +7,7 @@ import torch
 
 from helpers import tiny_config
 from mr2.data.base import Dataset, Split
-from mr2.engine import config, fit, run
+from mr2.engine import config, config_rules, fit, run
 from mr2.engine.train import train
 from mr2.engine.wise import pre_trained, run_wise
 
@@ -89,8 +89,8 @@ def test_a_non_finite_loss_names_its_epoch_and_batch(tmp_path, monkeypatch):
 
 def test_compile_modes_are_checked():
     assert any("train.compile must be true, false or one of" in p
-               for p in config.range_problems(small(train__compile="fast")))  # fmt: skip
-    assert not config.range_problems(small(train__compile="reduce-overhead"))
+               for p in config_rules.range_problems(small(train__compile="fast")))  # fmt: skip
+    assert not config_rules.range_problems(small(train__compile="reduce-overhead"))
     with pytest.raises(ValueError, match=r"train\.compile: expected bool or str, got 3"):
         config.from_dict({"train": {"compile": 3}})
 
