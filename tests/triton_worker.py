@@ -1,7 +1,11 @@
 """Run by tests/test_mr2_triton.py in a process with TRITON_INTERPRET=1: MR2Loss's training
 steps with the statistics from the Triton kernels (``MR2_TRITON=1``) against the PyTorch
 path, over several steps and settings; then the operations of one step on that path at
-(128, 100, 640), kernel launches counted as one each. Prints "ops N" and "ok", or raises."""
+(128, 100, 640), kernel launches counted as one each. Prints "ops N" and "ok", or raises.
+
+``python tests/triton_worker.py --cuda`` (on a GPU, no interpreter; ``benchmarks/gpu_lease.sh``
+runs it): the same checks with the kernels compiled for the GPU against the PyTorch path on
+the CPU (tolerances widened for the two devices' float32 arithmetic); no operation count."""
 
 import copy
 import os
@@ -15,17 +19,25 @@ from mr2.losses import mr2_triton
 from test_mr2_step import step_ops
 
 
+CUDA = "--cuda" in sys.argv  # kernels on the GPU, the reference on the CPU
+TOL = {"rtol": 1e-4, "atol": 1e-5} if CUDA else {"rtol": 2e-5, "atol": 1e-6}
+
+
 def run(kernels: bool, loss_fn: MR2Loss, batches):
     os.environ["MR2_TRITON"] = "1" if kernels else "0"
+    device = "cuda" if kernels and CUDA else "cpu"
+    loss_fn.to(device)
     used = []
     mr2_triton.LAUNCH_HOOKS.append(used.append)
     out = []
     try:
         for z, f, y in batches:
-            zz, ff = z.clone().requires_grad_(True), f.clone().requires_grad_(True)
-            loss = loss_fn(zz, ff, y)
+            zz = z.to(device).requires_grad_(True)
+            ff = f.to(device).requires_grad_(True)
+            loss = loss_fn(zz, ff, y.to(device))
             loss.backward()
-            out.append((loss.detach(), zz.grad, ff.grad, loss_fn.sums.clone(), loss_fn.margins()))
+            got = (loss.detach(), zz.grad, ff.grad, loss_fn.sums.clone(), loss_fn.margins())
+            out.append(tuple(None if t is None else t.cpu() for t in got))
     finally:
         mr2_triton.LAUNCH_HOOKS.remove(used.append)
     return out, used
@@ -50,9 +62,7 @@ def check(options, k=7, d=37, **batch_options):
         for name, x, y in zip(
             ("loss", "d logits", "d features", "sums", "margins"), a, b, strict=True
         ):
-            torch.testing.assert_close(
-                y, x, rtol=2e-5, atol=1e-6, msg=f"{options} step {step}: {name}"
-            )
+            torch.testing.assert_close(y, x, **TOL, msg=f"{options} step {step}: {name}")
 
 
 def faulty_kernels_are_caught():
@@ -78,7 +88,7 @@ def faulty_kernels_are_caught():
     assert launches == ["scatter", "finish"], launches  # the checked step only
     for a, b in zip(torch_out, faulty_out, strict=True):
         for x, y in zip(a, b, strict=True):
-            torch.testing.assert_close(y, x)
+            torch.testing.assert_close(y, x, **TOL)
 
 
 def main() -> None:
@@ -94,8 +104,11 @@ def main() -> None:
     run(False, loss_fn, first)
     before = loss_fn.sums.clone()
     run(True, loss_fn, huge)
-    assert torch.equal(loss_fn.sums, before), "an overflowing batch changed the statistics"
+    assert torch.equal(loss_fn.sums.cpu(), before), "an overflowing batch changed the statistics"
     faulty_kernels_are_caught()
+    if CUDA:
+        print("ok")
+        return
     os.environ["MR2_TRITON"] = "1"
     launches = []
     mr2_triton.LAUNCH_HOOKS.append(launches.append)

@@ -64,15 +64,15 @@ def run_compare(
     write_manifest(out, c.methods, c.seeds, planned_runs(cfg))
     chosen = tune_all(cfg, out, orchestra)
     options = {m: s["options"] for m, s in chosen.items() if s is not None}
-    jobs = [
+    jobs = [  # seed by seed: a comparison stopped early has every method on its first seeds
         executors.Job(
             f"{method} seed {seed}",
             run_config(cfg, method, seed, options.get(method)),
             out / method / f"seed{seed}",
         )
+        for seed in c.seeds
         for method in c.methods
         if not (method in chosen and chosen[method] is None)  # its tuning failed: not run
-        for seed in c.seeds
     ]
     results = [r for r in orchestra.run(jobs) if r is not None]
     if c.wise_alphas:
