@@ -18,7 +18,6 @@ from mr2 import MR2Loss
 from mr2.losses import mr2_triton
 from test_mr2_step import step_ops
 
-
 CUDA = "--cuda" in sys.argv  # kernels on the GPU, the reference on the CPU
 TOL = {"rtol": 1e-4, "atol": 1e-5} if CUDA else {"rtol": 2e-5, "atol": 1e-6}
 
