@@ -89,8 +89,15 @@ def batches(shape, device, n: int):
         yield f.to(device), torch.randint(0, k, (b,), generator=g).to(device)
 
 
+def relative_gap(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Max abs difference over the reference's largest magnitude (at least 1): the running
+    sums reach thousands (squared norms), where float32 rounding alone is 1e-4 absolute."""
+    return float((got - want).abs().max() / want.abs().max().clamp_min(1.0))
+
+
 def agreement(shape, device, backend: str, capture: bool) -> dict:
-    """Max abs differences of the compiled / captured MR² steps from eager over 8 steps."""
+    """Max relative differences (``relative_gap``) of the compiled / captured MR² steps from
+    eager over 8 steps: losses, feature gradients and running sums."""
     _b, k, d = shape
     torch.manual_seed(0)
     head = nn.Linear(d, k).to(device)
@@ -116,9 +123,9 @@ def agreement(shape, device, backend: str, capture: bool) -> dict:
         for name in worst:
             loss, grad = steps[name](f, y)
             gap = max(
-                float((loss - ref_loss).abs()),
-                float((grad - ref_grad).abs().max()),
-                float((losses[name].sums - losses["eager"].sums).abs().max()),
+                relative_gap(loss, ref_loss),
+                relative_gap(grad, ref_grad),
+                relative_gap(losses[name].sums, losses["eager"].sums),
             )
             worst[name] = max(worst[name], gap)
     return worst
@@ -133,6 +140,7 @@ def no_sync(shape, device) -> bool | None:
     step = make_step(MR2Loss(k, validate=False).to(device), head)
     f, y = next(batches(shape, device, 1))
     step(f, y)  # sizes the statistics
+    step(f, y)  # the first kernel step: checked once against PyTorch (one host sync, by design)
     torch.cuda.set_sync_debug_mode("error")
     try:
         step(f, y)
@@ -201,7 +209,7 @@ def table(rows: list[dict], cuda: bool) -> str:
     head = " | ".join(f"CE / MR² {k} ms" for k in kinds)
     lines = [
         f"| B, K, D | {head} | MR² / CE eager (target 1.5x) | MR² / CE best of compiled, "
-        "captured (target 1.2x) | max abs diff from eager | no host sync |",
+        "captured (target 1.2x) | max relative diff from eager | no host sync |",
         "|---|" + "---|" * (len(kinds) + 4),
     ]
     for r in rows:

@@ -31,8 +31,8 @@ def run(kernels: bool, loss_fn: MR2Loss, batches):
     out = []
     try:
         for z, f, y in batches:
-            zz = z.to(device).requires_grad_(True)
-            ff = f.to(device).requires_grad_(True)
+            zz = z.to(device, copy=True).requires_grad_(True)  # fresh leaves each run
+            ff = f.to(device, copy=True).requires_grad_(True)
             loss = loss_fn(zz, ff, y.to(device))
             loss.backward()
             got = (loss.detach(), zz.grad, ff.grad, loss_fn.sums.clone(), loss_fn.margins())
