@@ -195,7 +195,7 @@ def main() -> None:
         ms = timings(shape, device, args.backend, mode, args.repeats)
         worst = agreement(shape, device, args.backend, cuda)
         agrees = all(v <= args.tol for v in worst.values())
-        row = {"shape": shape, "ms": ms, "max_abs_diff": worst, "agrees": agrees}
+        row = {"shape": shape, "ms": ms, "max_relative_diff": worst, "agrees": agrees}
         rows.append({**row, "no_sync": no_sync(shape, device)})
     print(table(rows, cuda))
     out = args.out or Path(__file__).parent / "results" / f"capture_{device.type}.json"
@@ -216,7 +216,7 @@ def table(rows: list[dict], cuda: bool) -> str:
         ms = r["ms"]
         cells = " | ".join(f"{ms[f'ce {k}']:.2f} / {ms[f'mr2 {k}']:.2f}" for k in kinds)
         fast = min(ms[f"mr2 {k}"] / ms[f"ce {k}"] for k in kinds[1:])
-        diff = ", ".join(f"{k} {v:.1e}" for k, v in r["max_abs_diff"].items())
+        diff = ", ".join(f"{k} {v:.1e}" for k, v in r["max_relative_diff"].items())
         sync_cell = {None: "n/a (CPU)", True: "yes", False: "NO"}[r["no_sync"]]
         lines.append(
             f"| {', '.join(map(str, r['shape']))} | {cells} | "

@@ -52,6 +52,7 @@ def test_a_planned_run_without_result_is_listed_as_missing(tmp_path):
     assert [(m["method"], m["seed"]) for m in missing] == [("mr2", 1)]
     assert "not finished" in missing[0]["error"]
     assert "## Missing runs" in built.path.read_text()
+    assert "| mr2 | 1 (1 missing) |" in built.table  # failed or unfinished: missing
 
 
 def test_a_folder_without_manifest_reports_every_run(tmp_path):
@@ -74,4 +75,4 @@ def test_a_finished_run_with_a_leftover_failure_record_counts_once(tmp_path):
     (out / "mr2" / "seed0" / "failed.json").write_text('{"run": "mr2 seed 0", "error": "old"}')
     built = report.build([out], tmp_path / "R")
     assert built.summary["missing"] == []  # finished since: not also listed as failed
-    assert "(1 failed)" not in built.table and len(built.summary["methods"]["mr2"]["seeds"]) == 2
+    assert "missing)" not in built.table and len(built.summary["methods"]["mr2"]["seeds"]) == 2

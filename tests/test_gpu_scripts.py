@@ -133,3 +133,17 @@ def test_gpu_study_stops_before_training_when_a_study_does_not_check_out(tmp_pat
     done = _run("gpu_study.sh", {"RESULTS": str(tmp_path / "r"), "PYTHON": "false"})
     assert done.returncode == 2 and "does not check out" in done.stderr
     assert not list((tmp_path / "r").glob("*.log"))  # nothing was started
+
+
+def test_gpu_lease_tiny_checks_then_no_study_without_time(tmp_path):
+    """The lease script's checks in their CPU forms (interpreted kernels, tiny shapes); with
+    a budget they use up, the study is skipped and says why (its tiny form is the study
+    script's own test)."""
+    done = _run("gpu_lease.sh", {"RESULTS": str(tmp_path), "BUDGET_S": "30"}, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = (tmp_path / "lease.md").read_text()
+    for step in ("triton_kernels", "loss_speed", "capture"):
+        assert f"({step}: exit 0," in text, text
+    assert '"device": "cpu"' in text and "\nok\n" in text  # the machine; the kernels agree
+    assert "no time left for the study" in text and not (tmp_path / "study").exists()
+    assert json.loads((tmp_path / "capture_cpu.json").read_text())["rows"][0]["agrees"]

@@ -38,6 +38,11 @@ ROOT = HERE.parent.parent
 # (title, per-class CSV relative to the repository, controls to compare MR² with)
 STUDIES = [
     (
+        "CIFAR-10, all 45,000 training images on one H200: airbench at half width (32-64-128), "
+        "12 epochs, bf16, settings on validation; seeds 0-7 (focal 0-6) in a 410 s budget",
+        "benchmarks/cifar10/gpu_per_class.csv",
+    ),
+    (
         "CIFAR-10 (all of it, from the shared JPEG file): 5,000-image training subset, airbench "
         "at quarter width (16-32-64), 15 epochs, settings on validation",
         "benchmarks/cifar10/cpu_per_class.csv",

@@ -94,8 +94,8 @@ def summary_table(summary: ReportSummary) -> str:
         cells = [_pct(body["summary"].get(k)) for k, _ in COLUMNS]
         gain = hard_gain_cell(body["vs_reference"])
         worst = worst_gain_cell(body["vs_reference"])
-        failed = sum(1 for x in summary.get("missing", []) if x["method"] == m)
-        seeds = f"{len(body['seeds'])}" + (f" ({failed} failed)" if failed else "")
+        missing = sum(1 for x in summary.get("missing", []) if x["method"] == m)
+        seeds = f"{len(body['seeds'])}" + (f" ({missing} missing)" if missing else "")
         lines.append(f"| {cell(m)} | {seeds} | " + " | ".join(cells) + f" | {gain} | {worst} |")
     return "\n".join(lines)
 
