@@ -42,12 +42,16 @@ def run(kernels: bool, loss_fn: MR2Loss, batches):
     return out, used
 
 
-def batches(k, d, n=4, b=24, scale=1.0, seed=0, classes=None):
+def batches(k, d, n=4, b=24, scale=1.0, seed=0, classes=None, transposed=False):
+    """``transposed``: column-major logits (as a head computing (W f^T)^T gives) and labels
+    with a stride (every other one of twice as many)."""
     g = torch.Generator().manual_seed(seed)
     for _ in range(n):
         f = (torch.randn(b, d, generator=g) + 2.0).relu() * scale
-        y = torch.randint(0, classes or k, (b,), generator=g)
-        yield torch.randn(b, k, generator=g), f, y
+        y = torch.randint(0, classes or k, (2 * b if transposed else b,), generator=g)
+        y = y[::2] if transposed else y
+        z = torch.randn(k, b, generator=g).t() if transposed else torch.randn(b, k, generator=g)
+        yield z, f, y
 
 
 def check(options, k=7, d=37, **batch_options):
@@ -97,6 +101,7 @@ def main() -> None:
     check({"logit_margins": False})
     check({"lambda_rep": 0.0})  # no representation term: no s_bar to check
     check({}, classes=3)  # classes never seen keep c_bar, their sums stay zero
+    check({}, k=9, transposed=True)  # logits and labels in any memory layout
     # a batch whose squared norms overflow float32 is skipped: the state does not move
     loss_fn = MR2Loss(5, validate=False)
     first, huge = list(batches(5, 8, n=1)), list(batches(5, 8, n=1, scale=1e20, seed=1))

@@ -82,8 +82,10 @@ def step(
     ``reduce``: sums the batch's rows over processes between the two kernels."""
     b, d = f.shape
     k = sums.shape[0]
+    y = y.contiguous()  # the kernels read label i at i
     rows, scratch = space.get(sums)
-    onehot = torch.empty_like(logits)
+    # row-major whatever the logits' layout: the scatter kernel writes row i at i * K
+    onehot = torch.empty(logits.shape, device=logits.device, dtype=logits.dtype)
     inv = torch.empty(b, 1, device=f.device, dtype=logits.dtype)
     s_bar = torch.empty(1, device=f.device, dtype=f.dtype)
     scale = torch.empty(1, device=f.device, dtype=f.dtype)
