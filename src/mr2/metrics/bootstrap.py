@@ -115,11 +115,7 @@ def bootstrap_ci(
         raise ValueError(f"need 0 < level < 1 and n_boot >= 1, got {level}, {n_boot}")
     correct = p == t
     counts = np.bincount(t, minlength=num_classes)
-    point = np.where(
-        counts > 0,
-        np.bincount(t, weights=correct, minlength=num_classes) / np.maximum(counts, 1),
-        np.nan,
-    )
+    point = _stratum_means(t, correct, num_classes)
     ref = point if reference is None else _as_numpy(reference)
     estimate = disparity_summary(point, reference=ref, class_counts=counts).as_dict()
     rng = np.random.default_rng(seed)
@@ -131,22 +127,42 @@ def bootstrap_ci(
         for f in SCALAR_FIELDS:
             values[f].append(s[f])
     if reference is None:  # easy / medium / hard cross-fitted on the test halves, ranked once
-        run = ClassEvidence.of(point, halves=half_accuracies(t, correct, num_classes))
-        ranking = choose_ranking({0: run})
-        estimate.update(group_levels(ranking, run, 0))
-        halves = _resampled_class_means(
-            correct, 2 * t + ~crossfit_halves(t), 2 * num_classes, n_boot, rng, stratified
-        ).reshape(n_boot, num_classes, 2)
-        for i in range(n_boot):
-            resampled = ClassEvidence(run.test, halves=halves[i].T)
-            for g, v in group_levels(ranking, resampled, 0).items():
-                values[g][i] = v
+        estimate.update(_crossfit_groups(point, correct, t, num_classes, rng, stratified, values))
+    lower, upper = _percentiles(values, level)
+    return BootstrapCI({f: estimate[f] for f in SCALAR_FIELDS}, lower, upper, level, n_boot)
+
+
+def _stratum_means(strata: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """(n,) mean of ``values`` per stratum; NaN for an empty stratum."""
+    counts = np.bincount(strata, minlength=n)
+    sums = np.bincount(strata, weights=values, minlength=n)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _crossfit_groups(point, correct, t, num_classes, rng, stratified, values) -> dict[str, float]:
+    """Easy / medium / hard levels cross-fitted on the test halves (ranked once on the point
+    estimate's halves): their resampled values written into ``values``, the point levels
+    returned."""
+    run = ClassEvidence.of(point, halves=half_accuracies(t, correct, num_classes))
+    ranking = choose_ranking({0: run})
+    n_boot = len(values[SCALAR_FIELDS[0]])
+    halves = _resampled_class_means(
+        correct, 2 * t + ~crossfit_halves(t), 2 * num_classes, n_boot, rng, stratified
+    ).reshape(n_boot, num_classes, 2)
+    for i in range(n_boot):
+        resampled = ClassEvidence(run.test, halves=halves[i].T)
+        for g, v in group_levels(ranking, resampled, 0).items():
+            values[g][i] = v
+    return group_levels(ranking, run, 0)
+
+
+def _percentiles(values: dict[str, Any], level: float) -> tuple[dict, dict]:
     alpha = (1 - level) / 2
     with warnings.catch_warnings():  # a statistic undefined in every resample stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         lower = {f: float(np.nanquantile(v, alpha)) for f, v in values.items()}
         upper = {f: float(np.nanquantile(v, 1 - alpha)) for f, v in values.items()}
-    return BootstrapCI({f: estimate[f] for f in SCALAR_FIELDS}, lower, upper, level, n_boot)
+    return lower, upper
 
 
 def paired_bootstrap(
@@ -174,14 +190,7 @@ def paired_bootstrap(
     pm, t = _inputs(preds_method, targets, num_classes)
     pb, _ = _inputs(preds_baseline, targets, num_classes)
     delta = (pm == t).astype(np.float64) - (pb == t)  # resampled with one draw for both
-    if reference is not None:
-        strata, parts = t, 1
-        hard = [ranked_groups(_as_numpy(reference))["hard"]]
-    else:
-        in_b = ~crossfit_halves(t)
-        strata, parts = 2 * t + in_b, 2
-        base = half_accuracies(t, pb == t, num_classes)
-        hard = [ranked_groups(base[1])["hard"], ranked_groups(base[0])["hard"]]
+    strata, parts, hard = _hard_strata(t, pb == t, num_classes, reference)
 
     def gain_of(class_means: np.ndarray) -> np.ndarray:  # (..., K * parts) -> (...)
         m = class_means.reshape(*class_means.shape[:-1], num_classes, parts)
@@ -189,10 +198,7 @@ def paired_bootstrap(
             warnings.simplefilter("ignore", RuntimeWarning)  # a class empty in a half
             return np.mean([np.nanmean(m[..., h, i], axis=-1) for i, h in enumerate(hard)], 0)
 
-    n = np.bincount(strata, minlength=num_classes * parts)
-    point = np.bincount(strata, weights=delta, minlength=num_classes * parts)
-    with np.errstate(invalid="ignore"):
-        point = np.where(n > 0, point / np.maximum(n, 1), np.nan)
+    point = _stratum_means(strata, delta, num_classes * parts)
     boot = _resampled_class_means(
         delta, strata, num_classes * parts, n_boot, np.random.default_rng(seed), stratified=True
     )
@@ -204,6 +210,16 @@ def paired_bootstrap(
         "upper": float(np.nanquantile(gains, 1 - alpha)),
         "p_one_sided": float(np.mean(gains <= 0)),
     }
+
+
+def _hard_strata(t: np.ndarray, baseline_correct: np.ndarray, num_classes: int, reference):
+    """(strata, parts, hard classes per part): by class with ``reference``'s hard third, or
+    by class and test half, each half's hard third ranked on the baseline's other half."""
+    if reference is not None:
+        return t, 1, [ranked_groups(_as_numpy(reference))["hard"]]
+    base = half_accuracies(t, baseline_correct, num_classes)
+    hard = [ranked_groups(base[1])["hard"], ranked_groups(base[0])["hard"]]
+    return 2 * t + ~crossfit_halves(t), 2, hard
 
 
 __all__ = ["BootstrapCI", "bootstrap_ci", "paired_bootstrap"]

@@ -140,32 +140,16 @@ def paired_comparison(
     if len(m) != len(b) or any(x.test.shape != y.test.shape for x, y in zip(m, b, strict=True)):
         raise ValueError(f"method ({len(m)} rows) and baseline ({len(b)}) must have equal (S, K)")
     seeds = list(range(len(b))) if seeds is None else list(seeds)
-    if reference is not None:
-        fold = (Fold(_as_numpy(reference), "test"),)
-        ranking = HardRanking("given reference", {s: fold for s in seeds}, fold)
-    elif ranking is None:
-        ranking = choose_ranking(dict(zip(seeds, b, strict=True)), m)
+    ranking = _ranking(ranking, reference, seeds, b, m)
     gains = [group_gains(ranking, x, y, s) for x, y, s in zip(m, b, seeds, strict=True)]
     hard = np.array([g["hard"] for g in gains])
-    diff = np.array([x.test for x in m]) - np.array([y.test for y in b])  # (S, K)
-    p_holm, lower, upper = class_intervals(diff, alpha)
-    pairs = list(zip(m, b, strict=True))
-    gain = np.nanmean(diff, axis=0)
     se = float(hard.std(ddof=1) / math.sqrt(len(hard))) if len(hard) > 1 else float("nan")
     with warnings.catch_warnings():  # an empty group (K < 3) is NaN, said in the report
         warnings.simplefilter("ignore", RuntimeWarning)
         group_gain = {g: float(np.nanmean([x[g] for x in gains])) for g in gains[0]}
+    pairs = list(zip(m, b, strict=True))
     return PairedComparison(
-        gain=[float(x) for x in gain],
-        gain_std=[
-            float(x)
-            for x in (np.nanstd(diff, axis=0, ddof=1) if len(diff) > 1 else np.zeros(len(gain)))
-        ],
-        gain_lower=[float(x) for x in lower],
-        gain_upper=[float(x) for x in upper],
-        p_holm=[float(x) for x in p_holm],
-        gained=[int(i) for i in np.flatnonzero((p_holm < alpha) & (gain > 0))],
-        lost=[int(i) for i in np.flatnonzero((p_holm < alpha) & (gain < 0))],
+        **_class_gains(np.array([x.test for x in m]) - np.array([y.test for y in b]), alpha),
         group_gain=group_gain,
         hard_gain_per_seed=[float(x) for x in hard],
         hard_gain_se=se,
@@ -178,6 +162,35 @@ def paired_comparison(
         unbiased=ranking.unbiased,
         groups=display_groups(ranking),
     )
+
+
+def _ranking(ranking, reference, seeds: list[int], baseline, method) -> HardRanking:
+    """The given ranking, else one fold of ``reference`` for every seed, else
+    ``choose_ranking`` over the baseline's rows."""
+    if reference is not None:
+        fold = (Fold(_as_numpy(reference), "test"),)
+        return HardRanking("given reference", {s: fold for s in seeds}, fold)
+    if ranking is None:
+        return choose_ranking(dict(zip(seeds, baseline, strict=True)), method)
+    return ranking
+
+
+def _class_gains(diff: np.ndarray, alpha: float) -> dict[str, Any]:
+    """Per class, from the (S, K) paired differences: mean and std over seeds, the
+    simultaneous interval and Holm-adjusted p (``class_intervals``), and the classes gained
+    or lost at ``alpha``."""
+    p_holm, lower, upper = class_intervals(diff, alpha)
+    gain = np.nanmean(diff, axis=0)
+    std = np.nanstd(diff, axis=0, ddof=1) if len(diff) > 1 else np.zeros(len(gain))
+    return {
+        "gain": [float(x) for x in gain],
+        "gain_std": [float(x) for x in std],
+        "gain_lower": [float(x) for x in lower],
+        "gain_upper": [float(x) for x in upper],
+        "p_holm": [float(x) for x in p_holm],
+        "gained": [int(i) for i in np.flatnonzero((p_holm < alpha) & (gain > 0))],
+        "lost": [int(i) for i in np.flatnonzero((p_holm < alpha) & (gain < 0))],
+    }
 
 
 def _gap(acc: np.ndarray) -> float:

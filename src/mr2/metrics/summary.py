@@ -115,31 +115,14 @@ def disparity_summary(
         >>> round(s.easy, 3), round(s.medium, 3), round(s.hard, 3), s.worst_class_index
         (0.95, 0.65, 0.4, 3)
     """
-    acc = _as_numpy(per_class_accuracy)
-    if acc.ndim != 1 or acc.size == 0:
-        raise ValueError(f"per_class_accuracy must be a non-empty (K,) vector, got {acc.shape}")
-    if not 0 < worst_fraction <= 1:
-        raise ValueError(f"worst_fraction must lie in (0, 1], got {worst_fraction}")
+    acc, ref, counts = _summary_inputs(per_class_accuracy, reference, class_counts, worst_fraction)
     present = ~np.isnan(acc)
-    if not present.any():
-        raise ValueError("per_class_accuracy has no class with samples (all NaN)")
-    if np.any((acc[present] < 0) | (acc[present] > 1)) or np.isinf(acc).any():
-        raise ValueError("per-class accuracies must lie in [0, 1]")
-    ref = acc if reference is None else _as_numpy(reference)
-    if ref.shape != acc.shape:
-        raise ValueError(f"reference has shape {ref.shape}, expected {acc.shape}")
-    counts = np.ones_like(acc) if class_counts is None else _as_numpy(class_counts)
-    if counts.shape != acc.shape or np.any(counts < 0):
-        raise ValueError(f"class_counts must be a non-negative vector of shape {acc.shape}")
-
     idx = np.flatnonzero(present)
     a = acc[idx]
-    ref_present = np.nan_to_num(ref[idx], nan=-np.inf)  # unranked reference -> hardest
-    order = idx[rank_easy_to_hard(ref_present)]
-    groups = dict(zip(("easy", "medium", "hard"), split_thirds(order), strict=True))
+    groups = _thirds(ref, idx)
     means = {g: float(acc[c].mean()) if len(c) else float("nan") for g, c in groups.items()}
     w = counts[idx]
-    worst_n = max(1, math.ceil(worst_fraction * len(a)))
+    worst_n = max(1, math.ceil(worst_fraction * len(a)))  # classes in the worst fraction
     mean, std = float(a.mean()), float(a.std())
     hi, lo = float(a.max()), float(a.min())
     return DisparitySummary(
@@ -160,3 +143,33 @@ def disparity_summary(
         missing=[int(i) for i in np.flatnonzero(~present)],
         groups={g: [int(i) for i in c] for g, c in groups.items()},
     )
+
+
+def _summary_inputs(per_class_accuracy, reference, class_counts, worst_fraction: float):
+    """(accuracies, reference, class counts) as (K,) arrays, checked with
+    ``worst_fraction``."""
+    if not 0 < worst_fraction <= 1:
+        raise ValueError(f"worst_fraction must lie in (0, 1], got {worst_fraction}")
+    acc = _as_numpy(per_class_accuracy)
+    if acc.ndim != 1 or acc.size == 0:
+        raise ValueError(f"per_class_accuracy must be a non-empty (K,) vector, got {acc.shape}")
+    present = ~np.isnan(acc)
+    if not present.any():
+        raise ValueError("per_class_accuracy has no class with samples (all NaN)")
+    if np.any((acc[present] < 0) | (acc[present] > 1)) or np.isinf(acc).any():
+        raise ValueError("per-class accuracies must lie in [0, 1]")
+    ref = acc if reference is None else _as_numpy(reference)
+    if ref.shape != acc.shape:
+        raise ValueError(f"reference has shape {ref.shape}, expected {acc.shape}")
+    counts = np.ones_like(acc) if class_counts is None else _as_numpy(class_counts)
+    if counts.shape != acc.shape or np.any(counts < 0):
+        raise ValueError(f"class_counts must be a non-negative vector of shape {acc.shape}")
+    return acc, ref, counts
+
+
+def _thirds(ref: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Easy / medium / hard thirds of the classes ``idx``, ranked on ``ref`` (a class the
+    reference does not rank counts as hardest)."""
+    ref_present = np.nan_to_num(ref[idx], nan=-np.inf)
+    order = idx[rank_easy_to_hard(ref_present)]
+    return dict(zip(("easy", "medium", "hard"), split_thirds(order), strict=True))

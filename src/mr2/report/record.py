@@ -136,6 +136,21 @@ def record_run(
         >>> round(result.test.overall, 3)
         0.667
     """
+    _check_run_arguments(out_dir, method, seed, split)
+    preds = _predictions(y_pred, logits)
+    y = _labels(y_true, "y_true")
+    names = _class_names(class_names, logits, y, preds)
+    k = len(names)
+    test = split_scores(y, preds, k)
+    val_record = _val_summary(val, k) if val is not None else None
+    diagnostics = feature_diagnostics(features, y, k) if features is not None else {}
+    result = _recorded(method, int(seed), dict(config or {}), names, split, test)
+    result.val, result.diagnostics = val_record, diagnostics
+    save_json(result.to_dict(), Path(out_dir) / "result.json")
+    return result
+
+
+def _check_run_arguments(out_dir: str | Path, method: Any, seed: Any, split: str) -> None:
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     if (Path(out_dir) / "run.json").exists():
@@ -146,49 +161,57 @@ def record_run(
         raise ValueError(f"method must be a plain name (not '.', '..', no '/'), got {method!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an int, got {seed!r}")
-    preds = _predictions(y_pred, logits)
-    y = _labels(y_true, "y_true")
-    k = (
-        len(class_names)
-        if class_names is not None
-        else (int(torch.as_tensor(_as_numpy(logits)).shape[1]) if logits is not None else 0)
-    ) or inferred_classes(y, preds)
-    if class_names is not None and logits is not None:
-        cols = int(torch.as_tensor(_as_numpy(logits)).shape[1])
-        if len(class_names) != cols:
+
+
+def _class_names(
+    class_names: list[str] | None, logits: Any, y: torch.Tensor, preds: torch.Tensor
+) -> list[str]:
+    """The K class names: given (as many as the logits' columns), else "0" .. "K-1" with K
+    from the logits or, failing those, from the labels (``inferred_classes``)."""
+    cols = int(torch.as_tensor(_as_numpy(logits)).shape[1]) if logits is not None else None
+    if class_names is not None:
+        if cols is not None and len(class_names) != cols:
             raise ValueError(
                 f"class_names has {len(class_names)} names but the logits have {cols} columns"
             )
-    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
-    test = split_scores(y, preds, k)
-    val_record = None
-    if val is not None:
-        v = split_scores(val[0], val[1], k)  # its summary serves validation too
-        s = v.summary  # mean-class, worst class and hard third ignore class counts
-        val_record = ValSummary(
-            v.per_class, s["mean_class"], s["worst_class"], s["hard"], v.overall
-        )
-    settings = dict(config or {})
+        if class_names:
+            return list(class_names)
+    k = cols or inferred_classes(y, preds)
+    return [str(i) for i in range(k)]
+
+
+def _val_summary(val: tuple[Any, Any], k: int) -> ValSummary:
+    v = split_scores(val[0], val[1], k)  # its summary serves validation too
+    s = v.summary  # mean-class, worst class and hard third ignore class counts
+    return ValSummary(v.per_class, s["mean_class"], s["worst_class"], s["hard"], v.overall)
+
+
+def _recorded(
+    method: str,
+    seed: int,
+    settings: dict[str, Any],
+    names: list[str],
+    split: str,
+    scores: SplitScores,
+) -> RunResult:
+    """The run's record of the scored split: identity from ``settings`` (all but the
+    seed)."""
     identity = {f"config.{key}": value for key, value in sorted(settings.items())}
     identity = {k2: v2 for k2, v2 in identity.items() if k2 != "config.seed"}
     dataset = DatasetInfo(
         name=str(settings.get("dataset", "external")),
-        num_classes=k,
+        num_classes=len(names),
         class_names=names,
-        sizes={split: len(y)},
+        sizes={split: int(sum(scores.support))},
         notes=["recorded with mr2.report.record_run"],
         split=split,
     )
-    result = RunResult(
+    return RunResult(
         method=method,
-        seed=int(seed),
+        seed=seed,
         source="record_run",
         config=settings,
         identity={"source": "record_run", **identity},
         dataset=dataset,
-        val=val_record,
-        test=test,
-        diagnostics=feature_diagnostics(features, y, k) if features is not None else {},
+        test=scores,
     )
-    save_json(result.to_dict(), Path(out_dir) / "result.json")
-    return result
