@@ -12,6 +12,7 @@ import torch
 from helpers import torchrun_train
 from mr2 import data as mr2_data
 from mr2.backbones.cache import load_entry
+from mr2.backbones.wiseft import interpolate
 from mr2.cli import main
 from mr2.engine import config
 from mr2.engine.context import cpu_context
@@ -19,7 +20,8 @@ from mr2.engine.evaluate import evaluate
 from mr2.engine.extract import extract
 from mr2.engine.run import create_model, load_data, load_run_data
 from mr2.engine.train import train
-from mr2.engine.wise import interpolate, run_wise
+from mr2.engine.wise import run_wise
+from mr2.wise_result import read_wise
 from vision_fixtures import make_pets, tiny_backbone_options
 
 FAMILY = {"clip": "clip", "clip_rn": "clip", "mae": "mae", "moco_v2": "moco_v2"}
@@ -223,14 +225,15 @@ def test_wise_ft_endpoints_and_midpoint(tmp_path, backbone):
     cfg = _cfg(tmp_path, backbone, train__epochs=2, optim__lr=1e-2)
     result = train(cfg, tmp_path / "ft", show_progress=False)
     out = run_wise(tmp_path / "ft", [1.0, 0.0, 0.5])
-    rows = {r["alpha"]: r for r in out["rows"]}
+    rows = {r.alpha: r.test for r in out.rows}
     assert sorted(rows) == [0.0, 0.5, 1.0]
-    # alpha 1 = the fine-tuned model's own test evaluation
-    assert rows[1.0]["test"]["per_class"] == result.test.per_class
+    # alpha 1 = the fine-tuned model's own test evaluation (the same typed record)
+    assert rows[1.0].per_class == result.test.per_class
+    assert rows[1.0].confusion == result.test.confusion
     # alpha 0 = the zero-shot model, built and evaluated independently here
     dataset, zero_shot = load_run_data(cfg, cpu_context())
     direct = evaluate(zero_shot, dataset.test, 3, batch_size=4, device=torch.device("cpu"))
-    assert rows[0.0]["test"]["per_class"] == direct.accuracy.tolist()
+    assert rows[0.0].per_class == direct.accuracy.tolist()
     # alpha 0.5: the evaluation of the hand-averaged weights
     final = torch.load(tmp_path / "ft" / "final.pt", weights_only=True)["model"]
     start = zero_shot.state_dict()
@@ -238,10 +241,12 @@ def test_wise_ft_endpoints_and_midpoint(tmp_path, backbone):
         {k: (start[k] + final[k]) / 2 if final[k].is_floating_point() else final[k] for k in final}
     )
     mid = evaluate(zero_shot, dataset.test, 3, batch_size=4, device=torch.device("cpu"))
-    assert rows[0.5]["test"]["per_class"] == mid.accuracy.tolist()
-    best = max(out["rows"], key=lambda r: r["val"]["summary"]["mean_class"])
-    assert out["selected_alpha"] == best["alpha"]
+    assert rows[0.5].per_class == mid.accuracy.tolist()
+    best = max(out.rows, key=lambda r: r.val.summary["mean_class"])
+    assert out.selected_alpha == best.alpha
     assert json.loads((tmp_path / "ft" / "wise.json").read_text())["rows"][0]["alpha"] == 0.0
+    # the file reads back as the record written (compared as JSON: NaN != NaN)
+    assert json.dumps(read_wise(tmp_path / "ft").to_dict()) == json.dumps(out.to_dict())
 
 
 def test_interpolate_by_hand():

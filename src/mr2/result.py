@@ -172,6 +172,12 @@ def read_result(path: str | Path) -> RunResult:
     return RunResult.from_dict(load_json(p), p)
 
 
+def record_from(cls: type[T], data: Any, where: object) -> T:
+    """A record of type ``cls`` (a dataclass) from parsed JSON, every field type-checked
+    as ``RunResult.from_dict`` checks its own; keys it does not know are ignored."""
+    return _build(cls, data, str(where), "")
+
+
 def _build(cls: type[T], data: Any, where: str, path: str) -> T:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: field {path or 'top level'!r} must be an object, got {data!r}")

@@ -11,9 +11,15 @@ from torch import nn
 
 from mr2 import distributed
 from mr2.data import Split
-from mr2.metrics import ClasswiseAccuracy, ClasswiseResult, accuracy_from_confusion
-from mr2.metrics.hard import crossfit_halves
+from mr2.metrics import (
+    ClasswiseAccuracy,
+    ClasswiseResult,
+    accuracy_from_confusion,
+    disparity_summary,
+)
+from mr2.metrics.hard import crossfit_halves, labels_digest
 from mr2.metrics.spread import class_spread, feature_sums
+from mr2.result import SplitScores
 
 
 def evaluate(
@@ -99,3 +105,18 @@ def predict(
     preds = [model(chunk.to(device))[0].argmax(1).cpu() for chunk in x.split(batch_size)]
     model.train(was_training)
     return torch.cat(preds)
+
+
+def split_scores(result: ClasswiseResult, split: Split | None = None) -> SplitScores:
+    """The typed record of one evaluation (result.json's ``test``, WiSE-FT's rows): the
+    disparity summary weighted by class support, the halves when evaluated, and the
+    digest of ``split``'s labels when given."""
+    return SplitScores(
+        result.overall,
+        result.accuracy.tolist(),
+        result.support.tolist(),
+        result.confusion.tolist(),
+        disparity_summary(result.accuracy, class_counts=result.support).as_dict(),
+        halves=None if result.halves is None else result.halves.tolist(),
+        labels_sha256=None if split is None else labels_digest(split.y),
+    )

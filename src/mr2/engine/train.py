@@ -22,17 +22,15 @@ from mr2 import distributed, io
 from mr2.engine import identity, validate
 from mr2.engine.config import RunConfig, to_dict, to_toml
 from mr2.engine.context import Context, setup
-from mr2.engine.evaluate import evaluate_with_features
+from mr2.engine.evaluate import evaluate_with_features, split_scores
 from mr2.engine.fit import fit
 from mr2.engine.run import Run, build, evaluate_split, prepare
 from mr2.engine.warnings import run_warnings
 from mr2.metrics import disparity_summary
-from mr2.metrics.hard import labels_digest
 from mr2.result import (
     DatasetInfo,
     EpochRecord,
     RunResult,
-    SplitScores,
     ValSummary,
     read_result,
 )
@@ -200,15 +198,7 @@ def build_result(
         ),
         selected_epoch=selected,
         val=validation_summary(history, selected),
-        test=SplitScores(
-            test.overall,
-            test.accuracy.tolist(),
-            test.support.tolist(),
-            test.confusion.tolist(),
-            disparity_summary(test.accuracy, class_counts=test.support).as_dict(),
-            halves=None if test.halves is None else test.halves.tolist(),
-            labels_sha256=labels_digest(dataset.test.y),
-        ),
+        test=split_scores(test, dataset.test),
         diagnostics={"test_" + k: v for k, v in features.items()},
         history=history,
         world_size=ctx.world,

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +14,28 @@ from mr2.metrics.hard import ClassEvidence, HardRanking, group_levels
 from mr2.report.ranking import ranking_of
 from mr2.report.records import ReportSummary
 from mr2.report.tables import cell
+from mr2.result import SplitScores
+from mr2.wise_result import WiseResult, read_wise
 
 FIELDS = ("overall", "mean_class", "worst_class", "hard")
 
 
-def collect_wise(summary: ReportSummary) -> list[dict[str, Any]]:
-    """(method, seed, wise.json) of every summarised run that has one."""
+@dataclass(frozen=True)
+class RunWise:
+    """A summarised run's WiSE-FT record."""
+
+    method: str
+    seed: int
+    wise: WiseResult
+
+
+def collect_wise(summary: ReportSummary) -> list[RunWise]:
+    """The WiSE-FT record of every summarised run that has one (type-checked)."""
     found = []
     for run in summary["runs"]:
         path = Path(run["run_dir"] or ".") / "wise.json"
         if run["run_dir"] and path.is_file():
-            found.append(
-                {"method": run["method"], "seed": run["seed"], **json.loads(path.read_text())}
-            )
+            found.append(RunWise(run["method"], run["seed"], read_wise(path)))
     return found
 
 
@@ -38,15 +46,17 @@ def summarize_wise(summary: ReportSummary) -> dict[str, Any]:
     ranking = ranking_of(summary)
     out: dict[str, Any] = {}
     for record in collect_wise(summary):
-        method = out.setdefault(record["method"], {"alphas": {}, "selected": []})
-        method["selected"].append(record["selected_alpha"])
-        for row in record["rows"]:
-            stats = method["alphas"].setdefault(f"{row['alpha']:g}", {f: [] for f in FIELDS})
-            s = disparity_summary(row["test"]["per_class"])
-            stats["overall"].append(row["test"]["overall"])
+        method = out.setdefault(record.method, {"alphas": {}, "selected": []})
+        method["selected"].append(record.wise.selected_alpha)
+        for row in record.wise.rows:
+            if row.test is None:
+                continue
+            stats = method["alphas"].setdefault(f"{row.alpha:g}", {f: [] for f in FIELDS})
+            s = disparity_summary(row.test.per_class)
+            stats["overall"].append(row.test.overall)
             stats["mean_class"].append(s.mean_class)
             stats["worst_class"].append(s.worst_class)
-            stats["hard"].append(_hard(ranking, row["test"], record["seed"]))
+            stats["hard"].append(_hard(ranking, row.test, record.seed))
     for method in out.values():
         for alpha, stats in method["alphas"].items():
             method["alphas"][alpha] = {
@@ -57,11 +67,10 @@ def summarize_wise(summary: ReportSummary) -> dict[str, Any]:
     return out
 
 
-def _hard(ranking: HardRanking, test: dict[str, Any], seed: int) -> float:
-    halves = test.get("halves")
-    if halves is None and any(f.score != "test" for f in ranking.folds_for(seed)):
+def _hard(ranking: HardRanking, test: SplitScores, seed: int) -> float:
+    if test.halves is None and any(f.score != "test" for f in ranking.folds_for(seed)):
         return float("nan")
-    return group_levels(ranking, ClassEvidence.of(test["per_class"], halves=halves), seed)["hard"]
+    return group_levels(ranking, ClassEvidence.of(test.per_class, halves=test.halves), seed)["hard"]
 
 
 def wise_report_table(wise: dict[str, Any]) -> str:
