@@ -46,7 +46,8 @@ def test_errors_name_the_key(override, match):
 @pytest.mark.parametrize(
     ("override", "match"),
     [
-        ("optim.name=adam", "optim.name must be"),
+        ("optim.name=adam", r"optim.name: unknown optimiser 'adam' \(did you mean 'adamw'"),
+        ("optim.schedule=cosin", r"optim.schedule: unknown schedule 'cosin' \(did you mean"),
         ("train.epochs=0", "train.epochs must be >= 1"),
         ("train.amp_dtype=fp8", "train.amp_dtype must be auto|float16|bfloat16"),
     ],

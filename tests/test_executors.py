@@ -2,6 +2,7 @@
 a failing run is recorded and the others finish; a killed pool resumes without training
 any run twice."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -346,7 +347,7 @@ def test_an_executor_of_one_class_registered_from_a_test_module(
 
 
 def test_an_executor_s_missing_package_is_named_before_anything_runs(monkeypatch, tmp_path):
-    monkeypatch.setattr(executors.registry.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r"'ray' needs ray: pip install 'mr2\[cluster\]'"):
         run_compare(comparison(executor="ray"), tmp_path / "C", log=lambda *_: None)
     assert not (tmp_path / "C").exists()

@@ -2,6 +2,7 @@
 the run's own JSON-lines log, the record every other tool reads."""
 
 import csv
+import importlib.util
 import io
 import json
 import sys
@@ -57,7 +58,7 @@ def test_loggers_are_checked_and_do_not_change_the_run(tmp_path):
     with pytest.raises(ValueError, match="unknown logger 'tensorbord'"):
         validate.check_run(cfg)
     cfg.train.loggers = ["wandb"]
-    if validate.loggers.importlib.util.find_spec("wandb") is None:
+    if importlib.util.find_spec("wandb") is None:
         with pytest.raises(ValueError, match="pip install wandb"):
             validate.check_run(cfg)
     plain, logged = _cfg(), _cfg()
@@ -88,8 +89,8 @@ def test_wandb_logs_to_the_project_named_by_wandb_project(tmp_path, monkeypatch)
     run = types.SimpleNamespace(log=lambda *a, **k: None, finish=lambda: None)
     fake = types.SimpleNamespace(init=lambda **kwargs: calls.append(kwargs) or run)
     monkeypatch.setitem(sys.modules, "wandb", fake)
-    WandbLogger(tmp_path / "seed0", {})
+    WandbLogger(tmp_path / "seed0", {}, False)
     monkeypatch.setenv("WANDB_PROJECT", "fairness-study")
-    WandbLogger(tmp_path / "seed1", {})
+    WandbLogger(tmp_path / "seed1", {}, False)
     assert [c["project"] for c in calls] == ["mr2", "fairness-study"]
     assert [c["name"] for c in calls] == ["seed0", "seed1"]

@@ -6,6 +6,7 @@ an unknown option lists what the factory accepts."""
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -69,13 +70,37 @@ class Registry(Mapping[str, Callable[..., Any]]):
         self._entries[name] = Entry(factory, doc, dict(defaults or {}), options, extra)
         return factory
 
+    def unknown(self, name: str, where: str = "") -> str:
+        """The one message for a name this registry does not hold (``where``: the setting
+        that gave it, e.g. "train.procedure")."""
+        return (
+            f"{where + ': ' if where else ''}unknown {self.kind} {name!r}"
+            f"{suggest(name, self.available())}; available: {', '.join(self.available())}"
+        )
+
     def entry(self, name: str) -> Entry:
         if name not in self._entries:
-            raise ValueError(
-                f"unknown {self.kind} {name!r}{suggest(name, self.available())}; "
-                f"available: {', '.join(self.available())}"
-            )
+            raise ValueError(self.unknown(name))
         return self._entries[name]
+
+    def missing_package(self, name: str) -> str | None:
+        """The first package entry ``name`` needs (``register(..., needs=...)``, one import
+        name or several) that is not installed, or None."""
+        needs = self.entry(name).extra.get("needs") or ()
+        for package in (needs,) if isinstance(needs, str) else needs:
+            if importlib.util.find_spec(package) is None:
+                return str(package)
+        return None
+
+    def problems(self, name: str, where: str, install: str = "") -> list[str]:
+        """What stops entry ``name`` from being built, without raising: an unknown name, a
+        package it needs that is missing (``install``: how to get it)."""
+        if name not in self._entries:
+            return [self.unknown(name, where)]
+        missing = self.missing_package(name)
+        if missing:
+            return [f"{where} = {name!r} needs {missing}{': ' + install if install else ''}"]
+        return []
 
     def available(self) -> list[str]:
         return sorted(self._entries)

@@ -15,7 +15,7 @@ from typing import Any, get_type_hints
 
 from mr2 import backbones, models
 from mr2 import data as mr2_data
-from mr2.engine import config, executors, loggers, procedures
+from mr2.engine import config, executors, loggers, procedures, schedule
 from mr2.losses import registry as loss_registry
 
 
@@ -91,7 +91,9 @@ def names() -> str:
         ("`train.procedure` (also run by name in `compare.methods`)",
          procedures.PROCEDURES.describe()),
         ("`compare.executor`", executors.EXECUTORS.describe()),
-        ("`train.loggers`", {name: "" for name in loggers.LOGGERS}),
+        ("`train.loggers`", loggers.LOGGERS.describe()),
+        ("`optim.name`", schedule.OPTIMISERS.describe()),
+        ("`optim.schedule`", schedule.SCHEDULES.describe()),
     ]  # fmt: skip
     out = ["## Names", ""]
     for title, entries in kinds:

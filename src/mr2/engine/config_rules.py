@@ -14,8 +14,6 @@ def _finite(x: float) -> bool:
 
 def _optim_rules(o: OptimConfig) -> list[tuple[bool, str]]:
     return [
-        (o.name in ("sgd", "adamw"), f"optim.name must be 'sgd' or 'adamw', got {o.name!r}"),
-        (o.schedule in ("cosine", "constant"), "optim.schedule must be 'cosine' or 'constant'"),
         (_finite(o.lr) and o.lr > 0, f"optim.lr must be finite and > 0, got {o.lr}"),
         (
             _finite(o.momentum) and 0 <= o.momentum < 1,

@@ -8,27 +8,24 @@ log (log.jsonl) is always written and stays the machine-readable record."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from mr2._registry import Registry
 from mr2.result import EpochRecord
 
-LOGGERS = ("csv", "tensorboard", "wandb")
-_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
+# every logger is built as factory(run_dir, config, resume)
+LOGGERS = Registry("logger", exclude=("run_dir", "config", "resume"))
 
 
 def problems(names: list[str]) -> list[str]:
     """Unknown logger names, and loggers whose package is missing (with the fix)."""
-    errors = []
-    for name in names:
-        if name not in LOGGERS:
-            errors.append(f"train.loggers: unknown logger {name!r}; available: {list(LOGGERS)}")
-        elif name in _PACKAGES and importlib.util.find_spec(_PACKAGES[name]) is None:
-            errors.append(f"train.loggers: {name!r} needs the package: pip install {name}")
-    return errors
+    return [
+        problem
+        for name in names
+        for problem in LOGGERS.problems(name, "train.loggers", f"pip install {name}")
+    ]
 
 
 def epoch_scalars(record: EpochRecord, class_names: list[str]) -> dict[str, float]:
@@ -49,7 +46,9 @@ def epoch_scalars(record: EpochRecord, class_names: list[str]) -> dict[str, floa
 
 
 class CsvLogger:
-    def __init__(self, run_dir: Path, resume: bool) -> None:
+    """steps.csv and epochs.csv in the run directory (appended to on resume)"""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], resume: bool) -> None:
         self.steps_path, self.epochs_path = run_dir / "steps.csv", run_dir / "epochs.csv"
         if not resume:
             for path in (self.steps_path, self.epochs_path):
@@ -75,7 +74,9 @@ class CsvLogger:
 
 
 class TensorBoardLogger:
-    def __init__(self, run_dir: Path) -> None:
+    """torch.utils.tensorboard event files under RUN/tensorboard"""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], resume: bool) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(run_dir / "tensorboard"))
@@ -97,7 +98,7 @@ class WandbLogger:
     """A W&B run named after the run directory, in the project ``$WANDB_PROJECT`` (W&B's own
     variable; default "mr2") and the entity ``$WANDB_ENTITY`` if set."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, config: dict[str, Any], resume: bool) -> None:
         import wandb
 
         self.wandb = wandb
@@ -124,12 +125,9 @@ class Loggers:
     """The run's loggers together (none on ranks other than 0)."""
 
     def __init__(self, names: list[str], run_dir: Path, config: dict, *, resume: bool) -> None:
-        made: dict[str, Callable[[], Logger]] = {
-            "csv": lambda: CsvLogger(run_dir, resume),
-            "tensorboard": lambda: TensorBoardLogger(run_dir),
-            "wandb": lambda: WandbLogger(run_dir, config),
-        }
-        self.loggers = [made[name]() for name in names]
+        self.loggers: list[Logger] = [
+            LOGGERS.create(name, run_dir, config, resume) for name in names
+        ]
 
     def step(self, step: int, values: dict[str, float]) -> None:
         for logger in self.loggers:
@@ -143,3 +141,8 @@ class Loggers:
     def close(self) -> None:
         for logger in self.loggers:
             logger.close()
+
+
+LOGGERS.register("csv", CsvLogger)
+LOGGERS.register("tensorboard", TensorBoardLogger, needs="tensorboard")
+LOGGERS.register("wandb", WandbLogger, needs="wandb")

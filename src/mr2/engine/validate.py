@@ -17,7 +17,7 @@ from typing import Any
 from mr2 import backbones, losses, models
 from mr2 import data as mr2_data
 from mr2._registry import suggest
-from mr2.engine import loggers, procedures
+from mr2.engine import loggers, procedures, schedule
 from mr2.engine.config import RunConfig
 from mr2.engine.config_rules import range_problems
 from mr2.losses import registry as loss_registry
@@ -190,6 +190,7 @@ def problems(cfg: RunConfig) -> list[str]:
     """Every problem of one run's configuration (empty when it can run)."""
     return [
         *range_problems(cfg),
+        *schedule.problems(cfg.optim),
         *loggers.problems(cfg.train.loggers),
         *_data(cfg),
         *_model(cfg),

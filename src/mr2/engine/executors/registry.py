@@ -4,7 +4,6 @@ description and the package it needs (``register``); ``create``, ``available`` a
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -33,14 +32,10 @@ def available() -> list[str]:
 def problems(name: str, settings: dict[str, Any]) -> list[str]:
     """Every problem with executor ``name`` and its settings, without raising: an unknown
     name, its package missing, settings it refuses."""
-    try:
-        entry = EXECUTORS.entry(name)
-    except ValueError as err:
-        return [f"compare.executor: {err}"]
-    needs = entry.extra["needs"]
-    if needs and importlib.util.find_spec(needs) is None:
-        return [f"compare.executor = {name!r} needs {needs}: pip install 'mr2[cluster]'"]
-    return list(cast(type[Executor], entry.factory).problems(settings))
+    found = EXECUTORS.problems(name, "compare.executor", "pip install 'mr2[cluster]'")
+    if found:
+        return found
+    return list(cast(type[Executor], EXECUTORS.entry(name).factory).problems(settings))
 
 
 def create(name: str, *, jobs: int = 0, **settings: Any) -> Executor:
