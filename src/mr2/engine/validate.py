@@ -30,11 +30,8 @@ ENGINE_DATA_KEYS = ("data_dir", "path", "val_fraction", "seed", "train_subset", 
 
 def _data(cfg: RunConfig) -> list[str]:
     d = cfg.data
-    if d.name not in mr2_data.available():
-        return [
-            f"data.name: unknown dataset {d.name!r}{suggest(d.name, mr2_data.available())}; "
-            f"available: {', '.join(mr2_data.available())}"
-        ]
+    if unknown := mr2_data.LOADERS.problems(d.name, "data.name"):
+        return unknown
     accepted = mr2_data.options(d.name)
     errors = [
         f"data.{key} is set but dataset {d.name!r} does not use it"
@@ -132,11 +129,8 @@ def _options(
 
 def _loss(cfg: RunConfig, where: str = "loss") -> list[str]:
     name, options = cfg.loss.name, cfg.loss.options
-    if name not in losses.available():
-        return [
-            f"{where}.name: unknown loss {name!r}{suggest(name, losses.available())}; "
-            f"available: {', '.join(losses.available())}"
-        ]
+    if unknown := loss_registry.LOSSES.problems(name, f"{where}.name"):
+        return unknown
     errors = _options(
         f"{where}.options",
         f"loss {name!r}",
@@ -177,11 +171,8 @@ def _dummy_classes(options: dict[str, Any]) -> int:
 
 def _procedure(cfg: RunConfig) -> list[str]:
     name, options = cfg.train.procedure, cfg.train.procedure_options
-    if name not in procedures.PROCEDURES:
-        names = sorted(procedures.PROCEDURES)
-        return [
-            f"train.procedure: unknown procedure {name!r}{suggest(name, names)}; available: {names}"
-        ]
+    if unknown := procedures.PROCEDURES.problems(name, "train.procedure"):
+        return unknown
     defaults = procedures.defaults(name)
     return _options("train.procedure_options", f"procedure {name!r}", options, defaults)
 
