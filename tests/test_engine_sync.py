@@ -118,3 +118,26 @@ def test_wise_ft_on_a_run_trained_from_scratch_warns(tmp_path):
     assert not pre_trained(timm)
     timm.model.options = {"pretrained": True}
     assert pre_trained(timm)
+
+
+def test_a_run_sets_its_process_up_once(tmp_path, monkeypatch):
+    """``setup`` (threads, device, the torchrun group) runs once per trained or initially
+    evaluated run: the context is handed on, not rebuilt."""
+    import importlib
+
+    from mr2.engine import context
+
+    train_module = importlib.import_module("mr2.engine.train")  # the package exports train()
+
+    calls = []
+
+    def counted(cfg):
+        calls.append(cfg.train.seed)
+        return context.setup(cfg)
+
+    monkeypatch.setattr(train_module, "setup", counted)
+    monkeypatch.setattr(run, "setup", counted)
+    train(small(), tmp_path / "r", show_progress=False)
+    assert calls == [0]
+    train_module.evaluate_initial(small(), tmp_path / "i")
+    assert calls == [0, 0]

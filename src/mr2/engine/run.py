@@ -256,10 +256,13 @@ def training_loss(cfg: RunConfig, loss_fn: nn.Module) -> nn.Module:
     return loss_fn
 
 
-def prepare(cfg: RunConfig, run_dir: Path, resume: bool, train_run=None) -> Run:
+def prepare(
+    cfg: RunConfig, run_dir: Path, resume: bool, train_run=None, ctx: Context | None = None
+) -> Run:
     """The ``Run`` of ``cfg``; ``train_run`` (the trainer, passed in by it) lets a procedure
-    train a sub-run (JTT's stage 1) without importing the trainer."""
-    ctx = setup(cfg)
+    train a sub-run (JTT's stage 1) without importing the trainer; ``ctx``: the process's
+    context when the caller has set it up already."""
+    ctx = ctx or setup(cfg)
     if cfg.train.batch_size % ctx.world:
         raise ValueError(
             f"train.batch_size {cfg.train.batch_size} is not divisible by the {ctx.world} processes"

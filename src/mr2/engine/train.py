@@ -68,7 +68,7 @@ def train(
     ``overwrite``: then it is removed once the new run is set up. ``wait``: wait for another
     process that holds the run's lock instead of raising ``RunBusyError``."""
     validate.check_run(cfg)
-    setup(cfg)  # joins the torchrun process group: only rank 0 locks and writes
+    ctx = setup(cfg)  # joins the torchrun process group: only rank 0 locks and writes
     run_dir = Path(run_dir)
     if resume and run_dir.is_dir() and not os.access(run_dir, os.W_OK):  # no lock possible:
         found = identity.inspect_run(run_dir, cfg)  # a finished run is read as it is
@@ -77,7 +77,7 @@ def train(
     with _run_lock(run_dir, cfg, "train", overwrite=overwrite, wait=wait) as found:
         if found.finished and resume:  # a finished run of this configuration: reused
             return read_result(run_dir)
-        run = prepare(cfg, run_dir, resume, train_run=train)
+        run = prepare(cfg, run_dir, resume, train_run=train, ctx=ctx)
         fresh = not resume or found.state is not identity.State.MATCH
         run.proc.resume = not fresh
         _start_dir(run_dir, cfg, found, clear=fresh and found.state is not identity.State.FRESH)
@@ -139,13 +139,12 @@ def evaluate_initial(
     backbone with its zero-shot head, or any model's initialisation. No weights are saved,
     no optimiser or procedure is built. A result of the same configuration is reused."""
     validate.check_run(cfg)
-    setup(cfg)  # joins the torchrun process group: only rank 0 locks and writes
+    ctx = setup(cfg)  # joins the torchrun process group: only rank 0 locks and writes
     run_dir = Path(run_dir)
     with _run_lock(run_dir, cfg, f"initial:{label}", overwrite=overwrite, wait=wait) as found:
         if found.finished:  # of this configuration (a mismatch is cleared below)
             return read_result(run_dir)
         start = time.time()
-        ctx = setup(cfg)
         dataset, model = build(cfg, ctx)[:2]
         _start_dir(run_dir, cfg, found, clear=found.state is not identity.State.FRESH)
         history = []
