@@ -13,6 +13,7 @@ from mr2.engine.evaluate import evaluate, evaluate_with_features
 from mr2.functional import class_statistics
 from mr2.report import build
 from mr2.report.diagnostics import correlations, diagnose_features
+from mr2.selection import read_selection
 
 
 def test_grid_points_order():
@@ -30,6 +31,8 @@ def test_grid_is_selected_on_validation_and_reported(tmp_path):
     run_compare(cfg, out, show_progress=False, log=lambda *_: None)
     selection = json.loads((out / "mr2" / "selection.json").read_text())
     assert len(selection["grid"]) == 4 and selection["tune_seeds"] == [0]
+    typed = read_selection(out / "mr2")  # the record the report and the comparison read
+    assert typed.to_dict() == selection and typed.grid[0].label == selection["grid"][0]["label"]
     scores = {}  # recompute every grid point's validation score from its own run
     for d in (out / "mr2" / "grid").iterdir():
         result = json.loads((d / "seed0" / "result.json").read_text())

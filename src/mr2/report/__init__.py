@@ -17,6 +17,7 @@ from mr2.report.record import record_run
 from mr2.report.records import ReportSummary
 from mr2.report.results import collect, failures, selections, summarize
 from mr2.report.wise import summarize_wise, wise_report_table
+from mr2.selection import Selection
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
     summary = summarize(collect(paths), reference=reference)  # before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary["tuning"] = selections(paths)
+    tuned = selections(paths)
+    summary["tuning"] = [t.to_dict() for t in tuned]  # results.json: the JSON boundary
     failed = failures(paths)
     summary["missing"] = failed + unfinished(paths, {m["run_dir"] for m in failed})
     summary["not_compared"] = outsiders(paths)
@@ -62,7 +64,7 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
     figs = [f for f in candidates if f is not None]
     table = tables.summary_table(summary)
     warnings = flags.check(summary)
-    save_text("\n".join(_markdown(summary, table, figs, warnings)), out / "report.md")
+    save_text("\n".join(_markdown(summary, tuned, table, figs, warnings)), out / "report.md")
     notes = [_ranking_statement(summary), _seeds_statement(summary), *warnings]
     return Report(summary, table, out / "report.md", figs, notes)
 
@@ -101,7 +103,11 @@ def _ranking_statement(summary: ReportSummary) -> str:
 
 
 def _markdown(
-    summary: ReportSummary, table: str, figs: list[Path], warnings: list[str]
+    summary: ReportSummary,
+    tuned: list[Selection],
+    table: str,
+    figs: list[Path],
+    warnings: list[str],
 ) -> list[str]:
     ref = summary["reference"]
     return [
@@ -124,7 +130,7 @@ def _markdown(
         tables.per_class_table(summary),
         "",
         *_class_gains(summary),
-        *_tuning(summary["tuning"]),
+        *_tuning(tuned),
         *_wise(summary.get("wise"), ref),
         "## Diagnostics",
         "",
@@ -168,13 +174,13 @@ def _warnings(found: list[str]) -> list[str]:
     return ["## Warnings", "", *[f"- {f}" for f in found], ""]
 
 
-def _tuning(tuned: list[dict[str, Any]]) -> list[str]:
+def _tuning(tuned: list[Selection]) -> list[str]:
     if not tuned:
         return []
     return [
         "## Settings chosen on validation",
         "",
-        f"Each grid point trained on the tuning seeds and scored by {tuned[0]['metric']}; "
+        f"Each grid point trained on the tuning seeds and scored by {tuned[0].metric}; "
         "the test numbers above are for the selected settings only.",
         "",
         tables.grid_table(tuned),

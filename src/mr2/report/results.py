@@ -28,7 +28,6 @@ results.json says which, and "groups" are the ones for display (all reference se
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from mr2.report.membership import members, result_files
 from mr2.report.ranking import evidence, folds_record, report_ranking
 from mr2.report.records import MethodSummary, ReportSummary, RunRow
 from mr2.result import RunResult
+from mr2.selection import Selection, read_selection
 from mr2.setting import flatten, neutral_dropped
 
 
@@ -109,14 +109,14 @@ def failures(paths: list[str | Path]) -> list[dict[str, Any]]:
     return found
 
 
-def selections(paths: list[str | Path]) -> list[dict[str, Any]]:
+def selections(paths: list[str | Path]) -> list[Selection]:
     """The tuning records (selection.json) under the given comparison directories."""
     found = []
     for p in (Path(p) for p in paths if Path(p).is_dir()):
         manifest = read_manifest(p)
         for f in sorted(p.rglob("selection.json")):
-            record = json.loads(f.read_text())
-            if manifest is None or record.get("method") in manifest.methods:
+            record = read_selection(f)
+            if manifest is None or record.method in manifest.methods:
                 found.append(record)
     return found
 

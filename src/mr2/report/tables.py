@@ -10,6 +10,7 @@ import numpy as np
 
 from mr2.report.ranking import hardest_first
 from mr2.report.records import ReportSummary
+from mr2.selection import Selection
 
 COLUMNS = [
     ("overall", "overall"),
@@ -163,18 +164,17 @@ def per_class_csv(summary: ReportSummary) -> str:
     return out.getvalue()
 
 
-def grid_table(selections: list[dict[str, Any]]) -> str:
+def grid_table(selections: list[Selection]) -> str:
     """Every grid point's validation score; the selected one marked."""
     lines = [
         "| method | setting | validation score (per tuning seed) | selected |",
         "|---|---|---|---|",
     ]
     for sel in selections:
-        for row in sel["grid"]:
-            per_seed = ", ".join(f"{100 * v:.2f}" for v in row["val_scores"])
-            mark = "yes" if row["point"] == sel["selected"] else ""
+        for row in sel.grid:
+            per_seed = ", ".join(f"{100 * v:.2f}" for v in row.val_scores)
+            mark = "yes" if row.point == sel.selected else ""
             lines.append(
-                f"| {sel['method']} | {row['label']} | {100 * row['val_score']:.2f} "
-                f"({per_seed}) | {mark} |"
+                f"| {sel.method} | {row.label} | {100 * row.val_score:.2f} ({per_seed}) | {mark} |"
             )
     return "\n".join(lines)

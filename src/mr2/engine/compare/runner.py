@@ -63,7 +63,7 @@ def run_compare(
     orchestra = Orchestra(executor, run_options, log)
     write_manifest(out, c.methods, c.seeds, planned_runs(cfg))
     chosen = tune_all(cfg, out, orchestra)
-    options = {m: s["options"] for m, s in chosen.items() if s is not None}
+    options = {m: s.options for m, s in chosen.items() if s is not None}
     jobs = [  # seed by seed: a comparison stopped early has every method on its first seeds
         executors.Job(
             f"{method} seed {seed}",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
-from typing import Any
 
 from mr2.engine import executors, identity
 from mr2.engine.compare.orchestra import Orchestra
@@ -15,6 +14,7 @@ from mr2.engine.config import RunConfig
 from mr2.engine.run import load_data
 from mr2.io import save_json
 from mr2.result import RunResult
+from mr2.selection import GridPoint, Selection
 
 
 def tuning_jobs(cfg: RunConfig, method: str, out: Path) -> list[executors.Job]:
@@ -33,50 +33,38 @@ def tuning_jobs(cfg: RunConfig, method: str, out: Path) -> list[executors.Job]:
 
 def select(
     cfg: RunConfig, method: str, out: Path, results: list[RunResult | None]
-) -> dict[str, Any] | None:
+) -> Selection | None:
     """Pick the grid point with the best validation score (never test) from the tuning
     runs' results (in ``tuning_jobs`` order); write OUT/<method>/selection.json. None when a
     tuning run failed: the method is not selected on part of its grid."""
     if any(r is None for r in results):
         return None
-    base = dict(cfg.compare.options.get(method, {}))
     seeds = cfg.compare.tune_seeds or cfg.compare.seeds[:1]
     metric = cfg.compare.select_metric
-    rows: list[dict[str, Any]] = []
+    rows = []
     for i, point in enumerate(grid_points(cfg.compare.grid[method])):
         vals = [r.val for r in results[i * len(seeds) : (i + 1) * len(seeds)] if r is not None]
         if any(v is None for v in vals):
             raise ValueError("tuning needs a validation split: data.val_fraction > 0")
         scores = [float(getattr(v, metric)) for v in vals]
-        rows.append(
-            {
-                "point": point,
-                "label": point_label(point),
-                "val_scores": scores,
-                "val_score": sum(scores) / len(scores),
-            }
-        )
-    if all(math.isnan(r["val_score"]) for r in rows):
+        rows.append(GridPoint(point, point_label(point), scores, sum(scores) / len(scores)))
+    if all(math.isnan(r.val_score) for r in rows):
         raise ValueError(
             f"validation {metric} is undefined (NaN) at every grid point of {method} (the hard "
             "third needs 3 classes or more, and every class in the validation split): set "
             "compare.select_metric to mean_class or worst_class"
         )
     # first of equals wins; a NaN point never does
-    best = max(rows, key=lambda r: -math.inf if math.isnan(r["val_score"]) else r["val_score"])
-    selection = {
-        "method": method,
-        "metric": f"validation {metric}",
-        "tune_seeds": seeds,
-        "grid": rows,
-        "selected": best["point"],
-        "options": {**base, **best["point"]},
-    }
-    save_json(selection, out / method / "selection.json")
+    best = max(rows, key=lambda r: -math.inf if math.isnan(r.val_score) else r.val_score)
+    base = dict(cfg.compare.options.get(method, {}))
+    selection = Selection(
+        method, f"validation {metric}", list(seeds), rows, best.point, {**base, **best.point}
+    )
+    save_json(selection.to_dict(), out / method / "selection.json")
     return selection
 
 
-def reuse_tuning_runs(cfg: RunConfig, method: str, selection: dict, out: Path) -> list[int]:
+def reuse_tuning_runs(cfg: RunConfig, method: str, selection: Selection, out: Path) -> list[int]:
     """The selected grid point's tuning runs are the method's test runs of the tuning seeds
     (the same configuration): copied to OUT/<method>/seed<k> when that holds nothing yet,
     and then reused like any finished run of a matching configuration. Returns the seeds
@@ -84,9 +72,9 @@ def reuse_tuning_runs(cfg: RunConfig, method: str, selection: dict, out: Path) -
     copied = []
     seeds = cfg.compare.tune_seeds or cfg.compare.seeds[:1]
     for seed in sorted(set(seeds) & set(cfg.compare.seeds)):
-        source = out / method / "grid" / point_label(selection["selected"]) / f"seed{seed}"
+        source = out / method / "grid" / point_label(selection.selected) / f"seed{seed}"
         target = out / method / f"seed{seed}"
-        wanted = run_config(cfg, method, seed, selection["options"])
+        wanted = run_config(cfg, method, seed, selection.options)
         found = identity.inspect_run(source, wanted)
         if target.exists() or found.state is not identity.State.MATCH or not found.finished:
             continue
@@ -109,7 +97,7 @@ def check_hard_third(cfg: RunConfig) -> None:
         )
 
 
-def tune_all(cfg: RunConfig, out: Path, orchestra: Orchestra) -> dict[str, dict[str, Any] | None]:
+def tune_all(cfg: RunConfig, out: Path, orchestra: Orchestra) -> dict[str, Selection | None]:
     """Every tuned method's grid, all points at once, then each method's selection."""
     tuned = [m for m in cfg.compare.methods if m in cfg.compare.grid]
     if tuned and cfg.compare.select_metric == "hard":

@@ -1,5 +1,6 @@
-"""WiSE-FT's typed record (``mr2.wise_result``): written and read back unchanged, files of
-the previous layout still read, and a malformed file is an error naming the field."""
+"""The typed records beside a run and a comparison: WiSE-FT's (``mr2.wise_result``) and a
+selection (``mr2.selection``): written and read back unchanged, files of the previous layout
+still read, and a malformed file is an error naming the field."""
 
 import json
 
@@ -68,3 +69,14 @@ def test_a_malformed_file_names_the_field(tmp_path):
     (tmp_path / "wise.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match=r"rows"):
         read_wise(tmp_path)
+
+
+def test_a_malformed_selection_names_the_field(tmp_path):
+    from mr2.selection import read_selection
+
+    bad = {"method": "mr2", "metric": "validation hard", "tune_seeds": [0], "selected": {},
+           "options": {}, "grid": [{"point": {}, "label": "x", "val_scores": [0.5],
+                                    "val_score": "high"}]}  # fmt: skip
+    (tmp_path / "selection.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"grid"):
+        read_selection(tmp_path)
