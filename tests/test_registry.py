@@ -7,7 +7,7 @@ import pytest
 
 from mr2 import backbones, data, models
 from mr2._registry import Registry, keyword_options
-from mr2.engine import procedures
+from mr2.engine import executors, loggers, procedures, schedule
 from mr2.losses.registry import LOSSES
 
 
@@ -18,6 +18,10 @@ def test_every_kind_uses_the_one_registry():
         "backbone": (backbones.BACKBONES, "clip", "clipp"),
         "dataset": (data.LOADERS, "fashion_mnist", "fashion_mnis"),
         "procedure": (procedures.PROCEDURES, "jtt", "jt"),
+        "executor": (executors.EXECUTORS, "pool", "pol"),
+        "logger": (loggers.LOGGERS, "tensorboard", "tensorbord"),
+        "optimiser": (schedule.OPTIMISERS, "adamw", "adamv"),
+        "schedule": (schedule.SCHEDULES, "cosine", "cosin"),
     }
     for kind, (registry, name, typo) in registries.items():
         assert isinstance(registry, Registry) and registry.kind == kind
@@ -30,6 +34,9 @@ def test_every_kind_uses_the_one_registry():
             ValueError, match=rf"{kind} '{name}' does not take option\(s\) \['zz'\]"
         ):
             registry.check_options(name, {"zz": 1})
+        # the same message, without raising, for config checks
+        assert registry.problems(typo, "here") == [f"here: {registry.unknown(typo)}"]
+        assert f"unknown {kind} '{typo}' (did you mean '{name}'?)" in registry.unknown(typo)
     assert models.options("resnet32") == {
         "depth",
         "width",
@@ -56,3 +63,17 @@ def test_registry_by_hand():
         reg.register("a", factory)
     assert dict(reg) == {"a": factory, "b": reg["b"]} and len(reg) == 2
     assert keyword_options(lambda x, *a, y=1, **k: 0, set()) == {"x", "y"}
+
+
+def test_a_missing_package_is_named_without_raising(monkeypatch):
+    reg = Registry("thing")
+    reg.register("plain", lambda: 1, "needs nothing")
+    reg.register("fancy", lambda: 2, "needs two", needs=("json", "mr2_no_such_package"))
+    assert reg.problems("plain", "thing.name") == []
+    assert reg.missing_package("fancy") == "mr2_no_such_package"
+    assert reg.problems("fancy", "thing.name", "pip install it") == [
+        "thing.name = 'fancy' needs mr2_no_such_package: pip install it"
+    ]
+    assert reg.problems("fanci", "thing.name") == [
+        "thing.name: unknown thing 'fanci' (did you mean 'fancy'?); available: fancy, plain"
+    ]
