@@ -155,7 +155,7 @@ def test_probe_trains_on_cached_features_equal_to_the_backbones(tmp_path, backbo
     from mr2.engine.diagnose import diagnose_run
 
     diag = diagnose_run(tmp_path / "probe")
-    assert len(diag["spread"]) == 3 and _entries(tmp_path) == entries
+    assert len(diag.spread) == 3 and _entries(tmp_path) == entries
 
 
 def test_cache_is_invalidated_by_backbone_and_preprocessing_only(tmp_path):

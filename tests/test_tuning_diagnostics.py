@@ -95,7 +95,7 @@ def test_diagnose_feature_file_and_run(tmp_path, capsys):
     assert cli.main(["diagnose", "--features", str(tmp_path / "f.npz")]) == 0
     saved = json.loads((tmp_path / "diagnose.json").read_text())
     direct = diagnose_features(feats, labels, preds)
-    assert saved["spread"] == pytest.approx(direct["spread"])
+    assert saved == direct.to_dict() and saved["spread"] == pytest.approx(direct.spread)
     assert saved["spread"][2] > saved["spread"][0]
     assert (tmp_path / "spread_vs_accuracy.png").is_file()
     cfg = tiny_config()

@@ -99,7 +99,7 @@ def _demo(args) -> int:
 def _diagnose(args) -> int:
     extras.require("report", "mr2 diagnose (correlations and their plot)")
     out = run_diagnose(args.run, args.features, args.split, args.out)
-    print(f"spread vs accuracy: {out['result'].get('correlation')}; {out['json']}")
+    print(f"spread vs accuracy: {out.result.correlation}; {out.json}")
     return 0
 
 

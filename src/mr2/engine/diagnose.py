@@ -4,18 +4,25 @@ optionally predictions or logits in an .npz)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from mr2.engine.saved import load_saved_run
 from mr2.io import save_json
-from mr2.report.diagnostics import diagnose_features, diagnose_plot
+from mr2.report.diagnostics import Diagnosis, diagnose_features, diagnose_plot
 
 
-def diagnose_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
+@dataclass(frozen=True)
+class Diagnosed:
+    result: Diagnosis
+    json: Path
+    plot: Path | None  # None without predictions (a feature file without them)
+
+
+def diagnose_run(run_dir: str | Path, split: str = "test") -> Diagnosis:
     """Load a run's config and final model, compute features on ``split`` (val or test)."""
 
     run = load_saved_run(run_dir, split)
@@ -25,13 +32,12 @@ def diagnose_run(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     logits = torch.cat([o[0] for o in outs])
     features = torch.cat([o[1] for o in outs])
     out = diagnose_features(features, data.y, logits.argmax(1), dataset.num_classes)
-    out["class_names"], out["split"] = dataset.class_names, split
-    return out
+    return replace(out, class_names=dataset.class_names, split=split)
 
 
 def run_diagnose(
     run: str | None, features: str | None, split: str = "test", out: str | None = None
-) -> dict[str, Any]:
+) -> Diagnosed:
     """``mr2 diagnose``: from a run directory or a feature file; writes diagnose.json and,
     when accuracies are known, spread_vs_accuracy.png."""
     if (run is None) == (features is None):
@@ -52,6 +58,6 @@ def run_diagnose(
             result = diagnose_features(d["features"], d["labels"], preds)
         folder = Path(out or path.parent)
     folder.mkdir(parents=True, exist_ok=True)
-    save_json(result, folder / "diagnose.json")
-    png = diagnose_plot(result, folder / "spread_vs_accuracy.png") if "accuracy" in result else None
-    return {"result": result, "json": folder / "diagnose.json", "plot": png}
+    save_json(result.to_dict(), folder / "diagnose.json")
+    png = diagnose_plot(result, folder / "spread_vs_accuracy.png") if result.accuracy else None
+    return Diagnosed(result, folder / "diagnose.json", png)

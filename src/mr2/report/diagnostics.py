@@ -4,6 +4,7 @@ features come from ``mr2.engine.diagnose``)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,28 @@ def spread_table(summary: ReportSummary) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Diagnosis:
+    """Per-class feature statistics of one split (``mr2 diagnose``'s diagnose.json):
+    samples, ||mu_k||^2 and spread ||s_k||^2, with the per-class accuracy and its
+    correlation with the spread when predictions were given."""
+
+    count: list[float]
+    norm_sq: list[float]
+    spread: list[float]
+    accuracy: list[float] | None = None
+    correlation: dict[str, float] | None = None
+    class_names: list[str] | None = None
+    split: str | None = None  # of a run: "val" or "test"
+
+    def to_dict(self) -> dict[str, Any]:
+        """As written to diagnose.json: fields that do not apply are left out."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
 def diagnose_features(
     features: Any, labels: Any, preds: Any = None, num_classes: int | None = None
-) -> dict[str, Any]:
+) -> Diagnosis:
     """Per-class spread ||s_k||^2, ||mu_k||^2, accuracy (if predictions are given) and their
     correlation, from a feature matrix (N, D) and labels (N,)."""
     f = torch.as_tensor(np.asarray(features), dtype=torch.float64)
@@ -81,34 +101,29 @@ def diagnose_features(
         raise ValueError("the feature file holds no samples (features and labels are empty)")
     k = num_classes or int(y.max()) + 1
     count, norm_sq, spread = class_statistics(f, y, k)
-    out: dict[str, Any] = {
-        "count": count.tolist(),
-        "norm_sq": norm_sq.tolist(),
-        "spread": spread.tolist(),
-    }
-    if preds is not None:
-        p = torch.as_tensor(np.asarray(preds))
-        p = (
-            p.argmax(1)
-            if p.dim() == 2
-            else torch.from_numpy(_checks.integer_labels(preds, "preds"))
-        )
-        acc = classwise_accuracy(p, y, k)
-        out["accuracy"] = acc.tolist()
-        out["correlation"] = correlations(spread.numpy(), acc.numpy())
-    return out
+    found = Diagnosis(count.tolist(), norm_sq.tolist(), spread.tolist())
+    if preds is None:
+        return found
+    p = torch.as_tensor(np.asarray(preds))
+    p = p.argmax(1) if p.dim() == 2 else torch.from_numpy(_checks.integer_labels(preds, "preds"))
+    acc = classwise_accuracy(p, y, k)
+    return replace(
+        found, accuracy=acc.tolist(), correlation=correlations(spread.numpy(), acc.numpy())
+    )
 
 
-def diagnose_plot(result: dict[str, Any], path: Path) -> Path:
+def diagnose_plot(result: Diagnosis, path: Path) -> Path:
+    if result.accuracy is None or result.correlation is None:
+        raise ValueError("the spread-vs-accuracy plot needs the per-class accuracy (predictions)")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    acc = np.asarray(result["accuracy"]) * 100
-    ax.scatter(result["spread"], acc)
-    names = result.get("class_names") or [str(i) for i in range(len(acc))]
+    acc = np.asarray(result.accuracy) * 100
+    ax.scatter(result.spread, acc)
+    names = result.class_names or [str(i) for i in range(len(acc))]
     if len(acc) <= 30:
-        for x, yv, n in zip(result["spread"], acc, names, strict=True):
+        for x, yv, n in zip(result.spread, acc, names, strict=True):
             ax.annotate(n, (x, yv), fontsize=7)
-    c = result["correlation"]
+    c = result.correlation
     ax.set_title(f"spread vs accuracy: Pearson {c['pearson']:+.2f}, Spearman {c['spearman']:+.2f}")
     ax.set_xlabel("feature spread ||s_k||^2")
     ax.set_ylabel("accuracy (%)")
