@@ -28,7 +28,8 @@ def _evidence(s: SplitScores) -> ClassEvidence:
 def rankings(end: WiseRow) -> dict[str, HardRanking]:
     """Validation rows are ranked on the fine-tuned model's validation accuracy (selection
     happens there); test rows on it too, or on its cross-fitted test halves without one."""
-    assert end.test is not None, "a WiSE-FT run is scored on its test split"
+    if end.test is None:
+        raise ValueError("WiSE-FT needs the run's test split (it has no test samples)")
     val = end.val.per_class if end.val else None
     ranking = choose_ranking({0: ClassEvidence.of(end.test.per_class, val, end.test.halves)})
     if end.val is None:
