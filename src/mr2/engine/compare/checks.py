@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from mr2.engine import executors, identity, validate
-from mr2.engine.compare.plan import grid_points, methods, point_label, run_config
+from mr2.engine.compare.plan import (
+    grid_points,
+    methods,
+    point_label,
+    run_config,
+    unknown_method,
+)
 from mr2.engine.config import RunConfig
 
 
@@ -65,10 +71,7 @@ def check_compare(cfg: RunConfig) -> None:
         errors.append("compare.wise_alphas needs a pre-trained backbone (model.name)")
     for method in cfg.compare.methods:
         if method not in methods():
-            errors.append(
-                f"compare.methods: unknown method {method!r}"
-                f"{validate.suggest(method, methods())}; available: {', '.join(methods())}"
-            )
+            errors.append(unknown_method(method))
             continue
         points: list[dict[str, Any]] = [{}]
         if method in cfg.compare.grid:

@@ -8,14 +8,23 @@ import re
 from typing import Any
 
 from mr2 import losses
+from mr2._registry import suggest
 from mr2.comparison import PlannedRun
-from mr2.engine import procedures, validate
+from mr2.engine import procedures
 from mr2.engine.config import RunConfig
 
 
 def methods() -> list[str]:
     """Everything ``compare.methods`` accepts: every loss and every loop-level procedure."""
     return sorted(set(losses.available()) | (set(procedures.PROCEDURES) - {"standard"}))
+
+
+def unknown_method(method: str) -> str:
+    """The one message for a method ``compare.methods`` does not know."""
+    return (
+        f"compare.methods: unknown method {method!r}{suggest(method, methods())}; "
+        f"available: {', '.join(methods())}"
+    )
 
 
 def run_config(
@@ -31,10 +40,7 @@ def run_config(
     optional ``loss`` and ``loss_options`` (JTT and LfF train with cross-entropy, DRW with
     LDAM by default)."""
     if method not in methods():
-        raise ValueError(
-            f"compare.methods: unknown method {method!r}{validate.suggest(method, methods())}; "
-            f"available: {', '.join(methods())}"
-        )
+        raise ValueError(unknown_method(method))
     opts = dict(cfg.compare.options.get(method, {}) if options is None else options)
     run = copy.deepcopy(cfg)
     if method in procedures.PROCEDURES:
