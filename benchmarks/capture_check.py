@@ -185,6 +185,12 @@ def main() -> None:
     ap.add_argument("--backend", default="inductor")
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--keep-compiled",
+        action="store_true",
+        help="keep compiled graphs from one shape to the next (default: torch.compiler.reset() "
+        "before each shape; two shapes in one process without it once failed on an H200)",
+    )
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -192,6 +198,8 @@ def main() -> None:
     rows = []
     for text in args.shapes:
         shape = tuple(int(x) for x in text.split(","))
+        if not args.keep_compiled:
+            torch.compiler.reset()
         ms = timings(shape, device, args.backend, mode, args.repeats)
         worst = agreement(shape, device, args.backend, cuda)
         agrees = all(v <= args.tol for v in worst.values())
@@ -199,7 +207,8 @@ def main() -> None:
         rows.append({**row, "no_sync": no_sync(shape, device)})
     print(table(rows, cuda))
     out = args.out or Path(__file__).parent / "results" / f"capture_{device.type}.json"
-    save({"meta": describe(args.device), "backend": args.backend, "mode": mode, "rows": rows}, out)
+    settings = {"backend": args.backend, "mode": mode, "keep_compiled": args.keep_compiled}
+    save({"meta": describe(args.device), **settings, "rows": rows}, out)
     if not all(r["agrees"] and r["no_sync"] is not False for r in rows):
         sys.exit("capture_check: a compiled or captured step disagrees with eager, or syncs")
 

@@ -142,8 +142,19 @@ def test_gpu_lease_tiny_checks_then_no_study_without_time(tmp_path):
     done = _run("gpu_lease.sh", {"RESULTS": str(tmp_path), "BUDGET_S": "30"}, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     text = (tmp_path / "lease.md").read_text()
-    for step in ("triton_kernels", "loss_speed", "capture"):
+    for step in ("triton_kernels", "loss_speed", "capture", "capture_kept"):
         assert f"({step}: exit 0," in text, text
     assert '"device": "cpu"' in text and "\nok\n" in text  # the machine; the kernels agree
     assert "no time left for the study" in text and not (tmp_path / "study").exists()
-    assert json.loads((tmp_path / "capture_cpu.json").read_text())["rows"][0]["agrees"]
+    for name, kept in (("capture", False), ("capture_kept", True)):
+        capture = json.loads((tmp_path / f"{name}_cpu.json").read_text())
+        assert capture["keep_compiled"] is kept and len(capture["rows"]) == 2
+        assert all(row["agrees"] for row in capture["rows"])
+
+
+def test_gpu_lease_runs_only_the_steps_asked_for(tmp_path):
+    done = _run("gpu_lease.sh", {"RESULTS": str(tmp_path), "BUDGET_S": "1", "STEPS": "capture"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = (tmp_path / "lease.md").read_text()
+    assert "(capture: exit 0," in text and "triton_kernels" not in text
+    assert "loss_speed" not in text and "capture_kept" not in text
