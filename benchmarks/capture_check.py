@@ -151,7 +151,9 @@ def no_sync(shape, device) -> bool | None:
         torch.cuda.set_sync_debug_mode("default")
 
 
-def timings(shape, device, backend: str, mode: str | None, repeats: int) -> dict[str, float]:
+def timings(
+    shape, device, backend: str, mode: str | None, repeats: int, hand: bool = True
+) -> dict[str, float]:
     _b, k, d = shape
     torch.manual_seed(0)
     head = nn.Linear(d, k).to(device)
@@ -163,15 +165,18 @@ def timings(shape, device, backend: str, mode: str | None, repeats: int) -> dict
         steps[f"{name} eager"](f, y)
         fn = torch.compile(loss, fullgraph=True, backend=backend, mode=mode)
         steps[f"{name} compiled"] = make_step(fn, head, takes)
-        if device.type == "cuda":
+        if device.type == "cuda" and hand:
             steps[f"{name} captured"] = captured(make_step(loss, head, takes), f, y)
     times: dict[str, list[float]] = {name: [] for name in steps}
     for rep in range(repeats + 3):
         for name, step in steps.items():
             sync(device)
             t0 = time.perf_counter()
-            step(f, y)
-            sync(device)
+            try:
+                step(f, y)
+                sync(device)
+            except RuntimeError as e:  # which step a CUDA fault surfaced in
+                raise RuntimeError(f"{name} step at {shape}, repeat {rep}: {e}") from e
             if rep >= 3:
                 times[name].append(time.perf_counter() - t0)
     return {name: 1e3 * statistics.median(t) for name, t in times.items()}
@@ -185,6 +190,8 @@ def main() -> None:
     ap.add_argument("--backend", default="inductor")
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--mode", default=None, help="torch.compile mode (CUDA: reduce-overhead)")
+    ap.add_argument("--no-hand-capture", action="store_true", help="leave the captured steps out")
     ap.add_argument(
         "--keep-compiled",
         action="store_true",
@@ -194,20 +201,22 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    mode = "reduce-overhead" if cuda and args.backend == "inductor" else None
+    mode = args.mode or ("reduce-overhead" if cuda and args.backend == "inductor" else None)
+    hand = cuda and not args.no_hand_capture
     rows = []
     for text in args.shapes:
         shape = tuple(int(x) for x in text.split(","))
         if not args.keep_compiled:
             torch.compiler.reset()
-        ms = timings(shape, device, args.backend, mode, args.repeats)
-        worst = agreement(shape, device, args.backend, cuda)
+        ms = timings(shape, device, args.backend, mode, args.repeats, hand)
+        worst = agreement(shape, device, args.backend, hand)
         agrees = all(v <= args.tol for v in worst.values())
         row = {"shape": shape, "ms": ms, "max_relative_diff": worst, "agrees": agrees}
         rows.append({**row, "no_sync": no_sync(shape, device)})
     print(table(rows, cuda))
     out = args.out or Path(__file__).parent / "results" / f"capture_{device.type}.json"
     settings = {"backend": args.backend, "mode": mode, "keep_compiled": args.keep_compiled}
+    settings["hand_capture"] = hand
     save({"meta": describe(args.device), **settings, "rows": rows}, out)
     if not all(r["agrees"] and r["no_sync"] is not False for r in rows):
         sys.exit("capture_check: a compiled or captured step disagrees with eager, or syncs")
