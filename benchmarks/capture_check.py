@@ -152,7 +152,7 @@ def no_sync(shape, device) -> bool | None:
 
 
 def timings(
-    shape, device, backend: str, mode: str | None, repeats: int, hand: bool = True
+    shape, device, backend: str, mode: str | None, repeats: int, hand: bool
 ) -> dict[str, float]:
     _b, k, d = shape
     torch.manual_seed(0)
@@ -162,11 +162,14 @@ def timings(
     for name, loss in (("ce", F.cross_entropy), ("mr2", MR2Loss(k, validate=False).to(device))):
         takes = name == "mr2"
         steps[f"{name} eager"] = make_step(loss, head, takes)
-        steps[f"{name} eager"](f, y)
-        fn = torch.compile(loss, fullgraph=True, backend=backend, mode=mode)
+        steps[f"{name} eager"](f, y)  # sizes the statistics: the copies below start sized
+        # the compiled and captured steps get their own copy of the loss (as in
+        # `agreement`): two CUDA-graph mechanisms mutating one module's buffers in one
+        # process faulted on an H200 (benchmarks/results/gpu_lease_h200.md)
+        fn = torch.compile(copy.deepcopy(loss), fullgraph=True, backend=backend, mode=mode)
         steps[f"{name} compiled"] = make_step(fn, head, takes)
-        if device.type == "cuda" and hand:
-            steps[f"{name} captured"] = captured(make_step(loss, head, takes), f, y)
+        if hand:
+            steps[f"{name} captured"] = captured(make_step(copy.deepcopy(loss), head, takes), f, y)
     times: dict[str, list[float]] = {name: [] for name in steps}
     for rep in range(repeats + 3):
         for name, step in steps.items():
@@ -213,7 +216,7 @@ def main() -> None:
         agrees = all(v <= args.tol for v in worst.values())
         row = {"shape": shape, "ms": ms, "max_relative_diff": worst, "agrees": agrees}
         rows.append({**row, "no_sync": no_sync(shape, device)})
-    print(table(rows, cuda))
+    print(table(rows, hand))
     out = args.out or Path(__file__).parent / "results" / f"capture_{device.type}.json"
     settings = {"backend": args.backend, "mode": mode, "keep_compiled": args.keep_compiled}
     settings["hand_capture"] = hand
@@ -222,8 +225,8 @@ def main() -> None:
         sys.exit("capture_check: a compiled or captured step disagrees with eager, or syncs")
 
 
-def table(rows: list[dict], cuda: bool) -> str:
-    kinds = ["eager", "compiled", *(["captured"] if cuda else [])]
+def table(rows: list[dict], hand: bool) -> str:
+    kinds = ["eager", "compiled", *(["captured"] if hand else [])]
     head = " | ".join(f"CE / MR² {k} ms" for k in kinds)
     lines = [
         f"| B, K, D | {head} | MR² / CE eager (target 1.5x) | MR² / CE best of compiled, "

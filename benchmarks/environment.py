@@ -17,12 +17,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def commit() -> str:
-    """The commit measured: ``$MR2_COMMIT`` (set where the tree travels without .git, e.g.
-    to a GPU machine), else ``git rev-parse``, else "unknown"."""
+    """The commit measured: ``$MR2_COMMIT`` (set where the tree travels without its .git,
+    e.g. to a GPU machine), else git's short hash, "-dirty" when the files differ from it
+    (a copied tree beside an older .git), else "unknown"."""
     if os.environ.get("MR2_COMMIT"):
         return os.environ["MR2_COMMIT"]
     done = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty", "--abbrev=7"],
+        capture_output=True,
+        text=True,
     )
     return done.stdout.strip() or "unknown"
 

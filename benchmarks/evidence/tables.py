@@ -38,6 +38,12 @@ ROOT = HERE.parent.parent
 # (title, per-class CSV relative to the repository, controls to compare MR² with)
 STUDIES = [
     (
+        "CIFAR-10, all 45,000 training images on one H200, a longer budget: airbench at half "
+        "width, 30 epochs, bf16; ERM, MR² (defaults), group DRO (step 0.1, from the 12-epoch "
+        "study's validation); 10 seeds",
+        "benchmarks/cifar10/gpu_long_report/per_class.csv",
+    ),
+    (
         "CIFAR-10, all 45,000 training images on one H200: airbench at half width (32-64-128), "
         "12 epochs, bf16, settings on validation; seeds 0-7 (focal 0-6) in a 410 s budget",
         "benchmarks/cifar10/gpu_per_class.csv",
