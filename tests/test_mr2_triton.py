@@ -25,3 +25,18 @@ def test_kernels_match_the_pytorch_path_and_a_step_is_at_most_60_operations():
     ops = int(next(line for line in done.stdout.splitlines() if line.startswith("ops")).split()[1])
     assert ops <= 60, done.stdout
     assert "['scatter', 'finish']" in done.stdout  # the step really ran the kernels
+
+
+def test_mr2_triton_0_switches_the_kernels_off(monkeypatch):
+    """Where the kernels would run (here: the interpreter standing in for a GPU),
+    ``MR2_TRITON=0`` takes the PyTorch path; a statistic too big for one program does too."""
+    import torch
+
+    monkeypatch.setattr(mr2_triton, "INTERPRETED", True)
+    sums, f = torch.zeros(10, 2 + 16, dtype=torch.float64), torch.zeros(4, 16)
+    monkeypatch.setenv("MR2_TRITON", "1")
+    assert mr2_triton.usable(sums, f)
+    big = torch.zeros(1000, 2 + 2048, dtype=torch.float64)
+    assert not mr2_triton.usable(big, torch.zeros(4, 2048))
+    monkeypatch.setenv("MR2_TRITON", "0")
+    assert not mr2_triton.usable(sums, f)
