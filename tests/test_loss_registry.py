@@ -135,3 +135,46 @@ def test_integer_labels_of_any_width_give_the_int64_loss(name, dtype):
     want = losses.create(name, num_classes=K)(logits, features, y)
     got = losses.create(name, num_classes=K)(logits, features, y.to(dtype))
     assert torch.equal(got, want)
+
+
+def test_mr2_options_are_range_checked_without_building_the_loss(monkeypatch):
+    from mr2.losses import registry
+
+    monkeypatch.setattr(registry, "create", lambda *a, **k: pytest.fail("the loss was built"))
+    assert losses.problems("mr2", {"ema_decay": 1.5}) == [
+        "loss.options: ema_decay must lie in [0, 1), got 1.5"
+    ]
+    assert losses.problems("mr2_logit", {"c_bar": 0.0}, where="methods.x") == [
+        "methods.x.options: c_bar must be > 0 and finite, got 0.0"
+    ]
+    assert losses.problems("mr2_rep", {}, preset="official") == []  # its fixed options kept
+    assert losses.problems("mr2", {"ema_decay": "high"}) == [
+        "loss.options.ema_decay: expected float, got 'high'"
+    ]
+
+
+def test_mr2loss_raises_what_the_check_reports():
+    from mr2.losses import mr2_options
+
+    bad_values = [
+        {"ema_decay": 1.0}, {"norm_p": 0.5}, {"norm_p": float("inf")}, {"lambda_rep": -1.0},
+        {"c_bar": float("nan")}, {"rep_temperature": "hot"}, {"rep_temperature": 0.0},
+        {"margin_statistic": "median"}, {"label_smoothing": 1.0}, {"rep_reduction": "batch"},
+        {"reduction": "max"},
+    ]  # fmt: skip
+    for bad in bad_values:
+        (message,) = mr2_options.problems(bad)
+        with pytest.raises(ValueError) as err:
+            losses.MR2Loss(10, **bad)
+        assert str(err.value) == message
+    assert mr2_options.problems({}) == []  # the defaults are in range
+
+
+def test_a_loss_without_a_check_of_its_own_is_built_on_dummy_sizes():
+    assert losses.problems("focal", {"gamma": -1.0}) == [
+        "loss.options: gamma must be >= 0, got -1.0"
+    ]
+    assert losses.problems("mr3", {}) == [
+        "loss.name: unknown loss 'mr3' (did you mean 'mr2'?); available: "
+        + ", ".join(losses.available())
+    ]

@@ -77,3 +77,69 @@ def test_a_missing_package_is_named_without_raising(monkeypatch):
     assert reg.problems("fanci", "thing.name") == [
         "thing.name: unknown thing 'fanci' (did you mean 'fancy'?); available: fancy, plain"
     ]
+
+
+def test_an_entry_checks_option_names_then_types_then_its_own_ranges(monkeypatch):
+    seen = []
+
+    def factory(k, *, rate: float = 0.5, mode: str = "a", steps: int | None = None,
+                limit: float | str = "auto"):  # fmt: skip
+        return k
+
+    def below_one(_name, options):
+        seen.append(dict(options))
+        rate = options.get("rate", 0.5)
+        return [] if rate < 1 else [f"rate must be below 1, got {rate}"]
+
+    reg = Registry("widget", exclude=("k",))
+    reg.register("w", factory, check=below_one)
+    assert reg.option_problems("w", {"rte": 0.1}, "w.options") == [
+        "w.options.rte: widget 'w' does not take it (did you mean 'rate'?); "
+        "accepted: ['limit', 'mode', 'rate', 'steps']"
+    ]
+    assert reg.option_problems("w", {"rate": "x", "steps": 1.5, "mode": 1, "limit": 3}, "o") == [
+        "o.rate: expected float, got 'x'",
+        "o.steps: expected int or None, got 1.5",
+        "o.mode: expected str, got 1",
+    ]  # in the order given
+    assert seen == []  # the entry's own check runs only on known names of the right types
+    assert reg.option_problems("w", {"rate": 2, "limit": "auto"}, "o") == [
+        "o: rate must be below 1, got 2"
+    ]
+    assert reg.option_problems("w", {"rate": 0.2, "steps": None, "limit": 0.3}, "o") == []
+    # the signature is read once per entry, however often the options are asked for
+    import inspect
+
+    reads = []
+    real = inspect.signature
+    monkeypatch.setattr(inspect, "signature", lambda f, *a, **k: reads.append(f) or real(f))
+    for _ in range(3):
+        reg.options("w")
+        reg.option_problems("w", {"rate": 0.1}, "o")
+        reg.create("w", 1, rate=0.1)
+    assert reads == []
+
+
+def test_a_family_entry_holds_every_name_with_its_prefix():
+    reg = Registry("model")
+    reg.register("own", lambda *, width=1: ("own", width), "mine")
+    reg.register(
+        "lib:",
+        lambda name, *args, **options: (name, args, options),
+        "a library's",
+        family=True,
+        needs="json",
+        member_problem=lambda n: None if n == "lib:a" else f"lib has no {n[4:]!r}",
+        check=lambda _n, o: [] if o.get("size", 1) > 0 else ["size must be > 0"],
+    )
+    assert reg.available() == ["own"] and reg.families() == ["lib:"]
+    assert "lib:a" in reg and "lib:zz" in reg and "other:a" not in reg and "lib" not in reg
+    assert reg.create("lib:a", 3, size=2) == ("lib:a", (3,), {"size": 2})  # the name first
+    assert reg.problems("lib:b", "model.name") == ["model.name: lib has no 'b'"]
+    assert reg.problems("lib:a", "model.name") == []
+    assert reg.option_problems("lib:a", {"anything": 1}, "o") == []  # names go unchecked
+    assert reg.option_problems("lib:a", {"size": 0}, "o") == ["o: size must be > 0"]
+    assert reg.unknown("owm", "model.name", also=["clip"]) == (
+        "model.name: unknown model 'owm' (did you mean 'own'?); available: clip, own, or lib:<name>"
+    )
+    assert reg.describe() == {"own": "mine", "lib:<name>": "a library's"}

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 from mr2._registry import Registry
 from mr2.backbones.base import Backbone, Preprocess, state_sha256
 from mr2.backbones.clip import create_clip
@@ -14,9 +12,9 @@ from mr2.backbones.wiseft import interpolate
 from mr2.backbones.zeroshot import imagenet_class_names, templates, zero_shot_weights
 
 BACKBONES = Registry("backbone", exclude=("num_classes", "class_names"))
-BACKBONES.register("clip", create_clip, package="open_clip")
-BACKBONES.register("mae", create_mae, package="timm")
-BACKBONES.register("moco_v2", create_moco, package="torchvision")
+BACKBONES.register("clip", create_clip, needs="open_clip")
+BACKBONES.register("mae", create_mae, needs="timm")
+BACKBONES.register("moco_v2", create_moco, needs="torchvision")
 
 
 def available() -> list[str]:
@@ -25,8 +23,7 @@ def available() -> list[str]:
 
 def missing_package(name: str) -> str | None:
     """The package backbone ``name`` is built with, if it is not installed (else None)."""
-    package = BACKBONES.entry(name).extra["package"]
-    return None if importlib.util.find_spec(package) else package
+    return BACKBONES.missing_package(name)
 
 
 def options(name: str) -> set[str]:

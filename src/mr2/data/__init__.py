@@ -30,7 +30,7 @@ LOADERS.register(
     "cifar10_jpeg",
     partial(load_cifar10_jpeg, "cifar10_jpeg"),
     "all of CIFAR-10 as JPEG bytes",
-    problems=jpeg_problems,  # the file's checksum, checked before anything trains
+    check=lambda _name, options: jpeg_problems(**options),  # the checksum, before training
 )
 LOADERS.register("npz", partial(load_npz, "npz"), "arrays from a .npz file")
 LOADERS.register("folder", partial(load_folder, "folder"), "an image folder per class")
@@ -48,8 +48,8 @@ def options(name: str) -> set[str]:
 def problems(name: str, **kwargs) -> list[str]:
     """What a dataset's own check finds wrong with its options (e.g. a file's checksum)
     before anything is loaded; [] for datasets without one."""
-    check = LOADERS.entry(name).extra.get("problems")
-    return check(**kwargs) if check else []
+    check = LOADERS.entry(name).check
+    return check(name, kwargs) if check else []
 
 
 def load(name: str, **kwargs) -> Dataset:

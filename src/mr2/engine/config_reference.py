@@ -84,8 +84,7 @@ def names() -> str:
     """The names each ``*.name`` key (and the comparison's methods) accepts."""
     kinds = [
         ("`data.name`", mr2_data.LOADERS.describe()),
-        ("`model.name` (mr2's models and the backbones; also `timm:<name>`, "
-         "`torchvision:<name>` and registered ones)",
+        ("`model.name` (mr2's models, libraries' and registered ones, and the backbones)",
          {**models.MODELS.describe(), **backbones.BACKBONES.describe()}),
         ("`loss.name`, `compare.methods`", loss_registry.LOSSES.describe()),
         ("`train.procedure` (also run by name in `compare.methods`)",

@@ -213,12 +213,12 @@ class LfF(Procedure):
 
 PROCEDURES = Registry("procedure")
 for _name, _cls in (("standard", Procedure), ("jtt", JTT), ("lff", LfF), ("drw", DRW)):
-    PROCEDURES.register(_name, _cls, options=set(_cls.defaults), defaults_of=_cls.defaults)
+    PROCEDURES.register(_name, _cls, options=dict(_cls.defaults))
 
 
 def defaults(name: str) -> dict[str, Any]:
     """Procedure ``name``'s options with their default values."""
-    return dict(PROCEDURES.entry(name).extra["defaults_of"])
+    return {key: option.default for key, option in PROCEDURES.spec(name).items()}
 
 
 DEFAULT_LOSS = {"jtt": "ce", "lff": "ce", "drw": "ldam"}

@@ -21,7 +21,6 @@ from mr2.engine.context import Context, setup
 from mr2.engine.evaluate import evaluate
 from mr2.engine.features import fit_to_backbone
 from mr2.engine.schedule import make_optimizer
-from mr2.engine.validate import BACKBONE_NAMES
 from mr2.metrics import ClasswiseResult
 
 
@@ -44,7 +43,7 @@ def load_data(cfg: RunConfig) -> mr2_data.Dataset:
 
 
 def is_backbone(cfg: RunConfig) -> bool:
-    return cfg.model.name in BACKBONE_NAMES
+    return cfg.model.name in backbones.BACKBONES
 
 
 def create_model(cfg: RunConfig, dataset: mr2_data.Dataset) -> nn.Module:

@@ -1,9 +1,10 @@
 """Checking a whole configuration before any data is loaded or any directory written.
 
-``check_run`` covers one run: every registry name (dataset, model or backbone, loss,
-procedure), every option against the factory that will receive it (names, value types
-against the factory's defaults, then ranges by building the loss once on a dummy class
-count), and the ranges of the optimiser, schedule and training settings. ``check_compare``
+``check_run`` covers one run: every name a registry holds (dataset, model or backbone,
+loss, procedure, optimiser, schedule, loggers) and every option against the entry that
+will receive it (``Registry.option_problems``: names, value types against the entry's
+defaults, then the entry's own check of ranges), and the ranges of the training
+settings. ``check_compare``
 runs it over every run a comparison will train: each method with its options and each
 grid point. All problems are reported together.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
 
 from mr2 import backbones, losses, models
 from mr2 import data as mr2_data
@@ -20,10 +20,6 @@ from mr2._registry import suggest
 from mr2.engine import loggers, procedures, schedule
 from mr2.engine.config import RunConfig
 from mr2.engine.config_rules import range_problems
-from mr2.losses import registry as loss_registry
-from mr2.models import external
-
-BACKBONE_NAMES = tuple(backbones.available())  # their packages are imported when one is built
 
 ENGINE_DATA_KEYS = ("data_dir", "path", "val_fraction", "seed", "train_subset", "allow_download")
 
@@ -56,125 +52,33 @@ def _data(cfg: RunConfig) -> list[str]:
     return errors
 
 
+VISION = "pip install 'mr2[vision]'"
+
+
 def _model(cfg: RunConfig) -> list[str]:
+    """model.name is one of mr2's models, a library's ("timm:<name>") or a pre-trained
+    backbone (the only kind model.probe takes)."""
     m = cfg.model
-    names = sorted([*models.available(), *BACKBONE_NAMES])
-    if external.split(m.name):
-        probe = ["model.probe needs a pre-trained backbone"] if m.probe else []
-        return probe + external.problems(m.name, m.options)
-    if m.name not in names:
+    registry = backbones.BACKBONES if m.name in backbones.BACKBONES else models.MODELS
+    if m.name not in registry:
+        return [models.MODELS.unknown(m.name, "model.name", also=backbones.available())]
+    if found := registry.problems(m.name, "model.name", VISION):
+        return found
+    if m.probe and registry is not backbones.BACKBONES:
         return [
-            f"model.name: unknown model {m.name!r}{suggest(m.name, names)}; available: "
-            f"{', '.join(names)}, or a library's: 'timm:<name>', 'torchvision:<name>'"
+            f"model.probe needs a pre-trained backbone ({', '.join(backbones.available())}), "
+            f"not {m.name!r}"
         ]
-    if m.name in BACKBONE_NAMES:
-        missing = backbones.missing_package(m.name)
-        if missing:
-            return [
-                f"model.name = {m.name!r} needs {missing}, of the 'vision' extra: "
-                "pip install 'mr2[vision]'"
-            ]
-        accepted = backbones.options(m.name)
-    else:
-        if m.probe:
-            return [
-                f"model.probe needs a pre-trained backbone ({', '.join(BACKBONE_NAMES)}), "
-                f"not {m.name!r}"
-            ]
-        accepted = models.options(m.name) or set()
-    return models.problems(m.options) + [
-        f"model.options.{key}: model {m.name!r} does not take it{suggest(key, sorted(accepted))}; "
-        f"accepted: {sorted(accepted)}"
-        for key in m.options
-        if key not in accepted
-    ]
-
-
-def _typed(where: str, value: Any, default: Any) -> str | None:
-    """A message if ``value`` does not have the type of the factory's ``default``."""
-    if default is None or isinstance(default, (list, dict, tuple)):
-        return None
-    want = type(default)
-    if want is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif want is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, want)
-    return None if ok else f"{where}: expected {want.__name__}, got {value!r}"
-
-
-def _options(
-    where: str,
-    owner: str,
-    options: dict[str, Any],
-    defaults: dict[str, Any],
-    text_ok=lambda key: False,
-) -> list[str]:
-    """Unknown option names (with a suggestion) and values of the wrong type (against the
-    factory's defaults; ``text_ok(key)``: the option is annotated to take a string too)."""
-    errors = []
-    for key, value in options.items():
-        if key not in defaults:
-            errors.append(
-                f"{where}.{key}: {owner} does not take it{suggest(key, sorted(defaults))}; "
-                f"accepted: {sorted(defaults)}"
-            )
-        elif isinstance(value, str) and text_ok(key):
-            continue  # e.g. rep_temperature = "auto": the factory checks the value
-        elif (msg := _typed(f"{where}.{key}", value, defaults[key])) is not None:
-            errors.append(msg)
-    return errors
-
-
-def _loss(cfg: RunConfig, where: str = "loss") -> list[str]:
-    name, options = cfg.loss.name, cfg.loss.options
-    if unknown := loss_registry.LOSSES.problems(name, f"{where}.name"):
-        return unknown
-    errors = _options(
-        f"{where}.options",
-        f"loss {name!r}",
-        options,
-        losses.options(name),
-        text_ok=lambda key: loss_registry.accepts_text(name, key),
-    )
-    if "process_group" in options:
-        errors.append(
-            f"{where}.options.process_group: a torch.distributed group is passed in code "
-            "(MR2Loss(..., process_group=group)), not set in a config; under torchrun the "
-            "engine uses the default group"
-        )
-    if cfg.loss.preset and cfg.loss.preset not in losses.presets(name):
-        errors.append(
-            f"{where}.preset: loss {name!r} has no preset {cfg.loss.preset!r}; available: "
-            f"{losses.presets(name) or 'none'}"
-        )
-    if errors:
-        return errors
-    try:  # ranges and combinations: build it once (K and D are dummies here)
-        losses.create(
-            name,
-            num_classes=_dummy_classes(options),
-            preset=cfg.loss.preset,
-            feature_dim=8,
-            **options,
-        )
-    except (TypeError, ValueError) as err:
-        errors.append(f"{where} {name!r} with options {options}: {err}")
-    return errors
-
-
-def _dummy_classes(options: dict[str, Any]) -> int:
-    lengths = [len(v) for v in options.values() if isinstance(v, list)]
-    return lengths[0] if lengths else 10
+    return registry.option_problems(m.name, m.options, "model.options")
 
 
 def _procedure(cfg: RunConfig) -> list[str]:
-    name, options = cfg.train.procedure, cfg.train.procedure_options
+    name = cfg.train.procedure
     if unknown := procedures.PROCEDURES.problems(name, "train.procedure"):
         return unknown
-    defaults = procedures.defaults(name)
-    return _options("train.procedure_options", f"procedure {name!r}", options, defaults)
+    return procedures.PROCEDURES.option_problems(
+        name, cfg.train.procedure_options, "train.procedure_options"
+    )
 
 
 def problems(cfg: RunConfig) -> list[str]:
@@ -185,7 +89,7 @@ def problems(cfg: RunConfig) -> list[str]:
         *loggers.problems(cfg.train.loggers),
         *_data(cfg),
         *_model(cfg),
-        *_loss(cfg),
+        *losses.problems(cfg.loss.name, cfg.loss.options, cfg.loss.preset),
         *_procedure(cfg),
     ]
 

@@ -16,7 +16,15 @@ from mr2.losses.logit_adjustment import LogitAdjustment, logit_adjusted_cross_en
 from mr2.losses.mixed import mixed_loss
 from mr2.losses.mr2 import MR2Loss
 from mr2.losses.mr2_ablations import mr2_logit, mr2_rep
-from mr2.losses.registry import available, create, describe, options, presets, register
+from mr2.losses.registry import (
+    available,
+    create,
+    describe,
+    options,
+    presets,
+    problems,
+    register,
+)
 from mr2.losses.supcon import SupConLoss, supervised_contrastive
 from mr2.losses.vs import VSLoss, vs_loss
 
@@ -49,6 +57,7 @@ __all__ = [
     "mr2_rep",
     "options",
     "presets",
+    "problems",
     "register",
     "supervised_contrastive",
     "vs_loss",

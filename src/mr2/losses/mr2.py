@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from mr2 import _checks, distributed
-from mr2.losses import mr2_gradients, mr2_presets, mr2_soft
+from mr2.losses import mr2_gradients, mr2_options, mr2_presets, mr2_soft
 from mr2.losses import mr2_statistics as stats
 from mr2.losses.mr2_step import MR2Step
 from mr2.losses.mr2_terms import MarginTerms
@@ -114,32 +114,27 @@ class MR2Loss(MR2Step):
         super().__init__(
             num_classes, reduction=reduction, validate=validate, ignore_index=ignore_index
         )
-        if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
-        if not norm_p >= 1.0 or norm_p == float("inf"):
-            raise ValueError(f"norm_p must be a finite p >= 1, got {norm_p}")
-        self.lambda_rep = _checks.check_positive(lambda_rep, "lambda_rep", allow_zero=True)
-        self.c_bar = _checks.check_positive(c_bar, "c_bar")
-        self.ema_decay = float(ema_decay)
-        self.norm_p = float(norm_p)
-        if rep_temperature != "auto":
-            if isinstance(rep_temperature, str):
-                raise ValueError(f"rep_temperature must be > 0 or 'auto', got {rep_temperature!r}")
-            rep_temperature = _checks.check_positive(rep_temperature, "rep_temperature")
-        self.rep_temperature = rep_temperature
-        kinds = ("paper", "centered", "spread")
-        self.margin_statistic = _checks.check_choice(margin_statistic, "margin_statistic", kinds)
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+        errors = mr2_options.problems(
+            dict(ema_decay=ema_decay, norm_p=norm_p, lambda_rep=lambda_rep, c_bar=c_bar,
+                 rep_temperature=rep_temperature, margin_statistic=margin_statistic,
+                 label_smoothing=label_smoothing, rep_reduction=rep_reduction)
+        )  # fmt: skip
+        if errors:
+            raise ValueError("; ".join(errors))
+        self.lambda_rep, self.c_bar = float(lambda_rep), float(c_bar)
+        self.ema_decay, self.norm_p = float(ema_decay), float(norm_p)
+        self.rep_temperature = (
+            rep_temperature if rep_temperature == "auto" else float(rep_temperature)
+        )
+        self.margin_statistic, self.rep_reduction = margin_statistic, rep_reduction
         self.label_smoothing = float(label_smoothing)
-        reductions = ("sample", "class")
-        self.rep_reduction = _checks.check_choice(rep_reduction, "rep_reduction", reductions)
         self.logit_margins = bool(logit_margins)
         self.gather_features = bool(gather_features)
         self.process_group = process_group
         self._register_statistics()
 
     PRESETS = mr2_presets.PRESETS
+    option_problems = staticmethod(mr2_options.problems)  # the registry's check
 
     @classmethod
     def from_preset(

@@ -7,13 +7,13 @@ and the user's models, added with ``register(name, factory)``; ``mr2 --import MO
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 from torch import nn
 
-from mr2._registry import Registry, keyword_options
+from mr2._registry import Registry, signature_options
 from mr2.models import external
 from mr2.models.airbench import AirbenchNet
 from mr2.models.cnn import SmallCNN
@@ -24,14 +24,34 @@ from mr2.models.wrn import WideResNet
 from mr2.with_features import with_features
 
 MODELS = Registry("model", exclude=("input_shape", "num_classes"))
-MODELS.register("mlp", MLP)
-MODELS.register("linear", LinearProbe)
-MODELS.register("cnn", SmallCNN)
-MODELS.register("airbench", AirbenchNet)
-MODELS.register("resnet32", ResNetCifar, defaults={"depth": 32})
-MODELS.register("resnet20", ResNetCifar, defaults={"depth": 20})
-MODELS.register("wrn28_10", WideResNet, defaults={"depth": 28, "width": 10})
-MODELS.register("wrn16_2", WideResNet, defaults={"depth": 16, "width": 2})
+
+
+def _sizes(_name: str, options: Mapping[str, Any]) -> list[str]:
+    return problems(dict(options))
+
+
+def _own(name: str, factory: Callable[..., nn.Module], **kwargs: Any) -> None:
+    MODELS.register(name, factory, check=_sizes, **kwargs)
+
+
+_own("mlp", MLP)
+_own("linear", LinearProbe)
+_own("cnn", SmallCNN)
+_own("airbench", AirbenchNet)
+_own("resnet32", ResNetCifar, defaults={"depth": 32})
+_own("resnet20", ResNetCifar, defaults={"depth": 20})
+_own("wrn28_10", WideResNet, defaults={"depth": 28, "width": 10})
+_own("wrn16_2", WideResNet, defaults={"depth": 16, "width": 2})
+for _prefix, _package in external.LIBRARIES.items():
+    MODELS.register(
+        f"{_prefix}:",
+        external.create,
+        f"{_package}'s classifiers by name ({_prefix}:<name>; options go to its constructor)",
+        family=True,
+        needs=_package,
+        member_problem=external.member_problem,
+        check=external.option_problems,
+    )
 
 
 def available() -> list[str]:
@@ -40,8 +60,9 @@ def available() -> list[str]:
 
 def options(name: str) -> set[str] | None:
     """The options model ``name`` accepts; None for a library's model ("timm:...",
-    "torchvision:..."), whose options go to its constructor (see ``external.problems``)."""
-    return None if external.split(name) else MODELS.options(name)
+    "torchvision:..."), whose options go to its constructor (checked by building it on the
+    meta device: ``external.option_problems``)."""
+    return None if MODELS.entry(name).family else MODELS.options(name)
 
 
 def register(
@@ -70,8 +91,9 @@ def register(
     if ":" in name:
         raise ValueError(f"model names with ':' are a library's ({name!r}); choose another")
     built = factory if returns_features else partial(_with_features, factory)
-    accepted = keyword_options(factory, MODELS.exclude)
-    return MODELS.register(name, built, description, options=accepted)
+    typed = signature_options(factory, MODELS.exclude)  # the wrapper hides the signature
+    MODELS.register(name, built, description, options=typed, check=_sizes)
+    return built
 
 
 def _with_features(factory: Callable[..., nn.Module], *args: Any, **kwargs: Any) -> nn.Module:
@@ -102,9 +124,8 @@ def problems(options: dict) -> list[str]:
 
 def create(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
     """Build model ``name``; ``kwargs`` (e.g. width) override its defaults."""
-    if external.split(name):
-        return external.create(name, tuple(input_shape), num_classes, **kwargs)
-    errors = problems(kwargs)
+    entry = MODELS.entry(name)
+    errors = entry.check(name, kwargs) if entry.check and not entry.family else []
     if errors:
         raise ValueError("; ".join(errors))
     return MODELS.create(name, tuple(input_shape), num_classes, **kwargs)

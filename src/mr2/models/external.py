@@ -9,13 +9,16 @@ The images' channel count is passed to timm (``in_chans``); torchvision's classi
 three channels, so single-channel images are repeated to three.
 
 Names and options are checked before anything trains by building the model on PyTorch's
-``meta`` device (no memory, no weights, no download): ``problems(name, options)``.
+``meta`` device (no memory, no weights, no download): ``member_problem`` and
+``option_problems``, the checks of the model registry's "timm:" and "torchvision:"
+families.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -91,22 +94,29 @@ def create(name: str, input_shape: tuple[int, ...], num_classes: int, **options:
     return RepeatChannels(net) if prefix == "torchvision" and channels == 1 else net
 
 
-def problems(name: str, options: dict[str, Any]) -> list[str]:
-    """What stops ``name`` with ``options`` from being built (package, name, options),
-    found by building it on the meta device without its weights; [] when it builds."""
+def member_problem(name: str) -> str | None:
+    """Why ``name`` ("timm:..." / "torchvision:...") is not one of the library's models
+    (its package missing, or no such model), or None."""
     prefix, model = split(name) or ("", "")
     try:
         known = names(prefix)
     except ImportError as err:
-        return [f"model.name = {name!r}: {err}"]
-    if model not in known:
-        close = difflib.get_close_matches(model, known, n=3, cutoff=0.6)
-        hint = f" (did you mean {', '.join(f'{prefix}:{c}' for c in close)}?)" if close else ""
-        return [f"model.name: {LIBRARIES[prefix]} has no model {model!r}{hint}"]
+        return str(err)
+    if model in known:
+        return None
+    close = difflib.get_close_matches(model, known, n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(f'{prefix}:{c}' for c in close)}?)" if close else ""
+    return f"{LIBRARIES[prefix]} has no model {model!r}{hint}"
+
+
+def option_problems(name: str, options: Mapping[str, Any]) -> list[str]:
+    """What the library's constructor refuses among ``options``, found by building the
+    model on the meta device without its weights; [] when it builds."""
+    prefix, model = split(name) or ("", "")
     trial = {k: v for k, v in options.items() if k not in WEIGHT_OPTIONS}
     try:
         with torch.device("meta"):
             _build(prefix, model, 3, 10, trial)
     except (TypeError, ValueError) as err:  # an option the constructor refuses
-        return [f"model.options for {name!r}: {err}"]
+        return [f"{name!r} does not build with them: {err}"]
     return []

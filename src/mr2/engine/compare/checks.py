@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mr2 import backbones
 from mr2.engine import executors, identity, validate
 from mr2.engine.compare.plan import (
     grid_points,
@@ -67,7 +68,7 @@ def check_compare(cfg: RunConfig) -> None:
             f"compare.reference = {cfg.compare.reference!r} is not among compare.methods "
             f"{cfg.compare.methods}: set compare.reference to the method that ranks the classes"
         )
-    if cfg.compare.wise_alphas and cfg.model.name not in validate.BACKBONE_NAMES:
+    if cfg.compare.wise_alphas and cfg.model.name not in backbones.BACKBONES:
         errors.append("compare.wise_alphas needs a pre-trained backbone (model.name)")
     for method in cfg.compare.methods:
         if method not in methods():

@@ -19,7 +19,7 @@ def register(name: str, description: str, needs: str | None = None) -> Callable[
     imports when it runs (checked before a comparison starts)."""
 
     def wrap(cls: T) -> T:
-        EXECUTORS.register(name, cls, description, options=set(), needs=needs)
+        EXECUTORS.register(name, cls, description, options=set(), needs=needs or ())
         return cls
 
     return wrap
