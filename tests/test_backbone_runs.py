@@ -346,14 +346,14 @@ def test_compare_runs_wise_ft_and_reports_it(tmp_path):
     )
     run_compare(cfg, tmp_path / "cmp", log=lambda *_: None, show_progress=False)
     built = report.build([tmp_path / "cmp"], tmp_path / "cmp")
-    wise = built.summary["wise"]
-    assert sorted(wise) == ["ce", "mr2"] and sorted(wise["mr2"]["alphas"]) == ["0", "0.6", "1"]
+    wise = built.summary.wise
+    assert sorted(wise) == ["ce", "mr2"] and sorted(wise["mr2"].alphas) == ["0", "0.6", "1"]
     # alpha 1 is the fine-tuned model: its row equals the main table's statistics
     for method in ("ce", "mr2"):
-        main_row = built.summary["methods"][method]["summary"]
+        main_row = built.summary.methods[method].summary
         for field in ("overall", "hard", "worst_class"):
-            assert wise[method]["alphas"]["1"][field]["mean"] == pytest.approx(
-                100 * main_row[field]["mean"]
+            assert wise[method].alphas["1"][field].mean == pytest.approx(
+                100 * main_row[field].mean
             )  # the main summary holds fractions
     # one value by hand: alpha 0.6, mr2, seed s's hard third ranked on ce's validation
     # accuracy of the other seed (never on a test accuracy)
@@ -370,7 +370,7 @@ def test_compare_runs_wise_ft_and_reports_it(tmp_path):
         ref = np.asarray(ce_val[1 - s])
         hard = np.argsort(-ref, kind="stable")[-(len(ref) // 3) :]  # the last floor(K / 3)
         hards.append(np.mean(np.asarray(row["test"]["per_class"])[hard]) * 100)
-    assert wise["mr2"]["alphas"]["0.6"]["hard"]["mean"] == pytest.approx(np.mean(hards))
+    assert wise["mr2"].alphas["0.6"]["hard"].mean == pytest.approx(np.mean(hards))
     assert "## WiSE-FT" in (tmp_path / "cmp" / "report.md").read_text()
     with pytest.raises(ValueError, match="needs a pre-trained backbone"):
         bad = _cfg(tmp_path, "moco_v2")
@@ -402,7 +402,7 @@ def test_zero_shot_is_a_method_of_the_comparison(tmp_path, capsys):
     cfg.compare.methods, cfg.compare.seeds, cfg.compare.zero_shot = ["ce"], [0, 1], True
     run_compare(cfg, tmp_path / "cmp", log=lambda *_: None, show_progress=False)
     summary = report.build([tmp_path / "cmp"], tmp_path / "cmp").summary
-    assert sorted(summary["methods"]) == ["ce", "zero_shot"]
+    assert sorted(summary.methods) == ["ce", "zero_shot"]
     for seed in (0, 1):  # independently: the seeded initial model on the test split
         run = json.loads(
             (tmp_path / "cmp" / "zero_shot" / f"seed{seed}" / "result.json").read_text()

@@ -300,9 +300,9 @@ def test_chaos_worker_killed_then_parent_killed_then_resumed(sequential, tmp_pat
     for log in out.rglob("log.jsonl"):  # each epoch trained and logged exactly once
         assert [json.loads(x)["epoch"] for x in log.read_text().splitlines()] == [0, 1, 2]
     built = report.build([out], tmp_path / "R")
-    runs = [(r["method"], r["seed"]) for r in built.summary["runs"]]
+    runs = [(r.method, r.seed) for r in built.summary.runs]
     assert sorted(runs) == [("ce", 0), ("ce", 1), ("mr2", 0), ("mr2", 1)]
-    assert built.summary["missing"] == [] and built.summary["not_compared"] == []
+    assert built.summary.missing == [] and built.summary.not_compared == []
 
 
 class Reversed(executors.Executor):

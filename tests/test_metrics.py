@@ -235,17 +235,17 @@ def test_paired_bootstrap_crossfits_the_hard_third():
     res = paired_bootstrap(t, base, t, 3, n_boot=200)
     # half A ranks class 0 hardest -> scored on half B: gain 0; half B ranks class 1 ->
     # scored on half A: gain 0. Test-ranked it would be 0.5 (class 0 at 50 %).
-    assert res["gain"] == pytest.approx(0.0)
+    assert res.gain == pytest.approx(0.0)
     given = paired_bootstrap(t, base, t, 3, reference=[0.1, 0.9, 0.9], n_boot=200)
-    assert given["gain"] == pytest.approx(0.5)
+    assert given.gain == pytest.approx(0.5)
 
 
 def test_paired_bootstrap():
     preds, targets = predictions(n=400)
     same = paired_bootstrap(preds, preds, targets, 7, n_boot=200)
-    assert same["gain"] == same["lower"] == same["upper"] == 0.0
+    assert same.gain == same.lower == same.upper == 0.0
     better = paired_bootstrap(targets, preds, targets, 7, n_boot=200)  # perfect vs imperfect
-    assert better["gain"] > 0 and better["lower"] > 0 and better["p_one_sided"] == 0.0
+    assert better.gain > 0 and better.lower > 0 and better.p_one_sided == 0.0
 
 
 def test_p_values_are_nan_without_data():

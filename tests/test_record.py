@@ -81,15 +81,14 @@ def test_report_from_a_plain_loop_and_mixed_with_engine_runs(tmp_path, capsys):
                 config={"dataset": "synthetic", "epochs": epochs},
             )
     built = report.build([tmp_path / "own"], tmp_path / "own", reference="plain_short")
-    assert set(built.summary["methods"]) == {"plain_short", "plain_long"}
+    assert set(built.summary.methods) == {"plain_short", "plain_long"}
     assert (tmp_path / "own" / "gain_over_reference.png").is_file()
     assert "p 0.5, min 0.5" in built.table  # 2 seeds: the p floor is printed beside p
     # no validation given: ranked on cross-fitted test halves, seed s on the other seed
     assert (
-        built.summary["ranking"]
-        == "ranked on cross-fitted test halves of the reference's other seeds"
+        built.summary.ranking == "ranked on cross-fitted test halves of the reference's other seeds"
     )
-    assert built.summary["ranking_unbiased"]
+    assert built.summary.ranking_unbiased
     cfg = tiny_config()
     cfg.compare.methods, cfg.compare.seeds = ["ce"], [0, 1]
     run_compare(cfg, tmp_path / "engine", show_progress=False, log=lambda *_: None)
@@ -218,4 +217,4 @@ def test_recorded_runs_mix_with_engine_runs_when_they_name_the_same_data(tmp_pat
     with pytest.raises(ValueError, match=r"record_run\(\.\.\., config=\{'dataset': NAME\}"):
         report.build([tmp_path / "C", tmp_path / "bare"], tmp_path / "R1")
     built = report.build([tmp_path / "C", tmp_path / "named"], tmp_path / "R2")
-    assert set(built.summary["methods"]) == {"ce", "mine"}
+    assert set(built.summary.methods) == {"ce", "mine"}

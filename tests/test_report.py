@@ -21,10 +21,10 @@ def comparison(tmp_path_factory):
 
 
 def test_the_same_runs_given_twice_count_once(comparison, tmp_path):
-    once = report.build([comparison], tmp_path / "a").summary
+    once = report.build([comparison], tmp_path / "a").summary.to_dict()
     twice = report.build([comparison, comparison, comparison / "ce"], tmp_path / "b").summary
-    assert len(twice["runs"]) == len(once["runs"]) == 4
-    same = json.dumps(twice["methods"]["mr2"]["vs_reference"], sort_keys=True)
+    assert len(twice.runs) == len(once["runs"]) == 4
+    same = json.dumps(twice.to_dict()["methods"]["mr2"]["vs_reference"], sort_keys=True)
     assert same == json.dumps(once["methods"]["mr2"]["vs_reference"], sort_keys=True)  # NaN too
 
 

@@ -14,6 +14,7 @@ from mr2 import MR2Loss, with_features
 from mr2.engine.train import train
 from mr2.engine.warnings import rep_gradient_ratio, run_warnings
 from mr2.report.flags import margins_favour_easy, near_chance, representation_dominates
+from mr2.report.records import Internals, MethodSummary, ReportSummary, RunRow
 from mr2.result import EpochRecord
 
 
@@ -73,30 +74,34 @@ def test_engine_records_the_ratio_and_warns(tmp_path, capsys):
     assert run_warnings(fine, 10) == []  # 16 % > 1.5 x chance, ratio below 1
 
 
+def _row(method, acc, ratio, config=None):
+    return RunRow(method, 0, None, config or {}, 0.5, [0.5] * 5, None, None, [1] * 5, None,
+                  None, acc, ratio)  # fmt: skip
+
+
+def _body(val=None, margins=None):
+    internals = Internals(0, list(range(len(margins))), margins, []) if margins else None
+    return MethodSummary([0], {}, [0.5] * 5, [0.0] * 5, val, None, None, [], internals, None)
+
+
 def test_report_flags_by_hand():
-    runs = [
-        {"method": "mr2", "seed": 0, "final_train_acc": 0.1, "final_rep_grad_ratio": 2.0},
-        {"method": "ce", "seed": 0, "final_train_acc": 0.9, "final_rep_grad_ratio": None},
-    ]
-    summary = {
-        "class_names": [str(i) for i in range(5)],
-        "runs": runs,
-        "reference": "ce",
-        "methods": {
-            "ce": {"val_per_class_mean": [0.9, 0.8, 0.7, 0.6, 0.5], "internals": None},
-            "mr2": {"internals": {"seed": 0, "margins": [[1.0] * 5, [1.4, 1.2, 1.0, 0.9, 0.8]]}},
-            "mr2_logit": {"internals": {"seed": 0, "margins": [[0.8, 0.9, 1.0, 1.2, 1.4]]}},
-        },
+    runs = [_row("mr2", 0.1, 2.0), _row("ce", 0.9, None)]
+    methods = {
+        "ce": _body(val=[0.9, 0.8, 0.7, 0.6, 0.5]),
+        "mr2": _body(margins=[[1.0] * 5, [1.4, 1.2, 1.0, 0.9, 0.8]]),
+        "mr2_logit": _body(margins=[[0.8, 0.9, 1.0, 1.2, 1.4]]),
     }
+    names = [str(i) for i in range(5)]
+    summary = ReportSummary(1, "ce", "d", names, "", True, {}, {}, runs, methods)
     assert [f.split(" ")[0] for f in near_chance(summary)] == ["mr2"]
     assert "2.00x" in representation_dominates(summary)[0]
     easy = margins_favour_easy(summary)  # mr2's margins rise with accuracy: Spearman +1
     assert len(easy) == 1 and easy[0].startswith("mr2:") and "+1.00" in easy[0]
     # the representation-only ablation records margins it never applies: not flagged
-    summary["methods"]["mr2_rep"] = {"internals": summary["methods"]["mr2"]["internals"]}
-    runs.append({"method": "mr2_rep", "seed": 0, "config": {"loss": {"name": "mr2_rep"}}})
+    methods["mr2_rep"] = methods["mr2"]
+    runs.append(_row("mr2_rep", 0.9, None, {"loss": {"name": "mr2_rep"}}))
     assert [f.split(":")[0] for f in margins_favour_easy(summary)] == ["mr2"]
-    summary["methods"]["ce"]["val_per_class_mean"] = None  # no validation: nothing claimed
+    methods["ce"] = _body()  # no validation: nothing claimed
     assert margins_favour_easy(summary) == []
 
 

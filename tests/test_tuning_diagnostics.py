@@ -48,7 +48,7 @@ def test_grid_is_selected_on_validation_and_reported(tmp_path):
     tuned = out / "mr2" / "grid" / chosen["label"] / "seed0" / "result.json"
     assert (out / "mr2" / "seed0" / "result.json").read_bytes() == tuned.read_bytes()
     built = build([out], out)
-    assert len(built.summary["runs"]) == 4  # grid runs are not results
+    assert len(built.summary.runs) == 4  # grid runs are not results
     text = (out / "report.md").read_text()
     assert "Settings chosen on validation" in text and chosen["label"] in text
     for name in ("spread_vs_accuracy.png", "margins_over_epochs.png"):
@@ -78,12 +78,12 @@ def test_feature_statistics_match_class_statistics():
 def test_correlations_hand_values():
     # x = (1, 2, 3), y = (1, 3, 2): deviations (-1, 0, 1), (-1, 1, 0): r = 1 / 2 (ranks alike)
     c = correlations([1, 2, 3], [1, 3, 2])
-    assert c["pearson"] == pytest.approx(0.5) and c["spearman"] == pytest.approx(0.5)
+    assert c.pearson == pytest.approx(0.5) and c.spearman == pytest.approx(0.5)
     # a tie: ranks of x = (1, 2.5, 2.5, 4) against (1, 2, 3, 4): rho = 4.5 / sqrt(4.5 * 5)
     c = correlations([1, 2, 2, 3], [1, 2, 3, 4])
-    assert c["spearman"] == pytest.approx(3 / np.sqrt(10))
-    assert np.isnan(correlations([1, 2], [3, 4])["pearson"])
-    assert correlations([1, np.nan, 2, 3], [1, 5, 3, 2])["n"] == 3  # NaN classes left out
+    assert c.spearman == pytest.approx(3 / np.sqrt(10))
+    assert np.isnan(correlations([1, 2], [3, 4]).pearson)
+    assert correlations([1, np.nan, 2, 3], [1, 5, 3, 2]).n == 3  # NaN classes left out
 
 
 def test_diagnose_feature_file_and_run(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """Class-wise disparity metrics: per-class accuracy, summaries, uncertainty."""
 
-from mr2.metrics.bootstrap import BootstrapCI, bootstrap_ci, paired_bootstrap
+from mr2.metrics.bootstrap import BootstrapCI, PairedBootstrap, bootstrap_ci, paired_bootstrap
 from mr2.metrics.classwise import (
     ClasswiseAccuracy,
     ClasswiseResult,
@@ -25,6 +25,7 @@ __all__ = [
     "ClasswiseResult",
     "DisparitySummary",
     "MeanStd",
+    "PairedBootstrap",
     "PairedComparison",
     "accuracy_from_confusion",
     "bootstrap_ci",

@@ -82,6 +82,18 @@ class BootstrapCI:
     n_boot: int
 
 
+@dataclass(frozen=True)
+class PairedBootstrap:
+    """The hard-third gain of a method over a baseline on one test set (``gain``), its
+    percentile interval over test-sample resamples, and the fraction of resamples with a
+    gain <= 0 (a one-sided p)."""
+
+    gain: float
+    lower: float
+    upper: float
+    p_one_sided: float
+
+
 def bootstrap_ci(
     preds: Any,
     targets: Any,
@@ -175,7 +187,7 @@ def paired_bootstrap(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
-) -> dict[str, float]:
+) -> PairedBootstrap:
     """Test-sample bootstrap of the hard-third gain of one method over a baseline on the
     same test set (both resampled with the same indices, stratified by class).
 
@@ -184,8 +196,7 @@ def paired_bootstrap(
     baseline's accuracy on half A of each class's test samples and scored on half B, then
     the reverse, averaged (``mr2.metrics.hard.crossfit_halves``; resampled within halves).
 
-    Returns: {"gain", "lower", "upper", "p_one_sided"} where p is the fraction of
-    resamples with gain <= 0.
+    Returns: a ``PairedBootstrap`` (p: the fraction of resamples with gain <= 0).
     """
     pm, t = _inputs(preds_method, targets, num_classes)
     pb, _ = _inputs(preds_baseline, targets, num_classes)
@@ -204,12 +215,12 @@ def paired_bootstrap(
     )
     gains = gain_of(boot)
     alpha = (1 - level) / 2
-    return {
-        "gain": float(gain_of(point)),
-        "lower": float(np.nanquantile(gains, alpha)),
-        "upper": float(np.nanquantile(gains, 1 - alpha)),
-        "p_one_sided": float(np.mean(gains <= 0)),
-    }
+    return PairedBootstrap(
+        gain=float(gain_of(point)),
+        lower=float(np.nanquantile(gains, alpha)),
+        upper=float(np.nanquantile(gains, 1 - alpha)),
+        p_one_sided=float(np.mean(gains <= 0)),
+    )
 
 
 def _hard_strata(t: np.ndarray, baseline_correct: np.ndarray, num_classes: int, reference):
@@ -222,4 +233,4 @@ def _hard_strata(t: np.ndarray, baseline_correct: np.ndarray, num_classes: int, 
     return 2 * t + ~crossfit_halves(t), 2, hard
 
 
-__all__ = ["BootstrapCI", "bootstrap_ci", "paired_bootstrap"]
+__all__ = ["BootstrapCI", "PairedBootstrap", "bootstrap_ci", "paired_bootstrap"]

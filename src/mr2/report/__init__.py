@@ -3,9 +3,8 @@ per_class.csv and the PNG plots."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from mr2 import extras
 from mr2.io import save_json, save_text
@@ -14,7 +13,7 @@ from mr2.report import diagnostics, flags, plots, tables
 from mr2.report.membership import outsiders, unfinished
 from mr2.report.predictions import record_predictions
 from mr2.report.record import record_run
-from mr2.report.records import ReportSummary
+from mr2.report.records import MissingRun, ReportSummary, WiseMethod
 from mr2.report.results import collect, failures, selections, summarize
 from mr2.report.wise import summarize_wise, wise_report_table
 from mr2.selection import Selection
@@ -46,14 +45,15 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tuned = selections(paths)
-    summary["tuning"] = [t.to_dict() for t in tuned]  # results.json: the JSON boundary
     failed = failures(paths)
-    summary["missing"] = failed + unfinished(paths, {m["run_dir"] for m in failed})
-    summary["not_compared"] = outsiders(paths)
-    wise = summarize_wise(summary)
-    if wise:
-        summary["wise"] = wise
-    save_json(summary, out / "results.json")
+    summary = replace(
+        summary,
+        tuning=tuned,
+        missing=failed + unfinished(paths, {m.run_dir for m in failed}),
+        not_compared=outsiders(paths),
+    )
+    summary = replace(summary, wise=summarize_wise(summary))
+    save_json(summary.to_dict(), out / "results.json")  # the JSON boundary
     save_text(tables.per_class_csv(summary), out / "per_class.csv")
     candidates = [
         plots.sorted_accuracy(summary, out / "sorted_accuracy.png"),
@@ -71,7 +71,8 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
 
 def _seeds_statement(summary: ReportSummary) -> str:
     """What the sign-flip test can show with the seeds at hand."""
-    n = max((len(b["vs_reference"]["hard_gain_per_seed"]) for b in _compared(summary)), default=0)
+    compared = [b.vs_reference for b in summary.compared() if b.vs_reference]
+    n = max((len(vs.hard_gain_per_seed) for vs in compared), default=0)
     if n < 2:
         return "One paired seed: no p-value can be computed; differences are single values."
     floor = min_sign_flip_p(n)
@@ -84,17 +85,13 @@ def _seeds_statement(summary: ReportSummary) -> str:
     return f"With {n} paired seeds the smallest p the sign-flip test can give is {floor:.4g}."
 
 
-def _compared(summary: ReportSummary) -> list[Any]:
-    return [b for b in summary["methods"].values() if b["vs_reference"]]
-
-
 def _ranking_statement(summary: ReportSummary) -> str:
-    ref = summary["reference"]
+    ref = summary.reference
     text = (
-        f"Easy / medium / hard are thirds of the classes, {summary['ranking']} ({ref}; "
+        f"Easy / medium / hard are thirds of the classes, {summary.ranking} ({ref}; "
         "seed s is ranked on the reference's other seeds, see mr2.metrics.hard)."
     )
-    if not summary["ranking_unbiased"]:
+    if not summary.ranking_unbiased:
         text += (
             " **This ranking is not free of selection on the scored data** (the runs lack "
             "validation scores or test halves): read the hard-third levels with that in mind."
@@ -109,11 +106,11 @@ def _markdown(
     figs: list[Path],
     warnings: list[str],
 ) -> list[str]:
-    ref = summary["reference"]
+    ref = summary.reference
     return [
-        f"# Class-wise comparison on {summary['dataset']}",
+        f"# Class-wise comparison on {summary.dataset}",
         "",
-        f"{len(summary['runs'])} runs. Test accuracy in %, mean ± std over seeds. "
+        f"{len(summary.runs)} runs. Test accuracy in %, mean ± std over seeds. "
         + _ranking_statement(summary)
         + " Worst class and max-min are each run's own. Hard and worst-class gains: mean "
         "± standard error of the per-seed paired differences, the seeds where it is "
@@ -122,8 +119,8 @@ def _markdown(
         "",
         table,
         "",
-        *_missing(summary["missing"]),
-        *_outsiders(summary.get("not_compared", [])),
+        *_missing(summary.missing),
+        *_outsiders(summary.not_compared),
         *_warnings(warnings),
         "## Per-class accuracy (hardest first)",
         "",
@@ -131,7 +128,7 @@ def _markdown(
         "",
         *_class_gains(summary),
         *_tuning(tuned),
-        *_wise(summary.get("wise"), ref),
+        *_wise(summary.wise, ref),
         "## Diagnostics",
         "",
         "Feature spread ||s_k||^2 (test features of the final models) against per-class "
@@ -154,10 +151,10 @@ def _markdown(
 
 
 def _class_gains(summary: ReportSummary) -> list[str]:
-    if not _compared(summary):
+    if not summary.compared():
         return []
     return [
-        f"## Per-class gains over {summary['reference']}",
+        f"## Per-class gains over {summary.reference}",
         "",
         "Mean paired difference in points over seeds, every class (none is picked), with "
         "Bonferroni simultaneous 95 % t-intervals over the K classes and Holm-adjusted "
@@ -188,7 +185,7 @@ def _tuning(tuned: list[Selection]) -> list[str]:
     ]
 
 
-def _missing(missing: list[dict[str, Any]]) -> list[str]:
+def _missing(missing: list[MissingRun]) -> list[str]:
     if not missing:
         return []
     return [
@@ -198,7 +195,7 @@ def _missing(missing: list[dict[str, Any]]) -> list[str]:
         "did not finish; the tables above average only the runs that finished. Re-run the "
         "same command to retry them.",
         "",
-        *[f"- {m['run']} ({m['run_dir']}): {m['error']}" for m in missing],
+        *[f"- {m.run} ({m.run_dir}): {m.error}" for m in missing],
         "",
     ]
 
@@ -218,7 +215,7 @@ def _outsiders(folders: list[str]) -> list[str]:
     ]
 
 
-def _wise(wise: dict[str, Any] | None, ref: str) -> list[str]:
+def _wise(wise: dict[str, WiseMethod], ref: str) -> list[str]:
     if not wise:
         return []
     return [

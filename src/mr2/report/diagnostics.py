@@ -19,33 +19,41 @@ from mr2.report.records import ReportSummary
 from mr2.report.tables import cell
 
 
-def correlations(x: Any, y: Any) -> dict[str, float]:
+@dataclass(frozen=True)
+class Correlation:
+    """Pearson and Spearman correlation over ``n`` classes (NaN with fewer than 3, or a
+    constant side)."""
+
+    pearson: float
+    spearman: float
+    n: int
+
+
+def correlations(x: Any, y: Any) -> Correlation:
     """Pearson and Spearman correlation over the classes where both are defined."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = ~(np.isnan(x) | np.isnan(y))
     x, y = x[ok], y[ok]
     if len(x) < 3 or x.std() == 0 or y.std() == 0:
-        return {"pearson": float("nan"), "spearman": float("nan"), "n": len(x)}
+        return Correlation(float("nan"), float("nan"), len(x))
     from scipy import stats  # extra "report"
 
-    return {
-        "pearson": float(stats.pearsonr(x, y).statistic),
-        "spearman": float(stats.spearmanr(x, y).statistic),
-        "n": len(x),
-    }
+    return Correlation(
+        float(stats.pearsonr(x, y).statistic), float(stats.spearmanr(x, y).statistic), len(x)
+    )
 
 
 def confusion_summary(summary: ReportSummary, top: int = 2) -> str:
     """For each hard class: the classes the reference confuses it with most, and how often
     each method makes those same confusions (rates over all seeds' test predictions)."""
-    names, ref = summary["class_names"], summary["reference"]
-    methods = list(summary["methods"])
+    names, ref = summary.class_names, summary.reference
+    methods = list(summary.methods)
     lines = [
         "| hard class | mistaken for | " + " | ".join(map(cell, methods)) + " |",
         "|---|---|" + "---|" * len(methods),
     ]
-    conf = {m: np.asarray(summary["methods"][m]["confusion_sum"], dtype=float) for m in methods}
-    for c in summary["groups"]["hard"]:
+    conf = {m: np.asarray(summary.methods[m].confusion_sum, dtype=float) for m in methods}
+    for c in summary.groups["hard"]:
         row = conf[ref][c].copy()
         row[c] = -1
         for j in np.argsort(-row, kind="stable")[:top]:
@@ -59,11 +67,11 @@ def spread_table(summary: ReportSummary) -> str:
         "| method | Pearson(spread, acc) | Spearman(spread, acc) | classes |",
         "|---|---|---|---|",
     ]
-    for m, body in summary["methods"].items():
-        if body.get("test_spread_mean") is None:
+    for m, body in summary.methods.items():
+        if body.test_spread_mean is None:
             continue
-        c = correlations(body["test_spread_mean"], body["per_class_mean"])
-        lines.append(f"| {cell(m)} | {c['pearson']:+.2f} | {c['spearman']:+.2f} | {c['n']} |")
+        c = correlations(body.test_spread_mean, body.per_class_mean)
+        lines.append(f"| {cell(m)} | {c.pearson:+.2f} | {c.spearman:+.2f} | {c.n} |")
     return "\n".join(lines)
 
 
@@ -77,7 +85,7 @@ class Diagnosis:
     norm_sq: list[float]
     spread: list[float]
     accuracy: list[float] | None = None
-    correlation: dict[str, float] | None = None
+    correlation: Correlation | None = None
     class_names: list[str] | None = None
     split: str | None = None  # of a run: "val" or "test"
 
@@ -124,7 +132,7 @@ def diagnose_plot(result: Diagnosis, path: Path) -> Path:
         for x, yv, n in zip(result.spread, acc, names, strict=True):
             ax.annotate(n, (x, yv), fontsize=7)
     c = result.correlation
-    ax.set_title(f"spread vs accuracy: Pearson {c['pearson']:+.2f}, Spearman {c['spearman']:+.2f}")
+    ax.set_title(f"spread vs accuracy: Pearson {c.pearson:+.2f}, Spearman {c.spearman:+.2f}")
     ax.set_xlabel("feature spread ||s_k||^2")
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)

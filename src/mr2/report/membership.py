@@ -5,9 +5,9 @@ run that has no result as missing."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from mr2.comparison import read_manifest
+from mr2.report.records import MissingRun
 
 
 def result_files(folder: Path) -> list[Path]:
@@ -40,7 +40,7 @@ def outsiders(paths: list[str | Path]) -> list[str]:
     return found
 
 
-def unfinished(paths: list[str | Path], recorded: set[str]) -> list[dict[str, Any]]:
+def unfinished(paths: list[str | Path], recorded: set[str]) -> list[MissingRun]:
     """Planned runs of the comparisons under ``paths`` with neither a result nor a failure
     record (``recorded``: run folders already listed as failed)."""
     found = []
@@ -50,12 +50,12 @@ def unfinished(paths: list[str | Path], recorded: set[str]) -> list[dict[str, An
             run_dir = p / r.run_dir
             if not (run_dir / "result.json").is_file() and str(run_dir) not in recorded:
                 found.append(
-                    {
-                        "run": f"{r.method} seed {r.seed}",
-                        "method": r.method,
-                        "seed": r.seed,
-                        "run_dir": str(run_dir),
-                        "error": "no result: not finished (interrupted, or its worker died)",
-                    }
+                    MissingRun(
+                        f"{r.method} seed {r.seed}",
+                        r.method,
+                        r.seed,
+                        str(run_dir),
+                        "no result: not finished (interrupted, or its worker died)",
+                    )
                 )
     return found

@@ -16,12 +16,12 @@ from mr2.report.records import ReportSummary
 def sorted_accuracy(summary: ReportSummary, path: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for m, body in summary["methods"].items():
-        acc = np.sort(np.asarray(body["per_class_mean"]) * 100)
+    for m, body in summary.methods.items():
+        acc = np.sort(np.asarray(body.per_class_mean) * 100)
         ax.plot(np.arange(1, len(acc) + 1), acc, marker="o", ms=3, label=m)
     ax.set_xlabel("class rank (worst to best)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Per-class accuracy, sorted ({summary['dataset']})")
+    ax.set_title(f"Per-class accuracy, sorted ({summary.dataset})")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -32,16 +32,16 @@ def sorted_accuracy(summary: ReportSummary, path: Path) -> Path:
 
 def gain_over_reference(summary: ReportSummary, path: Path) -> Path:
     plt = _pyplot()
-    ref_name = summary["reference"]
-    order = hardest_first(summary)  # as the report ranks them, not by the gains' test set
-    names = [summary["class_names"][c] for c in order]
+    ref_name = summary.reference
+    order = hardest_first(summary.groups)  # as the report ranks them, not by the gains' test set
+    names = [summary.class_names[c] for c in order]
     fig, ax = plt.subplots(figsize=(max(6.4, 0.35 * len(order)), 4.0))
     x = np.arange(len(order))
-    for m, body in summary["methods"].items():
-        if m == ref_name or body["vs_reference"] is None:
+    for m, body in summary.methods.items():
+        if m == ref_name or body.vs_reference is None:
             continue
-        gain = np.asarray(body["vs_reference"]["gain"])[order] * 100
-        std = np.asarray(body["vs_reference"]["gain_std"])[order] * 100
+        gain = np.asarray(body.vs_reference.gain)[order] * 100
+        std = np.asarray(body.vs_reference.gain_std)[order] * 100
         ax.plot(x, gain, marker="o", ms=3, label=m)
         ax.fill_between(x, gain - std, gain + std, alpha=0.2)
     ax.axhline(0, color="black", lw=0.8)
@@ -54,7 +54,7 @@ def gain_over_reference(summary: ReportSummary, path: Path) -> Path:
     )
     ax.set_ylabel(f"accuracy gain over {ref_name} (points)")
     ax.set_title("Per-class gain, hardest first (band: ± std of paired per-seed gains)")
-    ax.set_xlabel(f"classes, hardest first ({summary['ranking']})", fontsize=8)
+    ax.set_xlabel(f"classes, hardest first ({summary.ranking})", fontsize=8)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # no other method: nothing to label
         ax.legend()
@@ -69,13 +69,13 @@ def spread_vs_accuracy(summary: ReportSummary, path: Path) -> Path | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     drawn = False
-    for m, body in summary["methods"].items():
-        spread = body.get("test_spread_mean")
+    for m, body in summary.methods.items():
+        spread = body.test_spread_mean
         if spread is None:
             continue
-        acc = np.asarray(body["per_class_mean"]) * 100
+        acc = np.asarray(body.per_class_mean) * 100
         c = correlations(spread, acc)
-        ax.scatter(spread, acc, s=18, label=f"{m} (Spearman {c['spearman']:+.2f})")
+        ax.scatter(spread, acc, s=18, label=f"{m} (Spearman {c.spearman:+.2f})")
         drawn = True
     if not drawn:
         plt.close(fig)
@@ -93,19 +93,19 @@ def spread_vs_accuracy(summary: ReportSummary, path: Path) -> Path | None:
 
 def margins_over_epochs(summary: ReportSummary, path: Path) -> Path | None:
     """MR²'s margins gamma_k and spreads over epochs (one run per method that records them)."""
-    runs = [(m, b["internals"]) for m, b in summary["methods"].items() if b["internals"]]
+    runs = [(m, b.internals) for m, b in summary.methods.items() if b.internals]
     if not runs or runs[0][1] is None:
         return None
     plt = _pyplot()
     method, info = runs[0]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.0))
-    epochs = np.asarray(info["epochs"]) + 1
-    margins, spreads = np.asarray(info["margins"]), np.asarray(info["spreads"])
-    names = summary["class_names"]
+    epochs = np.asarray(info.epochs) + 1
+    margins, spreads = np.asarray(info.margins), np.asarray(info.spreads, dtype=float)
+    names = summary.class_names
     for k in range(margins.shape[1]):
         a.plot(epochs, margins[:, k], label=names[k] if margins.shape[1] <= 12 else None)
         b.plot(epochs, spreads[:, k])
-    a.set_title(f"{method} (seed {info['seed']}): margins gamma_k")
+    a.set_title(f"{method} (seed {info.seed}): margins gamma_k")
     b.set_title("running spreads ||s_k||^2")
     for ax in (a, b):
         ax.set_xlabel("epoch")

@@ -29,21 +29,20 @@ def folds_record(ranking: HardRanking) -> dict[str, Any]:
     return {"source": ranking.source, "default": rows(ranking.default)} | per_seed
 
 
-def ranking_of(summary: Mapping[str, Any]) -> HardRanking:
-    """The report's ranking rebuilt from results.json (``ranking_folds``)."""
+def ranking_of(record: Mapping[str, Any]) -> HardRanking:
+    """The report's ranking rebuilt from its record (``folds_record``, results.json's
+    ``ranking_folds``)."""
 
     def folds(rows: list[dict[str, Any]]) -> tuple[Fold, ...]:
         return tuple(Fold(np.asarray(r["rank"], dtype=float), r["score"]) for r in rows)
 
-    record = summary["ranking_folds"]
     per_seed = {int(s): folds(r) for s, r in record.items() if s not in ("source", "default")}
     return HardRanking(record["source"], per_seed, folds(record["default"]))
 
 
-def hardest_first(summary: Mapping[str, Any]) -> list[int]:
-    """Class indices hardest first by the report's display ranking (never the test
-    accuracies a table shows, unless the ranking says so)."""
-    g = summary["groups"]
+def hardest_first(g: Mapping[str, list[int]]) -> list[int]:
+    """Class indices hardest first by the report's display groups (``display_groups``:
+    never the test accuracies a table shows, unless the ranking says so)."""
     return [*g["hard"][::-1], *g["medium"][::-1], *g["easy"][::-1]]
 
 

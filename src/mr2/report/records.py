@@ -1,13 +1,20 @@
-"""The typed records of results.json (``mr2.report.results`` writes them; the schema is in
-its docstring): one run's row, one method's summary, the whole summary."""
+"""The typed records of a report (``mr2.report.results`` builds them; results.json is their
+``to_dict``, the one JSON boundary, schema in results.py): one run's row, one method's
+summary over seeds, the runs that are missing, the WiSE-FT summary, the whole summary."""
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from mr2.metrics import MeanStd, PairedComparison
+from mr2.selection import Selection
 
 
-class RunRow(TypedDict):
-    """One run in results.json."""
+@dataclass(frozen=True)
+class RunRow:
+    """One run."""
 
     method: str
     seed: int
@@ -24,39 +31,82 @@ class RunRow(TypedDict):
     final_rep_grad_ratio: float | None
 
 
-class MethodSummary(TypedDict):
-    """One method's runs pooled over seeds (statistics as ``{"mean", "std", "n"}``)."""
+@dataclass(frozen=True)
+class Internals:
+    """MR²'s margins and spreads per epoch of one run (a method's lowest seed)."""
+
+    seed: int
+    epochs: list[int]
+    margins: list[list[float]]
+    spreads: list[list[float] | None]
+
+
+@dataclass(frozen=True)
+class MethodSummary:
+    """One method's runs pooled over seeds; ``summary``: statistic name (``SCALAR_FIELDS``:
+    overall, easy, ..., gap) -> mean ± std over seeds, for those defined on every run."""
 
     seeds: list[int]
-    summary: dict[str, dict[str, float]]
+    summary: dict[str, MeanStd]
     per_class_mean: list[float]
     per_class_std: list[float]
     val_per_class_mean: list[float] | None
     test_spread_mean: list[float] | None
     test_norm_sq_mean: list[float] | None
     confusion_sum: list[list[float]]
-    internals: dict[str, Any] | None
-    vs_reference: dict[str, Any] | None
+    internals: Internals | None
+    vs_reference: PairedComparison | None
 
 
-class _SummaryCore(TypedDict):
+@dataclass(frozen=True)
+class MissingRun:
+    """A run of a comparison without a result: failed (``failed.json``) or not finished."""
+
+    run: str
+    method: str | None
+    seed: int | None
+    run_dir: str
+    error: str
+
+
+@dataclass(frozen=True)
+class WiseMethod:
+    """One method's WiSE-FT runs: per alpha (as text, e.g. "0.5"), statistic name (overall,
+    mean_class, worst_class, hard) -> mean ± std over seeds in %; the alpha each seed
+    selected on validation."""
+
+    alphas: dict[str, dict[str, MeanStd]]
+    selected: list[float | None]
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """Everything a report says (results.json). ``tuning``, ``missing``, ``not_compared``
+    and ``wise`` are added by ``mr2.report.build`` from the folders beside the runs."""
+
     schema: int
     reference: str
     dataset: str
     class_names: list[str]
     ranking: str
     ranking_unbiased: bool
-    ranking_folds: dict[str, Any]
-    groups: dict[str, list[int]]
+    ranking_folds: dict[str, Any]  # mr2.report.ranking.folds_record
+    groups: dict[str, list[int]]  # "easy" / "medium" / "hard" for display
     runs: list[RunRow]
     methods: dict[str, MethodSummary]
+    tuning: list[Selection] = field(default_factory=list)
+    missing: list[MissingRun] = field(default_factory=list)
+    not_compared: list[str] = field(default_factory=list)  # run folders outside the comparison
+    wise: dict[str, WiseMethod] = field(default_factory=dict)
 
+    def compared(self) -> list[MethodSummary]:
+        """The methods paired with the reference."""
+        return [body for body in self.methods.values() if body.vs_reference is not None]
 
-class ReportSummary(_SummaryCore, total=False):
-    """results.json (see the module docstring); ``tuning``, ``missing`` and ``wise`` are
-    added by ``mr2.report.build``."""
-
-    tuning: list[dict[str, Any]]
-    missing: list[dict[str, Any]]
-    not_compared: list[str]  # run folders under a comparison folder that are not part of it
-    wise: dict[str, Any]
+    def to_dict(self) -> dict[str, Any]:
+        """results.json ("wise" only with WiSE-FT results)."""
+        out = dataclasses.asdict(self)
+        out["tuning"] = [t.to_dict() for t in self.tuning]
+        if not self.wise:
+            del out["wise"]
+        return out

@@ -36,12 +36,12 @@ import numpy as np
 
 from mr2.comparison import read_manifest
 from mr2.io import load_json
-from mr2.metrics import disparity_summary, mean_std, paired_comparison
+from mr2.metrics import PairedComparison, disparity_summary, mean_std, paired_comparison
 from mr2.metrics.hard import HardRanking, display_groups, group_levels
 from mr2.metrics.summary import SCALAR_FIELDS
 from mr2.report.membership import members, result_files
 from mr2.report.ranking import evidence, folds_record, report_ranking
-from mr2.report.records import MethodSummary, ReportSummary, RunRow
+from mr2.report.records import Internals, MethodSummary, MissingRun, ReportSummary, RunRow
 from mr2.result import RunResult
 from mr2.selection import Selection, read_selection
 from mr2.setting import flatten, neutral_dropped
@@ -75,20 +75,16 @@ def _mean_diagnostic(runs: list[RunResult], key: str) -> list[float] | None:
     return mean
 
 
-def _internals(run: RunResult) -> dict[str, Any] | None:
+def _internals(run: RunResult) -> Internals | None:
     """MR²'s margins and spreads per epoch of one run (its lowest seed), if recorded."""
     hist = [h for h in run.history if h.margins is not None]
     if not hist:
         return None
-    return {
-        "seed": run.seed,
-        "epochs": [h.epoch for h in hist],
-        "margins": [h.margins for h in hist],
-        "spreads": [h.spreads for h in hist],
-    }
+    margins = [h.margins for h in hist if h.margins is not None]
+    return Internals(run.seed, [h.epoch for h in hist], margins, [h.spreads for h in hist])
 
 
-def failures(paths: list[str | Path]) -> list[dict[str, Any]]:
+def failures(paths: list[str | Path]) -> list[MissingRun]:
     """The runs recorded as failed (``failed.json``) under the given directories: a report
     lists them instead of silently averaging fewer seeds."""
     found = []
@@ -97,14 +93,14 @@ def failures(paths: list[str | Path]) -> list[dict[str, Any]]:
             if (f.parent / "result.json").is_file():  # retried since, and finished
                 continue
             record = load_json(f)
-            found.append(
-                {
-                    "run": record.get("run", str(f.parent)),
-                    "method": record.get("method"),
-                    "seed": record.get("seed"),
-                    "run_dir": str(f.parent),
-                    "error": record.get("error", ""),
-                }
+            found.append(  # failed.json: the JSON boundary
+                MissingRun(
+                    str(record.get("run", f.parent)),
+                    record.get("method"),
+                    record.get("seed"),
+                    str(f.parent),
+                    str(record.get("error", "")),
+                )
             )
     return found
 
@@ -183,19 +179,17 @@ def _by_method(results: list[RunResult]) -> dict[str, list[RunResult]]:
 
 def _vs_reference(
     rs: list[RunResult], ref_runs: list[RunResult], ranking: HardRanking
-) -> dict[str, Any] | None:
+) -> PairedComparison | None:
     """Paired comparison with the reference method over the seeds both have."""
     by_seed = {r.seed: r for r in ref_runs}
     paired = [(r, by_seed[r.seed]) for r in rs if r.seed in by_seed]
     if not paired:
         return None
-    return asdict(
-        paired_comparison(
-            [evidence(a) for a, _ in paired],
-            [evidence(b) for _, b in paired],
-            ranking=ranking,
-            seeds=[a.seed for a, _ in paired],
-        )
+    return paired_comparison(
+        [evidence(a) for a, _ in paired],
+        [evidence(b) for _, b in paired],
+        ranking=ranking,
+        seeds=[a.seed for a, _ in paired],
     )
 
 
@@ -206,28 +200,28 @@ def _run_summary(r: RunResult, ranking: HardRanking) -> dict[str, float]:
 
 
 def _method_summary(
-    rs: list[RunResult], acc: np.ndarray, ranking: HardRanking, vs: dict[str, Any] | None
+    rs: list[RunResult], acc: np.ndarray, ranking: HardRanking, vs: PairedComparison | None
 ) -> MethodSummary:
     per_run = [_run_summary(r, ranking) for r in rs]
     summary = {
-        f: asdict(mean_std([s[f] for s in per_run]))
+        f: mean_std([s[f] for s in per_run])
         for f in SCALAR_FIELDS
         if not any(np.isnan(s[f]) for s in per_run)
     }
-    return {
-        "seeds": [r.seed for r in rs],
-        "summary": summary,
-        "per_class_mean": np.nanmean(acc, axis=0).tolist(),
-        "per_class_std": (
+    return MethodSummary(
+        seeds=[r.seed for r in rs],
+        summary=summary,
+        per_class_mean=np.nanmean(acc, axis=0).tolist(),
+        per_class_std=(
             np.nanstd(acc, axis=0, ddof=1) if len(rs) > 1 else np.zeros(acc.shape[1])
         ).tolist(),
-        "val_per_class_mean": _val_mean(rs),
-        "test_spread_mean": _mean_diagnostic(rs, "test_spread"),
-        "test_norm_sq_mean": _mean_diagnostic(rs, "test_norm_sq"),
-        "confusion_sum": np.sum([r.test.confusion for r in rs], axis=0).tolist(),
-        "internals": _internals(rs[0]),
-        "vs_reference": vs,
-    }
+        val_per_class_mean=_val_mean(rs),
+        test_spread_mean=_mean_diagnostic(rs, "test_spread"),
+        test_norm_sq_mean=_mean_diagnostic(rs, "test_norm_sq"),
+        confusion_sum=np.sum([r.test.confusion for r in rs], axis=0).tolist(),
+        internals=_internals(rs[0]),
+        vs_reference=vs,
+    )
 
 
 def _val_mean(rs: list[RunResult]) -> list[float] | None:
@@ -238,21 +232,21 @@ def _val_mean(rs: list[RunResult]) -> list[float] | None:
 
 
 def _run_row(r: RunResult) -> RunRow:
-    return {
-        "method": r.method,
-        "seed": r.seed,
-        "run_dir": r.run_dir,
-        "config": r.config,
-        "overall": r.test.overall,
-        "per_class": r.test.per_class,
-        "val_per_class": r.val.per_class if r.val else None,
-        "test_halves": r.test.halves,
-        "support": r.test.support,
-        "selected_epoch": r.selected_epoch,
-        "train_time_s": r.train_time_s,
-        "final_train_acc": r.history[-1].train_acc if r.history else None,
-        "final_rep_grad_ratio": r.history[-1].rep_grad_ratio if r.history else None,
-    }
+    return RunRow(
+        method=r.method,
+        seed=r.seed,
+        run_dir=r.run_dir,
+        config=r.config,
+        overall=r.test.overall,
+        per_class=r.test.per_class,
+        val_per_class=r.val.per_class if r.val else None,
+        test_halves=r.test.halves,
+        support=r.test.support,
+        selected_epoch=r.selected_epoch,
+        train_time_s=r.train_time_s,
+        final_train_acc=r.history[-1].train_acc if r.history else None,
+        final_rep_grad_ratio=r.history[-1].rep_grad_ratio if r.history else None,
+    )
 
 
 def summarize(results: list[RunResult], reference: str | None = "ce") -> ReportSummary:
@@ -278,15 +272,15 @@ def summarize(results: list[RunResult], reference: str | None = "ce") -> ReportS
         vs = None if m == reference else _vs_reference(rs, by_method[reference], ranking)
         methods[m] = _method_summary(rs, acc[m], ranking, vs)
     first = results[0]
-    return {
-        "schema": 1,
-        "reference": reference,
-        "dataset": first.dataset.name,
-        "class_names": first.dataset.class_names,
-        "ranking": ranking.label,
-        "ranking_unbiased": ranking.unbiased,
-        "ranking_folds": folds_record(ranking),
-        "groups": display_groups(ranking),
-        "runs": [_run_row(r) for rs in by_method.values() for r in rs],
-        "methods": methods,
-    }
+    return ReportSummary(
+        schema=1,
+        reference=reference,
+        dataset=first.dataset.name,
+        class_names=first.dataset.class_names,
+        ranking=ranking.label,
+        ranking_unbiased=ranking.unbiased,
+        ranking_folds=folds_record(ranking),
+        groups=display_groups(ranking),
+        runs=[_run_row(r) for rs in by_method.values() for r in rs],
+        methods=methods,
+    )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
 
 import numpy as np
 
+from mr2.metrics import MeanStd, PairedComparison
 from mr2.report.ranking import hardest_first
 from mr2.report.records import ReportSummary
 from mr2.selection import Selection
@@ -24,13 +24,13 @@ COLUMNS = [
 ]
 
 
-def _pct(stat: dict[str, float] | None) -> str:
+def _pct(stat: MeanStd | None) -> str:
     """Mean ± std over seeds in %; one seed shows the value alone (no spread to show)."""
-    if stat is None or stat["mean"] != stat["mean"]:
+    if stat is None or stat.mean != stat.mean:
         return "n/a"
-    if stat.get("n", 2) < 2:
-        return f"{100 * stat['mean']:.2f}"
-    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
+    if stat.n < 2:
+        return f"{100 * stat.mean:.2f}"
+    return f"{100 * stat.mean:.2f} ± {100 * stat.std:.2f}"
 
 
 def _p(value: float) -> str:
@@ -49,25 +49,25 @@ def _paired(values: list[float], tests: str = "") -> str:
     )
 
 
-def hard_gain_cell(vs: dict[str, Any] | None) -> str:
+def hard_gain_cell(vs: PairedComparison | None) -> str:
     """The hard-third gain over the reference: mean ± SE of the per-seed differences, seeds
     up, the sign-flip p and the smallest p that test can reach with these seeds."""
     if vs is None:
         return "reference"
-    gain = vs["group_gain"]["hard"]
+    gain = vs.group_gain["hard"]
     if gain != gain:
         return "n/a (no hard class)"
-    if len(vs["hard_gain_per_seed"]) < 2:
+    if len(vs.hard_gain_per_seed) < 2:
         return f"{100 * gain:+.2f} (1 seed: no p-value)"
-    mark = " *" if vs["exceeds_seed_noise"] else ""
-    tests = f", p {_p(vs['p_seeds'])}, min {_p(vs['p_seeds_min'])}"
-    return _paired(vs["hard_gain_per_seed"], tests) + mark
+    mark = " *" if vs.exceeds_seed_noise else ""
+    tests = f", p {_p(vs.p_seeds)}, min {_p(vs.p_seeds_min)}"
+    return _paired(vs.hard_gain_per_seed, tests) + mark
 
 
-def worst_gain_cell(vs: dict[str, Any] | None) -> str:
+def worst_gain_cell(vs: PairedComparison | None) -> str:
     if vs is None:
         return "reference"
-    return _paired(vs["worst_gain_per_seed"])
+    return _paired(vs.worst_gain_per_seed)
 
 
 def cell(name: object) -> str:
@@ -85,18 +85,18 @@ def csv_text(name: object) -> str:
 def summary_table(summary: ReportSummary) -> str:
     """Methods x statistics, mean ± std over seeds (accuracies in %), and the paired hard
     and worst-class gains over the reference."""
-    ref = summary["reference"]
+    ref = summary.reference
     head = (
         "| method | seeds | " + " | ".join(c for _, c in COLUMNS) + f" | hard vs {ref} "
         f"(± SE, seeds up, p, min p) | worst class vs {ref} (± SE) |"
     )
     lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
-    for m, body in summary["methods"].items():
-        cells = [_pct(body["summary"].get(k)) for k, _ in COLUMNS]
-        gain = hard_gain_cell(body["vs_reference"])
-        worst = worst_gain_cell(body["vs_reference"])
-        missing = sum(1 for x in summary.get("missing", []) if x["method"] == m)
-        seeds = f"{len(body['seeds'])}" + (f" ({missing} missing)" if missing else "")
+    for m, body in summary.methods.items():
+        cells = [_pct(body.summary.get(k)) for k, _ in COLUMNS]
+        gain = hard_gain_cell(body.vs_reference)
+        worst = worst_gain_cell(body.vs_reference)
+        missing = sum(1 for x in summary.missing if x.method == m)
+        seeds = f"{len(body.seeds)}" + (f" ({missing} missing)" if missing else "")
         lines.append(f"| {cell(m)} | {seeds} | " + " | ".join(cells) + f" | {gain} | {worst} |")
     return "\n".join(lines)
 
@@ -104,17 +104,17 @@ def summary_table(summary: ReportSummary) -> str:
 def class_gain_table(summary: ReportSummary) -> str:
     """Per class and method: the mean paired gain over the reference in points with its
     Bonferroni simultaneous 95 % interval and Holm-adjusted p (no class is picked: all K)."""
-    names = summary["class_names"]
-    methods = [m for m, b in summary["methods"].items() if b["vs_reference"]]
+    names = summary.class_names
+    compared = {m: b.vs_reference for m, b in summary.methods.items() if b.vs_reference}
+    methods = list(compared)
     lines = [
         "| class | " + " | ".join(map(cell, methods)) + " |",
         "|" + "---|" * (len(methods) + 1),
     ]
     for c, name in enumerate(names):
         cells = []
-        for m in methods:
-            vs = summary["methods"][m]["vs_reference"] or {}
-            g, lo, hi, p = (vs[k][c] for k in ("gain", "gain_lower", "gain_upper", "p_holm"))
+        for vs in compared.values():
+            g, lo, hi, p = vs.gain[c], vs.gain_lower[c], vs.gain_upper[c], vs.p_holm[c]
             cells.append(
                 f"{100 * g:+.2f}"
                 if lo != lo
@@ -127,15 +127,15 @@ def class_gain_table(summary: ReportSummary) -> str:
 def per_class_table(summary: ReportSummary) -> str:
     """Classes x methods: mean per-class accuracy in %, hardest first as the report ranks
     them (its display ranking, never the test accuracies shown)."""
-    names = summary["class_names"]
-    methods = list(summary["methods"])
-    order = hardest_first(summary)
+    names = summary.class_names
+    methods = list(summary.methods)
+    order = hardest_first(summary.groups)
     lines = [
         "| class | " + " | ".join(map(cell, methods)) + " |",
         "|" + "---|" * (len(methods) + 1),
     ]
     for c in order:
-        cells = [f"{100 * summary['methods'][m]['per_class_mean'][c]:.1f}" for m in methods]
+        cells = [f"{100 * summary.methods[m].per_class_mean[c]:.1f}" for m in methods]
         lines.append(f"| {cell(names[c])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -151,15 +151,14 @@ def per_class_csv(summary: ReportSummary) -> str:
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(CSV_FIELDS)
-    names = summary["class_names"]
-    for run in summary["runs"]:
+    names = summary.class_names
+    for run in summary.runs:
         none: list[float | None] = [None] * len(names)
-        stored_val = run.get("val_per_class")
-        val: list[float | None] = list(stored_val) if stored_val else none
-        stored = run.get("test_halves")
+        val: list[float | None] = list(run.val_per_class) if run.val_per_class else none
+        stored = run.test_halves
         halves: list[list[float | None]] = [list(h) for h in stored] if stored else [none, none]
-        for c, (a, n) in enumerate(zip(run["per_class"], run["support"], strict=True)):
-            row = [csv_text(run["method"]), run["seed"], c, csv_text(names[c]), a, n, val[c]]
+        for c, (a, n) in enumerate(zip(run.per_class, run.support, strict=True)):
+            row = [csv_text(run.method), run.seed, c, csv_text(names[c]), a, n, val[c]]
             w.writerow([*row, halves[0][c], halves[1][c]])
     return out.getvalue()
 
