@@ -4,9 +4,8 @@
 loss, procedure, optimiser, schedule, loggers) and every option against the entry that
 will receive it (``Registry.option_problems``: names, value types against the entry's
 defaults, then the entry's own check of ranges), and the ranges of the training
-settings. ``check_compare``
-runs it over every run a comparison will train: each method with its options and each
-grid point. All problems are reported together.
+settings. ``check_compare`` runs it over every run a comparison will train: each method
+with its options and each grid point. All problems are reported together.
 """
 
 from __future__ import annotations
