@@ -49,6 +49,11 @@ STUDIES = [
         "benchmarks/cifar10/gpu_per_class.csv",
     ),
     (
+        "CIFAR-10 at zero training error (CPU): 2,000-image training subset, airbench at "
+        "quarter width, no augmentation, 30 epochs (100 % training accuracy), defaults",
+        "benchmarks/cifar10/cpu_zero_error_report/per_class.csv",
+    ),
+    (
         "CIFAR-10 (all of it, from the shared JPEG file): 5,000-image training subset, airbench "
         "at quarter width (16-32-64), 15 epochs, settings on validation",
         "benchmarks/cifar10/cpu_per_class.csv",
