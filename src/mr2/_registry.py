@@ -1,13 +1,13 @@
 """One registry helper for every kind of thing mr2 builds by name (losses, models,
 backbones, datasets, procedures, executors, loggers, optimisers, schedules).
 
-An entry carries its whole contract: the factory, its typed options (``Option``: default,
-whether it takes text; read once from the factory's signature or given), the packages it
-needs, and a non-raising ``check(name, options)`` for values no signature says (ranges,
-files). The same errors everywhere: an unknown name lists what exists (with a "did you
-mean"), an unknown option lists what the entry accepts. A *family* entry (``"timm:"``)
-holds every name with its prefix (``"timm:resnet18"``): its options go unchecked by name,
-to its check."""
+An entry carries its whole contract: the factory, its typed options (``Option``: default
+and the scalar types its annotation names; read once from the factory's signature, or
+given), the packages it needs, and a non-raising ``check(name, options)`` for what no
+signature says (ranges, files). The same errors everywhere: an unknown name lists what
+exists (with a "did you mean"), an unknown option lists what the entry accepts. A *family*
+entry (``"timm:"``) holds every name with its prefix (``"timm:resnet18"``): its options go
+unchecked by name, to its check."""
 
 from __future__ import annotations
 
@@ -98,8 +98,11 @@ class Entry:
 
 
 def _as_options(options: set[str] | Mapping[str, Any] | None) -> dict[str, Option] | None:
-    if options is None or isinstance(options, set):
-        return None if options is None else {name: Option() for name in options}
+    """Given options as ``Option``s: names only (a set) or names and defaults."""
+    if options is None:
+        return None
+    if isinstance(options, set):
+        return {name: Option() for name in options}
     return {k: v if isinstance(v, Option) else Option(v) for k, v in options.items()}
 
 

@@ -5,7 +5,8 @@ and config validation reports it before anything is built (the loss registry's c
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 MARGIN_STATISTICS = ("paper", "centered", "spread")
@@ -29,7 +30,7 @@ def _unit(name: str, value: Any) -> str | None:
     )
 
 
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str | None:
+def _choice(name: str, value: Any, *, choices: tuple[str, ...]) -> str | None:
     if value in choices:
         return None
     listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
@@ -44,20 +45,25 @@ def _temperature(value: Any) -> str | None:
     return _positive("rep_temperature", value)
 
 
+def _norm_p(value: Any) -> str | None:
+    return None if _real(value) and value >= 1.0 else f"norm_p must be a finite p >= 1, got {value}"
+
+
+RANGES: dict[str, Callable[[Any], str | None]] = {
+    "ema_decay": partial(_unit, "ema_decay"),
+    "norm_p": _norm_p,
+    "lambda_rep": partial(_positive, "lambda_rep", allow_zero=True),
+    "c_bar": partial(_positive, "c_bar"),
+    "rep_temperature": _temperature,
+    "margin_statistic": partial(_choice, "margin_statistic", choices=MARGIN_STATISTICS),
+    "label_smoothing": partial(_unit, "label_smoothing"),
+    "rep_reduction": partial(_choice, "rep_reduction", choices=REP_REDUCTIONS),
+    "reduction": partial(_choice, "reduction", choices=REDUCTIONS),
+}
+
+
 def problems(options: Mapping[str, Any]) -> list[str]:
-    """What is out of range among MR2Loss's ``options`` (those not given are its defaults,
-    which are in range)."""
-    o = options
-    found = [
-        _unit("ema_decay", o.get("ema_decay", 0.99)),
-        None if _real(p := o.get("norm_p", 2.0)) and p >= 1.0 else
-        f"norm_p must be a finite p >= 1, got {p}",
-        _positive("lambda_rep", o.get("lambda_rep", 0.03), allow_zero=True),
-        _positive("c_bar", o.get("c_bar", 1.0)),
-        _temperature(o.get("rep_temperature", "auto")),
-        _choice("margin_statistic", o.get("margin_statistic", "paper"), MARGIN_STATISTICS),
-        _unit("label_smoothing", o.get("label_smoothing", 0.0)),
-        _choice("rep_reduction", o.get("rep_reduction", "sample"), REP_REDUCTIONS),
-        _choice("reduction", o.get("reduction", "mean"), REDUCTIONS),
-    ]  # fmt: skip
+    """What is out of range among the MR2Loss ``options`` given (its defaults are in
+    range; options without a range here are not looked at)."""
+    found = [RANGES[key](value) for key, value in options.items() if key in RANGES]
     return [message for message in found if message is not None]

@@ -15,9 +15,9 @@ operations on (K,)-sized tensors, each a kernel launch of a few microseconds. He
 Used for ``MR2Loss`` on CUDA tensors with the 2-norm and the paper's statistic while
 K (D + 2) <= ``MAX_ELEMENTS`` (one program walks the sums; bigger statistics take the
 PyTorch path until this is measured on a GPU); ``MR2_TRITON=0`` in the environment switches
-them off. The cube roots are taken in float32 (the
-PyTorch path: float64), a relative difference of about 1e-7 in the margins; the atomics
-make the float64 sums' last bits depend on the order of the samples. Tested on the CPU
+them off. The cube roots are taken in float32 (the PyTorch path: float64), a relative
+difference of about 1e-7 in the margins; the atomics make the float64 sums' last bits
+depend on the order of the samples. Tested on the CPU
 with Triton's interpreter (``TRITON_INTERPRET=1``) against the PyTorch path.
 """
 

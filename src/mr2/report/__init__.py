@@ -44,15 +44,14 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
     summary = summarize(collect(paths), reference=reference)  # before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tuned = selections(paths)
     failed = failures(paths)
     summary = replace(
         summary,
-        tuning=tuned,
+        tuning=selections(paths),
         missing=failed + unfinished(paths, {m.run_dir for m in failed}),
         not_compared=outsiders(paths),
+        wise=summarize_wise(summary),  # from the runs and the ranking, already there
     )
-    summary = replace(summary, wise=summarize_wise(summary))
     save_json(summary.to_dict(), out / "results.json")  # the JSON boundary
     save_text(tables.per_class_csv(summary), out / "per_class.csv")
     candidates = [
@@ -64,7 +63,7 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
     figs = [f for f in candidates if f is not None]
     table = tables.summary_table(summary)
     warnings = flags.check(summary)
-    save_text("\n".join(_markdown(summary, tuned, table, figs, warnings)), out / "report.md")
+    save_text("\n".join(_markdown(summary, table, figs, warnings)), out / "report.md")
     notes = [_ranking_statement(summary), _seeds_statement(summary), *warnings]
     return Report(summary, table, out / "report.md", figs, notes)
 
@@ -101,7 +100,6 @@ def _ranking_statement(summary: ReportSummary) -> str:
 
 def _markdown(
     summary: ReportSummary,
-    tuned: list[Selection],
     table: str,
     figs: list[Path],
     warnings: list[str],
@@ -127,7 +125,7 @@ def _markdown(
         tables.per_class_table(summary),
         "",
         *_class_gains(summary),
-        *_tuning(tuned),
+        *_tuning(summary.tuning),
         *_wise(summary.wise, ref),
         "## Diagnostics",
         "",
