@@ -127,6 +127,19 @@ def file_sha256(path: str | Path) -> str:
     return _file_sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
+def path_sha256(path: str | Path) -> str:
+    """``file_sha256`` of a file; of a folder, the sha256 of its files' relative names,
+    sizes and modification times (a changed, added or removed file changes it)."""
+    p = Path(path)
+    if p.is_file():
+        return file_sha256(p)
+    digest = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        st = f.stat()
+        digest.update(f"{f.relative_to(p).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def save_torch(obj: dict[str, Any], path: Path) -> None:
     """Atomic ``torch.save`` of a dict, with its checksum under ``CHECKSUM_KEY``."""
     if not isinstance(obj, dict):

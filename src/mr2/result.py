@@ -67,6 +67,16 @@ class ValSummary:
 
 
 @dataclass
+class WeightsInfo:
+    """Where a run's model started: ``kind`` "random", "library" (``name``: the library's
+    weights, e.g. "IMAGENET1K_V1") or "file" (``name``: its path, ``sha256``: its content)."""
+
+    kind: str
+    name: str = ""
+    sha256: str | None = None
+
+
+@dataclass
 class EpochRecord:
     """One epoch of training (a history row). Validation fields are None without a
     validation split; ``margins`` / ``spreads`` are MR²'s, ``q`` group DRO's and
@@ -118,6 +128,7 @@ class RunResult:
     world_size: int = 1
     train_time_s: float | None = None
     fingerprint: str | None = None  # engine runs: the identity's hash
+    weights: WeightsInfo | None = None  # engine runs: where the model started
     mr2_version: str | None = None
     source: str | None = None  # "record_run" for runs of the user's own loop
     schema: int = SCHEMA_VERSION
@@ -129,7 +140,8 @@ class RunResult:
         out["history"] = [h.to_dict() for h in self.history]
         for f in dataclasses.fields(self):
             if not f.metadata.get("stored", True) or (
-                f.name in ("fingerprint", "mr2_version", "source") and out[f.name] is None
+                f.name in ("fingerprint", "mr2_version", "source", "weights")
+                and out[f.name] is None
             ):
                 del out[f.name]
         if self.dataset.split is None:
@@ -270,7 +282,7 @@ def _object_schema(cls: type) -> dict[str, Any]:
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of result.json, generated from the dataclasses."""
-    parts = (DatasetInfo, SplitScores, ValSummary, EpochRecord)
+    parts = (DatasetInfo, SplitScores, ValSummary, EpochRecord, WeightsInfo)
     top = _object_schema(RunResult)
     top["properties"]["schema"] = {"const": SCHEMA_VERSION}
     top["required"].append("schema")

@@ -31,10 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mr2 import io, losses
+from mr2 import backbones, io, losses
 from mr2._version import __version__
 from mr2.engine import procedures
 from mr2.engine.config import RunConfig, to_dict
+from mr2.models import weights
+from mr2.result import WeightsInfo
 from mr2.setting import flatten, neutral_dropped
 
 IGNORED = (
@@ -47,9 +49,10 @@ IGNORED = (
     "train.loggers",
     "train.log_every",
 )
-# the content hash of data.path (a file); runs recorded before it was part of the identity
-# are compared without it
+# the content hash of data.path (a file; a folder: its files' names, sizes and times) and of
+# a weights file; runs recorded before these were part of the identity are compared without
 DATA_HASH = "data.path_sha256"
+WEIGHTS_HASH = "model.weights_sha256"
 RECORD = "run.json"
 LEGACY_LOCK = ".lock"  # inside the run directory, as mr2 <= 0.10 kept it: ignored
 FAILED = "failed.json"  # written by an executor for a run that raised: not part of the run
@@ -92,9 +95,18 @@ def identity(cfg: RunConfig, kind: str = "train", *, without: tuple[str, ...] = 
     data.pop("compare")
     drop = (*IGNORED, *without)
     flat = neutral_dropped({k: v for k, v in flatten(data).items() if k not in drop})
-    if cfg.data.path and Path(cfg.data.path).is_file() and DATA_HASH not in drop:
-        flat[DATA_HASH] = io.file_sha256(cfg.data.path)  # a file rewritten at the same path
+    if cfg.data.path and Path(cfg.data.path).exists() and DATA_HASH not in drop:
+        flat[DATA_HASH] = io.path_sha256(cfg.data.path)  # rewritten at the same path
+    started = run_weights(cfg)
+    if started.sha256 and WEIGHTS_HASH not in drop:
+        flat[WEIGHTS_HASH] = started.sha256
     return {"kind": kind, "mr2_version": __version__, **flat}
+
+
+def run_weights(cfg: RunConfig) -> WeightsInfo:
+    """Where the run's model starts: random, a library's weights or a file (with its hash)."""
+    m = cfg.model
+    return weights.info(m.name, m.options, backbone=m.name in backbones.BACKBONES)
 
 
 def fingerprint(ident: dict[str, Any]) -> str:
@@ -153,8 +165,8 @@ def inspect_run(run_dir: Path, cfg: RunConfig, kind: str = "train") -> Inspectio
         )
     record = io.load_json(record_path)
     stored = record.get("identity", {})
-    legacy = DATA_HASH not in stored  # recorded before the data file's hash was part of it
-    wanted = {k: v for k, v in ident.items() if k != DATA_HASH} if legacy else ident
+    # recorded before the data's or the weights' hash was part of it: compared without
+    wanted = {k: v for k, v in ident.items() if k in stored or k not in (DATA_HASH, WEIGHTS_HASH)}
     if record.get("fingerprint") != fp and fingerprint(neutral_dropped(stored)) != fingerprint(
         wanted
     ):

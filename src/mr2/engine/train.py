@@ -201,5 +201,6 @@ def build_result(
         diagnostics={"test_" + k: v for k, v in features.items()},
         history=history,
         world_size=ctx.world,
+        weights=identity.run_weights(cfg),
         train_time_s=history[-1].time_s if history else None,
     )

@@ -7,14 +7,15 @@ and the user's models, added with ``register(name, factory)``; ``mr2 --import MO
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 from torch import nn
 
-from mr2._registry import Registry, signature_options
-from mr2.models import external
+from mr2._registry import Entry, Option, Registry, signature_options
+from mr2.models import external, weights
 from mr2.models.airbench import AirbenchNet
 from mr2.models.cnn import SmallCNN
 from mr2.models.linear import LinearProbe
@@ -23,11 +24,28 @@ from mr2.models.resnet_cifar import ResNetCifar
 from mr2.models.wrn import WideResNet
 from mr2.with_features import with_features
 
-MODELS = Registry("model", exclude=("input_shape", "num_classes"))
+EXCLUDED = ("input_shape", "num_classes")
+WEIGHTS = Option("", ("str",))  # every model's: a weights file (mr2.models.weights)
 
 
-def _sizes(_name: str, options: Mapping[str, Any]) -> list[str]:
-    return problems(dict(options))
+def _with_weights(entry: Entry) -> dict[str, Option]:
+    return {**signature_options(entry.factory, set(EXCLUDED)), "weights": WEIGHTS}
+
+
+MODELS = Registry("model", exclude=EXCLUDED, options_of=_with_weights)
+
+
+def _sizes(name: str, options: Mapping[str, Any]) -> list[str]:
+    return problems(dict(options)) + weights.problems(name, options)
+
+
+def _library_problems(name: str, options: Mapping[str, Any]) -> list[str]:
+    """A library model's options: its weights (``mr2.models.weights``), then the rest as
+    its constructor takes them."""
+    found = weights.problems(name, options)
+    if found:
+        return found
+    return external.option_problems(name, weights.split_options(name, options)[1])
 
 
 def _own(name: str, factory: Callable[..., nn.Module], **kwargs: Any) -> None:
@@ -50,8 +68,9 @@ for _prefix, _package in external.LIBRARIES.items():
         family=True,
         needs=_package,
         member_problem=external.member_problem,
-        check=external.option_problems,
+        check=_library_problems,
     )
+
 
 
 def available() -> list[str]:
@@ -92,6 +111,7 @@ def register(
         raise ValueError(f"model names with ':' are a library's ({name!r}); choose another")
     built = factory if returns_features else partial(_with_features, factory)
     typed = signature_options(factory, MODELS.exclude)  # the wrapper hides the signature
+    typed["weights"] = WEIGHTS
     MODELS.register(name, built, description, options=typed, check=_sizes)
     return built
 
@@ -123,12 +143,19 @@ def problems(options: dict) -> list[str]:
 
 
 def create(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
-    """Build model ``name``; ``kwargs`` (e.g. width) override its defaults."""
+    """Build model ``name``; ``kwargs`` (e.g. width) override its defaults; ``weights``
+    (and timm's ``pretrained``) load starting weights for any class count
+    (``mr2.models.weights``), saying on stderr what was loaded, replaced and left random."""
     entry = MODELS.entry(name)
     errors = entry.check(name, kwargs) if entry.check and not entry.family else []
     if errors:
         raise ValueError("; ".join(errors))
-    return MODELS.create(name, tuple(input_shape), num_classes, **kwargs)
+    spec, rest = weights.split_options(name, kwargs)
+    model = MODELS.create(name, tuple(input_shape), num_classes, **rest)
+    report = weights.apply(model, name, spec)
+    if report is not None:
+        print(report.text(), file=sys.stderr, flush=True)
+    return model
 
 
 __all__ = [

@@ -3,8 +3,8 @@
 data and returns it through ``mr2.with_features`` (logits and the input of its final linear
 layer), so every loss and method of mr2 trains it. ``model.options`` go to the library's
 constructor as they are (``timm.create_model(name, **options)``,
-``torchvision.models.get_model(name, **options)``): ``pretrained = true`` /
-``checkpoint_path`` (timm) or ``weights`` (torchvision) load weights where they are at hand.
+``torchvision.models.get_model(name, **options)``), but for the weights ones, which
+``mr2.models.weights`` loads for any class count after building the model at random.
 The images' channel count is passed to timm (``in_chans``); torchvision's classifiers take
 three channels, so single-channel images are repeated to three.
 
@@ -27,7 +27,6 @@ from torch import Tensor, nn
 from mr2.with_features import with_features
 
 LIBRARIES = {"timm": "timm", "torchvision": "torchvision"}  # prefix -> package
-WEIGHT_OPTIONS = {"pretrained", "checkpoint_path", "weights", "pretrained_cfg_overlay"}
 
 
 def split(name: str) -> tuple[str, str] | None:
@@ -113,10 +112,9 @@ def option_problems(name: str, options: Mapping[str, Any]) -> list[str]:
     """What the library's constructor refuses among ``options``, found by building the
     model on the meta device without its weights; [] when it builds."""
     prefix, model = split(name) or ("", "")
-    trial = {k: v for k, v in options.items() if k not in WEIGHT_OPTIONS}
     try:
         with torch.device("meta"):
-            _build(prefix, model, 3, 10, trial)
+            _build(prefix, model, 3, 10, dict(options))
     except (TypeError, ValueError) as err:  # an option the constructor refuses
         return [f"{name!r} does not build with them: {err}"]
     return []

@@ -118,6 +118,7 @@ def _markdown(
         table,
         "",
         *_missing(summary.missing),
+        *_starting_weights(summary),
         *_outsiders(summary.not_compared),
         *_warnings(warnings),
         "## Per-class accuracy (hardest first)",
@@ -161,6 +162,28 @@ def _class_gains(summary: ReportSummary) -> list[str]:
         tables.class_gain_table(summary),
         "",
     ]
+
+
+def _starting_weights(summary: ReportSummary) -> list[str]:
+    """Where each method's models started, when any did from pre-trained weights."""
+    if all(r.weights is None or r.weights.kind == "random" for r in summary.runs):
+        return []
+    lines = ["## Starting weights", ""]
+    for method in summary.methods:
+        seen: dict[str, list[int]] = {}
+        for r in (r for r in summary.runs if r.method == method):
+            w = r.weights
+            text = (
+                "not recorded"
+                if w is None
+                else f"file {w.name} (sha256 {w.sha256[:12]})"
+                if w.kind == "file" and w.sha256
+                else f"{w.kind} {w.name}".strip()
+            )
+            seen.setdefault(text, []).append(r.seed)
+        parts = [f"{text} (seeds {', '.join(map(str, sorted(s)))})" for text, s in seen.items()]
+        lines.append(f"- {tables.cell(method)}: {'; '.join(parts)}")
+    return [*lines, ""]
 
 
 def _warnings(found: list[str]) -> list[str]:

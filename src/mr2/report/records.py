@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mr2.metrics import MeanStd, PairedComparison
+from mr2.result import WeightsInfo
 from mr2.selection import Selection
 
 
@@ -29,6 +30,7 @@ class RunRow:
     train_time_s: float | None
     final_train_acc: float | None
     final_rep_grad_ratio: float | None
+    weights: WeightsInfo | None = None  # where the model started (engine runs)
 
 
 @dataclass(frozen=True)

@@ -246,6 +246,7 @@ def _run_row(r: RunResult) -> RunRow:
         train_time_s=r.train_time_s,
         final_train_acc=r.history[-1].train_acc if r.history else None,
         final_rep_grad_ratio=r.history[-1].rep_grad_ratio if r.history else None,
+        weights=r.weights,
     )
 
 

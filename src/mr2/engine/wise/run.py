@@ -14,18 +14,16 @@ from mr2.engine import config
 from mr2.engine.context import Context, setup
 from mr2.engine.run import is_backbone, load_run_data
 from mr2.engine.wise.scores import rank_rows, scores
-from mr2.models import external
+from mr2.models import weights
 from mr2.wise_result import WiseResult, WiseRow
 
 
 def pre_trained(cfg: config.RunConfig) -> bool:
-    """Whether the run started from pre-trained weights: a backbone, or a library's model
-    ("timm:..." / "torchvision:...") given weights."""
+    """Whether the run started from pre-trained weights: a backbone, or a model given
+    weights (a library's named weights or a file)."""
     if is_backbone(cfg):
         return True
-    return bool(external.split(cfg.model.name)) and any(
-        cfg.model.options.get(k) for k in external.WEIGHT_OPTIONS
-    )
+    return weights.split_options(cfg.model.name, cfg.model.options)[0].kind != "random"
 
 
 def run_wise(run_dir: str | Path, alphas: list[float], *, ctx: Context | None = None) -> WiseResult:
