@@ -72,7 +72,6 @@ for _prefix, _package in external.LIBRARIES.items():
     )
 
 
-
 def available() -> list[str]:
     return MODELS.available()
 

@@ -260,8 +260,12 @@ def load_matching(model: nn.Module, state: Mapping[str, Tensor], source: str) ->
 
 
 def _grey_stem(s: Tensor, t: Tensor) -> bool:
-    return s.dim() == 4 and t.dim() == 4 and s.shape[1] == 3 and t.shape[1] == 1 and (
-        s.shape[0] == t.shape[0] and s.shape[2:] == t.shape[2:]
+    return (
+        s.dim() == 4
+        and t.dim() == 4
+        and s.shape[1] == 3
+        and t.shape[1] == 1
+        and (s.shape[0] == t.shape[0] and s.shape[2:] == t.shape[2:])
     )
 
 
@@ -337,6 +341,7 @@ def _timm_cached(cfg: Any) -> bool:
             if isinstance(try_to_load_from_cache(hub_id, filename), str):
                 return True
     url = getattr(cfg, "url", "") or ""
-    return bool(url) and (
-        Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
-    ).is_file()
+    return (
+        bool(url)
+        and (Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name).is_file()
+    )
