@@ -2,6 +2,7 @@
 the full report from them, also mixed with engine runs; prediction files work too."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -164,13 +165,92 @@ def test_an_implausible_label_is_refused_before_anything_is_allocated(tmp_path, 
     path.write_text("y_true,y_pred\n0,0\n1,1\n1000000000,1\n")
     allocated = []
     monkeypatch.setattr(record, "confusion_counts", lambda *a: allocated.append(a))
-    with pytest.raises(ValueError, match="largest label is 1000000000 but only 3 distinct"):
+    with pytest.raises(ValueError, match="largest label is 1000000000 but only 3 of the"):
         record_predictions([path], tmp_path / "out")
-    with pytest.raises(ValueError, match="plausible class count"):
+    with pytest.raises(ValueError, match="at least half of its classes present"):
         record_run(tmp_path / "r", method="m", seed=0, y_true=[0, 1, 10**9], y_pred=[0, 1, 1])
     assert allocated == []
     with pytest.raises(ValueError, match="plain name"):
         record_run(tmp_path / "r", method="..", seed=0, y_true=[0, 1], y_pred=[0, 1])
+
+
+def test_an_inferred_class_count_needs_half_its_classes_and_a_bound(tmp_path):
+    from mr2.report import record_predictions
+    from mr2.report.record import MAX_INFERRED_CLASSES, inferred_classes
+
+    # the finding: labels up to 6,000 with 667 distinct took 4 GB; now refused at once
+    labels = np.arange(0, 6001, 9)
+    (tmp_path / "p.csv").write_text(
+        "y_true,y_pred\n" + "".join(f"{v},{v}\n" for v in labels)
+    )
+    with pytest.raises(ValueError, match=r"largest label is 5994 but only 667 of the 5995 classes"):
+        record_predictions([tmp_path / "p.csv"], tmp_path / "out")
+    assert inferred_classes([0, 2, 4], [1]) == 5  # 4 of 5 classes occur
+    with pytest.raises(ValueError, match="at least half"):
+        inferred_classes([0, 9])  # 2 of 10
+    many = np.arange(MAX_INFERRED_CLASSES + 1)
+    with pytest.raises(ValueError, match="at most 10,000"):
+        inferred_classes(many)
+    # a class count given by the user is theirs (the names set it)
+    result = record_run(tmp_path / "k", method="m", seed=0, y_true=[0, 9], y_pred=[0, 9],
+                        class_names=[str(i) for i in range(10)])  # fmt: skip
+    assert result.dataset.num_classes == 10
+
+
+def test_a_large_class_count_reports_in_memory_of_a_few_confusion_matrices(tmp_path):
+    """K = 250, two methods x two seeds: the report's traced peak stays within 32 K x K
+    float64 matrices (measured: 24), i.e. memory grows with K^2, not with an inflated K."""
+    import tracemalloc
+
+    from mr2 import report
+
+    k, rng = 250, np.random.default_rng(0)
+    for method in ("a", "b"):
+        for seed in (0, 1):
+            y = np.repeat(np.arange(k), 5)
+            p = np.where(rng.random(len(y)) < 0.6, y, rng.integers(0, k, len(y)))
+            record_run(tmp_path / "runs" / method / f"seed{seed}", method=method, seed=seed,
+                       y_true=y, y_pred=p, class_names=[str(i) for i in range(k)])  # fmt: skip
+    tracemalloc.start()
+    report.build([tmp_path / "runs"], tmp_path / "rep", reference="a")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 32 * k * k * 8, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_record_run_refuses_another_runs_folder_bad_names_and_seeds(tmp_path):
+    y = [0, 1, 1]
+    record_run(tmp_path / "r", method="ce", seed=0, y_true=y, y_pred=y)
+    with pytest.raises(ValueError, match=r"holds the run of method 'ce' seed 0: .*overwrite=True"):
+        record_run(tmp_path / "r", method="mr2", seed=0, y_true=y, y_pred=y)
+    with pytest.raises(ValueError, match="seed 0"):
+        record_run(tmp_path / "r", method="ce", seed=1, y_true=y, y_pred=y)
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["method"] == "ce"
+    record_run(tmp_path / "r", method="ce", seed=0, y_true=y, y_pred=[0, 1, 0])  # the same run
+    record_run(tmp_path / "r", method="mr2", seed=0, y_true=y, y_pred=y, overwrite=True)
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["method"] == "mr2"
+    for method, message in [
+        ("a\nb", "control character '\\n'"),
+        ("a\x00b", "control character '\\x00'"),
+        ("x" * 129, "129 characters, more than 128"),
+        ("a\tb", "control character"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            record_run(tmp_path / "s", method=method, seed=0, y_true=y, y_pred=y)
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
+        record_run(tmp_path / "s", method="m", seed=-1, y_true=y, y_pred=y)
+    with pytest.raises(ValueError, match="NUL byte"):
+        record_run(str(tmp_path / "s\x00t"), method="m", seed=0, y_true=y, y_pred=y)
+    assert not (tmp_path / "s").exists()
+
+
+def test_prediction_files_with_a_bad_method_name_are_refused_naming_the_file(tmp_path):
+    from mr2.report import record_predictions
+
+    (tmp_path / "p.csv").write_text("y_true,y_pred,method\n0,0,a\x01b\n1,1,a\x01b\n")
+    with pytest.raises(ValueError, match=re.escape("p.csv: method 'a\\x01b' holds the control")):
+        record_predictions([tmp_path / "p.csv"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_record_run_refuses_mismatched_names_and_bad_features(tmp_path):
@@ -183,6 +263,9 @@ def test_record_run_refuses_mismatched_names_and_bad_features(tmp_path):
     feats[1, 0] = np.nan
     with pytest.raises(ValueError, match="features must be a finite"):
         record_run(tmp_path / "b", method="m", seed=0, y_true=y, logits=logits, features=feats)
+    with pytest.raises(ValueError, match="features have 3 rows but y_true has 4 labels"):
+        record_run(tmp_path / "b", method="m", seed=0, y_true=y, logits=logits,
+                   features=np.ones((3, 2)))  # fmt: skip
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 

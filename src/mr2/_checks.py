@@ -149,3 +149,22 @@ def integer_labels(values: Any, name: str = "labels") -> np.ndarray:
     if a.size and a.min() < 0:
         raise ValueError(f"{name} must be >= 0, got {int(a.min())}")
     return a.astype(np.int64)
+
+
+MAX_NAME = 128  # characters of a method name (it names folders, table rows and plot labels)
+
+
+def name_problem(value: Any, what: str = "method") -> str | None:
+    """Why ``value`` cannot be a method name (it becomes a folder, a table cell and a plot
+    label): not a string, empty, longer than ``MAX_NAME``, a control character (newline,
+    NUL, ...), a path separator, "." or ".."; None when it can."""
+    if not isinstance(value, str) or not value:
+        return f"{what} must be a non-empty string, got {value!r}"
+    if len(value) > MAX_NAME:
+        return f"{what} has {len(value)} characters, more than {MAX_NAME}: {value[:40]!r}..."
+    if not value.isprintable():
+        bad = next(c for c in value if not c.isprintable())
+        return f"{what} {value!r} holds the control character {bad!r}: use printable characters"
+    if "/" in value or "\\" in value or value in (".", ".."):
+        return f"{what} must be a plain name (not '.', '..', no '/' or '\\'), got {value!r}"
+    return None

@@ -174,7 +174,28 @@ def load_torch(path: Path) -> dict[str, Any]:
 
 
 def save_json(obj: Any, path: Path) -> None:
-    _atomic(path, lambda fh: fh.write(json.dumps(obj, indent=1, default=_jsonable).encode()))
+    """Atomic JSON: objects indented, lists without objects inside on one line (a confusion
+    matrix of K = 1000 is written by the C encoder, not a line per number)."""
+    _atomic(path, lambda fh: fh.write(dumps(obj).encode()))
+
+
+def dumps(obj: Any, level: int = 0) -> str:
+    """``obj`` as JSON, indented by one space per level down to the lists of plain values."""
+    if isinstance(obj, dict) and obj:
+        pad = "\n" + " " * (level + 1)
+        items = [f"{json.dumps(str(k))}: {dumps(v, level + 1)}" for k, v in obj.items()]
+        return "{" + pad + ("," + pad).join(items) + "\n" + " " * level + "}"
+    if isinstance(obj, (list, tuple)) and any(isinstance(v, dict) for v in obj):
+        pad = "\n" + " " * (level + 1)
+        return (
+            "["
+            + pad
+            + ("," + pad).join(dumps(v, level + 1) for v in obj)
+            + "\n"
+            + " " * level
+            + "]"
+        )
+    return json.dumps(obj, default=_jsonable)
 
 
 def load_json(path: Path) -> Any:

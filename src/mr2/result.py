@@ -100,7 +100,7 @@ class EpochRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The row as written to log.jsonl: loss-specific fields only when present."""
-        row = dataclasses.asdict(self)
+        row = plain(self)
         for key in ("val_per_class", "margins", "spreads", "q", "class_weights", "rep_grad_ratio"):
             if row[key] is None:
                 del row[key]
@@ -136,7 +136,7 @@ class RunResult:
     run_dir: str | None = field(default=None, metadata={"stored": False})
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        out = plain(self)
         out["history"] = [h.to_dict() for h in self.history]
         for f in dataclasses.fields(self):
             if not f.metadata.get("stored", True) or (
@@ -175,6 +175,20 @@ class RunResult:
                 n = len(getattr(result.test, key))
                 raise ValueError(f"{where}: test.{key} has {n} entries, K = {k}")
         return result
+
+
+def plain(obj: Any) -> Any:
+    """``dataclasses.asdict`` for records that hold large vectors: dataclasses, dicts and
+    lists of containers are copied, a list of plain values once (not value by value)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        if not set(map(type, obj)) - _PLAIN:  # plain values: one copy of the list
+            return type(obj)(obj)
+        return type(obj)(plain(v) for v in obj)
+    return obj
 
 
 def read_result(path: str | Path) -> RunResult:
@@ -221,18 +235,35 @@ def _convert(hint: Any, value: Any, where: str, key: str) -> Any:
         return value
     if origin is list:
         _expect(isinstance(value, list), hint, value, where, key)
+        if args[0] in _SCALAR_CHECKS:  # a vector (a confusion row): one pass, no recursion
+            return _scalars(args[0], value, where, key)
         return [_convert(args[0], v, where, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         _expect(isinstance(value, dict), hint, value, where, key)
         return {k: _convert(args[1], v, where, f"{key}.{k}") for k, v in value.items()}
-    ok = {
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: isinstance(value, str),
-        bool: isinstance(value, bool),
-    }[hint]
-    _expect(ok, hint, value, where, key)
+    _expect(_SCALAR_CHECKS[hint](value), hint, value, where, key)
     return float(value) if hint is float else value
+
+
+_PLAIN = {int, float, str, bool, type(None)}
+_TYPES = {int: {int}, float: {float, int}, str: {str}, bool: {bool}}  # exact types, fast path
+_SCALAR_CHECKS: dict[Any, Any] = {
+    int: lambda v: type(v) is int or (isinstance(v, int) and not isinstance(v, bool)),
+    float: lambda v: (
+        type(v) in (float, int) or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    ),
+    str: lambda v: isinstance(v, str),
+    bool: lambda v: isinstance(v, bool),
+}
+
+
+def _scalars(hint: Any, values: list, where: str, key: str) -> list:
+    """A list of scalars of type ``hint``, checked in one pass (the first bad one named)."""
+    ok = _SCALAR_CHECKS[hint]
+    if set(map(type, values)) - _TYPES[hint] and not all(map(ok, values)):
+        i = next(i for i, v in enumerate(values) if not ok(v))
+        _expect(False, hint, values[i], where, f"{key}[{i}]")
+    return [float(v) for v in values] if hint is float else values
 
 
 def _expect(ok: bool, hint: Any, value: Any, where: str, key: str) -> None:

@@ -79,9 +79,16 @@ class ClassLoss(nn.Module):
         self,
         logits: Tensor,
         features: Tensor | None,
-        targets: Tensor,
+        targets: Tensor | None = None,
         sample_weight: Tensor | None = None,
     ) -> Tensor:
+        if targets is None:  # loss(logits, y), as torch's losses are called
+            raise TypeError(
+                f"{type(self).__name__} is called as loss(logits, features, targets) (features: "
+                "the input of the classifier, or None for a loss that does not use them); it "
+                "got two arguments, e.g. loss(logits, y): call loss(logits, None, y) or "
+                "loss(logits, features, y)"
+            )
         if self.ignore_index is not None and not _checks.is_soft(targets):
             return self._without_ignored(logits, features, targets, sample_weight)
         return self._forward(logits, features, targets, sample_weight)

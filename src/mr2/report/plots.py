@@ -12,6 +12,8 @@ from mr2.report.diagnostics import correlations
 from mr2.report.ranking import hardest_first
 from mr2.report.records import ReportSummary
 
+MAX_NAMED_TICKS = 100  # more classes than this: the gain plot names none (per_class.csv does)
+
 
 def sorted_accuracy(summary: ReportSummary, path: Path) -> Path:
     plt = _pyplot()
@@ -35,7 +37,7 @@ def gain_over_reference(summary: ReportSummary, path: Path) -> Path:
     ref_name = summary.reference
     order = hardest_first(summary.groups)  # as the report ranks them, not by the gains' test set
     names = [summary.class_names[c] for c in order]
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.35 * len(order)), 4.0))
+    fig, ax = plt.subplots(figsize=(min(max(6.4, 0.35 * len(order)), 40.0), 4.0))
     x = np.arange(len(order))
     for m, body in summary.methods.items():
         if m == ref_name or body.vs_reference is None:
@@ -45,13 +47,14 @@ def gain_over_reference(summary: ReportSummary, path: Path) -> Path:
         ax.plot(x, gain, marker="o", ms=3, label=m)
         ax.fill_between(x, gain - std, gain + std, alpha=0.2)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(
-        x,
-        names,
-        rotation=60 if len(names) <= 30 else 90,
-        ha="right",
-        fontsize=8 if len(names) <= 30 else 5,
-    )
+    if len(names) <= MAX_NAMED_TICKS:
+        ax.set_xticks(
+            x,
+            names,
+            rotation=60 if len(names) <= 30 else 90,
+            ha="right",
+            fontsize=8 if len(names) <= 30 else 5,
+        )
     ax.set_ylabel(f"accuracy gain over {ref_name} (points)")
     ax.set_title("Per-class gain, hardest first (band: ± std of paired per-seed gains)")
     ax.set_xlabel(f"classes, hardest first ({summary.ranking})", fontsize=8)

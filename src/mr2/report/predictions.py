@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mr2 import _checks
 from mr2.report.record import inferred_classes, record_run
 
 Pending = tuple[str, int, dict[str, Any]]  # method, seed, record_run's other arguments
@@ -100,6 +101,8 @@ def record_predictions(files: list[str | Path], out_dir: str | Path) -> list[Pat
         pending += [(f, run) for run in reader(f)]
     seen: dict[tuple[str, int], Path] = {}
     for f, (method, seed, _) in pending:
+        if (problem := _checks.name_problem(method)) is not None or seed < 0:
+            raise ValueError(f"{f}: {problem or f'seed must be >= 0, got {seed}'}")
         if (method, seed) in seen:
             raise ValueError(
                 f"method {method!r} seed {seed} is in both {seen[method, seed]} and {f}: give "

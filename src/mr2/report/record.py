@@ -18,7 +18,7 @@ from mr2.metrics import disparity_summary
 from mr2.metrics.classwise import accuracy_from_confusion, confusion_counts
 from mr2.metrics.hard import half_accuracies, labels_digest
 from mr2.metrics.spread import class_spread, feature_sums
-from mr2.result import DatasetInfo, RunResult, SplitScores, ValSummary
+from mr2.result import DatasetInfo, RunResult, SplitScores, ValSummary, read_result
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -49,20 +49,23 @@ def _predictions(y_pred: Any, logits: Any) -> torch.Tensor:
     return _labels(y_pred, "y_pred")
 
 
-MAX_INFERRED_CLASSES = 100_000
+MAX_INFERRED_CLASSES = 10_000
 
 
 def inferred_classes(*labels: Any) -> int:
     """K = largest label + 1, when no class count is given; refused (before anything is
-    allocated from it) when it is implausible: above ``MAX_INFERRED_CLASSES`` or more than
-    ten times the number of distinct labels seen."""
+    allocated from it) when the labels do not show it: above ``MAX_INFERRED_CLASSES``, or
+    with fewer than half of the classes 0 .. K-1 occurring. Give ``class_names`` (or logits)
+    to set K yourself."""
     values = [torch.as_tensor(_as_numpy(x)).long().reshape(-1) for x in labels]
     top = max(int(v.max()) for v in values if v.numel())
     distinct = len(set().union(*(set(torch.unique(v).tolist()) for v in values)))
-    if top + 1 > MAX_INFERRED_CLASSES or top + 1 > 10 * distinct:
+    if top + 1 > MAX_INFERRED_CLASSES or 2 * distinct < top + 1:
         raise ValueError(
-            f"the largest label is {top} but only {distinct} distinct labels occur: not a "
-            "plausible class count. Check the labels, or give class_names (one per class)"
+            f"the largest label is {top} but only {distinct} of the {top + 1} classes 0 .. "
+            f"{top} occur (an inferred class count must be at most {MAX_INFERRED_CLASSES:,} "
+            "with at least half of its classes present): check the labels, or give "
+            "class_names (one per class) to set the class count"
         )
     return top + 1
 
@@ -97,7 +100,13 @@ def feature_diagnostics(features: Any, y_true: Any, num_classes: int) -> dict[st
             f"features must be a finite (N, D) float array, got shape {tuple(f.shape)}, "
             f"dtype {f.dtype}{'' if not f.dtype.is_floating_point else ' (NaN or Inf found?)'}"
         )
-    stats = class_spread(feature_sums(f, _labels(y_true, "y_true"), num_classes))
+    y = _labels(y_true, "y_true")
+    if len(f) != len(y):
+        raise ValueError(
+            f"features have {len(f)} rows but y_true has {len(y)} labels: give one feature "
+            "row per sample, in the order of y_true"
+        )
+    stats = class_spread(feature_sums(f, y, num_classes))
     return {"test_norm_sq": stats["norm_sq"], "test_spread": stats["spread"]}
 
 
@@ -114,6 +123,7 @@ def record_run(
     val: tuple[Any, Any] | None = None,
     features: Any = None,
     config: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Write ``out_dir/result.json`` for a run of your own training loop and return it.
 
@@ -128,6 +138,8 @@ def record_run(
         features: optional (N, D) features of the same samples: the spread diagnostics.
         config: optional dict of the run's settings (recorded; runs of one method must
             agree on everything in it except ``seed``).
+        overwrite: replace a run of another method or seed recorded in ``out_dir`` (without
+            it that is an error; the same method and seed is recorded again).
 
     Example:
         >>> import tempfile
@@ -136,7 +148,7 @@ def record_run(
         >>> round(result.test.overall, 3)
         0.667
     """
-    _check_run_arguments(out_dir, method, seed, split)
+    _check_run_arguments(out_dir, method, seed, split, overwrite)
     preds = _predictions(y_pred, logits)
     y = _labels(y_true, "y_true")
     names = _class_names(class_names, logits, y, preds)
@@ -150,17 +162,38 @@ def record_run(
     return result
 
 
-def _check_run_arguments(out_dir: str | Path, method: Any, seed: Any, split: str) -> None:
+def _check_run_arguments(
+    out_dir: str | Path, method: Any, seed: Any, split: str, overwrite: bool
+) -> None:
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    if "\0" in str(out_dir):
+        raise ValueError(f"out_dir {str(out_dir)!r} holds a NUL byte: not a usable folder name")
     if (Path(out_dir) / "run.json").exists():
         raise ValueError(
             f"{out_dir} holds a run of mr2's engine (run.json); record this run elsewhere"
         )
-    if not isinstance(method, str) or not method or "/" in method or method in (".", ".."):
-        raise ValueError(f"method must be a plain name (not '.', '..', no '/'), got {method!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+    if (problem := _checks.name_problem(method)) is not None:
+        raise ValueError(problem)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    if not overwrite and (Path(out_dir) / "result.json").is_file():
+        _refuse_other_run(Path(out_dir), method, int(seed))
+
+
+def _refuse_other_run(out_dir: Path, method: str, seed: int) -> None:
+    """A run of another method or seed recorded in ``out_dir`` is not replaced silently."""
+    try:
+        held = read_result(out_dir)
+        same = held.method == method and held.seed == seed
+        what = f"the run of method {held.method!r} seed {held.seed}"
+    except (OSError, ValueError):
+        same, what = False, "a result.json that does not read as a run"
+    if not same:
+        raise ValueError(
+            f"{out_dir} holds {what}: record method {method!r} seed {seed} in another folder, "
+            "or pass overwrite=True to replace it"
+        )
 
 
 def _class_names(

@@ -4,12 +4,11 @@ summary over seeds, the runs that are missing, the WiSE-FT summary, the whole su
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from mr2.metrics import MeanStd, PairedComparison
-from mr2.result import WeightsInfo
+from mr2.result import WeightsInfo, plain
 from mr2.selection import Selection
 
 
@@ -107,7 +106,7 @@ class ReportSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """results.json ("wise" only with WiSE-FT results)."""
-        out = dataclasses.asdict(self)
+        out = plain(self)
         out["tuning"] = [t.to_dict() for t in self.tuning]
         if not self.wise:
             del out["wise"]
