@@ -180,9 +180,7 @@ def test_an_inferred_class_count_needs_half_its_classes_and_a_bound(tmp_path):
 
     # the finding: labels up to 6,000 with 667 distinct took 4 GB; now refused at once
     labels = np.arange(0, 6001, 9)
-    (tmp_path / "p.csv").write_text(
-        "y_true,y_pred\n" + "".join(f"{v},{v}\n" for v in labels)
-    )
+    (tmp_path / "p.csv").write_text("y_true,y_pred\n" + "".join(f"{v},{v}\n" for v in labels))
     with pytest.raises(ValueError, match=r"largest label is 5994 but only 667 of the 5995 classes"):
         record_predictions([tmp_path / "p.csv"], tmp_path / "out")
     assert inferred_classes([0, 2, 4], [1]) == 5  # 4 of 5 classes occur

@@ -41,6 +41,7 @@ def test_every_kind_uses_the_one_registry():
         "depth",
         "width",
         "shortcut",
+        "weights",  # every model's: a weights file (mr2.models.weights)
     }  # ResNetCifar(shape, K, ...)
     assert "lambda_rep" in LOSSES.options("mr2") and "lambda_rep" not in LOSSES.options("mr2_logit")
     assert procedures.PROCEDURES.options("jtt") == set(procedures.JTT.defaults)
@@ -143,3 +144,28 @@ def test_a_family_entry_holds_every_name_with_its_prefix():
         "model.name: unknown model 'owm' (did you mean 'own'?); available: clip, own, or lib:<name>"
     )
     assert reg.describe() == {"own": "mine", "lib:<name>": "a library's"}
+
+
+def test_option_types_come_from_real_annotations_too():
+    """A plug-in module without ``from __future__ import annotations`` annotates with the
+    types themselves: ``epsilon: float`` with no default must still refuse "abc"."""
+    import typing
+
+    from mr2._registry import signature_options
+
+    def plugin(
+        num_classes, *, epsilon: float, k: int | None = None, s: typing.Optional[str] = None
+    ):  # noqa: UP045
+        return None
+
+    spec = signature_options(plugin, {"num_classes"})
+    assert spec["epsilon"].kinds == ("float",)
+    assert spec["k"].kinds == ("int", "None") and spec["s"].kinds == ("str", "None")
+    registry = Registry("loss")
+    registry.register("plugin", plugin)
+    problems = registry.option_problems("plugin", {"epsilon": "abc", "k": 2.5}, "loss.options")
+    assert problems == [
+        "loss.options.epsilon: expected float, got 'abc'",
+        "loss.options.k: expected int or None, got 2.5",
+    ]
+    assert registry.option_problems("plugin", {"epsilon": 1, "s": None}, "loss.options") == []

@@ -14,6 +14,8 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import inspect
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -57,9 +59,21 @@ class Option:
 
 
 def _kinds(annotation: Any) -> tuple[str, ...]:
-    """The scalar type names of an annotation such as ``"int | None"``; () if it names
+    """The scalar type names of an annotation: a string such as ``"int | None"`` or
+    ``"Optional[float]"`` (a module with ``from __future__ import annotations``) or the
+    types themselves (``float``, ``int | None``, ``typing.Optional[str]``); () if it names
     anything else."""
-    names = [n.strip() for n in str(annotation).split("|")]
+    if isinstance(annotation, str):
+        text = annotation.strip()
+        if text.startswith("Optional[") and text.endswith("]"):
+            text = text[len("Optional[") : -1] + " | None"
+        names = [n.strip() for n in text.split("|")]
+    else:
+        args = typing.get_args(annotation)
+        is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        members = args if is_union else (annotation,)
+        names = [getattr(m, "__name__", str(m)) for m in members]
+        names = ["None" if n == "NoneType" else n for n in names]
     return tuple(names) if all(n in SCALARS for n in names) else ()
 
 
