@@ -243,3 +243,21 @@ def test_auto_augment_per_image_and_reproducible():
     before = torch.get_rng_state()
     data.auto_augment(batch, torch.Generator().manual_seed(6))
     assert torch.equal(before, torch.get_rng_state())  # the global RNG is left alone
+
+
+def test_the_demo_fallback_names_the_demo_s_own_flag(tmp_path, monkeypatch):
+    """Without Fashion-MNIST the demo says how to give it with `mr2 demo --data-dir`, the
+    flag it has (not train's --set data.data_dir=DIR, which `mr2 demo` rejects)."""
+    from mr2 import cli_args, demo
+
+    monkeypatch.setitem(idx.SOURCES["fashion_mnist"], "system", [])
+    monkeypatch.setitem(idx.SOURCES["fashion_mnist"], "mirrors", ())
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("MR2_DATA", raising=False)
+    said = []
+    cfg = demo.demo_config(data_dir=str(tmp_path / "empty"), log=said.append)
+    assert cfg.data.name == "digits"
+    assert "mr2 demo --data-dir DIR" in said[0] and "--set" not in said[0]
+    with pytest.raises(SystemExit):  # the flag it names is the demo's own
+        cli_args.parser().parse_args(["demo", "--set", "data.data_dir=x"])
+    assert cli_args.parser().parse_args(["demo", "--data-dir", "x"]).data_dir == "x"

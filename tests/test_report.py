@@ -128,3 +128,52 @@ def test_names_with_pipes_breaks_and_formulas_stay_in_their_cells(tmp_path):
         parsed = list(csv.DictReader(fh))
     assert {r["class_name"] for r in parsed} == {"a|b", "two\nlines", "'=SUM(A1)"}
     assert {r["method"] for r in parsed} == {"ce", "m|x"}
+
+
+def _recorded(tmp_path, methods, k, seeds=(0, 1)):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(k), 10)
+    for method in methods:
+        for seed in seeds:
+            logits = rng.normal(size=(len(y), k)) + 2 * np.eye(k)[y]
+            report.record_run(tmp_path / "runs" / f"{method}{seed}", method=method, seed=seed,
+                              y_true=y, logits=logits)  # fmt: skip
+    return tmp_path / "runs"
+
+
+@pytest.mark.parametrize(("k", "shown"), [(10, False), (11, True)])
+def test_the_worst_10_percent_column_shows_only_when_it_is_not_the_worst_class(tmp_path, k, shown):
+    built = report.build([_recorded(tmp_path, ["ce", "mr2"], k)], tmp_path / "R")
+    header = built.table.splitlines()[0]
+    assert "worst class" in header and ("worst 10%" in header) is shown
+    assert len({len(row.split(" | ")) for row in built.table.splitlines() if "---" not in row}) == 1
+
+
+def test_each_method_keeps_its_colour_in_every_plot(tmp_path, monkeypatch):
+    """The same method is drawn in the same colour in the sorted-accuracy, gain and spread
+    plots (colours by the summary's method order, not by each plot's own order)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from mr2.report import plots
+    from mr2.report.results import collect, summarize
+
+    summary = summarize(collect([_recorded(tmp_path, ["ce", "focal", "mr2"], 4)]), "ce")
+    real_close = plt.close
+    real_close("all")
+    monkeypatch.setattr(plt, "close", lambda *_: None)  # keep the figures to read them
+    before = set(plt.get_fignums())
+    plots.sorted_accuracy(summary, tmp_path / "a.png")
+    plots.gain_over_reference(summary, tmp_path / "b.png")
+    seen: dict[str, set[str]] = {}
+    for num in sorted(set(plt.get_fignums()) - before):
+        for line in plt.figure(num).axes[0].get_lines():
+            if not line.get_label().startswith("_"):
+                seen.setdefault(line.get_label(), set()).add(to_hex(line.get_color()))
+    real_close("all")
+    assert set(seen) == {"ce", "focal", "mr2"}
+    assert all(len(c) == 1 for c in seen.values())  # one colour per method across plots
+    assert len({next(iter(c)) for c in seen.values()}) == 3  # and a different one each
+    assert seen["focal"] == {to_hex(plots.colours(summary)["focal"])}

@@ -68,10 +68,18 @@ def test_engine_records_the_ratio_and_warns(tmp_path, capsys):
     plain = train(tiny_config(loss__name="ce"), tmp_path / "c", show_progress=False)
     assert all(h.rep_grad_ratio is None for h in plain.history)
     near = [EpochRecord(epoch=0, time_s=1.0, train_acc=0.12, rep_grad_ratio=3.0)]
-    found = run_warnings(near, 10)
+    found = run_warnings(near, 10, "mr2")
     assert len(found) == 2 and "did not train" in found[0] and "3.00x" in found[1]
+    assert "lambda_rep" in found[0]
+    for loss in ("ce", "focal"):  # the advice is MR²'s only: no lambda_rep for these
+        said = run_warnings(near[:1], 10, loss)
+        assert (
+            "did not train" in said[0]
+            and "lambda_rep" not in said[0]
+            and "learning rate" in said[0]
+        )
     fine = [EpochRecord(epoch=0, time_s=1.0, train_acc=0.16, rep_grad_ratio=0.5)]
-    assert run_warnings(fine, 10) == []  # 16 % > 1.5 x chance, ratio below 1
+    assert run_warnings(fine, 10, "mr2") == []  # 16 % > 1.5 x chance, ratio below 1
 
 
 def _row(method, acc, ratio, config=None):
@@ -85,7 +93,7 @@ def _body(val=None, margins=None):
 
 
 def test_report_flags_by_hand():
-    runs = [_row("mr2", 0.1, 2.0), _row("ce", 0.9, None)]
+    runs = [_row("mr2", 0.1, 2.0, {"loss": {"name": "mr2"}}), _row("ce", 0.9, None)]
     methods = {
         "ce": _body(val=[0.9, 0.8, 0.7, 0.6, 0.5]),
         "mr2": _body(margins=[[1.0] * 5, [1.4, 1.2, 1.0, 0.9, 0.8]]),
@@ -94,6 +102,11 @@ def test_report_flags_by_hand():
     names = [str(i) for i in range(5)]
     summary = ReportSummary(1, "ce", "d", names, "", True, {}, {}, runs, methods)
     assert [f.split(" ")[0] for f in near_chance(summary)] == ["mr2"]
+    assert "lambda_rep" in near_chance(summary)[0]
+    runs.append(_row("focal", 0.1, None, {"loss": {"name": "focal"}}))
+    focal = near_chance(summary)[1]
+    assert focal.startswith("focal") and "lambda_rep" not in focal and "learning rate" in focal
+    runs.pop()
     assert "2.00x" in representation_dominates(summary)[0]
     easy = margins_favour_easy(summary)  # mr2's margins rise with accuracy: Spearman +1
     assert len(easy) == 1 and easy[0].startswith("mr2:") and "+1.00" in easy[0]

@@ -13,6 +13,7 @@ from typing import Any
 
 from mr2 import report
 from mr2.data import load
+from mr2.data.files import DATA_DIR_HINT
 from mr2.engine.compare import run_compare
 from mr2.engine.config import RunConfig, apply
 
@@ -48,7 +49,8 @@ def demo_config(data_dir: str = "", quick: bool = False, log=print) -> RunConfig
     try:
         load("fashion_mnist", data_dir=data_dir, val_fraction=0.1)
     except (OSError, ValueError) as err:  # missing, corrupt or unreadable files
-        log(f"Fashion-MNIST is not available ({err}).\nFalling back to scikit-learn's digits.")
+        why = str(err).replace(DATA_DIR_HINT, "pass mr2 demo --data-dir DIR")
+        log(f"Fashion-MNIST is not available ({why}).\nFalling back to scikit-learn's digits.")
         cfg.data.name, cfg.data.data_dir, cfg.data.train_subset = "digits", "", 0
         cfg.train.epochs, cfg.train.batch_size = 30, 64
     if quick:

@@ -94,6 +94,9 @@ def download(url: str, dest: Path, checksums: set[str], timeout: float = 30.0) -
                 folder.rmdir()
 
 
+DATA_DIR_HINT = "pass --set data.data_dir=DIR"  # mr2 train / compare's flag (demo: --data-dir)
+
+
 def locate(
     name: str,
     files: dict[str, set[str]],
@@ -123,7 +126,7 @@ def locate(
             why = f"; download failed: {errors[-1]}" if errors else ""
             raise FileNotFoundError(
                 f"{name}: {fname} not found in {where}{why}. Put the file in one of these "
-                f"folders, pass --set data.data_dir=DIR, or set MR2_DATA."
+                f"folders, {DATA_DIR_HINT}, or set MR2_DATA."
             )
         found[fname] = path
     return found

@@ -84,7 +84,7 @@ def train(
         run.proc.prepare()
         history, selected = fit(run, run_dir, resume=not fresh, show_progress=show_progress)
         if run.ctx.rank == 0:
-            for warning in run_warnings(history, run.dataset.num_classes):
+            for warning in run_warnings(history, run.dataset.num_classes, cfg.loss.name):
                 print(f"warning ({run_dir}): {warning}", file=sys.stderr, flush=True)
         return _finish(run, run_dir, history, selected)
 

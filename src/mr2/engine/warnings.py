@@ -9,6 +9,7 @@ import torch
 
 from mr2.engine.run import Run
 from mr2.losses.base import ClassLoss
+from mr2.losses.registry import collapse_advice
 from mr2.result import CHANCE_FACTOR, EpochRecord
 
 
@@ -29,16 +30,15 @@ def rep_gradient_ratio(run: Run) -> float | None:
         run.model.train(was_training)
 
 
-def run_warnings(history: list[EpochRecord], num_classes: int) -> list[str]:
-    """Warnings about a finished run from its last history row."""
+def run_warnings(history: list[EpochRecord], num_classes: int, loss: str) -> list[str]:
+    """Warnings about a finished run of loss ``loss`` from its last history row."""
     if not history:
         return []
     last, found = history[-1], []
     if last.train_acc is not None and last.train_acc < CHANCE_FACTOR / num_classes:
         found.append(
             f"training ended at {100 * last.train_acc:.1f} % training accuracy (chance "
-            f"{100 / num_classes:.1f} %): the run did not train. With MR²'s scale-free "
-            "representation term keep lambda_rep at 0.01-0.03 (0.3 collapsed our studies)."
+            f"{100 / num_classes:.1f} %): the run did not train; {collapse_advice(loss)}."
         )
     if last.rep_grad_ratio is not None and last.rep_grad_ratio > 1:
         found.append(

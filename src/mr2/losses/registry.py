@@ -110,6 +110,18 @@ def available() -> list[str]:
     return LOSSES.available()
 
 
+def collapse_advice(name: str) -> str:
+    """What to change when a run of loss ``name`` ended near chance: for a loss with a
+    representation term (``lambda_rep``: MR² and its variants) that term's weight; for any
+    other loss, the optimisation (no MR² setting applies to it)."""
+    if name in LOSSES.available() and "lambda_rep" in LOSSES.options(name):
+        return (
+            "with MR²'s scale-free representation term keep lambda_rep at 0.01-0.03 (0.3 "
+            "collapsed our studies)"
+        )
+    return "check the learning rate, the schedule and the data"
+
+
 def describe(name: str) -> str:
     return LOSSES.entry(name).description
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mr2.losses.registry import collapse_advice
 from mr2.report.diagnostics import correlations
 from mr2.report.records import ReportSummary
 from mr2.result import CHANCE_FACTOR
@@ -18,11 +19,11 @@ def near_chance(summary: ReportSummary) -> list[str]:
     for run in summary.runs:
         acc = run.final_train_acc
         if acc is not None and acc < CHANCE_FACTOR / k:
+            loss = run.config.get("loss", {}).get("name", "")  # config.toml as saved
             found.append(
                 f"{run.method} seed {run.seed} ended training at {100 * acc:.1f} % "
-                f"training accuracy (chance {100 / k:.1f} %): it did not train; for MR² with "
-                "the scale-free representation term keep lambda_rep <= 0.1 (0.3 collapsed "
-                "the converged MLP and CNN studies)."
+                f"training accuracy (chance {100 / k:.1f} %): it did not train; "
+                f"{collapse_advice(loss if isinstance(loss, str) else '')}."
             )
     return found
 

@@ -4,6 +4,7 @@ the reference with a band of ± one standard deviation over seeds."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,12 +16,22 @@ from mr2.report.records import ReportSummary
 MAX_NAMED_TICKS = 100  # more classes than this: the gain plot names none (per_class.csv does)
 
 
+def colours(summary: ReportSummary) -> dict[str, Any]:
+    """One colour per method, the same in every plot (by the methods' order in the
+    summary; tab10, or tab20 beyond ten methods)."""
+    plt = _pyplot()
+    n = len(summary.methods)
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return {m: cmap(i % cmap.N) for i, m in enumerate(summary.methods)}
+
+
 def sorted_accuracy(summary: ReportSummary, path: Path) -> Path:
     plt = _pyplot()
+    colour = colours(summary)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for m, body in summary.methods.items():
         acc = np.sort(np.asarray(body.per_class_mean) * 100)
-        ax.plot(np.arange(1, len(acc) + 1), acc, marker="o", ms=3, label=m)
+        ax.plot(np.arange(1, len(acc) + 1), acc, marker="o", ms=3, label=m, color=colour[m])
     ax.set_xlabel("class rank (worst to best)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"Per-class accuracy, sorted ({summary.dataset})")
@@ -37,6 +48,7 @@ def gain_over_reference(summary: ReportSummary, path: Path) -> Path:
     ref_name = summary.reference
     order = hardest_first(summary.groups)  # as the report ranks them, not by the gains' test set
     names = [summary.class_names[c] for c in order]
+    colour = colours(summary)
     fig, ax = plt.subplots(figsize=(min(max(6.4, 0.35 * len(order)), 40.0), 4.0))
     x = np.arange(len(order))
     for m, body in summary.methods.items():
@@ -44,8 +56,8 @@ def gain_over_reference(summary: ReportSummary, path: Path) -> Path:
             continue
         gain = np.asarray(body.vs_reference.gain)[order] * 100
         std = np.asarray(body.vs_reference.gain_std)[order] * 100
-        ax.plot(x, gain, marker="o", ms=3, label=m)
-        ax.fill_between(x, gain - std, gain + std, alpha=0.2)
+        ax.plot(x, gain, marker="o", ms=3, label=m, color=colour[m])
+        ax.fill_between(x, gain - std, gain + std, alpha=0.2, color=colour[m])
     ax.axhline(0, color="black", lw=0.8)
     if len(names) <= MAX_NAMED_TICKS:
         ax.set_xticks(
@@ -70,6 +82,7 @@ def gain_over_reference(summary: ReportSummary, path: Path) -> Path:
 def spread_vs_accuracy(summary: ReportSummary, path: Path) -> Path | None:
     """Per-class feature spread ||s_k||^2 (test features) against per-class accuracy."""
     plt = _pyplot()
+    colour = colours(summary)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     drawn = False
     for m, body in summary.methods.items():
@@ -78,7 +91,7 @@ def spread_vs_accuracy(summary: ReportSummary, path: Path) -> Path | None:
             continue
         acc = np.asarray(body.per_class_mean) * 100
         c = correlations(spread, acc)
-        ax.scatter(spread, acc, s=18, label=f"{m} (Spearman {c.spearman:+.2f})")
+        ax.scatter(spread, acc, s=18, label=f"{m} (Spearman {c.spearman:+.2f})", color=colour[m])
         drawn = True
     if not drawn:
         plt.close(fig)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 
 import numpy as np
 
@@ -22,6 +23,14 @@ COLUMNS = [
     ("std", "std"),
     ("gap", "max-min"),
 ]
+
+
+def shown_columns(num_classes: int) -> list[tuple[str, str]]:
+    """``COLUMNS`` without those that repeat another at this class count: the worst 10 %
+    is the worst class alone when ceil(0.1 K) = 1 (K <= 10)."""
+    if math.ceil(0.1 * num_classes) <= 1:
+        return [c for c in COLUMNS if c[0] != "worst_fraction_mean"]
+    return list(COLUMNS)
 
 
 def _pct(stat: MeanStd | None) -> str:
@@ -85,14 +94,15 @@ def csv_text(name: object) -> str:
 def summary_table(summary: ReportSummary) -> str:
     """Methods x statistics, mean ± std over seeds (accuracies in %), and the paired hard
     and worst-class gains over the reference."""
-    ref = summary.reference
+    ref = cell(summary.reference)
+    columns = shown_columns(len(summary.class_names))
     head = (
-        "| method | seeds | " + " | ".join(c for _, c in COLUMNS) + f" | hard vs {ref} "
+        "| method | seeds | " + " | ".join(c for _, c in columns) + f" | hard vs {ref} "
         f"(± SE, seeds up, p, min p) | worst class vs {ref} (± SE) |"
     )
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
+    lines = [head, "|" + "---|" * (len(columns) + 4)]
     for m, body in summary.methods.items():
-        cells = [_pct(body.summary.get(k)) for k, _ in COLUMNS]
+        cells = [_pct(body.summary.get(k)) for k, _ in columns]
         gain = hard_gain_cell(body.vs_reference)
         worst = worst_gain_cell(body.vs_reference)
         missing = sum(1 for x in summary.missing if x.method == m)
