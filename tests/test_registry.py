@@ -154,8 +154,12 @@ def test_option_types_come_from_real_annotations_too():
     from mr2._registry import signature_options
 
     def plugin(
-        num_classes, *, epsilon: float, k: int | None = None, s: typing.Optional[str] = None
-    ):  # noqa: UP045
+        num_classes,
+        *,
+        epsilon: float,
+        k: int | None = None,
+        s: typing.Optional[str] = None,  # noqa: UP045 - the older spelling is what is tested
+    ):
         return None
 
     spec = signature_options(plugin, {"num_classes"})
