@@ -261,3 +261,32 @@ def test_the_demo_fallback_names_the_demo_s_own_flag(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):  # the flag it names is the demo's own
         cli_args.parser().parse_args(["demo", "--set", "data.data_dir=x"])
     assert cli_args.parser().parse_args(["demo", "--data-dir", "x"]).data_dir == "x"
+
+
+def test_a_changed_image_folder_is_not_reused_as_the_same_run(tmp_path):
+    """A folder dataset's identity holds its files' names, sizes and times: an added,
+    removed or rewritten image makes a run of it another run (it was reused as stale)."""
+    from PIL import Image
+
+    from helpers import tiny_config
+    from mr2.engine import identity
+
+    root = tmp_path / "imgs"
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (6, 6), (i, 0, 0)).save(root / split / c / f"{i}.png")
+    cfg = tiny_config()
+    cfg.data.name, cfg.data.path, cfg.data.options = "folder", str(root), {"image_size": 6}
+    first = identity.identity(cfg)
+    assert identity.fingerprint(identity.identity(cfg)) == identity.fingerprint(first)
+    Image.new("RGB", (6, 6), (9, 9, 9)).save(root / "train" / "cat" / "new.png")
+    second = identity.identity(cfg)
+    assert second[identity.DATA_HASH] != first[identity.DATA_HASH]
+    (root / "train" / "cat" / "new.png").unlink()
+    (root / "test" / "dog" / "0.png").write_bytes((root / "test" / "dog" / "1.png").read_bytes())
+    assert identity.identity(cfg)[identity.DATA_HASH] not in (
+        first[identity.DATA_HASH],
+        second[identity.DATA_HASH],
+    )

@@ -182,3 +182,15 @@ def test_ce_temperature_equals_mr2_with_uniform_margins():
     control = losses.create("ce_temperature", num_classes=5, temperature=0.25)  # own method name
     torch.testing.assert_close(control(z, None, y), F.cross_entropy(z / 0.25, y))
     assert "temperature" in losses.options("ce_temperature")
+
+
+@pytest.mark.parametrize("name", ["ce", "focal", "mr2"])
+def test_a_torch_style_call_is_answered_with_the_right_order(name):
+    """``loss(logits, y)`` as torch's losses are called: a TypeError that shows mr2's order
+    (logits, features, targets), not Python's bare "missing argument"."""
+    loss = losses.create(name, num_classes=3)
+    logits, y = torch.randn(4, 3), torch.tensor([0, 1, 2, 1])
+    with pytest.raises(TypeError, match=r"called as loss\(logits, features, targets\)"):
+        loss(logits, y)
+    if name != "mr2":  # a loss without features takes None in their place
+        assert torch.isfinite(loss(logits, None, y))

@@ -335,8 +335,10 @@ def library_state_dict(name: str, weights: str) -> dict[str, Tensor]:
 def _timm_cached(cfg: Any) -> bool:
     hub_id = getattr(cfg, "hf_hub_id", None)
     if hub_id:
-        from huggingface_hub import try_to_load_from_cache
-
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:  # timm without the hub client: only torch's cache can hold them
+            return False
         for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
             if isinstance(try_to_load_from_cache(hub_id, filename), str):
                 return True
