@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import torch
 
 from mr2 import MR2Loss
@@ -97,6 +99,7 @@ def with_features_worker(rank: int, world: int):
     grads = {n: p.grad.clone() for n, p in net.named_parameters()}
     if world > 1:  # DDP's reducer goes while the process group is alive (clean shutdown)
         del model, logits, features
+        gc.collect()
         torch.distributed.barrier()
     return {"grads": grads}
 
@@ -113,3 +116,11 @@ def disparity_metric_worker(rank: int, world: int):
     metric.update(logits[start:cut], y[start:cut])
     out = metric.compute()
     return {"per_class": out["per_class"], "worst_class": float(out["worst_class"])}
+
+
+def failing_worker(rank: int, world: int):
+    """Rank 1 fails at once while rank 0 waits in a collective it will never complete."""
+    if rank == 1:
+        raise ValueError("planted failure of rank 1")
+    torch.distributed.all_reduce(torch.ones(1))
+    return {}

@@ -94,3 +94,15 @@ def test_compare_under_torchrun_logs_and_reports_once(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("[start]") == 2  # two runs, announced by rank 0 only
     assert done.stdout.count("Report: ") == 1
+
+
+def test_a_failing_rank_is_a_clear_error_not_an_abort_or_a_hang(request):
+    """Rank 1 raises while rank 0 waits in an all_reduce: the test gets rank 1's traceback
+    at once (the waiting rank is stopped), and every ddp test carries its own timeout."""
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(AssertionError, match=r"(?s)a rank failed.*planted failure of rank 1"):
+        ddp.run(w.failing_worker, 2)
+    assert time.perf_counter() - start < ddp.TIMEOUT.total_seconds()  # no wait for the timeout
+    assert request.node.get_closest_marker("timeout") is not None
