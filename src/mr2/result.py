@@ -17,12 +17,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, Union
 
 from mr2.io import load_json
+from mr2.typed_json import as_dict, build
 
 SCHEMA_VERSION = 1
-T = TypeVar("T")
 CHANCE_FACTOR = 1.5  # a final training accuracy below 1.5 / K counts as "near chance"
 
 
@@ -100,7 +100,7 @@ class EpochRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The row as written to log.jsonl: loss-specific fields only when present."""
-        row = plain(self)
+        row = as_dict(self)
         for key in ("val_per_class", "margins", "spreads", "q", "class_weights", "rep_grad_ratio"):
             if row[key] is None:
                 del row[key]
@@ -108,7 +108,7 @@ class EpochRecord:
 
     @classmethod
     def from_dict(cls, row: Any, where: object = "history row") -> EpochRecord:
-        return _build(cls, row, str(where), "")
+        return build(cls, row, str(where))
 
 
 @dataclass
@@ -136,7 +136,7 @@ class RunResult:
     run_dir: str | None = field(default=None, metadata={"stored": False})
 
     def to_dict(self) -> dict[str, Any]:
-        out = plain(self)
+        out = as_dict(self)
         out["history"] = [h.to_dict() for h in self.history]
         for f in dataclasses.fields(self):
             if not f.metadata.get("stored", True) or (
@@ -168,7 +168,7 @@ class RunResult:
                 f"{where}: result schema {version} is newer than this mr2 reads "
                 f"({SCHEMA_VERSION}); upgrade mr2"
             )
-        result = _build(cls, data, str(where), "")
+        result = build(cls, data, str(where))
         k = result.dataset.num_classes
         for key in ("per_class", "support"):
             if len(getattr(result.test, key)) != k:
@@ -177,99 +177,11 @@ class RunResult:
         return result
 
 
-def plain(obj: Any) -> Any:
-    """``dataclasses.asdict`` for records that hold large vectors: dataclasses, dicts and
-    lists of containers are copied, a list of plain values once (not value by value)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {k: plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        if not set(map(type, obj)) - _PLAIN:  # plain values: one copy of the list
-            return type(obj)(obj)
-        return type(obj)(plain(v) for v in obj)
-    return obj
-
-
 def read_result(path: str | Path) -> RunResult:
     """The result stored at ``path`` (a result.json, or the run directory holding one)."""
     p = Path(path)
     p = p / "result.json" if p.is_dir() else p
     return RunResult.from_dict(load_json(p), p)
-
-
-def record_from(cls: type[T], data: Any, where: object) -> T:
-    """A record of type ``cls`` (a dataclass) from parsed JSON, every field type-checked
-    as ``RunResult.from_dict`` checks its own; keys it does not know are ignored."""
-    return _build(cls, data, str(where), "")
-
-
-def _build(cls: type[T], data: Any, where: str, path: str) -> T:
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: field {path or 'top level'!r} must be an object, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        key = f"{path}.{f.name}" if path else f.name
-        if f.name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ValueError(
-                    f"{where}: missing field {key!r} of the result schema (see mr2.result; "
-                    "write runs of your own loop with mr2.report.record_run)"
-                )
-            continue
-        values[f.name] = _convert(hints[f.name], data[f.name], where, key)
-    return cls(**values)
-
-
-def _convert(hint: Any, value: Any, where: str, key: str) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(inner, value, where, key)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where, key)  # type: ignore[arg-type]
-    if hint is Any:
-        return value
-    if origin is list:
-        _expect(isinstance(value, list), hint, value, where, key)
-        if args[0] in _SCALAR_CHECKS:  # a vector (a confusion row): one pass, no recursion
-            return _scalars(args[0], value, where, key)
-        return [_convert(args[0], v, where, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        _expect(isinstance(value, dict), hint, value, where, key)
-        return {k: _convert(args[1], v, where, f"{key}.{k}") for k, v in value.items()}
-    _expect(_SCALAR_CHECKS[hint](value), hint, value, where, key)
-    return float(value) if hint is float else value
-
-
-_PLAIN = {int, float, str, bool, type(None)}
-_TYPES = {int: {int}, float: {float, int}, str: {str}, bool: {bool}}  # exact types, fast path
-_SCALAR_CHECKS: dict[Any, Any] = {
-    int: lambda v: type(v) is int or (isinstance(v, int) and not isinstance(v, bool)),
-    float: lambda v: (
-        type(v) in (float, int) or (isinstance(v, (int, float)) and not isinstance(v, bool))
-    ),
-    str: lambda v: isinstance(v, str),
-    bool: lambda v: isinstance(v, bool),
-}
-
-
-def _scalars(hint: Any, values: list, where: str, key: str) -> list:
-    """A list of scalars of type ``hint``, checked in one pass (the first bad one named)."""
-    ok = _SCALAR_CHECKS[hint]
-    if set(map(type, values)) - _TYPES[hint] and not all(map(ok, values)):
-        i = next(i for i, v in enumerate(values) if not ok(v))
-        _expect(False, hint, values[i], where, f"{key}[{i}]")
-    return [float(v) for v in values] if hint is float else values
-
-
-def _expect(ok: bool, hint: Any, value: Any, where: str, key: str) -> None:
-    if not ok:
-        name = getattr(hint, "__name__", None) or str(hint)
-        raise ValueError(f"{where}: field {key!r} must be {name}, got {value!r}")
 
 
 _JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean"}

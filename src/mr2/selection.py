@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mr2.io import load_json
-from mr2.result import record_from
+from mr2.typed_json import record_from
 
 
 @dataclass

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from mr2.io import load_json
-from mr2.result import SplitScores, record_from
+from mr2.result import SplitScores
+from mr2.typed_json import record_from
 
 
 @dataclass

@@ -14,36 +14,28 @@ that matches fewer than half of the model's tensors is refused. ``model.options`
   ``"DEFAULT"``) for ``torchvision:``; ``pretrained = true`` for ``timm:`` (the model name
   may carry the tag: ``timm:resnet18.a1_in1k``).
 
-A named download looks in the local cache first (torch's hub folder, Hugging Face's cache);
-when the weights are not there and their host cannot be reached it fails at once, saying how
-to pass a local file.
+Named weights come from ``mr2.models.named_weights`` (the local cache first; offline, an
+error at once that says how to pass a file).
 """
 
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
 
 from mr2 import io
-from mr2.models import external
+from mr2.models import external, named_weights
 from mr2.result import WeightsInfo
 
 FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 TIMM_FILE_OPTIONS = ("checkpoint_path", "pretrained_cfg_overlay")
 MIN_MATCHED = 0.5  # a file matching fewer of the model's tensors is not weights of it
-PROBE_TIMEOUT_S = 3.0
-HOW_TO_FILE = (
-    'pass a local file instead: model.options.weights = "/path/to/weights.pth" (a '
-    "state_dict or a checkpoint holding one, .pt / .pth / .safetensors)"
-)
 RANDOM = WeightsInfo("random")
 
 
@@ -159,7 +151,7 @@ def problems(name: str, options: Mapping[str, Any]) -> list[str]:
         return [f"weights file {spec.name!r} does not exist"]
     if spec.kind == "library" and name.startswith("torchvision:"):
         try:
-            _torchvision_weights(name, spec.name)
+            named_weights.torchvision_weights(name, spec.name)
         except (ValueError, ImportError) as err:
             return [str(err)]
     return []
@@ -276,74 +268,4 @@ def apply(model: nn.Module, name: str, spec: WeightsSpec) -> LoadReport | None:
         return None
     if spec.kind == "file":
         return load_matching(model, read_state_dict(spec.name), f"file {spec.name}")
-    return load_matching(model, library_state_dict(name, spec.name), f"{name} {spec.name}")
-
-
-def _torchvision_weights(name: str, weights: str) -> Any:
-    import torchvision
-
-    model = name.partition(":")[2]
-    enum = torchvision.models.get_model_weights(model)
-    key = weights.rpartition(".")[2]
-    if key not in enum.__members__:
-        raise ValueError(
-            f"{name} has no weights {weights!r}; available: {sorted(enum.__members__)}"
-        )
-    return enum[key]
-
-
-def _reachable(url: str) -> bool:
-    host = urlparse(url).hostname or ""
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("MR2_OFFLINE") == "1":
-        return False
-    try:
-        socket.create_connection((host, 443), timeout=PROBE_TIMEOUT_S).close()
-    except OSError:
-        return False
-    return True
-
-
-def _offline(what: str, where: str, url: str) -> OSError:
-    return OSError(
-        f"{what} are not in the local cache ({where}) and {urlparse(url).hostname} cannot be "
-        f"reached (offline?): {HOW_TO_FILE}"
-    )
-
-
-def library_state_dict(name: str, weights: str) -> dict[str, Tensor]:
-    """The state_dict of a library's named weights (``name``: "torchvision:<model>" or
-    "timm:<model>"), from the cache or downloaded; fails at once when neither works."""
-    prefix, model = external.split(name) or ("", "")
-    if prefix == "torchvision":
-        w = _torchvision_weights(name, weights)
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(w.url).path).name
-        if not cached.is_file() and not _reachable(w.url):
-            raise _offline(f"{name} weights {weights}", str(cached.parent), w.url)
-        return dict(w.get_state_dict(progress=False))
-    import timm
-
-    cfg = timm.models.get_pretrained_cfg(model)
-    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-    url = "https://huggingface.co" if hub_id else (getattr(cfg, "url", "") or "")
-    if not url:
-        raise ValueError(f"timm has no pretrained weights for {model!r}: {HOW_TO_FILE}")
-    if not _timm_cached(cfg) and not _reachable(url):
-        raise _offline(f"timm's weights for {model}", "Hugging Face's and torch's caches", url)
-    return dict(timm.create_model(model, pretrained=True).state_dict())
-
-
-def _timm_cached(cfg: Any) -> bool:
-    hub_id = getattr(cfg, "hf_hub_id", None)
-    if hub_id:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:  # timm without the hub client: only torch's cache can hold them
-            return False
-        for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
-            if isinstance(try_to_load_from_cache(hub_id, filename), str):
-                return True
-    url = getattr(cfg, "url", "") or ""
-    return (
-        bool(url)
-        and (Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name).is_file()
-    )
+    return load_matching(model, named_weights.state_dict(name, spec.name), f"{name} {spec.name}")

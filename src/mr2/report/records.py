@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mr2.metrics import MeanStd, PairedComparison
-from mr2.result import WeightsInfo, plain
+from mr2.result import WeightsInfo
 from mr2.selection import Selection
+from mr2.typed_json import as_dict
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class ReportSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """results.json ("wise" only with WiSE-FT results)."""
-        out = plain(self)
+        out = as_dict(self)
         out["tuning"] = [t.to_dict() for t in self.tuning]
         if not self.wise:
             del out["wise"]
