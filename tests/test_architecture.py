@@ -156,8 +156,9 @@ FLOORS = [
     # the foundation: checks, registries, files, processes, the maths, the result records
     ["mr2._checks", "mr2._registry", "mr2._version", "mr2.io", "mr2.distributed", "mr2.setting",
      "mr2.extras", "mr2.plugins", "mr2.representation", "mr2.functional", "mr2.with_features",
-     "mr2.result", "mr2.typed_json", "mr2.wise_result", "mr2.selection", "mr2.comparison"],
-    ["mr2.losses", "mr2.metrics", "mr2.data", "mr2.models", "mr2.backbones"],  # the parts
+     "mr2.result", "mr2.typed_json", "mr2.run_logits", "mr2.wise_result", "mr2.selection",
+     "mr2.comparison"],
+    ["mr2.losses", "mr2.metrics", "mr2.data", "mr2.models", "mr2.backbones", "mr2.posthoc"],
     ["mr2.report"],  # reads results, never trains
     ["mr2.engine"],  # trains runs and comparisons
     ["mr2", "mr2.cli", "mr2.cli_args", "mr2.demo", "mr2.__main__"],  # the facade, the commands

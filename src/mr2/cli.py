@@ -18,6 +18,8 @@ from mr2.engine.identity import RunBusyError
 from mr2.engine.saved import evaluate_run
 from mr2.engine.train import evaluate_initial, train
 from mr2.engine.wise import run_wise, wise_table
+from mr2.report.offsets import fit_runs, tag
+from mr2.report.offsets import table as offsets_table
 
 
 def _result_line(result, where) -> str:
@@ -89,6 +91,18 @@ def _report(args) -> int:
     return 0
 
 
+def _posthoc(args) -> int:
+    rows = fit_runs(
+        args.runs, objective=args.objective, tradeoff=args.tradeoff,
+        min_overall=args.min_overall, reference=args.reference, out_dir=args.out,
+    )  # fmt: skip
+    print(offsets_table(rows))
+    name = tag(args.objective, args.tradeoff, args.min_overall)
+    where = Path(args.out or args.runs[0]) / f"posthoc-{name}.md"
+    print(f"\nOffsets beside each run (offsets-{name}.json); {where}")
+    return 0
+
+
 def _demo(args) -> int:
     extras.require("report", "mr2 demo ends with a report; it")
     out = args.out or ("runs/demo-quick" if args.quick else "runs/demo")
@@ -152,6 +166,7 @@ COMMANDS = {
     "train": _train,
     "compare": _compare,
     "report": _report,
+    "posthoc": _posthoc,
     "demo": _demo,
     "diagnose": _diagnose,
     "extract": _extract,

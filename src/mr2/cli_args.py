@@ -106,6 +106,30 @@ def _report_commands(sub) -> None:
         default=None,
         help="baseline that ranks the classes (default: ce, or the first method without ce)",
     )
+    p = sub.add_parser(
+        "posthoc",
+        help="fit per-class logit offsets on each run's validation logits; before / after "
+        "on validation and test",
+    )
+    p.add_argument("runs", nargs="+", help="run or comparison directories")
+    p.add_argument("--objective", default="worst", choices=["worst", "hard"])
+    p.add_argument(
+        "--tradeoff",
+        type=float,
+        default=None,
+        help="weight of the objective against overall accuracy in [0, 1] (default: 1 for "
+        "worst, 0.5 for hard)",
+    )
+    p.add_argument(
+        "--min-overall",
+        type=float,
+        default=None,
+        help="best objective among offsets keeping validation overall accuracy >= this",
+    )
+    p.add_argument(
+        "--reference", default="ce", help="the method whose validation ranks hard classes"
+    )
+    p.add_argument("--out", help="folder for posthoc-*.md / .json (default: the first path)")
     p = sub.add_parser("diagnose", help="spread vs accuracy of a saved run or a feature file")
     p.add_argument("run", nargs="?", help="a finished run directory")
     p.add_argument(

@@ -43,6 +43,10 @@ def _optim_rules(o: OptimConfig) -> list[tuple[bool, str]]:
 def _train_rules(t: TrainConfig) -> list[tuple[bool, str]]:
     return [
         (t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}"),
+        (
+            _finite(t.logits_max_mb) and t.logits_max_mb > 0,
+            f"train.logits_max_mb must be finite and > 0, got {t.logits_max_mb}",
+        ),
         (t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}"),
         (t.eval_batch_size >= 1, f"train.eval_batch_size must be >= 1, got {t.eval_batch_size}"),
         (t.seed >= 0, f"train.seed must be >= 0, got {t.seed}"),

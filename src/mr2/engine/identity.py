@@ -5,7 +5,8 @@ resolved configuration with every loss and procedure option filled in with its d
 (so a changed default is a changed run), the kind of run and the mr2 version. Settings
 that only say where files are or how fast things go are left out: ``data.data_dir``,
 ``data.allow_download``, ``model.cache_dir``, ``train.threads``, ``train.device``,
-``train.eval_batch_size`` and the whole ``compare`` section (a comparison folds each
+``train.eval_batch_size``, ``train.keep_logits`` / ``logits_max_mb`` and the whole
+``compare`` section (a comparison folds each
 method's options into its runs' ``loss`` / ``train`` sections).
 
 ``RUN_DIR/run.json`` records the fingerprint and the flat key -> value identity it hashes;
@@ -48,6 +49,8 @@ IGNORED = (
     "train.eval_batch_size",
     "train.loggers",
     "train.log_every",
+    "train.keep_logits",
+    "train.logits_max_mb",
 )
 # the content hash of data.path (a file; a folder: its files' names, sizes and times) and of
 # a weights file; runs recorded before these were part of the identity are compared without

@@ -19,7 +19,7 @@ from torch import nn
 
 from mr2 import data as mr2_data
 from mr2 import distributed, io
-from mr2.engine import identity, validate
+from mr2.engine import identity, kept_logits, validate
 from mr2.engine.config import RunConfig, to_dict, to_toml
 from mr2.engine.context import Context, setup
 from mr2.engine.evaluate import evaluate_with_features, split_scores
@@ -34,6 +34,7 @@ from mr2.result import (
     ValSummary,
     read_result,
 )
+from mr2.run_logits import save_logits
 
 
 def validation_summary(history: list[EpochRecord], epoch: int | None) -> ValSummary | None:
@@ -78,6 +79,8 @@ def train(
         if found.finished and resume:  # a finished run of this configuration: reused
             return read_result(run_dir)
         run = prepare(cfg, run_dir, resume, train_run=train, ctx=ctx)
+        if (too_large := kept_logits.size_problem(cfg, run.dataset)) is not None:
+            raise ValueError(too_large)  # before anything trains or is written
         fresh = not resume or found.state is not identity.State.MATCH
         run.proc.resume = not fresh
         _start_dir(run_dir, cfg, found, clear=fresh and found.state is not identity.State.FRESH)
@@ -92,7 +95,14 @@ def train(
 def _finish(run: Run, run_dir: Path, history: list[EpochRecord], selected: int) -> RunResult:
     """The one test evaluation; final.pt and result.json (rank 0)."""
     result = build_result(run.cfg, run.ctx, run.dataset, run.model, history, selected)
+    kept = (
+        kept_logits.run_logits(run.model, run.dataset, run.cfg, run.ctx)
+        if run.cfg.train.keep_logits
+        else None
+    )  # every process takes part; rank 0 writes it before result.json marks the run done
     if run.ctx.rank == 0:
+        if kept is not None:
+            save_logits(run_dir, kept)
         io.save_torch(
             {"model": run.model.state_dict(), "loss": run.loss_fn.state_dict()},
             run_dir / "final.pt",
@@ -146,6 +156,8 @@ def evaluate_initial(
             return read_result(run_dir)
         start = time.time()
         dataset, model = build(cfg, ctx)[:2]
+        if (too_large := kept_logits.size_problem(cfg, dataset)) is not None:
+            raise ValueError(too_large)
         _start_dir(run_dir, cfg, found, clear=found.state is not identity.State.FRESH)
         history = []
         if len(dataset.val):
@@ -160,7 +172,10 @@ def evaluate_initial(
             ]
         result = build_result(cfg, ctx, dataset, model, history, 0)
         result = replace(result, method=label, history=[], train_time_s=0.0, selected_epoch=None)
+        kept = kept_logits.run_logits(model, dataset, cfg, ctx) if cfg.train.keep_logits else None
         if ctx.rank == 0:
+            if kept is not None:
+                save_logits(run_dir, kept)
             io.save_json(result.to_dict(), run_dir / "result.json")
         distributed.barrier()
         return result

@@ -3,8 +3,9 @@
 Each file becomes one or more runs (``record_run``) under the report folder:
 
 - ``.npz`` with ``y_true`` and ``y_pred`` (N,) or ``logits`` (N, K); optional ``method``
-  and ``seed`` (scalars; default: the file name and 0), ``features`` (N, D) and
-  ``class_names`` (K,);
+  and ``seed`` (scalars; default: the file name and 0), ``features`` (N, D),
+  ``class_names`` (K,) and the validation split's ``val_y_true`` / ``val_logits`` (logits
+  are kept beside the run for ``mr2 posthoc``);
 - ``.csv`` with a header and columns ``y_true``, ``y_pred`` and optional ``method`` and
   ``seed`` (one run per (method, seed) pair; default: the file name and 0).
 """
@@ -51,6 +52,9 @@ def _read_npz(path: Path) -> list[Pending]:
             "logits": data["logits"] if "y_pred" not in keys else None,
             "features": data["features"] if "features" in keys else None,
             "class_names": [str(c) for c in data["class_names"]] if "class_names" in keys else None,
+            "val": (data["val_y_true"], data["val_logits"])
+            if {"val_y_true", "val_logits"} <= keys
+            else None,
         }
     return [(method, seed, run)]
 

@@ -19,6 +19,8 @@ from mr2.metrics.classwise import accuracy_from_confusion, confusion_counts
 from mr2.metrics.hard import half_accuracies, labels_digest
 from mr2.metrics.spread import class_spread, feature_sums
 from mr2.result import DatasetInfo, RunResult, SplitScores, ValSummary, read_result
+from mr2.run_logits import FILE as LOGITS_FILE
+from mr2.run_logits import RunLogits, SplitLogits, save_logits
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -128,18 +130,15 @@ def record_run(
     """Write ``out_dir/result.json`` for a run of your own training loop and return it.
 
     Args:
-        method: what the run stands for (runs of one method are its seeds).
-        seed: the run's seed.
-        y_true: (N,) true labels of the evaluated split; ``y_pred`` (N,) predicted labels
-            or ``logits`` (N, K).
+        method, seed: what the run stands for (runs of one method are its seeds) and its seed.
+        y_true: (N,) true labels of the evaluated split (``split``: "test" or "val");
+            ``y_pred`` (N,) predicted labels or ``logits`` (N, K).
         class_names: K names (default "0" .. "K-1"; K from the logits or the labels).
-        split: "test" (the default) or "val": which split ``y_true`` is from.
-        val: optional ``(y_true, y_pred)`` of the validation split.
+        val: optional ``(y_true, y_pred)`` or ``(y_true, logits)`` of the validation split.
+            Logits are kept beside the result (``logits.npz``) for ``mr2 posthoc``.
         features: optional (N, D) features of the same samples: the spread diagnostics.
-        config: optional dict of the run's settings (recorded; runs of one method must
-            agree on everything in it except ``seed``).
-        overwrite: replace a run of another method or seed recorded in ``out_dir`` (without
-            it that is an error; the same method and seed is recorded again).
+        config: optional dict of the run's settings (runs of one method agree but the seed).
+        overwrite: replace a run of another method or seed recorded in ``out_dir``.
 
     Example:
         >>> import tempfile
@@ -154,12 +153,35 @@ def record_run(
     names = _class_names(class_names, logits, y, preds)
     k = len(names)
     test = split_scores(y, preds, k)
-    val_record = _val_summary(val, k) if val is not None else None
-    diagnostics = feature_diagnostics(features, y, k) if features is not None else {}
+    val_logits = _val_logits(val, k)
+    if val_logits is not None:
+        val = (val_logits.labels, val_logits.logits.argmax(1))
     result = _recorded(method, int(seed), dict(config or {}), names, split, test)
-    result.val, result.diagnostics = val_record, diagnostics
+    result.val = _val_summary(val, k) if val is not None else None
+    result.diagnostics = feature_diagnostics(features, y, k) if features is not None else {}
+    scored = SplitLogits(_as_numpy(logits), y.numpy()) if logits is not None else None
+    _keep_logits(Path(out_dir), RunLogits(val_logits, scored if split == "test" else None))
     save_json(result.to_dict(), Path(out_dir) / "result.json")
     return result
+
+
+def _keep_logits(out_dir: Path, kept: RunLogits) -> None:
+    """logits.npz beside the result; a run recorded again without logits keeps none of the
+    earlier recording's."""
+    if kept.val is not None or kept.test is not None:
+        save_logits(out_dir, kept)
+    else:
+        (out_dir / LOGITS_FILE).unlink(missing_ok=True)
+
+
+def _val_logits(val: tuple[Any, Any] | None, k: int) -> SplitLogits | None:
+    """The validation logits when ``val`` gives them ((y_true, logits (N, K)))."""
+    if val is None or np.ndim(_as_numpy(val[1])) != 2:
+        return None
+    z = _as_numpy(val[1])
+    if z.shape[1] != k or not np.isfinite(z).all():
+        raise ValueError(f"val logits must be finite and (N, {k}), got shape {z.shape}")
+    return SplitLogits(z, _labels(val[0], "val y_true").numpy())
 
 
 def _check_run_arguments(

@@ -1,0 +1,61 @@
+"""The logits a finished run keeps (``mr2.run_logits``): its selected model's validation and
+test logits, each sample once across processes, and the size guard checked before training."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from mr2 import distributed
+from mr2.data import Dataset, Split
+from mr2.engine.config import RunConfig
+from mr2.engine.context import Context
+from mr2.run_logits import RunLogits, SplitLogits, size_mb
+
+
+def size_problem(cfg: RunConfig, dataset: Dataset) -> str | None:
+    """Why this run's logits would be too large to keep, or None."""
+    if not cfg.train.keep_logits:
+        return None
+    n = len(dataset.val) + len(dataset.test)
+    mb = size_mb(n, dataset.num_classes)
+    if mb <= cfg.train.logits_max_mb:
+        return None
+    return (
+        f"keeping this run's validation and test logits ({n:,} samples x "
+        f"{dataset.num_classes:,} classes) takes {mb:,.1f} MB, above train.logits_max_mb = "
+        f"{cfg.train.logits_max_mb:g}: raise it (--set train.logits_max_mb={math.ceil(mb)}) or set "
+        "train.keep_logits = false (then no offsets can be fit after training)"
+    )
+
+
+@torch.no_grad()
+def split_logits(
+    model: nn.Module, split: Split, num_classes: int, cfg: RunConfig, ctx: Context
+) -> SplitLogits:
+    """``model``'s logits on ``split`` in eval mode (rank r computes samples r, r + W, ...;
+    the rows are summed over processes, each filled by one)."""
+    was_training = model.training
+    model.eval()
+    out = torch.zeros(len(split), num_classes, device=ctx.device)
+    idx = torch.arange(distributed.rank(), len(split), distributed.world_size())
+    for chunk in idx.split(cfg.train.eval_batch_size):
+        x = split.x[chunk].to(ctx.device, non_blocking=True)
+        with torch.autocast(
+            ctx.device.type, dtype=ctx.amp_dtype or torch.float32, enabled=ctx.amp_dtype is not None
+        ):
+            logits, _ = model(x)
+        out[chunk.to(ctx.device)] = logits.float()
+    model.train(was_training)
+    full = distributed.all_reduce_sum(out).cpu().numpy()
+    return SplitLogits(full, np.asarray(split.y, dtype=np.int64))
+
+
+def run_logits(model: nn.Module, dataset: Dataset, cfg: RunConfig, ctx: Context) -> RunLogits:
+    """The validation (if any) and test logits of the run's selected model."""
+    k = dataset.num_classes
+    val = split_logits(model, dataset.val, k, cfg, ctx) if len(dataset.val) else None
+    return RunLogits(val, split_logits(model, dataset.test, k, cfg, ctx))

@@ -1,0 +1,180 @@
+"""``ClassOffsets``: per-class additive logit offsets fit after training on validation data
+(the cheapest fix for a weak class: seconds, no retraining), applied to logits or carried
+by a deployable model (``wrap``). The fitting is ``mr2.posthoc.fit``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mr2 import _checks
+from mr2.io import CorruptFileError, load_json, save_json
+from mr2.posthoc.fit import OBJECTIVES, Scores, fit_offsets, scores
+from mr2.posthoc.model import OffsetModel
+
+SCHEMA = 1
+HARD_FRACTION = 1 / 3
+
+
+def _as_tensor(x: Any, name: str) -> Tensor:
+    t = x.detach().cpu() if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+    if name == "logits":
+        if t.dim() != 2 or not t.is_floating_point():
+            raise ValueError(f"logits must be a float (N, K) array, got {tuple(t.shape)} {t.dtype}")
+        bad = int((~torch.isfinite(t)).any(1).sum())
+        if bad:
+            raise ValueError(f"logits of {bad} sample(s) hold NaN or Inf: fix the model's outputs")
+        return t.float()
+    return torch.from_numpy(_checks.integer_labels(t, name))
+
+
+def hard_third(recall: Tensor) -> Tensor:
+    """(K,) bool: the third of the classes with the lowest ``recall`` (ties by index)."""
+    k = len(recall)
+    order = sorted(range(k), key=lambda c: (float(recall[c]), c))
+    mask = torch.zeros(k, dtype=torch.bool)
+    mask[order[: max(1, math.ceil(HARD_FRACTION * k))]] = True
+    return mask
+
+
+class ClassOffsets:
+    """Offsets b (K,) so that ``argmax(logits + b)`` does best on ``objective`` over the
+    data ``fit`` sees: "worst" (the lowest class recall) or "hard" (the mean recall of
+    ``hard_classes``; default: the bottom third of the un-offset recalls on the fit data,
+    the report passes its own ranking), traded against overall accuracy by ``tradeoff``
+    in [0, 1] (1: the objective alone; "hard" defaults to 0.5, since the hard third alone is
+    best served by predicting nothing else), or, with ``min_overall``, the best objective
+    among offsets whose overall accuracy reaches it. Fit on validation data only.
+
+    Example:
+        >>> import torch
+        >>> z = torch.tensor([[2.0, 1.5], [2.0, 1.0], [0.0, 1.0], [2.0, 1.8]])
+        >>> y = torch.tensor([0, 0, 1, 1])
+        >>> fitted = ClassOffsets("worst").fit(z, y)
+        >>> bool(fitted.after.worst > fitted.before.worst)
+        True
+    """
+
+    def __init__(
+        self,
+        objective: str = "worst",
+        *,
+        tradeoff: float | None = None,
+        min_overall: float | None = None,
+        hard_classes: list[int] | None = None,
+        steps: int = 100,
+    ) -> None:
+        _checks.check_choice(objective, "objective", OBJECTIVES)
+        tradeoff = (1.0 if objective == "worst" else 0.5) if tradeoff is None else tradeoff
+        if not 0.0 <= float(tradeoff) <= 1.0:
+            raise ValueError(f"tradeoff must lie in [0, 1], got {tradeoff}")
+        if min_overall is not None and not 0.0 <= float(min_overall) <= 1.0:
+            raise ValueError(f"min_overall is an accuracy in [0, 1], got {min_overall}")
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.objective, self.tradeoff, self.min_overall = objective, float(tradeoff), min_overall
+        self.hard_classes, self.steps = hard_classes, int(steps)
+        self.offsets: Tensor | None = None
+        self.before: Scores | None = None
+        self.after: Scores | None = None
+
+    def fit(self, logits: Any, labels: Any) -> ClassOffsets:
+        """Fit on validation ``logits`` (N, K) and ``labels`` (N,); every class must occur."""
+        z, y = _as_tensor(logits, "logits"), _as_tensor(labels, "labels")
+        if len(z) != len(y):
+            raise ValueError(f"{len(z)} logits but {len(y)} labels")
+        k = z.shape[1]
+        if len(y) and int(y.max()) >= k:
+            raise ValueError(f"labels must lie in [0, {k}), found {int(y.max())}")
+        absent = [c for c in range(k) if not bool((y == c).any())]
+        if absent:
+            raise ValueError(
+                f"classes {absent} have no samples in the fit data: their offsets cannot be "
+                "fit (carve a validation split that holds every class)"
+            )
+        hard = self._hard_mask(z, y, k)
+        self.hard_classes = hard.nonzero().flatten().tolist()  # those fit for, kept
+        b, self.before, self.after = fit_offsets(
+            z, y, self.objective, tradeoff=self.tradeoff, hard=hard, steps=self.steps,
+            min_overall=self.min_overall,
+        )  # fmt: skip
+        self.offsets = b.float()
+        return self
+
+    def _hard_mask(self, z: Tensor, y: Tensor, k: int) -> Tensor:
+        if self.hard_classes is None:
+            return hard_third(scores(z, y, torch.zeros(k), torch.ones(k, dtype=torch.bool)).recall)
+        if not self.hard_classes or any(not 0 <= c < k for c in self.hard_classes):
+            raise ValueError(f"hard_classes must be classes in [0, {k}), got {self.hard_classes}")
+        mask = torch.zeros(k, dtype=torch.bool)
+        mask[list(self.hard_classes)] = True
+        return mask
+
+    def hard_mask(self, num_classes: int) -> Tensor:
+        """(K,) bool of the hard classes (after ``fit``: those it used)."""
+        mask = torch.zeros(num_classes, dtype=torch.bool)
+        mask[list(self.hard_classes or [])] = True
+        return mask
+
+    def _fitted(self) -> Tensor:
+        if self.offsets is None:
+            raise RuntimeError("ClassOffsets are not fit yet: call fit(val_logits, val_labels)")
+        return self.offsets
+
+    def apply(self, logits: Tensor) -> Tensor:
+        """``logits + offsets`` (any leading shape, K last)."""
+        b = self._fitted()
+        if logits.shape[-1] != len(b):
+            raise ValueError(
+                f"offsets for K = {len(b)} applied to logits of K = {logits.shape[-1]}"
+            )
+        return logits + b.to(logits.device, logits.dtype)
+
+    def wrap(self, model: nn.Module, *, features: bool | None = None) -> OffsetModel:
+        """A module returning ``model``'s logits plus the offsets (TorchScript-able).
+        ``features``: the model returns (logits, features), as mr2's models do (default:
+        when it has ``feature_dim``)."""
+        tuple_out = hasattr(model, "feature_dim") if features is None else features
+        return OffsetModel(model, self._fitted(), tuple_out)
+
+    def to_dict(self) -> dict[str, Any]:
+        b = self._fitted()
+        body = {
+            "schema": SCHEMA,
+            "objective": self.objective,
+            "tradeoff": self.tradeoff,
+            "min_overall": self.min_overall,
+            "hard_classes": self.hard_classes,
+            "steps": self.steps,
+            "offsets": [float(v) for v in b],
+        }
+        return {**body, "sha256": _digest(body)}
+
+    def save(self, path: str | Path) -> Path:
+        save_json(self.to_dict(), Path(path))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClassOffsets:
+        """Offsets ``save`` wrote (JSON: nothing is unpickled), checksum checked."""
+        data = load_json(Path(path))
+        stored = data.pop("sha256", None) if isinstance(data, dict) else None
+        if stored is None or stored != _digest(data) or data.get("schema") != SCHEMA:
+            raise CorruptFileError(f"{path}: not offsets mr2 saved, or changed since")
+        out = cls(
+            data["objective"], tradeoff=data["tradeoff"], min_overall=data["min_overall"],
+            hard_classes=data["hard_classes"], steps=data["steps"],
+        )  # fmt: skip
+        out.offsets = torch.tensor(data["offsets"], dtype=torch.float32)
+        return out
+
+
+def _digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
