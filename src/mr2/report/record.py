@@ -148,8 +148,7 @@ def record_run(
         0.667
     """
     _check_run_arguments(out_dir, method, seed, split, overwrite)
-    preds = _predictions(y_pred, logits)
-    y = _labels(y_true, "y_true")
+    preds, y = _predictions(y_pred, logits), _labels(y_true, "y_true")
     names = _class_names(class_names, logits, y, preds)
     k = len(names)
     test = split_scores(y, preds, k)
