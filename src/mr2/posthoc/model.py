@@ -1,9 +1,9 @@
 """A deployable model that carries post-hoc class offsets: its forward returns the wrapped
-model's logits plus the offsets (a buffer, saved in its state_dict; TorchScript-able)."""
+model's logits plus the offsets (a buffer, saved in its state_dict); ``torch.export`` and
+TorchScript take it."""
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 
@@ -21,8 +21,3 @@ class OffsetModel(nn.Module):
         out = self.model(x)
         logits = out[0] if self.features else out
         return logits + self.offsets.to(logits.dtype)
-
-
-def scripted(model: OffsetModel) -> torch.jit.ScriptModule:
-    """``torch.jit.script`` of an OffsetModel (the wrapped model must script too)."""
-    return torch.jit.script(model)
