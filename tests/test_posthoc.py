@@ -233,3 +233,29 @@ def test_a_run_whose_logits_are_too_large_is_refused_before_training(tmp_path, c
     said = capsys.readouterr().err
     assert "above train.logits_max_mb = 0.0001" in said and "train.keep_logits = false" in said
     assert not (tmp_path / "r").exists()
+
+
+def test_the_speed_benchmark_runs_in_its_tiny_mode(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "posthoc_speed.py"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--tiny",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["environment"]["threads"] == 1 and len(saved["results"]) == 3
+    worst = [r for r in saved["results"] if r["objective"] == "worst"]
+    assert len(worst) == 2 and all(r["worst_after"] >= r["worst_before"] for r in worst)
