@@ -9,7 +9,7 @@ from pathlib import Path
 from mr2 import extras
 from mr2.io import save_json, save_text
 from mr2.metrics import min_sign_flip_p
-from mr2.report import diagnostics, flags, plots, tables
+from mr2.report import diagnostics, flags, frontier, frontier_text, plots, tables
 from mr2.report.membership import outsiders, unfinished
 from mr2.report.predictions import record_predictions
 from mr2.report.record import record_run
@@ -41,7 +41,9 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
     summarise them against ``reference`` and write report.md, results.json, per_class.csv
     and the plots to ``out_dir``."""
     extras.require("report", "a report (its plots and statistics)")  # nothing half-written
-    summary = summarize(collect(paths), reference=reference)  # before anything is written
+    results = collect(paths)
+    summary = summarize(results, reference=reference)  # before anything is written
+    fronts = frontier.frontiers(results, summary.reference)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     failed = failures(paths)
@@ -59,11 +61,13 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
         plots.gain_over_reference(summary, out / "gain_over_reference.png"),
         plots.spread_vs_accuracy(summary, out / "spread_vs_accuracy.png"),
         plots.margins_over_epochs(summary, out / "margins_over_epochs.png"),
+        plots.frontier(summary, fronts, out / "frontier.png"),
     ]
     figs = [f for f in candidates if f is not None]
     table = tables.summary_table(summary)
     warnings = flags.check(summary)
-    save_text("\n".join(_markdown(summary, table, figs, warnings)), out / "report.md")
+    body = _markdown(summary, table, figs, warnings, frontier_text.section(fronts))
+    save_text("\n".join(body), out / "report.md")
     notes = [_ranking_statement(summary), _seeds_statement(summary), *warnings]
     return Report(summary, table, out / "report.md", figs, notes)
 
@@ -103,6 +107,7 @@ def _markdown(
     table: str,
     figs: list[Path],
     warnings: list[str],
+    afford: list[str],
 ) -> list[str]:
     ref = summary.reference
     return [
@@ -121,6 +126,7 @@ def _markdown(
         *_starting_weights(summary),
         *_outsiders(summary.not_compared),
         *_warnings(warnings),
+        *afford,
         "## Per-class accuracy (hardest first)",
         "",
         tables.per_class_table(summary),

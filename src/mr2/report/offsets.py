@@ -58,7 +58,7 @@ def _change(before: Scores, after: Scores) -> SplitChange:
     )
 
 
-def _hard_sets(runs: list[RunResult], reference: str | None) -> dict[str, tuple[list[int], str]]:
+def hard_sets(runs: list[RunResult], reference: str | None) -> dict[str, tuple[list[int], str]]:
     """Per run folder: the hard classes and where they were ranked (never on test)."""
     by_method: dict[str, list[RunResult]] = {}
     for r in runs:
@@ -95,13 +95,13 @@ def fit_runs(
             f"{len(lacking)} run(s) kept no logits: {', '.join(lacking[:5])}"
             f"{' ...' if len(lacking) > 5 else ''}; {HOW_TO_GET}"
         )
-    hard_sets = _hard_sets(runs, reference)
+    hard_sets_ = hard_sets(runs, reference)
     fits = []  # every run is fit before anything is written
     for r in runs:
         kept = load_logits(r.run_dir or "")
         if kept.val is None or kept.test is None:
             raise ValueError(f"{r.run_dir}: offsets need validation and test logits")
-        hard, source = hard_sets[str(r.run_dir)]
+        hard, source = hard_sets_[str(r.run_dir)]
         fitted = ClassOffsets(
             objective, tradeoff=tradeoff, min_overall=min_overall, hard_classes=hard or None
         ).fit(kept.val.logits.astype(np.float32), kept.val.labels)

@@ -10,6 +10,7 @@ import numpy as np
 
 from mr2.report.backend import pyplot as _pyplot
 from mr2.report.diagnostics import correlations
+from mr2.report.frontier import Frontiers
 from mr2.report.ranking import hardest_first
 from mr2.report.records import ReportSummary
 
@@ -128,6 +129,31 @@ def margins_over_epochs(summary: ReportSummary, path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     if margins.shape[1] <= 12:
         a.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def frontier(summary: ReportSummary, fronts: Frontiers | None, path: Path) -> Path | None:
+    """Worst class (left) and hard third (right) against overall accuracy on test, each
+    method's offsets fit on validation over a sweep of the trade-off (means over seeds)."""
+    if fronts is None or not fronts.curves:
+        return None
+    plt = _pyplot()
+    colour = colours(summary)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.0))
+    for m, points in fronts.curves.items():
+        x = [100 * p.overall for p in points]
+        for ax, key in zip(axes, ("worst", "hard"), strict=True):
+            ax.plot(x, [100 * getattr(p, key) for p in points], marker="o", ms=3, label=m,
+                    color=colour.get(m))  # fmt: skip
+    for ax, name in zip(axes, ("worst class", "hard third"), strict=True):
+        ax.set_xlabel("test overall accuracy (%)")
+        ax.set_ylabel(f"test {name} (%)")
+        ax.grid(alpha=0.3)
+    axes[0].set_title("Offsets fit on validation, trade-off swept")
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,0 +1,198 @@
+"""Which method lifts the worst classes at the overall accuracy one can afford, against the
+cheapest fix (the reference + post-hoc class offsets)? From the logits every run keeps:
+
+- **frontiers**: per method, offsets fit on each seed's validation logits at trade-offs
+  ``TRADEOFFS`` between overall accuracy and the worst class, scored on test and averaged
+  over seeds: the curve of worst class (and hard third) against overall accuracy;
+- **matched accuracy**: for each seed, the reference's own validation accuracy and
+  ``DROPS`` below it are the accuracy levels; every method with offsets (the best worst
+  class with validation overall >= the level) and every method without offsets (its own
+  accuracy) is compared with the reference + offsets at the same validation accuracy,
+  paired over seeds (test worst class and hard third), with the exact sign-flip p and
+  Holm's adjustment over the table's rows. Levels and offsets are chosen on validation;
+  test is only scored. The hard third is ranked as the report ranks it (validation of the
+  reference's other seeds), else on each run's own validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mr2.metrics.paired import holm
+from mr2.metrics.uncertainty import sign_flip_p_value
+from mr2.posthoc import ClassOffsets, hard_third
+from mr2.posthoc.fit import Scores, scores
+from mr2.report.offsets import hard_sets
+from mr2.result import RunResult
+from mr2.run_logits import RunLogits, has_logits, load_logits
+
+TRADEOFFS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+DROPS = (0.0, 0.005, 0.01, 0.02)  # accuracy levels below the reference's own
+STEPS = 40  # candidates per fit: enough for a report, see benchmarks/posthoc_speed.py
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """Test scores at one trade-off, means over seeds (fractions)."""
+
+    tradeoff: float
+    overall: float
+    worst: float
+    hard: float
+
+
+@dataclass(frozen=True)
+class MatchedRow:
+    """One method at one accuracy level against the reference + offsets there: test
+    overall / worst / hard (means over seeds) and the paired gains (mean, SE, seeds up, p,
+    Holm-adjusted p over the table's rows)."""
+
+    method: str
+    offsets: bool
+    level: str  # "own accuracy" or "reference - 0.5 pt", ...
+    overall: float
+    worst: float
+    hard: float
+    worst_gain: tuple[float, float, int, int, float, float]
+    hard_gain: tuple[float, float, int, int, float, float]
+
+
+@dataclass(frozen=True)
+class Frontiers:
+    reference: str
+    curves: dict[str, list[FrontierPoint]]
+    matched: list[MatchedRow]
+    lacking: list[str]  # runs without logits (then nothing else is computed)
+
+
+class _Run:
+    """One run's kept logits as tensors and its hard classes (None: its own validation)."""
+
+    def __init__(self, result: RunResult, hard: list[int]) -> None:
+        kept: RunLogits = load_logits(result.run_dir or "")
+        if kept.val is None or kept.test is None:
+            raise ValueError(f"{result.run_dir}: frontiers need validation and test logits")
+        self.zv = torch.from_numpy(kept.val.logits.astype(np.float32))
+        self.yv = torch.from_numpy(kept.val.labels)
+        self.zt = torch.from_numpy(kept.test.logits.astype(np.float32))
+        self.yt = torch.from_numpy(kept.test.labels)
+        self.hard = hard or None
+        self.cache: dict[tuple[tuple[str, float], ...], tuple[Scores, Scores]] = {}
+        self.unadjusted = self._plain()
+
+    def fit(self, **options: float) -> tuple[Scores, Scores]:
+        """(validation, test) scores with worst-class offsets fit on validation (cached)."""
+        key = tuple(sorted(options.items()))
+        if key not in self.cache:
+            self.cache[key] = self._fit(**options)
+        return self.cache[key]
+
+    def _fit(self, **options: float) -> tuple[Scores, Scores]:
+        fitted = ClassOffsets("worst", hard_classes=self.hard, steps=STEPS, **options)
+        fitted.fit(self.zv, self.yv)
+        assert fitted.offsets is not None and fitted.after is not None
+        mask = fitted.hard_mask(self.zv.shape[1])
+        return fitted.after, scores(self.zt, self.yt, fitted.offsets, mask)
+
+    def _plain(self) -> tuple[Scores, Scores]:
+        """(validation, test) scores without offsets."""
+        zero = torch.zeros(self.zv.shape[1])
+        if self.hard is None:
+            mask = hard_third(
+                scores(self.zv, self.yv, zero, torch.ones_like(zero, dtype=torch.bool)).recall
+            )
+        else:
+            mask = torch.zeros(len(zero), dtype=torch.bool)
+            mask[self.hard] = True
+        return scores(self.zv, self.yv, zero, mask), scores(self.zt, self.yt, zero, mask)
+
+
+def _gain(diff: list[float]) -> tuple[float, float, int, int, float]:
+    d = np.asarray(diff, dtype=float)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    p = sign_flip_p_value(d) if len(d) > 1 else float("nan")
+    return float(d.mean()), se, int((d > 0).sum()), len(d), p
+
+
+def _curves(runs: dict[str, dict[int, _Run]]) -> dict[str, list[FrontierPoint]]:
+    curves = {}
+    for method, seeds in runs.items():
+        points = []
+        for a in TRADEOFFS:
+            tests = [run.fit(tradeoff=a)[1] for run in seeds.values()]
+            points.append(
+                FrontierPoint(
+                    a,
+                    *(
+                        float(np.mean([getattr(t, m) for t in tests]))
+                        for m in ("overall", "worst", "hard")
+                    ),
+                )
+            )
+        curves[method] = points
+    return curves
+
+
+def _matched(runs: dict[str, dict[int, _Run]], reference: str) -> list[MatchedRow]:
+    ref = runs[reference]
+    pending: list[Pending] = []  # pairs: (the method's test, the reference + offsets' test)
+    for method, seeds in runs.items():
+        pairs = []
+        for seed, run in seeds.items():
+            if seed in ref:
+                val, test = run.unadjusted
+                pairs.append((test, ref[seed].fit(min_overall=val.overall)[1]))
+        pending.append((method, False, "own accuracy", pairs))  # the reference: offsets' gain
+        for drop in DROPS:
+            pairs = []
+            for seed, run in seeds.items():
+                if seed in ref:
+                    level = max(ref[seed].unadjusted[0].overall - drop, 0.0)
+                    pairs.append(
+                        (run.fit(min_overall=level)[1], ref[seed].fit(min_overall=level)[1])
+                    )
+            if method != reference:
+                pending.append((method, True, f"{reference} - {100 * drop:g} pt", pairs))
+    return _rows(pending)
+
+
+Pending = tuple[str, bool, str, list[tuple[Scores, Scores]]]  # method, offsets, level, pairs
+
+
+def _rows(pending: list[Pending]) -> list[MatchedRow]:
+    worst = [_gain([m.worst - r.worst for m, r in pairs]) for *_, pairs in pending]
+    hard = [_gain([m.hard - r.hard for m, r in pairs]) for *_, pairs in pending]
+    worst_holm, hard_holm = holm([g[4] for g in worst]), holm([g[4] for g in hard])
+    rows = []
+    for i, (method, offsets, level, pairs) in enumerate(pending):
+        mean = {
+            k: float(np.mean([getattr(m, k) for m, _ in pairs]))
+            for k in ("overall", "worst", "hard")
+        }
+        worst_gain = (*worst[i], float(worst_holm[i]))
+        hard_gain = (*hard[i], float(hard_holm[i]))
+        overall, worst_mean, hard_mean = mean["overall"], mean["worst"], mean["hard"]
+        rows.append(
+            MatchedRow(
+                method, offsets, level, overall, worst_mean, hard_mean, worst_gain, hard_gain
+            )
+        )
+    return rows
+
+
+def frontiers(results: list[RunResult], reference: str) -> Frontiers | None:
+    """The frontiers and the matched-accuracy table of ``results`` (None without a
+    reference); runs without logits are listed and nothing is computed."""
+    if not any(r.method == reference for r in results):
+        return None
+    lacking = [str(r.run_dir) for r in results if not has_logits(r.run_dir or "")]
+    if lacking:
+        return Frontiers(reference, {}, [], lacking)
+    hard = hard_sets(results, reference)
+    runs: dict[str, dict[int, _Run]] = {}
+    for r in results:
+        runs.setdefault(r.method, {})[r.seed] = _Run(r, hard[str(r.run_dir)][0])
+    return Frontiers(reference, _curves(runs), _matched(runs, reference), [])

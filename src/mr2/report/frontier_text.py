@@ -1,0 +1,87 @@
+"""The report's section on the accuracy a user can afford (``mr2.report.frontier``): the
+matched-accuracy table and the sentence that answers the question in words."""
+
+from __future__ import annotations
+
+from mr2.report.frontier import Frontiers, MatchedRow
+from mr2.report.tables import cell
+
+ALPHA = 0.05
+
+
+def _gain(g: tuple[float, float, int, int, float, float]) -> str:
+    mean, se, up, n, p, p_holm = g
+    if n < 2:
+        return f"{100 * mean:+.2f} (1 seed)"
+    return f"{100 * mean:+.2f} ± {100 * se:.2f} ({up}/{n} up, p {p:.3g}, Holm {p_holm:.3g})"
+
+
+def table(f: Frontiers) -> str:
+    ref = cell(f.reference)
+    lines = [
+        f"| method | offsets | accuracy level (on validation) | test overall | test worst class "
+        f"| test hard third | worst class vs {ref} + offsets | hard third vs {ref} + offsets |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in f.matched:
+        lines.append(
+            f"| {cell(r.method)} | {'yes' if r.offsets else 'no'} | {cell(r.level)} | "
+            f"{100 * r.overall:.2f} | {100 * r.worst:.2f} | {100 * r.hard:.2f} | "
+            f"{_gain(r.worst_gain)} | {_gain(r.hard_gain)} |"
+        )
+    return "\n".join(lines)
+
+
+def _beats(r: MatchedRow) -> bool:
+    return r.worst_gain[0] > 0 and r.worst_gain[5] < ALPHA
+
+
+def sentence(f: Frontiers) -> str:
+    """Which method lifts the worst class beyond the reference + offsets at matched
+    accuracy (Holm-adjusted p < 0.05), in words."""
+    ref = f.reference
+    own = next((r for r in f.matched if r.method == ref and not r.offsets), None)
+    fix = (
+        f" Offsets alone move {ref}'s worst class by {-100 * own.worst_gain[0]:+.2f} points "
+        "at its own validation accuracy."
+        if own is not None
+        else ""
+    )
+    winners = [r for r in f.matched if r.method != ref and _beats(r)]
+    if not winners:
+        n = sum(r.method != ref for r in f.matched)
+        return (
+            f"No method lifts the worst class beyond {ref} + post-hoc offsets at matched "
+            f"accuracy (Holm-adjusted p < {ALPHA} in none of {n} contrasts).{fix}"
+        )
+    said = "; ".join(
+        f"{r.method}{' + offsets' if r.offsets else ''} at {r.level}: "
+        f"{100 * r.worst_gain[0]:+.2f} points" for r in winners
+    )  # fmt: skip
+    lead = f"Beyond {ref} + post-hoc offsets at matched accuracy, the worst class is lifted by"
+    return f"{lead} {said}.{fix}"
+
+
+def section(f: Frontiers | None) -> list[str]:
+    if f is None:
+        return []
+    head = ["## At the accuracy you can afford: against post-hoc class offsets", ""]
+    if f.lacking:
+        return [
+            *head,
+            f"Not computed: {len(f.lacking)} run(s) kept no logits (e.g. {f.lacking[0]}); "
+            "rerun them with mr2 >= 0.2 or record them with logits.",
+            "",
+        ]
+    return [
+        *head,
+        sentence(f),
+        "",
+        "Offsets are fit on each seed's validation logits (the best worst class whose "
+        "validation accuracy reaches the level) and scored on test; methods without offsets "
+        f"are compared with {cell(f.reference)} + offsets at their own validation accuracy. "
+        "Gains in points: mean ± SE over seeds, exact sign-flip p, Holm over the rows.",
+        "",
+        table(f),
+        "",
+    ]
