@@ -3,6 +3,7 @@ hand-derived optima, the guarantee of never lowering the fit objective, offsets 
 validation and never see test labels, files, models, the command and bad input."""
 
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -259,3 +260,60 @@ def test_the_speed_benchmark_runs_in_its_tiny_mode(tmp_path):
     assert saved["environment"]["threads"] == 1 and len(saved["results"]) == 3
     worst = [r for r in saved["results"] if r["objective"] == "worst"]
     assert len(worst) == 2 and all(r["worst_after"] >= r["worst_before"] for r in worst)
+
+
+def _study(tmp_path, methods, seeds=range(10), k=5, n=100, gain=None):
+    """Runs recorded with validation and test logits: every method draws like ERM (its own
+    noise per seed); ``gain`` = (method, class, shift) adds shift to that class's true logit
+    in that method's test logits only."""
+    for method in methods:
+        for seed in seeds:
+            g = np.random.default_rng([seed, zlib.crc32(method.encode())])  # not hash(): salted
+            y = np.repeat(np.arange(k), n // k)
+            strength = np.linspace(0.4, 2.5, k)
+
+            def draw(g=g, y=y, strength=strength):
+                return g.normal(size=(len(y), k)) + np.eye(k)[y] * strength[y, None]
+
+            zv, zt = draw(), draw()
+            if gain and gain[0] == method:
+                zt[y == gain[1], gain[1]] += gain[2]
+            record_run(tmp_path / method / f"seed{seed}", method=method, seed=seed, y_true=y,
+                       logits=zt, val=(y, zv))  # fmt: skip
+    return tmp_path
+
+
+def test_a_planted_hard_class_gain_is_recovered_at_matched_accuracy(tmp_path):
+    from mr2.report.frontier import frontiers
+    from mr2.report.results import collect
+
+    # class 0, the weakest on validation (so in the hard third), gains on test only
+    runs = _study(tmp_path / "a", ["ce", "planted"], gain=("planted", 0, 1.5))
+    fronts = frontiers(collect([runs]), "ce")
+    rows = [r for r in fronts.matched if r.method == "planted" and r.offsets]
+    assert len(rows) == 4 and all(r.hard_gain[0] > 0.1 and r.hard_gain[5] < 0.05 for r in rows)
+    assert set(fronts.curves) == {"ce", "planted"} and len(fronts.curves["ce"]) == 7
+    # the same gain on the easiest class is no hard-third gain
+    runs = _study(tmp_path / "b", ["ce", "planted"], gain=("planted", 4, 1.5))
+    rows = [r for r in frontiers(collect([runs]), "ce").matched if r.method == "planted"]
+    assert not any(r.hard_gain[0] > 0 and r.hard_gain[5] < 0.05 for r in rows)
+
+
+def test_methods_drawn_like_the_reference_get_no_mark_at_matched_accuracy(tmp_path):
+    from mr2 import report
+
+    runs = _study(tmp_path, ["ce", "copy_a", "copy_b"], seeds=range(6))
+    built = report.build([runs], tmp_path / "R")
+    text = built.path.read_text()
+    assert "No method lifts the worst class beyond ce + post-hoc offsets" in text
+    assert (tmp_path / "R" / "frontier.png").is_file()
+
+
+def test_the_report_says_which_runs_lack_logits_for_the_frontiers(tmp_path):
+    from mr2 import report
+
+    y = np.repeat(np.arange(3), 10)
+    for method in ("ce", "m"):
+        record_run(tmp_path / method, method=method, seed=0, y_true=y, y_pred=y)
+    text = report.build([tmp_path], tmp_path / "R").path.read_text()
+    assert "Not computed: 2 run(s) kept no logits" in text

@@ -97,6 +97,12 @@ class _Run:
         mask = fitted.hard_mask(self.zv.shape[1])
         return fitted.after, scores(self.zt, self.yt, fitted.offsets, mask)
 
+    def at(self, level: float) -> tuple[tuple[Scores, Scores], bool]:
+        """The best worst class with validation overall >= ``level``, or, where no offsets
+        reach it, at the highest accuracy they reach (and False)."""
+        highest = max(self.fit(tradeoff=0.0)[0].overall, self.unadjusted[0].overall)
+        return self.fit(min_overall=min(level, highest)), level <= highest
+
     def _plain(self) -> tuple[Scores, Scores]:
         """(validation, test) scores without offsets."""
         zero = torch.zeros(self.zv.shape[1])
@@ -136,26 +142,32 @@ def _curves(runs: dict[str, dict[int, _Run]]) -> dict[str, list[FrontierPoint]]:
     return curves
 
 
+def _level(text: str, short: int) -> str:
+    """The level's label, saying how many fits could not reach it (those sit at the
+    highest validation accuracy their offsets reach)."""
+    return text if not short else f"{text} ({short} fit(s) below it)"
+
+
 def _matched(runs: dict[str, dict[int, _Run]], reference: str) -> list[MatchedRow]:
     ref = runs[reference]
     pending: list[Pending] = []  # pairs: (the method's test, the reference + offsets' test)
     for method, seeds in runs.items():
-        pairs = []
+        pairs, short = [], 0
         for seed, run in seeds.items():
             if seed in ref:
-                val, test = run.unadjusted
-                pairs.append((test, ref[seed].fit(min_overall=val.overall)[1]))
-        pending.append((method, False, "own accuracy", pairs))  # the reference: offsets' gain
-        for drop in DROPS:
-            pairs = []
+                (_, matched), reached = ref[seed].at(run.unadjusted[0].overall)
+                pairs.append((run.unadjusted[1], matched))
+                short += not reached
+        pending.append((method, False, _level("own accuracy", short), pairs))  # ref: the fix
+        for drop in DROPS if method != reference else ():
+            pairs, short = [], 0
             for seed, run in seeds.items():
                 if seed in ref:
-                    level = max(ref[seed].unadjusted[0].overall - drop, 0.0)
-                    pairs.append(
-                        (run.fit(min_overall=level)[1], ref[seed].fit(min_overall=level)[1])
-                    )
-            if method != reference:
-                pending.append((method, True, f"{reference} - {100 * drop:g} pt", pairs))
+                    level = ref[seed].unadjusted[0].overall - drop
+                    (mine, ok), (theirs, ok_ref) = run.at(level), ref[seed].at(level)
+                    pairs.append((mine[1], theirs[1]))
+                    short += (not ok) + (not ok_ref)
+            pending.append((method, True, _level(f"{reference} - {100 * drop:g} pt", short), pairs))
     return _rows(pending)
 
 
