@@ -177,3 +177,53 @@ def test_each_method_keeps_its_colour_in_every_plot(tmp_path, monkeypatch):
     assert all(len(c) == 1 for c in seen.values())  # one colour per method across plots
     assert len({next(iter(c)) for c in seen.values()}) == 3  # and a different one each
     assert seen["focal"] == {to_hex(plots.colours(summary)["focal"])}
+
+
+def _null_study(root, seeds, rng, k=6, n=60, planted=0.0):
+    """ERM and two methods drawn like it (``planted``: method "a" gets that much more
+    signal on the three weakest classes, on validation and test)."""
+    import numpy as np
+
+    y = np.repeat(np.arange(k), n // k)
+    strength = np.linspace(0.3, 2.5, k)
+    for m in ("ce", "a", "b"):
+        extra = np.where(np.arange(k) < 3, planted, 0.0) if m == "a" else np.zeros(k)
+        for s in range(seeds):
+            z = [rng.normal(size=(len(y), k)) + np.eye(k)[y] * (strength + extra)[y, None]
+                 for _ in range(2)]  # fmt: skip
+            report.record_run(root / m / f"seed{s}", method=m, seed=s, y_true=y,
+                              y_pred=z[0].argmax(1), val=(y, z[1].argmax(1)))  # fmt: skip
+
+
+@pytest.mark.parametrize("seeds", [3, 10])
+def test_methods_identical_to_erm_are_marked_in_at_most_5_percent_of_reports(tmp_path, seeds):
+    """The null simulation of the public path: the "*" mark (the old "2 SE" mark fired in
+    10 % of reports at 3 seeds, uncorrected over methods) holds its family-wise rate."""
+    import numpy as np
+
+    from mr2.report.results import collect, summarize
+    from mr2.report.tables import marked
+
+    rng, reports, hits = np.random.default_rng(seeds), 20, 0
+    for i in range(reports):
+        _null_study(tmp_path / str(i), seeds, rng)
+        hits += bool(marked(summarize(collect([tmp_path / str(i)]), "ce")))
+    assert hits <= 0.05 * reports
+    _null_study(tmp_path / "planted", 10, rng, planted=1.5)  # a real effect is marked
+    assert marked(summarize(collect([tmp_path / "planted"]), "ce")) == {"a"}
+
+
+def test_the_report_says_when_ties_decide_the_hard_third(tmp_path):
+    import numpy as np
+
+    y = np.repeat(np.arange(6), 10)
+    weak = y.copy()
+    weak[:3] = 1  # class 0 misses three of its ten: the only class below 100 %
+    for seed in (0, 1):
+        for method in ("ce", "m"):
+            report.record_run(tmp_path / method / f"s{seed}", method=method, seed=seed, y_true=y,
+                              y_pred=y, val=(y, weak if seed else y))  # fmt: skip
+    text = report.build([tmp_path], tmp_path / "R").path.read_text()
+    assert (
+        "**Ties decide the hard third**: 5 classes share ce's validation accuracy 100.0 %" in text
+    )

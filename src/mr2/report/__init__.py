@@ -99,7 +99,26 @@ def _ranking_statement(summary: ReportSummary) -> str:
             " **This ranking is not free of selection on the scored data** (the runs lack "
             "validation scores or test halves): read the hard-third levels with that in mind."
         )
-    return text
+    return text + tied_cut(summary)
+
+
+def tied_cut(summary: ReportSummary) -> str:
+    """A warning when ties on the reference's validation accuracy decide which classes are
+    the hard third (e.g. 8 of 10 classes at 100 %: the "hard" third is then arbitrary)."""
+    val = summary.methods[summary.reference].val_per_class_mean
+    if not val or len(val) < 3:
+        return ""
+    ranked = sorted(val)
+    k_hard = max(1, len(val) // 3)
+    cut = ranked[k_hard - 1]
+    tied = sum(v == cut for v in val)
+    if ranked[k_hard] != cut:  # the cut falls between two different accuracies
+        return ""
+    return (
+        f" **Ties decide the hard third**: {tied} classes share {summary.reference}'s "
+        f"validation accuracy {100 * cut:.1f} % where the hard third is cut, so which of them "
+        "count as hard is arbitrary: read its level and gains with that in mind."
+    )
 
 
 def _markdown(
@@ -118,7 +137,8 @@ def _markdown(
         + " Worst class and max-min are each run's own. Hard and worst-class gains: mean "
         "± standard error of the per-seed paired differences, the seeds where it is "
         "positive, the sign-flip p-value over seeds and the smallest p it can reach; * = "
-        "hard gain above 2 standard errors. " + _seeds_statement(summary),
+        "positive hard gain whose p, Holm-adjusted over the methods, is below 0.05 (the marks "
+        "hold a 5 % family-wise false-positive rate). " + _seeds_statement(summary),
         "",
         table,
         "",

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from mr2.metrics import MeanStd, PairedComparison
+from mr2.metrics.paired import holm
 from mr2.report.ranking import hardest_first
 from mr2.report.records import ReportSummary
 from mr2.selection import Selection
@@ -58,9 +59,27 @@ def _paired(values: list[float], tests: str = "") -> str:
     )
 
 
-def hard_gain_cell(vs: PairedComparison | None) -> str:
+MARK_ALPHA = 0.05  # family-wise level of the table's marks
+
+
+def marked(summary: ReportSummary) -> set[str]:
+    """The methods whose hard-third gain is marked: positive, with the sign-flip p
+    Holm-adjusted over every compared method below ``MARK_ALPHA`` (the marks hold that
+    false-positive rate as a family; the old "above 2 SE" mark fired in 10 % of null
+    reports at 3 seeds, uncorrected)."""
+    compared = [(m, b.vs_reference) for m, b in summary.methods.items() if b.vs_reference]
+    tested = [(m, vs) for m, vs in compared if len(vs.hard_gain_per_seed) > 1]
+    adjusted = holm([vs.p_seeds for _, vs in tested]) if tested else np.array([])
+    return {
+        m for (m, vs), p in zip(tested, adjusted, strict=True)
+        if p < MARK_ALPHA and vs.group_gain["hard"] > 0
+    }  # fmt: skip
+
+
+def hard_gain_cell(vs: PairedComparison | None, mark: bool = False) -> str:
     """The hard-third gain over the reference: mean ± SE of the per-seed differences, seeds
-    up, the sign-flip p and the smallest p that test can reach with these seeds."""
+    up, the sign-flip p and the smallest p that test can reach with these seeds; `` *``
+    when ``mark`` (see ``marked``)."""
     if vs is None:
         return "reference"
     gain = vs.group_gain["hard"]
@@ -68,9 +87,8 @@ def hard_gain_cell(vs: PairedComparison | None) -> str:
         return "n/a (no hard class)"
     if len(vs.hard_gain_per_seed) < 2:
         return f"{100 * gain:+.2f} (1 seed: no p-value)"
-    mark = " *" if vs.exceeds_seed_noise else ""
     tests = f", p {_p(vs.p_seeds)}, min {_p(vs.p_seeds_min)}"
-    return _paired(vs.hard_gain_per_seed, tests) + mark
+    return _paired(vs.hard_gain_per_seed, tests) + (" *" if mark else "")
 
 
 def worst_gain_cell(vs: PairedComparison | None) -> str:
@@ -100,10 +118,10 @@ def summary_table(summary: ReportSummary) -> str:
         "| method | seeds | " + " | ".join(c for _, c in columns) + f" | hard vs {ref} "
         f"(± SE, seeds up, p, min p) | worst class vs {ref} (± SE) |"
     )
-    lines = [head, "|" + "---|" * (len(columns) + 4)]
+    lines, stars = [head, "|" + "---|" * (len(columns) + 4)], marked(summary)
     for m, body in summary.methods.items():
         cells = [_pct(body.summary.get(k)) for k, _ in columns]
-        gain = hard_gain_cell(body.vs_reference)
+        gain = hard_gain_cell(body.vs_reference, m in stars)
         worst = worst_gain_cell(body.vs_reference)
         missing = sum(1 for x in summary.missing if x.method == m)
         seeds = f"{len(body.seeds)}" + (f" ({missing} missing)" if missing else "")
