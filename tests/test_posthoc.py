@@ -317,3 +317,27 @@ def test_the_report_says_which_runs_lack_logits_for_the_frontiers(tmp_path):
         record_run(tmp_path / method, method=method, seed=0, y_true=y, y_pred=y)
     text = report.build([tmp_path], tmp_path / "R").path.read_text()
     assert "Not computed: 2 run(s) kept no logits" in text
+
+
+def test_each_mr2_run_records_how_its_margins_follow_held_out_difficulty(tmp_path):
+    """The report's per-run Spearman of the final margins with the run's validation error,
+    against scipy on the recorded numbers; runs without margins have none."""
+    from scipy import stats
+
+    from mr2 import report
+    from mr2.report.results import collect
+
+    cfg = tiny_config()
+    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0, 1]
+    run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
+    built = report.build([tmp_path / "C"], tmp_path / "C")
+    rows = {(r.method, r.seed): r for r in built.summary.runs}
+    for result in collect([tmp_path / "C"]):
+        got = rows[result.method, result.seed].margin_difficulty_spearman
+        if result.method == "ce":
+            assert got is None
+            continue
+        margins = result.history[-1].margins
+        error = 1 - np.asarray(result.val.per_class)
+        assert got == pytest.approx(stats.spearmanr(margins, error).statistic)
+    assert "MR²'s final margins against each run's held-out difficulty" in built.path.read_text()

@@ -161,6 +161,7 @@ def _markdown(
         "",
         diagnostics.spread_table(summary),
         "",
+        *diagnostics.margin_difficulty(summary),
         f"What the hard classes are mistaken for ({ref}'s top confusions; % of the class's "
         "test samples, all seeds pooled):",
         "",

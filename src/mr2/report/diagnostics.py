@@ -140,3 +140,25 @@ def diagnose_plot(result: Diagnosis, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def margin_difficulty(summary: ReportSummary) -> list[str]:
+    """Per method with MR² margins: the Spearman correlation of each run's final margins
+    with its validation error per class (mean ± std over seeds): > 0 when the margins follow
+    difficulty, < 0 when they favour the easy classes."""
+    by_method: dict[str, list[float]] = {}
+    for run in summary.runs:
+        if run.margin_difficulty_spearman is not None:
+            by_method.setdefault(run.method, []).append(run.margin_difficulty_spearman)
+    if not by_method:
+        return []
+    said = "; ".join(
+        f"{cell(m)} {np.mean(v):+.2f}" + (f" ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else "")
+        + f" ({len(v)} run{'s' if len(v) > 1 else ''})"
+        for m, v in by_method.items()
+    )  # fmt: skip
+    return [
+        "MR²'s final margins against each run's held-out difficulty (Spearman of gamma_k "
+        f"with the class's validation error; > 0: larger margins for harder classes): {said}.",
+        "",
+    ]

@@ -31,6 +31,8 @@ class RunRow:
     final_train_acc: float | None
     final_rep_grad_ratio: float | None
     weights: WeightsInfo | None = None  # where the model started (engine runs)
+    # Spearman of the final MR² margins with the run's validation error per class
+    margin_difficulty_spearman: float | None = None
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from mr2.io import load_json
 from mr2.metrics import PairedComparison, disparity_summary, mean_std, paired_comparison
 from mr2.metrics.hard import HardRanking, display_groups, group_levels
 from mr2.metrics.summary import SCALAR_FIELDS
+from mr2.report.diagnostics import correlations
 from mr2.report.membership import members, result_files
 from mr2.report.ranking import evidence, folds_record, report_ranking
 from mr2.report.records import Internals, MethodSummary, MissingRun, ReportSummary, RunRow
@@ -231,6 +232,17 @@ def _val_mean(rs: list[RunResult]) -> list[float] | None:
     return mean
 
 
+def margin_difficulty(r: RunResult) -> float | None:
+    """Spearman correlation over classes of the run's final MR² margins with its held-out
+    difficulty (validation error of the selected epoch): > 0 when the margins follow
+    difficulty, < 0 when they favour the easy classes; None without margins or validation."""
+    margins = next((h.margins for h in reversed(r.history) if h.margins is not None), None)
+    if margins is None or r.val is None:
+        return None
+    rho = correlations(margins, 1.0 - np.asarray(r.val.per_class, dtype=float)).spearman
+    return None if rho != rho else rho
+
+
 def _run_row(r: RunResult) -> RunRow:
     return RunRow(
         method=r.method,
@@ -247,6 +259,7 @@ def _run_row(r: RunResult) -> RunRow:
         final_train_acc=r.history[-1].train_acc if r.history else None,
         final_rep_grad_ratio=r.history[-1].rep_grad_ratio if r.history else None,
         weights=r.weights,
+        margin_difficulty_spearman=margin_difficulty(r),
     )
 
 
