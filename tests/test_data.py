@@ -290,3 +290,31 @@ def test_a_changed_image_folder_is_not_reused_as_the_same_run(tmp_path):
         first[identity.DATA_HASH],
         second[identity.DATA_HASH],
     )
+
+
+def test_split_follows_seed_gives_each_seed_its_own_draw_and_still_pools(tmp_path):
+    """data.split_follows_seed: each seed carves its own validation split and training
+    subset (a 2,000-image result must not rest on one draw); the methods of a seed share it,
+    and the seeds still pool in one report."""
+    from helpers import tiny_config
+    from mr2 import report
+    from mr2.engine import validate
+    from mr2.engine.compare import run_compare
+    from mr2.engine.run import load_data
+
+    cfg = tiny_config()
+    cfg.data.split_follows_seed, cfg.data.train_subset = True, 120
+    draws = {}
+    for seed in (0, 1):
+        cfg.train.seed = seed
+        ds = load_data(cfg)
+        draws[seed] = (ds.train.x.sum().item(), ds.val.x.sum().item())
+    assert draws[0][0] != draws[1][0] and draws[0][1] != draws[1][1]
+    cfg.train.seed = 0
+    assert load_data(cfg).val.x.sum().item() == draws[0][1]  # the same seed, the same draw
+    cfg.data.split_seed = 3
+    assert any("data.split_seed is not used" in p for p in validate.problems(cfg))
+    cfg.data.split_seed = 0
+    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0, 1]
+    run_compare(cfg, tmp_path / "C", show_progress=False, log=lambda *_: None)
+    assert len(report.build([tmp_path / "C"], tmp_path / "C").summary.runs) == 4

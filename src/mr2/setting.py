@@ -13,6 +13,7 @@ NEUTRAL = {
     "data.autoaugment": False,
     "train.compile": False,
     "train.channels_last": False,
+    "data.split_follows_seed": False,
 }
 
 

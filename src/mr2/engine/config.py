@@ -30,6 +30,9 @@ class DataConfig:
     path: str = ""  # file or folder for the npz / folder datasets
     val_fraction: float = 0.1  # of each class, carved from the training split
     split_seed: int = 0  # seed of that carving: one split shared by all methods and seeds
+    # each seed carves its own validation split and training subset (from train.seed; the
+    # methods of one seed still share it): a small-data result rests on more than one draw
+    split_follows_seed: bool = False
     train_subset: int = 0  # keep this many training samples (stratified); 0 = all
     augment: bool = False  # random crop (pad 4) + horizontal flip, for CIFAR-like images
     autoaugment: bool = False  # then AutoAugment, CIFAR-10 policy (needs torchvision)

@@ -82,6 +82,11 @@ def _data_rules(d: DataConfig) -> list[tuple[bool, str]]:
             f"data.val_fraction must lie in [0, 1), got {d.val_fraction}",
         ),
         (d.split_seed >= 0, f"data.split_seed must be >= 0, got {d.split_seed}"),
+        (
+            not (d.split_follows_seed and d.split_seed),
+            "data.split_seed is not used when data.split_follows_seed = true (each seed "
+            "carves its split from train.seed): leave it at 0",
+        ),
         (d.train_subset >= 0, f"data.train_subset must be >= 0 (0 = all), got {d.train_subset}"),
     ]
 

@@ -30,7 +30,7 @@ def load_data(cfg: RunConfig) -> mr2_data.Dataset:
         "data_dir": d.data_dir,
         "path": d.path,
         "val_fraction": d.val_fraction,
-        "seed": d.split_seed,
+        "seed": cfg.train.seed if d.split_follows_seed else d.split_seed,
         "train_subset": d.train_subset,
         "allow_download": d.allow_download,
     }
