@@ -411,3 +411,21 @@ def test_an_overflowing_lambda_rep_is_named_not_blamed_on_the_logits():
             opt.zero_grad()
             loss_fn(head(f), f, y).backward()
             opt.step()
+
+
+@pytest.mark.parametrize("wide", [0, 1])
+def test_spread_margins_follow_the_wide_class_both_ways_where_paper_margins_follow_the_norm(wide):
+    """ReLU-like features: class 0 far from the origin and tight, class 1 near it; the wide
+    (high-spread) class is ``wide``. "paper" gives the larger margin to the class of the
+    larger ||mu||^2 + ||s||^2 (class 0 here), whatever the spread; "spread" gives it to the
+    wide class, whichever that is (its direction is not assumed)."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(200) % 2
+    f = torch.where(y[:, None] == 0, torch.full((200, 8), 6.0), torch.full((200, 8), 0.5))
+    scale = torch.where(y == wide, 2.0, 0.1)[:, None]
+    f = f + scale * torch.randn(200, 8, generator=g)
+    logits = torch.randn(200, 2, generator=g)
+    for statistic, larger in (("paper", 0), ("spread", wide)):
+        loss_fn = MR2Loss(2, margin_statistic=statistic, ema_decay=0.0)
+        loss_fn(logits, f, y)
+        assert int(loss_fn.margins().argmax()) == larger, statistic
