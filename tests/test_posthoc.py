@@ -292,7 +292,7 @@ def test_a_planted_hard_class_gain_is_recovered_at_matched_accuracy(tmp_path):
     fronts = frontiers(collect([runs]), "ce")
     rows = [r for r in fronts.matched if r.method == "planted" and r.offsets]
     assert len(rows) == 4 and all(r.hard_gain[0] > 0.1 and r.hard_gain[5] < 0.05 for r in rows)
-    assert set(fronts.curves) == {"ce", "planted"} and len(fronts.curves["ce"]) == 7
+    assert set(fronts.curves) == {"ce", "planted"} and len(fronts.curves["ce"]) == 5
     # the same gain on the easiest class is no hard-third gain
     runs = _study(tmp_path / "b", ["ce", "planted"], gain=("planted", 4, 1.5))
     rows = [r for r in frontiers(collect([runs]), "ce").matched if r.method == "planted"]
