@@ -154,6 +154,18 @@ def _markdown(
         *_class_gains(summary),
         *_tuning(summary.tuning),
         *_wise(summary.wise, ref),
+        *_diagnostics(summary),
+        "## Plots",
+        "",
+        *[f"![{f.stem}]({f.name})" for f in figs],
+        "",
+        "Files: results.json (schema in mr2/report/results.py), per_class.csv.",
+        "",
+    ]
+
+
+def _diagnostics(summary: ReportSummary) -> list[str]:
+    return [
         "## Diagnostics",
         "",
         "Feature spread ||s_k||^2 (test features of the final models) against per-class "
@@ -162,16 +174,10 @@ def _markdown(
         diagnostics.spread_table(summary),
         "",
         *diagnostics.margin_difficulty(summary),
-        f"What the hard classes are mistaken for ({ref}'s top confusions; % of the class's "
-        "test samples, all seeds pooled):",
+        f"What the hard classes are mistaken for ({summary.reference}'s top confusions; % of "
+        "the class's test samples, all seeds pooled):",
         "",
         diagnostics.confusion_summary(summary),
-        "",
-        "## Plots",
-        "",
-        *[f"![{f.stem}]({f.name})" for f in figs],
-        "",
-        "Files: results.json (schema in mr2/report/results.py), per_class.csv.",
         "",
     ]
 
