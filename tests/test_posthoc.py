@@ -316,7 +316,7 @@ def test_the_report_says_which_runs_lack_logits_for_the_frontiers(tmp_path):
     for method in ("ce", "m"):
         record_run(tmp_path / method, method=method, seed=0, y_true=y, y_pred=y)
     text = report.build([tmp_path], tmp_path / "R").path.read_text()
-    assert "Not computed: 2 run(s) kept no logits" in text
+    assert "Not computed: 2 run(s) kept no validation and test logits" in text
 
 
 def test_each_mr2_run_records_how_its_margins_follow_held_out_difficulty(tmp_path):

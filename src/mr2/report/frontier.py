@@ -66,16 +66,14 @@ class Frontiers:
     reference: str
     curves: dict[str, list[FrontierPoint]]
     matched: list[MatchedRow]
-    lacking: list[str]  # runs without logits (then nothing else is computed)
+    lacking: list[str]  # runs without validation and test logits (then nothing is computed)
 
 
 class _Run:
     """One run's kept logits as tensors and its hard classes (None: its own validation)."""
 
-    def __init__(self, result: RunResult, hard: list[int]) -> None:
-        kept: RunLogits = load_logits(result.run_dir or "")
-        if kept.val is None or kept.test is None:
-            raise ValueError(f"{result.run_dir}: frontiers need validation and test logits")
+    def __init__(self, kept: RunLogits, hard: list[int]) -> None:
+        assert kept.val is not None and kept.test is not None
         self.zv = torch.from_numpy(kept.val.logits.astype(np.float32))
         self.yv = torch.from_numpy(kept.val.labels)
         self.zt = torch.from_numpy(kept.test.logits.astype(np.float32))
@@ -196,12 +194,21 @@ def _rows(pending: list[Pending]) -> list[MatchedRow]:
     return rows
 
 
+def _kept(r: RunResult) -> RunLogits | None:
+    """The run's validation and test logits, or None when it kept no logits of either."""
+    if not has_logits(r.run_dir or ""):
+        return None
+    kept = load_logits(r.run_dir or "")
+    return kept if kept.val is not None and kept.test is not None else None
+
+
 def frontiers(results: list[RunResult], reference: str) -> Frontiers | None:
     """The frontiers and the matched-accuracy table of ``results`` (None without a
     reference); runs without logits are listed and nothing is computed."""
     if not any(r.method == reference for r in results):
         return None
-    lacking = [str(r.run_dir) for r in results if not has_logits(r.run_dir or "")]
+    kept = {str(r.run_dir): _kept(r) for r in results}
+    lacking = [run for run, logits in kept.items() if logits is None]
     if lacking:
         return Frontiers(reference, {}, [], lacking)
     hard = hard_sets(results, reference)
@@ -210,7 +217,9 @@ def frontiers(results: list[RunResult], reference: str) -> Frontiers | None:
     torch.set_num_threads(1)  # thousands of small (N, K) argmaxes: threads only add overhead
     try:
         for r in results:
-            runs.setdefault(r.method, {})[r.seed] = _Run(r, hard[str(r.run_dir)][0])
+            logits = kept[str(r.run_dir)]
+            assert logits is not None
+            runs.setdefault(r.method, {})[r.seed] = _Run(logits, hard[str(r.run_dir)][0])
         return Frontiers(reference, _curves(runs), _matched(runs, reference), [])
     finally:
         torch.set_num_threads(threads)

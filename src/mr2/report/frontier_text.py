@@ -69,8 +69,9 @@ def section(f: Frontiers | None) -> list[str]:
     if f.lacking:
         return [
             *head,
-            f"Not computed: {len(f.lacking)} run(s) kept no logits (e.g. {f.lacking[0]}); "
-            "rerun them with mr2 >= 0.2 or record them with logits.",
+            f"Not computed: {len(f.lacking)} run(s) kept no validation and test logits (e.g. "
+            f"{f.lacking[0]}); rerun them with mr2 >= 0.2 or record them with both "
+            "(record_run(..., logits=..., val=(labels, logits))).",
             "",
         ]
     return [

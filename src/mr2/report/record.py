@@ -130,7 +130,8 @@ def record_run(
     """Write ``out_dir/result.json`` for a run of your own training loop and return it.
 
     Args:
-        method, seed: what the run stands for (runs of one method are its seeds) and its seed.
+        method: what the run stands for (runs of one method are its seeds).
+        seed: the run's seed.
         y_true: (N,) true labels of the evaluated split (``split``: "test" or "val");
             ``y_pred`` (N,) predicted labels or ``logits`` (N, K).
         class_names: K names (default "0" .. "K-1"; K from the logits or the labels).
@@ -150,8 +151,7 @@ def record_run(
     _check_run_arguments(out_dir, method, seed, split, overwrite)
     preds, y = _predictions(y_pred, logits), _labels(y_true, "y_true")
     names = _class_names(class_names, logits, y, preds)
-    k = len(names)
-    test = split_scores(y, preds, k)
+    test = split_scores(y, preds, k := len(names))
     val_logits = _val_logits(val, k)
     if val_logits is not None:
         val = (val_logits.labels, val_logits.logits.argmax(1))
