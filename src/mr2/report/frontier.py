@@ -17,6 +17,7 @@ cheapest fix (the reference + post-hoc class offsets)? From the logits every run
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ import torch
 from mr2.metrics.paired import holm
 from mr2.metrics.uncertainty import sign_flip_p_value
 from mr2.posthoc import ClassOffsets, hard_third
-from mr2.posthoc.fit import Scores, scores
+from mr2.posthoc.fit import SWEEP, Scores, path, scores
 from mr2.report.offsets import hard_sets
 from mr2.result import RunResult
 from mr2.run_logits import RunLogits, has_logits, load_logits
@@ -80,6 +81,7 @@ class _Run:
         self.yt = torch.from_numpy(kept.test.labels)
         self.hard = hard or None
         self.cache: dict[tuple[tuple[str, float], ...], tuple[Scores, Scores]] = {}
+        self.constrained: list[tuple[Scores, Scores]] | None = None
         self.unadjusted = self._plain()
 
     def fit(self, **options: float) -> tuple[Scores, Scores]:
@@ -97,10 +99,17 @@ class _Run:
         return fitted.after, scores(self.zt, self.yt, fitted.offsets, mask)
 
     def at(self, level: float) -> tuple[tuple[Scores, Scores], bool]:
-        """The best worst class with validation overall >= ``level``, or, where no offsets
-        reach it, at the highest accuracy they reach (and False)."""
-        highest = max(self.fit(tradeoff=0.0)[0].overall, self.unadjusted[0].overall)
-        return self.fit(min_overall=min(level, highest)), level <= highest
+        """The best worst class with validation overall >= ``level`` (the candidates of
+        ``ClassOffsets(min_overall=...)``, scored once for every level), or, where none
+        reaches it, the best at the highest accuracy they reach (and False)."""
+        if self.constrained is None:
+            per = max(STEPS // len(SWEEP), 4)
+            tried = chain(*(path(self.zv, self.yv, "worst", a, self.mask, per) for a in SWEEP))
+            self.constrained = [(v, scores(self.zt, self.yt, b, self.mask)) for b, v in tried]
+        highest = max(v.overall for v, _ in self.constrained)
+        floor = min(level, highest)
+        feasible = [c for c in self.constrained if c[0].overall >= floor]
+        return max(feasible, key=lambda c: c[0].worst), level <= highest
 
     def _plain(self) -> tuple[Scores, Scores]:
         """(validation, test) scores without offsets."""
@@ -112,6 +121,7 @@ class _Run:
         else:
             mask = torch.zeros(len(zero), dtype=torch.bool)
             mask[self.hard] = True
+        self.mask = mask
         return scores(self.zv, self.yv, zero, mask), scores(self.zt, self.yt, zero, mask)
 
 
