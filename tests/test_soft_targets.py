@@ -75,7 +75,10 @@ def test_one_hot_rows_give_the_hard_label_loss_gradients_and_statistics(options)
         for a, b in zip(*grads, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         for key, value in hard.state_dict().items():
-            torch.testing.assert_close(soft.state_dict()[key], value)
+            # float64 buffers, but the p-norm deviations come from float32 (cdist on the soft
+            # path, explicit p-norms on the hard one): they agree to float32's precision
+            # (this CPU differed by 1.3e-7 relative, above float64's default 1e-7)
+            torch.testing.assert_close(soft.state_dict()[key], value, rtol=1e-6, atol=1e-9)
 
 
 def test_mixed_rows_are_the_expected_margin_cross_entropy():
