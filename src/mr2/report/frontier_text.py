@@ -42,7 +42,7 @@ def sentence(f: Frontiers) -> str:
     ref = f.reference
     own = next((r for r in f.matched if r.method == ref and not r.offsets), None)
     fix = (
-        f" Offsets alone move {ref}'s worst class by {-100 * own.worst_gain[0]:+.2f} points "
+        f" Offsets alone move {ref}'s worst class by {0.0 - 100 * own.worst_gain[0]:+.2f} points "
         "at its own validation accuracy."
         if own is not None
         else ""
