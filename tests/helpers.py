@@ -26,6 +26,16 @@ def tiny_config(**sections):
     return cfg
 
 
+def tiny_comparison(out: Path, methods: list[str], seeds: list[int]) -> Path:
+    """A finished tiny comparison of ``methods`` x ``seeds`` in ``out``."""
+    from mr2.engine.compare import run_compare
+
+    cfg = tiny_config()
+    cfg.compare.methods, cfg.compare.seeds = methods, seeds
+    run_compare(cfg, out, show_progress=False, log=lambda *_: None)
+    return out
+
+
 def torchrun_train(cfg_file: Path, out: Path, nproc: int = 2) -> None:
     """``mr2 train`` under torchrun with ``nproc`` CPU (gloo) processes; fails with stderr."""
     cmd = [

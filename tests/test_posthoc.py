@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import tiny_config
+from helpers import tiny_comparison, tiny_config
 from mr2 import cli
 from mr2.engine.compare import run_compare
 from mr2.io import CorruptFileError
@@ -174,11 +174,7 @@ def test_kept_logits_round_trip_and_refuse_a_changed_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
-    out = tmp_path_factory.mktemp("posthoc") / "C"
-    cfg = tiny_config()
-    cfg.compare.methods, cfg.compare.seeds = ["ce", "focal"], [0, 1]
-    run_compare(cfg, out, show_progress=False, log=lambda *_: None)
-    return out
+    return tiny_comparison(tmp_path_factory.mktemp("posthoc") / "C", ["ce", "focal"], [0, 1])
 
 
 def test_engine_runs_keep_logits_that_give_their_test_accuracy(comparison):

@@ -6,18 +6,14 @@ import shutil
 
 import pytest
 
-from helpers import tiny_config
+from helpers import tiny_comparison, tiny_config
 from mr2 import cli, report
 from mr2.engine.compare import run_compare
 
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "C"
-    cfg = tiny_config()
-    cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0, 1]
-    run_compare(cfg, out, show_progress=False, log=lambda *_: None)
-    return out
+    return tiny_comparison(tmp_path_factory.mktemp("report") / "C", ["ce", "mr2"], [0, 1])
 
 
 def test_the_same_runs_given_twice_count_once(comparison, tmp_path):

@@ -7,16 +7,15 @@ import time
 from pathlib import Path
 
 import pytest
+import timm  # in [dev]: make test installs it (tests/test_packaging.py checks)
 import torch
+import torchvision
 from torch import nn
 
 from helpers import tiny_config
 from mr2 import cli, models
 from mr2.engine import config, identity, validate
 from mr2.models import weights
-
-torchvision = pytest.importorskip("torchvision")
-timm = pytest.importorskip("timm")
 
 
 def tv_file(path: Path, classes: int = 1000) -> dict[str, torch.Tensor]:

@@ -114,6 +114,15 @@ def path(
         b = _plug_in(prior, (1 - tradeoff) * prior + tradeoff * lam)
 
 
+def constrained_path(
+    logits: Tensor, labels: Tensor, objective: str, hard: Tensor, steps: int
+) -> Iterator[tuple[Tensor, Scores]]:
+    """The candidates a ``min_overall`` fit chooses among: the paths of the trade-offs in
+    ``SWEEP``, ``steps`` candidates in all (at least 4 per trade-off)."""
+    per = max(steps // len(SWEEP), 4)
+    return chain(*(path(logits, labels, objective, a, hard, per) for a in SWEEP))
+
+
 def fit_offsets(
     logits: Tensor,
     labels: Tensor,
@@ -131,9 +140,7 @@ def fit_offsets(
     if min_overall is None:
         tried = path(logits, labels, objective, tradeoff, hard, steps)
     else:
-        per = max(steps // len(SWEEP), 4)
-        tried = chain(*(path(logits, labels, objective, a, hard, per) for a in SWEEP))
-        tradeoff = 1.0
+        tried, tradeoff = constrained_path(logits, labels, objective, hard, steps), 1.0
     best: tuple[float, Tensor, Scores] | None = None
     before: Scores | None = None
     for b, s in tried:

@@ -99,7 +99,7 @@ class ClassOffsets:
                 f"classes {absent} have no samples in the fit data: their offsets cannot be "
                 "fit (carve a validation split that holds every class)"
             )
-        hard = self._hard_mask(z, y, k)
+        hard = self.hard_mask_for(z, y)
         self.hard_classes = hard.nonzero().flatten().tolist()  # those fit for, kept
         b, self.before, self.after = fit_offsets(
             z, y, self.objective, tradeoff=self.tradeoff, hard=hard, steps=self.steps,
@@ -108,14 +108,15 @@ class ClassOffsets:
         self.offsets = b.float()
         return self
 
-    def _hard_mask(self, z: Tensor, y: Tensor, k: int) -> Tensor:
+    def hard_mask_for(self, z: Tensor, y: Tensor) -> Tensor:
+        """(K,) bool: ``hard_classes``, or the bottom third of the un-offset recalls of
+        ``z`` against ``y`` when none are given."""
+        k = z.shape[1]
         if self.hard_classes is None:
             return hard_third(scores(z, y, torch.zeros(k), torch.ones(k, dtype=torch.bool)).recall)
         if not self.hard_classes or any(not 0 <= c < k for c in self.hard_classes):
             raise ValueError(f"hard_classes must be classes in [0, {k}), got {self.hard_classes}")
-        mask = torch.zeros(k, dtype=torch.bool)
-        mask[list(self.hard_classes)] = True
-        return mask
+        return self.hard_mask(k)
 
     def hard_mask(self, num_classes: int) -> Tensor:
         """(K,) bool of the hard classes (after ``fit``: those it used)."""

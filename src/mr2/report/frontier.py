@@ -17,15 +17,14 @@ cheapest fix (the reference + post-hoc class offsets)? From the logits every run
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
 
 import numpy as np
 import torch
 
 from mr2.metrics.paired import holm
 from mr2.metrics.uncertainty import sign_flip_p_value
-from mr2.posthoc import ClassOffsets, hard_third
-from mr2.posthoc.fit import SWEEP, Scores, path, scores
+from mr2.posthoc import ClassOffsets
+from mr2.posthoc.fit import Scores, constrained_path, scores
 from mr2.report.offsets import hard_sets
 from mr2.result import RunResult
 from mr2.run_logits import RunLogits, has_logits, load_logits
@@ -103,8 +102,7 @@ class _Run:
         ``ClassOffsets(min_overall=...)``, scored once for every level), or, where none
         reaches it, the best at the highest accuracy they reach (and False)."""
         if self.constrained is None:
-            per = max(STEPS // len(SWEEP), 4)
-            tried = chain(*(path(self.zv, self.yv, "worst", a, self.mask, per) for a in SWEEP))
+            tried = constrained_path(self.zv, self.yv, "worst", self.mask, STEPS)
             self.constrained = [(v, scores(self.zt, self.yt, b, self.mask)) for b, v in tried]
         highest = max(v.overall for v, _ in self.constrained)
         floor = min(level, highest)
@@ -112,17 +110,13 @@ class _Run:
         return max(feasible, key=lambda c: c[0].worst), level <= highest
 
     def _plain(self) -> tuple[Scores, Scores]:
-        """(validation, test) scores without offsets."""
+        """(validation, test) scores without offsets (the hard classes: as a fit ranks)."""
         zero = torch.zeros(self.zv.shape[1])
-        if self.hard is None:
-            mask = hard_third(
-                scores(self.zv, self.yv, zero, torch.ones_like(zero, dtype=torch.bool)).recall
-            )
-        else:
-            mask = torch.zeros(len(zero), dtype=torch.bool)
-            mask[self.hard] = True
-        self.mask = mask
-        return scores(self.zv, self.yv, zero, mask), scores(self.zt, self.yt, zero, mask)
+        self.mask = ClassOffsets(hard_classes=self.hard).hard_mask_for(self.zv, self.yv)
+        return (
+            scores(self.zv, self.yv, zero, self.mask),
+            scores(self.zt, self.yt, zero, self.mask),
+        )
 
 
 def _gain(diff: list[float]) -> tuple[float, float, int, int, float]:
