@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import references as ref
-from mr2 import MR2Loss
+from mr2 import MR2Loss, losses
 from mr2 import functional as MF
 
 
@@ -314,11 +314,13 @@ def test_auto_temperature_is_scale_free():
         MR2Loss(5, rep_temperature="hot")
 
 
+@pytest.mark.parametrize("direction", ["increasing", "decreasing"])
 @pytest.mark.parametrize("statistic", ["paper", "centered", "spread"])
-def test_margin_statistics_against_float64_references(statistic):
+def test_margin_statistics_against_float64_references(statistic, direction):
     logits, f, y = data(dtype=torch.float64)
     f = f.relu() + 0.5  # ReLU-like features: ||mu_k||^2 dominates the paper's statistic
-    loss_fn = MR2Loss(5, margin_statistic=statistic, ema_decay=0.0).double()
+    options = dict(margin_statistic=statistic, margin_direction=direction, ema_decay=0.0)
+    loss_fn = MR2Loss(5, **options).double()
     loss_fn(logits, f, y)
     mu = torch.stack([f[y == k].mean(0) for k in range(5)])
     spread = torch.stack([(f[y == k] - mu[k]).square().sum(1).mean() for k in range(5)])
@@ -329,9 +331,12 @@ def test_margin_statistics_against_float64_references(statistic):
         "centered": (mu - center).square().sum(1) + spread,
         "spread": spread,
     }[statistic]
-    root = a.pow(1 / 3)
+    root = a.pow(1 / 3 if direction == "increasing" else -1 / 3)
     torch.testing.assert_close(loss_fn.margins(), root / root.mean())
-    shifted = MR2Loss(5, margin_statistic=statistic, ema_decay=0.0).double()
+    z = logits / loss_fn.margins()[y, None]  # the logit term is CE of logits / gamma_y
+    loss_fn.lambda_rep = 0.0
+    torch.testing.assert_close(loss_fn.eval()(logits, f, y), F.cross_entropy(z, y))
+    shifted = MR2Loss(5, **options).double()
     shifted(logits, f + 3.0, y)  # a constant shift of every feature
     moved = not torch.allclose(shifted.margins(), loss_fn.margins())
     assert moved == (statistic == "paper")  # centred and spread statistics ignore a shift
@@ -426,6 +431,13 @@ def test_spread_margins_follow_the_wide_class_both_ways_where_paper_margins_foll
     f = f + scale * torch.randn(200, 8, generator=g)
     logits = torch.randn(200, 2, generator=g)
     for statistic, larger in (("paper", 0), ("spread", wide)):
-        loss_fn = MR2Loss(2, margin_statistic=statistic, ema_decay=0.0)
-        loss_fn(logits, f, y)
-        assert int(loss_fn.margins().argmax()) == larger, statistic
+        for direction, which in (("increasing", larger), ("decreasing", 1 - larger)):
+            loss_fn = MR2Loss(2, margin_statistic=statistic, margin_direction=direction)
+            loss_fn(logits, f, y)
+            assert int(loss_fn.margins().argmax()) == which, (statistic, direction)
+    reversed_by_name = losses.create("mr2_reversed", num_classes=2)  # the registered variant
+    reversed_by_name(logits, f, y)
+    assert reversed_by_name.margin_direction == "decreasing"
+    assert int(reversed_by_name.margins().argmax()) == 1
+    with pytest.raises(ValueError, match="margin_direction must be 'increasing' or 'decreasing'"):
+        MR2Loss(2, margin_direction="down")

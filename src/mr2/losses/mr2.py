@@ -56,6 +56,10 @@ class MR2Loss(MR2Step):
             classes: invariant to a shift of the features, which a linear head's bias
             absorbs) or "spread" (||s_k||^2 alone). With ReLU features ||mu_k||^2 dominates
             "paper", so the hardest (most spread) classes can get the smallest margins.
+        margin_direction: "increasing" (the paper: gamma_k ∝ a_k^(1/3)) or "decreasing"
+            (gamma_k ∝ a_k^(-1/3): the class with the smaller statistic gets the larger
+            margin; with "paper" on ReLU features, the classes of small ||mu_k||, which
+            the margin diagnostics found to be the hard ones). Registered as "mr2_reversed".
         rep_reduction: "sample" (paper: every sample's term counts once) or "class" (the
             authors' ImageNet code: the sum over classes of each class's mean term, i.e.
             sample i weighted by B / n_{y_i} with n the class's count in the local batch).
@@ -102,6 +106,7 @@ class MR2Loss(MR2Step):
         norm_p: float = 2.0,
         rep_temperature: float | str = "auto",
         margin_statistic: str = "paper",
+        margin_direction: str = "increasing",
         rep_reduction: str = "sample",
         reduction: str = "mean",
         logit_margins: bool = True,
@@ -117,6 +122,7 @@ class MR2Loss(MR2Step):
         errors = mr2_options.problems(
             dict(ema_decay=ema_decay, norm_p=norm_p, lambda_rep=lambda_rep, c_bar=c_bar,
                  rep_temperature=rep_temperature, margin_statistic=margin_statistic,
+                 margin_direction=margin_direction,
                  label_smoothing=label_smoothing, rep_reduction=rep_reduction)
         )  # fmt: skip
         if errors:
@@ -127,6 +133,7 @@ class MR2Loss(MR2Step):
             rep_temperature if rep_temperature == "auto" else float(rep_temperature)
         )
         self.margin_statistic, self.rep_reduction = margin_statistic, rep_reduction
+        self.margin_direction = margin_direction
         self.label_smoothing = float(label_smoothing)
         self.logit_margins = bool(logit_margins)
         self.gather_features = bool(gather_features)
@@ -292,4 +299,4 @@ class MR2Loss(MR2Step):
 
 
 REPR = "num_classes lambda_rep c_bar ema_decay norm_p rep_temperature rep_reduction".split()
-REPR += ["margin_statistic", "label_smoothing", "reduction"]
+REPR += ["margin_statistic", "margin_direction", "label_smoothing", "reduction"]

@@ -1,5 +1,5 @@
-"""MR²'s two ablations, registered by name: logit margins only, representation margin
-only."""
+"""MR²'s named variants: logit margins only, representation margin only (the two
+ablations), and reversed margins (the larger margins on the classes of smaller statistic)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,13 @@ def mr2_logit(num_classes: int, **kwargs: Any) -> MR2Loss:
 )
 def mr2_rep(num_classes: int, **kwargs: Any) -> MR2Loss:
     return MR2Loss(num_classes, **{**kwargs, "logit_margins": False})
+
+
+@register(
+    "mr2_reversed",
+    "MR² with reversed margins: gamma_k ∝ a_k^(-1/3) (margin_direction = decreasing)",
+    MR2Loss,
+    fixed={"margin_direction": "decreasing"},
+)
+def mr2_reversed(num_classes: int, **kwargs: Any) -> MR2Loss:
+    return MR2Loss(num_classes, **{**kwargs, "margin_direction": "decreasing"})

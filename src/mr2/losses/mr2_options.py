@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 MARGIN_STATISTICS = ("paper", "centered", "spread")
+MARGIN_DIRECTIONS = ("increasing", "decreasing")
 REP_REDUCTIONS = ("sample", "class")
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -56,6 +57,7 @@ RANGES: dict[str, Callable[[Any], str | None]] = {
     "c_bar": partial(_positive, "c_bar"),
     "rep_temperature": _temperature,
     "margin_statistic": partial(_choice, "margin_statistic", choices=MARGIN_STATISTICS),
+    "margin_direction": partial(_choice, "margin_direction", choices=MARGIN_DIRECTIONS),
     "label_smoothing": partial(_unit, "label_smoothing"),
     "rep_reduction": partial(_choice, "rep_reduction", choices=REP_REDUCTIONS),
     "reduction": partial(_choice, "reduction", choices=REDUCTIONS),

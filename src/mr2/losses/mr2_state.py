@@ -41,6 +41,7 @@ class MR2Statistics(ClassLoss):
     ema_decay: float
     norm_p: float
     margin_statistic: str
+    margin_direction: str
     rep_temperature: float | str
     process_group: Any
 
@@ -96,7 +97,8 @@ class MR2Statistics(ClassLoss):
 
     def _statistic(self, moments: Tensor) -> Tensor:
         p_column = None if self.norm_p == 2.0 else self.sq_dev_p
-        return stats.statistic(self.sums, moments, p_column, self.norm_p, self.margin_statistic)
+        a = stats.statistic(self.sums, moments, p_column, self.norm_p, self.margin_statistic)
+        return a if self.margin_direction == "increasing" else stats.reciprocal(a)
 
     def s_bar(self) -> Tensor:
         """Mean over seen classes of the 2-norm mean squared deviation (0-dim tensor)."""

@@ -108,6 +108,13 @@ def statistic(
     return sq_pnorm(mean, p) + dev
 
 
+def reciprocal(a: Tensor) -> Tensor:
+    """1 / a_k (K,), the statistic of reversed margins (gamma_k ∝ a_k^(-1/3)): ``a`` clamped
+    at the smallest normal number first (a class with a = 0 gets the largest margin, not
+    inf); NaN (unseen) stays NaN."""
+    return a.clamp(min=torch.finfo(a.dtype).tiny).reciprocal()
+
+
 def seen_count(sums: Tensor) -> Tensor:
     """The number of classes seen so far, at least 1 (0-dim)."""
     return torch.count_nonzero(sums[:, COUNT]).clamp_(min=1)

@@ -46,6 +46,7 @@ class MR2Step(MR2Statistics):
             and not self.frozen
             and self.norm_p == 2.0
             and self.margin_statistic == "paper"
+            and self.margin_direction == "increasing"
             and not self.validate
             and self.sums.shape[1] == 2 + f.shape[1]
             and self._workspace.usable
