@@ -57,9 +57,8 @@ class MR2Loss(MR2Step):
             absorbs) or "spread" (||s_k||^2 alone). With ReLU features ||mu_k||^2 dominates
             "paper", so the hardest (most spread) classes can get the smallest margins.
         margin_direction: "increasing" (the paper: gamma_k ∝ a_k^(1/3)) or "decreasing"
-            (gamma_k ∝ a_k^(-1/3): the class with the smaller statistic gets the larger
-            margin; with "paper" on ReLU features, the classes of small ||mu_k||, which
-            the margin diagnostics found to be the hard ones). Registered as "mr2_reversed".
+            (gamma_k ∝ a_k^(-1/3), the loss "mr2_reversed": the larger margins go to the
+            classes of smaller statistic, with "paper" the ones the diagnostics find hard).
         rep_reduction: "sample" (paper: every sample's term counts once) or "class" (the
             authors' ImageNet code: the sum over classes of each class's mean term, i.e.
             sample i weighted by B / n_{y_i} with n the class's count in the local batch).
@@ -132,9 +131,8 @@ class MR2Loss(MR2Step):
         self.rep_temperature = (
             rep_temperature if rep_temperature == "auto" else float(rep_temperature)
         )
-        self.margin_statistic, self.rep_reduction = margin_statistic, rep_reduction
-        self.margin_direction = margin_direction
-        self.label_smoothing = float(label_smoothing)
+        self.margin_statistic, self.margin_direction = margin_statistic, margin_direction
+        self.rep_reduction, self.label_smoothing = rep_reduction, float(label_smoothing)
         self.logit_margins = bool(logit_margins)
         self.gather_features = bool(gather_features)
         self.process_group = process_group
@@ -299,4 +297,4 @@ class MR2Loss(MR2Step):
 
 
 REPR = "num_classes lambda_rep c_bar ema_decay norm_p rep_temperature rep_reduction".split()
-REPR += ["margin_statistic", "margin_direction", "label_smoothing", "reduction"]
+REPR += "margin_statistic margin_direction label_smoothing reduction".split()

@@ -9,7 +9,7 @@ from pathlib import Path
 from mr2 import extras
 from mr2.io import save_json, save_text
 from mr2.metrics import min_sign_flip_p
-from mr2.report import diagnostics, flags, frontier, frontier_text, plots, tables
+from mr2.report import diagnostics, flags, frontier, frontier_text, marks, plots, tables
 from mr2.report.membership import outsiders, unfinished
 from mr2.report.predictions import record_predictions
 from mr2.report.record import record_run
@@ -136,9 +136,10 @@ def _markdown(
         + _ranking_statement(summary)
         + " Worst class and max-min are each run's own. Hard and worst-class gains: mean "
         "± standard error of the per-seed paired differences, the seeds where it is "
-        "positive, the sign-flip p-value over seeds and the smallest p it can reach; * = "
-        "positive hard gain whose p, Holm-adjusted over the methods, is below 0.05 (the marks "
-        "hold a 5 % family-wise false-positive rate). " + _seeds_statement(summary),
+        "positive, the sign-flip p-value over seeds and the smallest p it can reach; "
+        + marks.legend()
+        + " "
+        + _seeds_statement(summary),
         "",
         table,
         "",
@@ -190,7 +191,9 @@ def _class_gains(summary: ReportSummary) -> list[str]:
         "",
         "Mean paired difference in points over seeds, every class (none is picked), with "
         "Bonferroni simultaneous 95 % t-intervals over the K classes and Holm-adjusted "
-        "paired t-test p-values (family-wise error over the classes). Two seeds or more.",
+        "paired t-test p-values (family-wise error over the classes). Two seeds or more. "
+        "`*`: p times the number of methods below "
+        f"{100 * marks.LEVEL:.2f} % (see the marks above).",
         "",
         tables.class_gain_table(summary),
         "",

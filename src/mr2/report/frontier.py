@@ -16,8 +16,6 @@ cheapest fix (the reference + post-hoc class offsets)? From the logits every run
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
@@ -26,6 +24,7 @@ from mr2.metrics.uncertainty import sign_flip_p_value
 from mr2.posthoc import ClassOffsets
 from mr2.posthoc.fit import Scores, constrained_path, scores
 from mr2.report.offsets import hard_sets
+from mr2.report.records import FrontierPoint, Frontiers, MatchedRow
 from mr2.result import RunResult
 from mr2.run_logits import RunLogits, has_logits, load_logits
 
@@ -33,40 +32,6 @@ TRADEOFFS = (0.0, 0.25, 0.5, 0.75, 1.0)
 DROPS = (0.0, 0.005, 0.01, 0.02)  # accuracy levels below the reference's own
 STEPS = 24  # candidates per fit (the reference and every method alike): a 6-method x
 # 10-seed report in well under a minute
-
-
-@dataclass(frozen=True)
-class FrontierPoint:
-    """Test scores at one trade-off, means over seeds (fractions)."""
-
-    tradeoff: float
-    overall: float
-    worst: float
-    hard: float
-
-
-@dataclass(frozen=True)
-class MatchedRow:
-    """One method at one accuracy level against the reference + offsets there: test
-    overall / worst / hard (means over seeds) and the paired gains (mean, SE, seeds up, p,
-    Holm-adjusted p over the table's rows)."""
-
-    method: str
-    offsets: bool
-    level: str  # "own accuracy" or "reference - 0.5 pt", ...
-    overall: float
-    worst: float
-    hard: float
-    worst_gain: tuple[float, float, int, int, float, float]
-    hard_gain: tuple[float, float, int, int, float, float]
-
-
-@dataclass(frozen=True)
-class Frontiers:
-    reference: str
-    curves: dict[str, list[FrontierPoint]]
-    matched: list[MatchedRow]
-    lacking: list[str]  # runs without validation and test logits (then nothing is computed)
 
 
 class _Run:
@@ -206,9 +171,10 @@ def _kept(r: RunResult) -> RunLogits | None:
     return kept if kept.val is not None and kept.test is not None else None
 
 
-def frontiers(results: list[RunResult], reference: str) -> Frontiers | None:
+def frontiers(results: list[RunResult], reference: str, curves: bool = True) -> Frontiers | None:
     """The frontiers and the matched-accuracy table of ``results`` (None without a
-    reference); runs without logits are listed and nothing is computed."""
+    reference); runs without logits are listed and nothing is computed. ``curves=False``:
+    the table alone (the curves are the plot's; the marks need only the table)."""
     if not any(r.method == reference for r in results):
         return None
     kept = {str(r.run_dir): _kept(r) for r in results}
@@ -224,6 +190,7 @@ def frontiers(results: list[RunResult], reference: str) -> Frontiers | None:
             logits = kept[str(r.run_dir)]
             assert logits is not None
             runs.setdefault(r.method, {})[r.seed] = _Run(logits, hard[str(r.run_dir)][0])
-        return Frontiers(reference, _curves(runs), _matched(runs, reference), [])
+        traced = _curves(runs) if curves else {}
+        return Frontiers(reference, traced, _matched(runs, reference), [])
     finally:
         torch.set_num_threads(threads)

@@ -3,17 +3,17 @@ matched-accuracy table and the sentence that answers the question in words."""
 
 from __future__ import annotations
 
-from mr2.report.frontier import Frontiers, MatchedRow
+from mr2.report import marks
+from mr2.report.records import Frontiers
 from mr2.report.tables import cell
-
-ALPHA = 0.05
 
 
 def _gain(g: tuple[float, float, int, int, float, float]) -> str:
     mean, se, up, n, p, p_holm = g
     if n < 2:
         return f"{100 * mean:+.2f} (1 seed)"
-    return f"{100 * mean:+.2f} ± {100 * se:.2f} ({up}/{n} up, p {p:.3g}, Holm {p_holm:.3g})"
+    star = " *" if mean > 0 and p_holm < marks.LEVEL else ""
+    return f"{100 * mean:+.2f} ± {100 * se:.2f} ({up}/{n} up, p {p:.3g}, Holm {p_holm:.3g}){star}"
 
 
 def table(f: Frontiers) -> str:
@@ -32,10 +32,6 @@ def table(f: Frontiers) -> str:
     return "\n".join(lines)
 
 
-def _beats(r: MatchedRow) -> bool:
-    return r.worst_gain[0] > 0 and r.worst_gain[5] < ALPHA
-
-
 def sentence(f: Frontiers) -> str:
     """Which method lifts the worst class beyond the reference + offsets at matched
     accuracy (Holm-adjusted p < 0.05), in words."""
@@ -47,17 +43,18 @@ def sentence(f: Frontiers) -> str:
         if own is not None
         else ""
     )
-    winners = [r for r in f.matched if r.method != ref and _beats(r)]
+    winners = [m for m in marks.matched(f) if m.kind == marks.KINDS[2]]
     if not winners:
         n = sum(r.method != ref for r in f.matched)
         return (
             f"No method lifts the worst class beyond {ref} + post-hoc offsets at matched "
-            f"accuracy (Holm-adjusted p < {ALPHA} in none of {n} contrasts).{fix}"
+            f"accuracy (Holm-adjusted p < {marks.LEVEL:.4g} in none of {n} contrasts).{fix}"
         )
+    gains = {(r.method + (" + offsets" if r.offsets else ""), r.level): r for r in f.matched}
     said = "; ".join(
-        f"{r.method}{' + offsets' if r.offsets else ''} at {r.level}: "
-        f"{100 * r.worst_gain[0]:+.2f} points" for r in winners
-    )  # fmt: skip
+        f"{m.method} at {m.what}: {100 * gains[m.method, m.what].worst_gain[0]:+.2f} points"
+        for m in winners
+    )
     lead = f"Beyond {ref} + post-hoc offsets at matched accuracy, the worst class is lifted by"
     return f"{lead} {said}.{fix}"
 
@@ -81,7 +78,8 @@ def section(f: Frontiers | None) -> list[str]:
         "Offsets are fit on each seed's validation logits (the best worst class whose "
         "validation accuracy reaches the level) and scored on test; methods without offsets "
         f"are compared with {cell(f.reference)} + offsets at their own validation accuracy. "
-        "Gains in points: mean ± SE over seeds, exact sign-flip p, Holm over the rows.",
+        "Gains in points: mean ± SE over seeds, exact sign-flip p, Holm over the rows; "
+        + marks.legend(),
         "",
         table(f),
         "",

@@ -10,9 +10,8 @@ import numpy as np
 
 from mr2.report.backend import pyplot as _pyplot
 from mr2.report.diagnostics import correlations
-from mr2.report.frontier import Frontiers
 from mr2.report.ranking import hardest_first
-from mr2.report.records import ReportSummary
+from mr2.report.records import Frontiers, ReportSummary
 
 MAX_NAMED_TICKS = 100  # more classes than this: the gain plot names none (per_class.csv does)
 

@@ -1,6 +1,7 @@
 """The typed records of a report (``mr2.report.results`` builds them; results.json is their
 ``to_dict``, the one JSON boundary, schema in results.py): one run's row, one method's
-summary over seeds, the runs that are missing, the WiSE-FT summary, the whole summary."""
+summary over seeds, the runs that are missing, the WiSE-FT summary, the whole summary,
+and the frontiers against post-hoc offsets (``mr2.report.frontier`` builds those)."""
 
 from __future__ import annotations
 
@@ -114,3 +115,37 @@ class ReportSummary:
         if not self.wise:
             del out["wise"]
         return out
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """Test scores at one trade-off, means over seeds (fractions)."""
+
+    tradeoff: float
+    overall: float
+    worst: float
+    hard: float
+
+
+@dataclass(frozen=True)
+class MatchedRow:
+    """One method at one accuracy level against the reference + offsets there: test
+    overall / worst / hard (means over seeds) and the paired gains (mean, SE, seeds up, p,
+    Holm-adjusted p over the table's rows)."""
+
+    method: str
+    offsets: bool
+    level: str  # "own accuracy" or "reference - 0.5 pt", ...
+    overall: float
+    worst: float
+    hard: float
+    worst_gain: tuple[float, float, int, int, float, float]
+    hard_gain: tuple[float, float, int, int, float, float]
+
+
+@dataclass(frozen=True)
+class Frontiers:
+    reference: str
+    curves: dict[str, list[FrontierPoint]]
+    matched: list[MatchedRow]
+    lacking: list[str]  # runs without validation and test logits (then nothing is computed)

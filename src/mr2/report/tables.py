@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from mr2.metrics import MeanStd, PairedComparison
-from mr2.metrics.paired import holm
+from mr2.report import marks
 from mr2.report.ranking import hardest_first
 from mr2.report.records import ReportSummary
 from mr2.selection import Selection
@@ -59,27 +59,10 @@ def _paired(values: list[float], tests: str = "") -> str:
     )
 
 
-MARK_ALPHA = 0.05  # family-wise level of the table's marks
-
-
-def marked(summary: ReportSummary) -> set[str]:
-    """The methods whose hard-third gain is marked: positive, with the sign-flip p
-    Holm-adjusted over every compared method below ``MARK_ALPHA`` (the marks hold that
-    false-positive rate as a family; the old "above 2 SE" mark fired in 10 % of null
-    reports at 3 seeds, uncorrected)."""
-    compared = [(m, b.vs_reference) for m, b in summary.methods.items() if b.vs_reference]
-    tested = [(m, vs) for m, vs in compared if len(vs.hard_gain_per_seed) > 1]
-    adjusted = holm([vs.p_seeds for _, vs in tested]) if tested else np.array([])
-    return {
-        m for (m, vs), p in zip(tested, adjusted, strict=True)
-        if p < MARK_ALPHA and vs.group_gain["hard"] > 0
-    }  # fmt: skip
-
-
 def hard_gain_cell(vs: PairedComparison | None, mark: bool = False) -> str:
     """The hard-third gain over the reference: mean ± SE of the per-seed differences, seeds
     up, the sign-flip p and the smallest p that test can reach with these seeds; `` *``
-    when ``mark`` (see ``marked``)."""
+    when ``mark`` (``mr2.report.marks.hard_third``)."""
     if vs is None:
         return "reference"
     gain = vs.group_gain["hard"]
@@ -118,7 +101,8 @@ def summary_table(summary: ReportSummary) -> str:
         "| method | seeds | " + " | ".join(c for _, c in columns) + f" | hard vs {ref} "
         f"(± SE, seeds up, p, min p) | worst class vs {ref} (± SE) |"
     )
-    lines, stars = [head, "|" + "---|" * (len(columns) + 4)], marked(summary)
+    lines = [head, "|" + "---|" * (len(columns) + 4)]
+    stars = {mark.method for mark in marks.hard_third(summary)}
     for m, body in summary.methods.items():
         cells = [_pct(body.summary.get(k)) for k, _ in columns]
         gain = hard_gain_cell(body.vs_reference, m in stars)
@@ -134,19 +118,20 @@ def class_gain_table(summary: ReportSummary) -> str:
     Bonferroni simultaneous 95 % interval and Holm-adjusted p (no class is picked: all K)."""
     names = summary.class_names
     compared = {m: b.vs_reference for m, b in summary.methods.items() if b.vs_reference}
-    methods = list(compared)
+    methods, stars = list(compared), {(k.method, k.what) for k in marks.per_class(summary)}
     lines = [
         "| class | " + " | ".join(map(cell, methods)) + " |",
         "|" + "---|" * (len(methods) + 1),
     ]
     for c, name in enumerate(names):
         cells = []
-        for vs in compared.values():
+        for m, vs in compared.items():
             g, lo, hi, p = vs.gain[c], vs.gain_lower[c], vs.gain_upper[c], vs.p_holm[c]
+            star = " *" if (m, name) in stars else ""
             cells.append(
                 f"{100 * g:+.2f}"
                 if lo != lo
-                else f"{100 * g:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] p {_p(p)}"
+                else f"{100 * g:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] p {_p(p)}{star}"
             )
         lines.append(f"| {cell(name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
