@@ -10,7 +10,9 @@
 #                                                # cifar-100-python.tar.gz; 300 epochs)
 #
 # Studies: cifar10 (all 50,000 CIFAR-10 images, the fast recipe, 9 methods x 10 seeds:
-# benchmarks/cifar10/gpu*.toml), cifar10_long (ERM, MR² and group DRO at 30 epochs instead
+# benchmarks/cifar10/gpu*.toml), frontier (issue 34: all of CIFAR-10, 6 methods x 10 seeds,
+# each seed its own split, logits kept: frontiers and the table against ERM + offsets;
+# benchmarks/cifar10/gpu_frontier.toml), cifar10_long (ERM, MR² and group DRO at 30 epochs instead
 # of 12: benchmarks/cifar10/gpu_long.toml), cnn (Fashion-MNIST CNN, full split), resnet32 (CIFAR-10
 # JPEG test images), mlp (the converged MLP study), subsets (the zero-training-error regime:
 # MLP and CNN on 2,000 and 10,000 images), presets (MR²'s "paper" and "official" forms).
@@ -85,6 +87,7 @@ launch() {  # launch STUDY: its comparison(s)
     cifar10) warm_cifar10 && compare cifar10 benchmarks/cifar10/gpu.toml 12 \
       && compare cifar10_t03 benchmarks/cifar10/gpu_t03.toml 4 ;;
     cifar10_long) warm_cifar10 && compare cifar10_long benchmarks/cifar10/gpu_long.toml 15 ;;
+    frontier) warm_cifar10 && compare frontier benchmarks/cifar10/gpu_frontier.toml 12 ;;
     cifar100) compare cifar100 configs/cifar100_resnet32.toml 6 ;;
     mlp) compare mlp mlp 6 ;;
     subsets) launch subset_mlp_2k && launch subset_cnn_2k && launch subset_mlp_10k \
@@ -96,7 +99,7 @@ launch() {  # launch STUDY: its comparison(s)
     cnn) compare cnn cnn 5 ;;
     resnet32) compare resnet32 resnet32 5 ;;
     presets) compare mlp_presets mlp_presets 1 ;;
-    *) echo "unknown study $1 (cifar10 cifar10_long cifar100 mlp subsets cnn resnet32 presets)" >&2
+    *) echo "unknown study $1 (cifar10 frontier cifar10_long cifar100 mlp subsets cnn resnet32 presets)" >&2
       return 2 ;;
   esac
 }
@@ -110,7 +113,7 @@ warm_cifar10() {  # decode the JPEG file once (cached) before a dozen workers lo
 
 check_only=1  # every study checks out before any trains (the tiny mode checks them all)
 checks=() check_names=()
-all="cifar10 cifar10_long mlp subsets cnn resnet32 presets"
+all="cifar10 frontier cifar10_long mlp subsets cnn resnet32 presets"
 for study in $([ "$tiny" = 1 ] && echo "$all" || echo "${studies[@]}"); do
   launch "$study" || { echo "study $study does not check out" >&2; exit 2; }
 done

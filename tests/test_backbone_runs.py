@@ -21,6 +21,8 @@ from mr2.engine.extract import extract
 from mr2.engine.run import create_model, load_data, load_run_data
 from mr2.engine.train import train
 from mr2.engine.wise import run_wise
+from mr2.engine.wise.run import logits_dir
+from mr2.run_logits import load_logits
 from mr2.wise_result import read_wise
 from vision_fixtures import make_pets, tiny_backbone_options
 
@@ -242,6 +244,13 @@ def test_wise_ft_endpoints_and_midpoint(tmp_path, backbone):
     )
     mid = evaluate(zero_shot, dataset.test, 3, batch_size=4, device=torch.device("cpu"))
     assert rows[0.5].per_class == mid.accuracy.tolist()
+    # each alpha kept its logits: they give that alpha's per-class test accuracy
+    kept = load_logits(logits_dir(tmp_path / "ft", 0.5))
+    assert np.array_equal(kept.test.labels, np.asarray(dataset.test.y))
+    hits = kept.test.logits.argmax(1) == kept.test.labels
+    by_class = [float(hits[kept.test.labels == c].mean()) for c in range(3)]
+    np.testing.assert_allclose(by_class, rows[0.5].per_class, atol=1e-6)
+    assert kept.val is not None and len(kept.val.labels) == len(dataset.val)
     best = max(out.rows, key=lambda r: r.val.summary["mean_class"])
     assert out.selected_alpha == best.alpha
     assert json.loads((tmp_path / "ft" / "wise.json").read_text())["rows"][0]["alpha"] == 0.0

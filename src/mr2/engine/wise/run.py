@@ -1,7 +1,9 @@
 """``run_wise``: a finished run's zero-shot (alpha 0), fine-tuned (alpha 1) and interpolated
 models scored on validation and test. The zero-shot model is the run's model at the start
 of training (rebuilt from its config: pre-trained weights and zero-shot head); alpha is
-chosen on validation."""
+chosen on validation. Each alpha's validation and test logits are kept (``train.keep_logits``)
+in ``RUN_DIR/wise/alpha_A/logits.npz`` (``mr2.run_logits.load_logits`` of that folder), so
+offsets can be fit at any alpha after the fact."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from pathlib import Path
 from mr2 import io
 from mr2.backbones.wiseft import interpolate
 from mr2.engine import config
+from mr2.engine import kept_logits
 from mr2.engine.context import Context, setup
 from mr2.engine.run import is_backbone, load_run_data
 from mr2.engine.wise.scores import rank_rows, scores
 from mr2.models import weights
+from mr2.run_logits import save_logits
 from mr2.wise_result import WiseResult, WiseRow
 
 
@@ -54,6 +58,9 @@ def run_wise(run_dir: str | Path, alphas: list[float], *, ctx: Context | None = 
     for alpha in sorted(set(float(a) for a in alphas)):
         model.load_state_dict(interpolate(zero_shot, finetuned, alpha))
         rows.append(_row(alpha, model, dataset, cfg, ctx))
+        if cfg.train.keep_logits:
+            kept = kept_logits.run_logits(model, dataset, cfg, ctx)
+            save_logits(logits_dir(run_dir, alpha), kept)
     model.load_state_dict(finetuned)
     ranking = rank_rows(rows, model, dataset, cfg, ctx)
     scored = [r for r in rows if r.val is not None]
@@ -68,6 +75,11 @@ def run_wise(run_dir: str | Path, alphas: list[float], *, ctx: Context | None = 
     )
     io.save_json(out.to_dict(), run_dir / "wise.json")
     return out
+
+
+def logits_dir(run_dir: str | Path, alpha: float) -> Path:
+    """Where the WiSE-FT model at ``alpha`` keeps its logits."""
+    return Path(run_dir) / "wise" / f"alpha_{float(alpha):g}"
 
 
 def _row(alpha: float, model, dataset, cfg: config.RunConfig, ctx: Context) -> WiseRow:
