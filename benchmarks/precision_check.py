@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from environment import describe, save
 from mr2.engine import config
 from mr2.engine.train import train
-from mr2.result import EpochRecord
+from mr2.records.result import EpochRecord
 
 CLASSES = "airplane automobile bird cat deer dog frog horse ship truck".split()
 

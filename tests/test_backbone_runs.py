@@ -22,8 +22,8 @@ from mr2.engine.run import create_model, load_data, load_run_data
 from mr2.engine.train import train
 from mr2.engine.wise import run_wise
 from mr2.engine.wise.run import logits_dir
-from mr2.run_logits import load_logits
-from mr2.wise_result import read_wise
+from mr2.records.logits import load_logits
+from mr2.records.wise import read_wise
 from vision_fixtures import make_pets, tiny_backbone_options
 
 FAMILY = {"clip": "clip", "clip_rn": "clip", "mae": "mae", "moco_v2": "moco_v2"}

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from helpers import tiny_config
-from mr2 import cli, io
+from mr2 import cli
 from mr2.engine.compare import run_compare
+from mr2.records import storage
 
 
 def mode(path):
@@ -46,24 +47,24 @@ def test_every_torch_file_mr2_writes_loads_weights_only(tmp_path):
     assert len(files) >= 9  # 4 runs x 2 + JTT's stage 1
     for f in files:
         state = torch.load(f, map_location="cpu", weights_only=True)
-        assert io.CHECKSUM_KEY in state
-        assert set(io.load_torch(f)) >= {"model", "loss"}
+        assert storage.CHECKSUM_KEY in state
+        assert set(storage.load_torch(f)) >= {"model", "loss"}
 
 
 def test_checksum_covers_every_tensor_byte(tmp_path):
     state = {"a": torch.arange(6.0), "b": [1, 2.5, "x"], "c": torch.tensor(3, dtype=torch.int8)}
-    io.save_torch(state, tmp_path / "s.pt")
-    loaded = io.load_torch(tmp_path / "s.pt")
+    storage.save_torch(state, tmp_path / "s.pt")
+    loaded = storage.load_torch(tmp_path / "s.pt")
     assert torch.equal(loaded["a"], state["a"]) and loaded["b"] == [1, 2.5, "x"]
     changed = dict(torch.load(tmp_path / "s.pt", weights_only=True))
     changed["a"] = changed["a"].clone()
     changed["a"][2] += 1e-6
     torch.save(changed, tmp_path / "s.pt")
-    with pytest.raises(io.CorruptFileError, match="fails its checksum"):
-        io.load_torch(tmp_path / "s.pt")
+    with pytest.raises(storage.CorruptFileError, match="fails its checksum"):
+        storage.load_torch(tmp_path / "s.pt")
     torch.save({"model": {}}, tmp_path / "plain.pt")
-    with pytest.raises(io.CorruptFileError, match="carries no mr2 checksum"):
-        io.load_torch(tmp_path / "plain.pt")
+    with pytest.raises(storage.CorruptFileError, match="carries no mr2 checksum"):
+        storage.load_torch(tmp_path / "plain.pt")
 
 
 def test_stale_tmp_files_are_removed_when_a_run_starts(tmp_path):
@@ -78,21 +79,23 @@ def test_stale_tmp_files_are_removed_when_a_run_starts(tmp_path):
     assert not list(run.glob("*.*.tmp"))
     assert not (run / "keep.tmp.txt").exists()  # --overwrite cleared the old directory
     (run / "final.pt.ef56.tmp").write_bytes(b"x")
-    assert io.remove_stale_tmp(run) == [run / "final.pt.ef56.tmp"]
+    assert storage.remove_stale_tmp(run) == [run / "final.pt.ef56.tmp"]
 
 
 def test_write_errors_name_the_file_and_the_fix(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(io.os, "fsync", full)
+    monkeypatch.setattr(storage.os, "fsync", full)
     with pytest.raises(OSError, match=r"cannot write .*x\.json: the disk is full"):
-        io.save_json({"a": 1}, tmp_path / "x.json")
+        storage.save_json({"a": 1}, tmp_path / "x.json")
     assert list(tmp_path.iterdir()) == []  # no temporary file left
-    monkeypatch.setattr(io.os, "fsync", lambda fd: None)
-    monkeypatch.setattr(io.os, "replace", lambda *a: (_ for _ in ()).throw(PermissionError(13, "")))
+    monkeypatch.setattr(storage.os, "fsync", lambda fd: None)
+    monkeypatch.setattr(
+        storage.os, "replace", lambda *a: (_ for _ in ()).throw(PermissionError(13, ""))
+    )
     with pytest.raises(OSError, match="permission denied"):
-        io.save_text("t", tmp_path / "y.txt")
+        storage.save_text("t", tmp_path / "y.txt")
 
 
 def test_read_only_folder_through_the_cli(tmp_path, capsys, monkeypatch):
@@ -101,7 +104,7 @@ def test_read_only_folder_through_the_cli(tmp_path, capsys, monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(io.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(storage.tempfile, "mkstemp", refuse)
     argv = ["train", "--out", str(tmp_path / "R"), "--set", "train.epochs=1"]
     argv += ["--set", "data.name=synthetic", "--set", "model.options={width = 8}"]
     assert cli.main(argv) == 2
@@ -130,7 +133,7 @@ def test_a_full_disk_during_torch_save_is_a_clear_error(tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(100, 100, 0))
     with pytest.raises(OSError, match=r"cannot write .*ckpt\.pt: the disk is full"):
-        io.save_torch({"w": torch.ones(2)}, tmp_path / "ckpt.pt")
+        storage.save_torch({"w": torch.ones(2)}, tmp_path / "ckpt.pt")
     assert list(tmp_path.iterdir()) == []  # no partial file left
 
 
@@ -161,6 +164,6 @@ def test_atomic_writes_replace_a_planted_link_instead_of_following_it(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     (tmp_path / "jtt_errors.json").symlink_to(victim)  # what JTT writes with save_json
-    io.save_json({"error_indices": [1]}, tmp_path / "jtt_errors.json")
+    storage.save_json({"error_indices": [1]}, tmp_path / "jtt_errors.json")
     assert victim.read_text() == "precious"
     assert not (tmp_path / "jtt_errors.json").is_symlink()

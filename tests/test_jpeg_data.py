@@ -14,7 +14,7 @@ from PIL import Image
 
 from mr2 import data
 from mr2.data import jpeg
-from mr2.io import file_sha256
+from mr2.records.storage import file_sha256
 from required_data import shared
 
 

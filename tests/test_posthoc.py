@@ -1,4 +1,4 @@
-"""Post-hoc class offsets (``mr2.posthoc``) and the logits runs keep (``mr2.run_logits``):
+"""Post-hoc class offsets (``mr2.posthoc``) and the logits runs keep (``mr2.records.logits``):
 hand-derived optima, the guarantee of never lowering the fit objective, offsets that follow
 validation and never see test labels, files, models, the command and bad input."""
 
@@ -12,11 +12,11 @@ import torch
 from helpers import tiny_comparison, tiny_config
 from mr2 import cli
 from mr2.engine.compare import run_compare
-from mr2.io import CorruptFileError
 from mr2.posthoc import ClassOffsets, OffsetModel
 from mr2.posthoc.fit import scores
+from mr2.records.logits import RunLogits, SplitLogits, load_logits, save_logits
+from mr2.records.storage import CorruptFileError
 from mr2.report import record_run
-from mr2.run_logits import RunLogits, SplitLogits, load_logits, save_logits
 
 
 def binary(thresholds0, thresholds1):

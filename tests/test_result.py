@@ -12,8 +12,8 @@ import pytest
 
 from helpers import tiny_config
 from mr2.engine.train import train
+from mr2.records.result import SCHEMA_VERSION, EpochRecord, json_schema, read_result
 from mr2.report import record_run
-from mr2.result import SCHEMA_VERSION, EpochRecord, json_schema, read_result
 
 ROOT = Path(__file__).parents[1]
 OLD = ROOT / "tests" / "data"  # written by mr2 0.1.0 before the typed records (same schema 1)
@@ -25,7 +25,9 @@ def _valid(data: dict) -> None:
 
 def test_committed_schema_is_generated_from_the_dataclasses():
     committed = json.loads((ROOT / "docs" / "result.schema.json").read_text())
-    assert committed == json_schema(), "regenerate: python -m mr2.result > docs/result.schema.json"
+    assert committed == json_schema(), (
+        "regenerate: python -m mr2.records.result > docs/result.schema.json"
+    )
     jsonschema.Draft202012Validator.check_schema(committed)
     assert committed["properties"]["schema"] == {"const": SCHEMA_VERSION}
     assert set(committed["required"]) == {"method", "seed", "dataset", "test", "schema"}

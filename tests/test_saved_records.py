@@ -1,13 +1,13 @@
-"""The typed records beside a run and a comparison: WiSE-FT's (``mr2.wise_result``) and a
-selection (``mr2.selection``): written and read back unchanged, files of the previous layout
+"""The typed records beside a run and a comparison: WiSE-FT's (``mr2.records.wise``) and a
+selection (``mr2.records.selection``): written and read back unchanged, files of the previous layout
 still read, and a malformed file is an error naming the field."""
 
 import json
 
 import pytest
 
-from mr2.result import SplitScores
-from mr2.wise_result import WiseResult, WiseRow, read_wise
+from mr2.records.result import SplitScores
+from mr2.records.wise import WiseResult, WiseRow, read_wise
 
 
 def scores(acc):
@@ -72,7 +72,7 @@ def test_a_malformed_file_names_the_field(tmp_path):
 
 
 def test_a_malformed_selection_names_the_field(tmp_path):
-    from mr2.selection import read_selection
+    from mr2.records.selection import read_selection
 
     bad = {"method": "mr2", "metric": "validation hard", "tune_seeds": [0], "selected": {},
            "options": {}, "grid": [{"point": {}, "label": "x", "val_scores": [0.5],

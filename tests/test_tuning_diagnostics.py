@@ -11,9 +11,9 @@ from mr2 import cli, models
 from mr2.engine.compare import grid_points, run_compare
 from mr2.engine.evaluate import evaluate, evaluate_with_features
 from mr2.functional import class_statistics
+from mr2.records.selection import read_selection
 from mr2.report import build
 from mr2.report.diagnostics import correlations, diagnose_features
-from mr2.selection import read_selection
 
 
 def test_grid_points_order():

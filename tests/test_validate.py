@@ -107,7 +107,7 @@ def test_shipped_clip_recipes_use_the_official_preset():
 
 def test_epoch_line_formats_every_number():
     from mr2.engine.fit import epoch_line
-    from mr2.result import EpochRecord
+    from mr2.records.result import EpochRecord
 
     record = {"epoch": 0, "train_loss": 1 / 3, "train_acc": 0.5, "lr": 0.012345, "time_s": 2.0}
     line = epoch_line(EpochRecord(**record, val_acc=None, val_mean_class=float("nan")), 3)

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mr2.io import save_text
 from mr2.metrics import paired_comparison, sign_flip_p_value
 from mr2.metrics.hard import ClassEvidence, Fold, HardRanking, choose_ranking, group_levels
+from mr2.records.storage import save_text
 from mr2.report.results import collect
 from mr2.report.tables import CSV_FIELDS as FIELDS
 

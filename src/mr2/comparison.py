@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mr2.io import load_json, save_json
+from mr2.records.storage import load_json, save_json
 
 MANIFEST = "comparison.json"
 

@@ -19,7 +19,7 @@ import torch
 
 from mr2.data.base import Dataset, Split, images_to_tensor, make_dataset
 from mr2.data.files import cache_dir, find_file, search_dirs
-from mr2.io import file_sha256, save_arrays
+from mr2.records.storage import file_sha256, save_arrays
 
 FILE = "cifar10_jpeg.npz"
 # sha256 of the project's file -> sha256 of its decoded (train, test) arrays' raw bytes

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from mr2.engine.saved import load_saved_run
-from mr2.io import save_json
+from mr2.records.storage import save_json
 from mr2.report.diagnostics import Diagnosis, diagnose_features, diagnose_plot
 
 

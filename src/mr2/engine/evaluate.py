@@ -19,7 +19,7 @@ from mr2.metrics import (
 )
 from mr2.metrics.hard import crossfit_halves, labels_digest
 from mr2.metrics.spread import class_spread, feature_sums
-from mr2.result import SplitScores
+from mr2.records.result import SplitScores
 
 
 def evaluate(

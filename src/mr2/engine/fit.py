@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mr2 import _checks, distributed, io
+from mr2 import _checks, distributed
 from mr2 import data as mr2_data
 from mr2.engine import identity
 from mr2.engine.config import RunConfig, to_dict
@@ -26,10 +26,11 @@ from mr2.engine.context import Context
 from mr2.engine.loggers import Loggers
 from mr2.engine.progress import JsonlLog, StepProgress
 from mr2.engine.run import Run
+from mr2.engine.run_warnings import rep_gradient_ratio
 from mr2.engine.schedule import lr_factor, warmup_steps
-from mr2.engine.warnings import rep_gradient_ratio
 from mr2.losses.base import ClassLoss
-from mr2.result import EpochRecord
+from mr2.records import storage
+from mr2.records.result import EpochRecord
 
 
 def loss_internals(loss_fn: nn.Module) -> dict[str, list[float]]:
@@ -188,9 +189,9 @@ def _check_owner(path: Path, stored: str | None, owner: str) -> None:
     """A checkpoint of another run (copied here) is refused; checkpoints of an older mr2
     carry no fingerprint and are taken as the run's own."""
     if stored is not None and stored != owner:
-        raise io.CorruptFileError(
+        raise storage.CorruptFileError(
             f"{path} belongs to another run (fingerprint {stored[:12]}..., this run's is "
-            f"{owner[:12]}...): copied from elsewhere? {io.RESTART}"
+            f"{owner[:12]}...): copied from elsewhere? {storage.RESTART}"
         )
 
 
@@ -207,7 +208,7 @@ def fit(
     history: list[EpochRecord] = []
     owner = identity.fingerprint(identity.identity(cfg))  # checkpoints name their run
     if resume and ckpt_path.exists():
-        state = io.load_torch(ckpt_path)
+        state = storage.load_torch(ckpt_path)
         _check_owner(ckpt_path, state.pop("run_fingerprint", None), owner)
         run.restore(state)
         start, best = state["epoch"] + 1, _Best(**state["best"])
@@ -230,7 +231,7 @@ def fit(
                 best_state = {"score": best.score, "epoch": best.epoch, "state": best.state}
                 checkpoint = {"epoch": epoch, "best": best_state, "history": rows}
                 checkpoint["run_fingerprint"] = owner
-                io.save_torch({**run.state(), **checkpoint}, ckpt_path)
+                storage.save_torch({**run.state(), **checkpoint}, ckpt_path)
                 log.write(record.to_dict())
                 loggers.epoch(epoch, record, run.dataset.class_names)
                 if show_progress is not False:

@@ -32,13 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mr2 import backbones, io, losses
+from mr2 import backbones, losses
 from mr2._version import __version__
 from mr2.engine import procedures
 from mr2.engine.config import RunConfig, to_dict
 from mr2.models import weights
-from mr2.result import WeightsInfo
-from mr2.setting import flatten, neutral_dropped
+from mr2.records import storage
+from mr2.records.result import WeightsInfo
+from mr2.records.setting import flatten, neutral_dropped
 
 IGNORED = (
     "data.data_dir",
@@ -99,7 +100,7 @@ def identity(cfg: RunConfig, kind: str = "train", *, without: tuple[str, ...] = 
     drop = (*IGNORED, *without)
     flat = neutral_dropped({k: v for k, v in flatten(data).items() if k not in drop})
     if cfg.data.path and Path(cfg.data.path).exists() and DATA_HASH not in drop:
-        flat[DATA_HASH] = io.path_sha256(cfg.data.path)  # rewritten at the same path
+        flat[DATA_HASH] = storage.path_sha256(cfg.data.path)  # rewritten at the same path
     started = run_weights(cfg)
     if started.sha256 and WEIGHTS_HASH not in drop:
         flat[WEIGHTS_HASH] = started.sha256
@@ -166,7 +167,7 @@ def inspect_run(run_dir: Path, cfg: RunConfig, kind: str = "train") -> Inspectio
             "the run elsewhere (--out), or empty that folder yourself if it is yours to delete",
             foreign=True,
         )
-    record = io.load_json(record_path)
+    record = storage.load_json(record_path)
     stored = record.get("identity", {})
     # recorded before the data's or the weights' hash was part of it: compared without
     wanted = {k: v for k, v in ident.items() if k in stored or k not in (DATA_HASH, WEIGHTS_HASH)}
@@ -213,7 +214,7 @@ def clear(run_dir: Path) -> None:
 
 
 def write_record(run_dir: Path, found: Inspection) -> None:
-    io.save_json({"fingerprint": found.fingerprint, "identity": found.ident}, run_dir / RECORD)
+    storage.save_json({"fingerprint": found.fingerprint, "identity": found.ident}, run_dir / RECORD)
 
 
 def lock_path(run_dir: str | Path) -> Path:

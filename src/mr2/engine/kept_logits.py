@@ -1,4 +1,4 @@
-"""The logits a finished run keeps (``mr2.run_logits``): its selected model's validation and
+"""The logits a finished run keeps (``mr2.records.logits``): its selected model's validation and
 test logits, each sample once across processes, and the size guard checked before training."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from mr2 import distributed
 from mr2.data import Dataset, Split
 from mr2.engine.config import RunConfig
 from mr2.engine.context import Context
-from mr2.run_logits import RunLogits, SplitLogits, size_mb
+from mr2.records.logits import RunLogits, SplitLogits, size_mb
 
 
 def size_problem(cfg: RunConfig, dataset: Dataset) -> str | None:

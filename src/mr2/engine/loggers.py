@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mr2._registry import Registry
-from mr2.result import EpochRecord
+from mr2.records.result import EpochRecord
 
 # every logger is built as factory(run_dir, config, resume)
 LOGGERS = Registry("logger", exclude=("run_dir", "config", "resume"))

@@ -23,8 +23,8 @@ from mr2._registry import Registry
 from mr2.data import Dataset
 from mr2.engine.evaluate import predict
 from mr2.engine.schedule import make_optimizer
-from mr2.io import save_json
 from mr2.losses import generalized_cross_entropy
+from mr2.records.storage import save_json
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from mr2 import io
+from mr2.records import storage
 
 
 class StepProgress:
@@ -84,7 +84,7 @@ class JsonlLog:
     def rewrite(self, records: list[dict[str, Any]]) -> None:
         """Replace the log with ``records`` (on resume: the checkpointed epochs): written
         aside and renamed over it, so a link there is replaced, not followed."""
-        io.save_text("".join(json.dumps(r) + "\n" for r in records), self.path)
+        storage.save_text("".join(json.dumps(r) + "\n" for r in records), self.path)
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():

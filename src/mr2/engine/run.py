@@ -12,7 +12,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from mr2 import _checks, backbones, io, losses, models
+from mr2 import _checks, backbones, losses, models
 from mr2 import data as mr2_data
 from mr2.backbones.base import Backbone
 from mr2.engine import procedures
@@ -22,6 +22,7 @@ from mr2.engine.evaluate import evaluate
 from mr2.engine.features import fit_to_backbone
 from mr2.engine.schedule import make_optimizer
 from mr2.metrics import ClasswiseResult
+from mr2.records import storage
 
 
 def load_data(cfg: RunConfig) -> mr2_data.Dataset:
@@ -83,7 +84,7 @@ def load_final_model(cfg: RunConfig, dataset: mr2_data.Dataset, run_dir: Path) -
         raise FileNotFoundError(f"{path} does not exist (a finished run dir?)")
     model = create_model(cfg, dataset)
     try:
-        model.load_state_dict(io.load_torch(path)["model"])
+        model.load_state_dict(storage.load_torch(path)["model"])
     except RuntimeError as err:  # shapes or keys of another model (e.g. other data.* classes)
         first = str(err).splitlines()[1:2] or [str(err)]
         raise ValueError(

@@ -11,7 +11,6 @@ from typing import Any
 
 from torch import nn
 
-from mr2 import io
 from mr2.data import Dataset, Split
 from mr2.engine import config, identity
 from mr2.engine.config import RunConfig
@@ -20,7 +19,8 @@ from mr2.engine.evaluate import evaluate
 from mr2.engine.run import load_final_model, load_run_data
 from mr2.metrics import disparity_summary
 from mr2.metrics.hard import crossfit_groups
-from mr2.result import read_result
+from mr2.records import storage
+from mr2.records.result import read_result
 
 
 @dataclass
@@ -115,5 +115,5 @@ def evaluate_run(
         "support": scores.support.tolist(),
         "summary": summary,
     }
-    io.save_json(record, target)
+    storage.save_json(record, target)
     return {**record, "path": str(target)}

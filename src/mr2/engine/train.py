@@ -18,23 +18,24 @@ from pathlib import Path
 from torch import nn
 
 from mr2 import data as mr2_data
-from mr2 import distributed, io
+from mr2 import distributed
 from mr2.engine import identity, kept_logits, validate
 from mr2.engine.config import RunConfig, to_dict, to_toml
 from mr2.engine.context import Context, setup
 from mr2.engine.evaluate import evaluate_with_features, split_scores
 from mr2.engine.fit import fit
 from mr2.engine.run import Run, build, evaluate_split, prepare
-from mr2.engine.warnings import run_warnings
+from mr2.engine.run_warnings import run_warnings
 from mr2.metrics import disparity_summary
-from mr2.result import (
+from mr2.records import storage
+from mr2.records.logits import save_logits
+from mr2.records.result import (
     DatasetInfo,
     EpochRecord,
     RunResult,
     ValSummary,
     read_result,
 )
-from mr2.run_logits import save_logits
 
 
 def validation_summary(history: list[EpochRecord], epoch: int | None) -> ValSummary | None:
@@ -103,11 +104,11 @@ def _finish(run: Run, run_dir: Path, history: list[EpochRecord], selected: int) 
     if run.ctx.rank == 0:
         if kept is not None:
             save_logits(run_dir, kept)
-        io.save_torch(
+        storage.save_torch(
             {"model": run.model.state_dict(), "loss": run.loss_fn.state_dict()},
             run_dir / "final.pt",
         )
-        io.save_json(result.to_dict(), run_dir / "result.json")
+        storage.save_json(result.to_dict(), run_dir / "result.json")
     distributed.barrier()
     return result
 
@@ -130,9 +131,9 @@ def _start_dir(run_dir: Path, cfg: RunConfig, found: identity.Inspection, *, cle
     if distributed.rank() == 0:
         if clear:
             identity.clear(run_dir)
-        io.remove_stale_tmp(run_dir)
+        storage.remove_stale_tmp(run_dir)
         identity.write_record(run_dir, found)
-        io.save_text(to_toml(cfg), run_dir / "config.toml")
+        storage.save_text(to_toml(cfg), run_dir / "config.toml")
     distributed.barrier()
 
 
@@ -176,7 +177,7 @@ def evaluate_initial(
         if ctx.rank == 0:
             if kept is not None:
                 save_logits(run_dir, kept)
-            io.save_json(result.to_dict(), run_dir / "result.json")
+            storage.save_json(result.to_dict(), run_dir / "result.json")
         distributed.barrier()
         return result
 

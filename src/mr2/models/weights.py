@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mr2 import io
 from mr2.models import external, named_weights
-from mr2.result import WeightsInfo
+from mr2.records import storage
+from mr2.records.result import WeightsInfo
 
 FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 TIMM_FILE_OPTIONS = ("checkpoint_path", "pretrained_cfg_overlay")
@@ -50,7 +50,9 @@ class WeightsSpec:
     def info(self) -> WeightsInfo:
         """The run's record of it (a file with its SHA-256)."""
         if self.kind == "file":
-            return WeightsInfo("file", str(Path(self.name).resolve()), io.file_sha256(self.name))
+            return WeightsInfo(
+                "file", str(Path(self.name).resolve()), storage.file_sha256(self.name)
+            )
         return WeightsInfo(self.kind, self.name)
 
 

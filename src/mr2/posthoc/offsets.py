@@ -15,9 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from mr2 import _checks
-from mr2.io import CorruptFileError, load_json, save_json
 from mr2.posthoc.fit import OBJECTIVES, Scores, fit_offsets, scores
 from mr2.posthoc.model import OffsetModel
+from mr2.records.storage import CorruptFileError, load_json, save_json
 
 SCHEMA = 1
 HARD_FRACTION = 1 / 3

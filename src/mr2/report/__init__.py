@@ -7,8 +7,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mr2 import extras
-from mr2.io import save_json, save_text
 from mr2.metrics import min_sign_flip_p
+from mr2.records.selection import Selection
+from mr2.records.storage import save_json, save_text
 from mr2.report import diagnostics, flags, frontier, frontier_text, marks, plots, tables
 from mr2.report.membership import outsiders, unfinished
 from mr2.report.predictions import record_predictions
@@ -16,7 +17,6 @@ from mr2.report.record import record_run
 from mr2.report.records import MissingRun, ReportSummary, WiseMethod
 from mr2.report.results import collect, failures, selections, summarize
 from mr2.report.wise import summarize_wise, wise_report_table
-from mr2.selection import Selection
 
 
 @dataclass(frozen=True)

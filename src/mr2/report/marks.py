@@ -14,6 +14,7 @@ reference is at most 5 %, whatever the number of methods, classes or levels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,7 +66,9 @@ def per_class(summary: ReportSummary) -> list[Mark]:
     return found
 
 
-def _matched(rows: list[MatchedRow], kind: str, gain_of) -> list[Mark]:
+def _matched(
+    rows: list[MatchedRow], kind: str, gain_of: Callable[[MatchedRow], tuple[float, ...]]
+) -> list[Mark]:
     return [
         Mark(kind, r.method + (" + offsets" if r.offsets else ""), r.level, gain_of(r)[5])
         for r in rows

@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mr2.io import save_json, save_text
 from mr2.metrics.hard import ranked_groups
 from mr2.posthoc import ClassOffsets
 from mr2.posthoc.fit import Scores, scores
+from mr2.records.logits import HOW_TO_GET, RunLogits, has_logits, load_logits
+from mr2.records.result import RunResult
+from mr2.records.storage import save_json, save_text
+from mr2.records.typed_json import as_dict
 from mr2.report.ranking import report_ranking
 from mr2.report.results import collect
 from mr2.report.tables import cell
-from mr2.result import RunResult
-from mr2.run_logits import HOW_TO_GET, RunLogits, has_logits, load_logits
-from mr2.typed_json import as_dict
 
 
 @dataclass(frozen=True)

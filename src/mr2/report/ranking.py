@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from mr2.metrics.hard import ClassEvidence, Fold, HardRanking, choose_ranking
-from mr2.result import RunResult
+from mr2.records.result import RunResult
 
 
 def evidence(r: RunResult) -> ClassEvidence:

@@ -1,5 +1,5 @@
 """Runs trained in your own loop, recorded in the ``result.json`` schema the engine writes
-(``mr2.result.RunResult``; its JSON Schema is ``docs/result.schema.json``), so that
+(``mr2.records.result.RunResult``; its JSON Schema is ``docs/result.schema.json``), so that
 ``mr2 report`` compares them (also beside engine runs). A recorded run has
 ``source = "record_run"``, an empty history and ``dataset.split`` saying which split was
 scored."""
@@ -13,14 +13,14 @@ import numpy as np
 import torch
 
 from mr2 import _checks
-from mr2.io import save_json
 from mr2.metrics import disparity_summary
 from mr2.metrics.classwise import accuracy_from_confusion, confusion_counts
 from mr2.metrics.hard import half_accuracies, labels_digest
 from mr2.metrics.spread import class_spread, feature_sums
-from mr2.result import DatasetInfo, RunResult, SplitScores, ValSummary, read_result
-from mr2.run_logits import FILE as LOGITS_FILE
-from mr2.run_logits import RunLogits, SplitLogits, save_logits
+from mr2.records.logits import FILE as LOGITS_FILE
+from mr2.records.logits import RunLogits, SplitLogits, save_logits
+from mr2.records.result import DatasetInfo, RunResult, SplitScores, ValSummary, read_result
+from mr2.records.storage import save_json
 
 
 def _as_numpy(x: Any) -> np.ndarray:

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mr2.metrics import MeanStd, PairedComparison
-from mr2.result import WeightsInfo
-from mr2.selection import Selection
-from mr2.typed_json import as_dict
+from mr2.records.result import WeightsInfo
+from mr2.records.selection import Selection
+from mr2.records.typed_json import as_dict
 
 
 @dataclass(frozen=True)

@@ -35,17 +35,17 @@ from typing import Any
 import numpy as np
 
 from mr2.comparison import read_manifest
-from mr2.io import load_json
 from mr2.metrics import PairedComparison, disparity_summary, mean_std, paired_comparison
 from mr2.metrics.hard import HardRanking, display_groups, group_levels
 from mr2.metrics.summary import SCALAR_FIELDS
+from mr2.records.result import RunResult
+from mr2.records.selection import Selection, read_selection
+from mr2.records.setting import flatten, neutral_dropped
+from mr2.records.storage import load_json
 from mr2.report.diagnostics import correlations
 from mr2.report.membership import members, result_files
 from mr2.report.ranking import evidence, folds_record, report_ranking
 from mr2.report.records import Internals, MethodSummary, MissingRun, ReportSummary, RunRow
-from mr2.result import RunResult
-from mr2.selection import Selection, read_selection
-from mr2.setting import flatten, neutral_dropped
 
 
 def collect(paths: list[str | Path]) -> list[RunResult]:

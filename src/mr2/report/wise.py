@@ -10,11 +10,11 @@ import numpy as np
 
 from mr2.metrics import disparity_summary, mean_std
 from mr2.metrics.hard import ClassEvidence, HardRanking, group_levels
+from mr2.records.result import SplitScores
+from mr2.records.wise import WiseResult, read_wise
 from mr2.report.ranking import ranking_of
 from mr2.report.records import ReportSummary, WiseMethod
 from mr2.report.tables import cell
-from mr2.result import SplitScores
-from mr2.wise_result import WiseResult, read_wise
 
 FIELDS = ("overall", "mean_class", "worst_class", "hard")
 

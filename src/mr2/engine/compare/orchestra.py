@@ -9,7 +9,7 @@ from typing import Any
 
 from mr2.engine import executors
 from mr2.engine.progress import RunProgress
-from mr2.result import RunResult
+from mr2.records.result import RunResult
 
 
 class RunsFailed(RuntimeError):

@@ -14,7 +14,7 @@ from mr2.engine.config import RunConfig
 from mr2.engine.executors import brief
 from mr2.engine.train import evaluate_initial
 from mr2.engine.wise import run_wise
-from mr2.result import RunResult
+from mr2.records.result import RunResult
 
 
 def zero_shot_runs(cfg: RunConfig, out: Path, *, overwrite: bool, log=print) -> list[RunResult]:

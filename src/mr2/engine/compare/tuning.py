@@ -12,9 +12,9 @@ from mr2.engine.compare.orchestra import Orchestra
 from mr2.engine.compare.plan import grid_points, point_label, run_config
 from mr2.engine.config import RunConfig
 from mr2.engine.run import load_data
-from mr2.io import save_json
-from mr2.result import RunResult
-from mr2.selection import GridPoint, Selection
+from mr2.records.result import RunResult
+from mr2.records.selection import GridPoint, Selection
+from mr2.records.storage import save_json
 
 
 def tuning_jobs(cfg: RunConfig, method: str, out: Path) -> list[executors.Job]:

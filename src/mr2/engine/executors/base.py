@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 
-from mr2 import io, plugins
+from mr2 import plugins
 from mr2.engine import identity
 from mr2.engine.config import RunConfig
 from mr2.engine.train import method_label, train
-from mr2.result import RunResult
+from mr2.records import storage
+from mr2.records.result import RunResult
 
 FAILED = identity.FAILED
 
@@ -71,7 +72,7 @@ def record_failure(job: Job, error: str, trace: str, start: float) -> Outcome:
         "host": os.uname().nodename,
         "pid": os.getpid(),
     }
-    io.save_json(record, Path(job.run_dir) / FAILED)
+    storage.save_json(record, Path(job.run_dir) / FAILED)
     return Outcome("failed", error=error, seconds=time.time() - start)
 
 

@@ -2,7 +2,7 @@
 models scored on validation and test. The zero-shot model is the run's model at the start
 of training (rebuilt from its config: pre-trained weights and zero-shot head); alpha is
 chosen on validation. Each alpha's validation and test logits are kept (``train.keep_logits``)
-in ``RUN_DIR/wise/alpha_A/logits.npz`` (``mr2.run_logits.load_logits`` of that folder), so
+in ``RUN_DIR/wise/alpha_A/logits.npz`` (``mr2.records.logits.load_logits`` of that folder), so
 offsets can be fit at any alpha after the fact."""
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from mr2 import io
 from mr2.backbones.wiseft import interpolate
-from mr2.engine import config
-from mr2.engine import kept_logits
+from mr2.engine import config, kept_logits
 from mr2.engine.context import Context, setup
 from mr2.engine.run import is_backbone, load_run_data
 from mr2.engine.wise.scores import rank_rows, scores
 from mr2.models import weights
-from mr2.run_logits import save_logits
-from mr2.wise_result import WiseResult, WiseRow
+from mr2.records import storage
+from mr2.records.logits import save_logits
+from mr2.records.wise import WiseResult, WiseRow
 
 
 def pre_trained(cfg: config.RunConfig) -> bool:
@@ -52,7 +51,7 @@ def run_wise(run_dir: str | Path, alphas: list[float], *, ctx: Context | None = 
     ctx = ctx or setup(cfg)  # the run's device and precision
     dataset, model = load_run_data(cfg, ctx)
     zero_shot = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    finetuned = io.load_torch(run_dir / "final.pt")["model"]  # weights only: no second model
+    finetuned = storage.load_torch(run_dir / "final.pt")["model"]  # weights only: no second model
     model = model.to(ctx.device)
     rows = []
     for alpha in sorted(set(float(a) for a in alphas)):
@@ -73,7 +72,7 @@ def run_wise(run_dir: str | Path, alphas: list[float], *, ctx: Context | None = 
         class_names=dataset.class_names,
         ranking=ranking,
     )
-    io.save_json(out.to_dict(), run_dir / "wise.json")
+    storage.save_json(out.to_dict(), run_dir / "wise.json")
     return out
 
 

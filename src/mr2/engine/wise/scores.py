@@ -10,8 +10,8 @@ from mr2.engine.context import Context
 from mr2.engine.evaluate import split_scores
 from mr2.engine.run import evaluate_split
 from mr2.metrics.hard import ClassEvidence, HardRanking, choose_ranking, group_levels
-from mr2.result import SplitScores
-from mr2.wise_result import WiseRow
+from mr2.records.result import SplitScores
+from mr2.records.wise import WiseRow
 
 
 def scores(model, split, num_classes: int, cfg, ctx: Context) -> SplitScores | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mr2.wise_result import WiseResult
+from mr2.records.wise import WiseResult
 
 
 def wise_table(result: WiseResult) -> str:

@@ -1,6 +1,6 @@
 """WiSE-FT's record (``RUN/wise.json``, written by ``mr2 wise`` and ``compare.wise_alphas``):
 one row per alpha with the same typed scores as a run's test evaluation
-(``mr2.result.SplitScores``), read back type-checked. Files written before the rows held
+(``mr2.records.result.SplitScores``), read back type-checked. Files written before the rows held
 support and confusion still read (those two left empty)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mr2.io import load_json
-from mr2.result import SplitScores
-from mr2.typed_json import record_from
+from mr2.records.result import SplitScores
+from mr2.records.storage import load_json
+from mr2.records.typed_json import record_from
 
 
 @dataclass

@@ -10,7 +10,7 @@ import torch
 from mr2.engine.run import Run
 from mr2.losses.base import ClassLoss
 from mr2.losses.registry import collapse_advice
-from mr2.result import CHANCE_FACTOR, EpochRecord
+from mr2.records.result import CHANCE_FACTOR, EpochRecord
 
 
 def rep_gradient_ratio(run: Run) -> float | None:

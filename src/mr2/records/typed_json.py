@@ -53,7 +53,7 @@ def build(cls: type[T], data: Any, where: str, path: str = "") -> T:
         if f.name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ValueError(
-                    f"{where}: missing field {key!r} of the result schema (see mr2.result; "
+                    f"{where}: missing field {key!r} of the result schema (see mr2.records.result; "
                     "write runs of your own loop with mr2.report.record_run)"
                 )
             continue

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from mr2.io import load_json
-from mr2.typed_json import as_dict, build
+from mr2.records.storage import load_json
+from mr2.records.typed_json import as_dict, build
 
 SCHEMA_VERSION = 1
 CHANCE_FACTOR = 1.5  # a final training accuracy below 1.5 / K counts as "near chance"
@@ -237,7 +237,7 @@ def json_schema() -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":  # python -m mr2.result > docs/result.schema.json
+if __name__ == "__main__":  # python -m mr2.records.result > docs/result.schema.json
     import json
 
     print(json.dumps(json_schema(), indent=2))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mr2.io import CorruptFileError, save_arrays
+from mr2.records.storage import CorruptFileError, save_arrays
 
 FILE = "logits.npz"
 SCHEMA = 1

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mr2.io import load_json
-from mr2.typed_json import record_from
+from mr2.records.storage import load_json
+from mr2.records.typed_json import record_from
 
 
 @dataclass
