@@ -2,6 +2,7 @@
 has no cycle: the tree reads as layers."""
 
 import ast
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
