@@ -144,35 +144,54 @@ def test_the_guide_s_own_model_and_dataset_train_with_the_cli(tmp_path, capsys, 
     assert json.loads((tmp_path / "run" / "result.json").read_text())["test"]["overall"] > 0.6
 
 
-def test_the_plugins_guide_s_loss_and_executor_run_a_comparison(tmp_path):
+def test_the_plugins_guide_s_one_file_plugs_in_every_kind(tmp_path):
     """docs/guides/plugins.md's module, imported by ``mr2 --import``: its loss (with its
-    validation hook and recorded internals) and its executor run a comparison; its dataset
+    validation hook and a series of its own), model, dataset, executor (chosen on the
+    command line, with its own option) and logger run one comparison together; its dataset
     layout is registered."""
     guide = (HERE.parent / "docs" / "guides" / "plugins.md").read_text()
     (tmp_path / "my_plugins.py").write_text(guide.split("```python\n")[1].split("```")[0])
-    cfg = tiny_config()
+    cfg = tiny_config(model__name="two_layer", train__loggers=["epoch_json"])
+    cfg.data.name, cfg.data.options, cfg.model.options = "blobs", {"n": 240}, {"width": 16}
     cfg.compare.methods, cfg.compare.seeds, cfg.compare.grid = ["ce", "val_weighted"], [0], {}
-    cfg.compare.executor = "here_reversed"
+    cfg.compare.executor_options = {"journal": "runs.txt"}
     path = tmp_path / "c.toml"
     path.write_text(config.to_toml(cfg))
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     env.pop("MR2_IMPORT", None)
     command = [sys.executable, "-m", "mr2", "--import", "my_plugins"]
+    out = ["--config", str(path), "--out", str(tmp_path / "C")]
     done = subprocess.run(
-        [*command, "compare", "--config", str(path), "--out", str(tmp_path / "C")],
+        [*command, "compare", *out, "--executor", "here_reversed"],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.index("val_weighted seed 0") < done.stdout.index("ce seed 0")  # reversed
-    result = json.loads((tmp_path / "C" / "val_weighted" / "seed0" / "result.json").read_text())
-    for record in result["history"]:  # weights from each epoch's validation accuracy
+    journal = (tmp_path / "C" / "runs.txt").read_text().splitlines()  # its own option
+    assert journal == ["val_weighted seed 0", "ce seed 0"]
+    run = tmp_path / "C" / "val_weighted" / "seed0"
+    result = json.loads((run / "result.json").read_text())
+    assert result["config"]["model"]["name"] == "two_layer"
+    assert result["config"]["data"]["name"] == "blobs"
+    for record in result["history"]:  # weights and errors from each epoch's validation
         error = [1.0 - a for a in record["val_per_class"]]
         mean = sum(max(e, 1e-3) for e in error) / len(error)
         assert record["class_weights"] == pytest.approx([max(e, 1e-3) / mean for e in error])
+        assert record["series"]["val_error"] == pytest.approx(error)
+    logged = [json.loads(line) for line in (run / "epochs.jsonl").read_text().splitlines()]
+    assert len(logged) == len(result["history"])  # the plug-in logger, every epoch
+    last = result["history"][-1]["series"]["val_error"]
+    names = result["dataset"]["class_names"]
+    assert [logged[-1][f"series/val_error/{c}"] for c in names] == pytest.approx(last)
     listed = subprocess.run(
         [*command, "losses"], env=env, capture_output=True, text=True, timeout=300
     )
     assert "val_weighted" in listed.stdout
+    unknown = subprocess.run(  # the choice list is the registry's: without the import, no
+        [sys.executable, "-m", "mr2", "compare", *out, "--executor", "here_reversed"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert unknown.returncode == 2 and "invalid choice: 'here_reversed'" in unknown.stderr
     code = "import my_plugins, mr2.data; print('tiles' in mr2.data.available())"
     tiles = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert tiles.stdout.strip() == "True", tiles.stderr

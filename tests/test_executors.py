@@ -70,7 +70,8 @@ def test_ray_equals_sequential(sequential, tmp_path):
 
 def test_submitit_local_equals_sequential(sequential, tmp_path):
     out = tmp_path / "C"
-    cfg = comparison(executor="slurm", jobs=2, slurm={"cluster": "local", "timeout_min": 10})
+    options = {"cluster": "local", "timeout_min": 10}
+    cfg = comparison(executor="slurm", jobs=2, executor_options=options)
     run_compare(cfg, out, show_progress=False, log=lambda *_: 0)
     assert numbers_of(out) == sequential
     assert (out / "slurm").is_dir()  # submitit's logs
@@ -260,14 +261,24 @@ def test_progress_lines_and_eta():
     assert lines[3] == "[2/4] b done earlier, skipped; 2 left, ETA 10 s"
 
 
-def test_executor_settings_are_checked_up_front(tmp_path):
-    cfg = comparison(executor="slurm", slurm={"partiton": "gpu"})
-    with pytest.raises(ValueError, match=r"compare.slurm: unknown setting\(s\) \['partiton'\]"):
+def test_executor_options_are_the_executor_s_own_and_checked_up_front(tmp_path):
+    cfg = comparison(executor="slurm", executor_options={"partiton": "gpu"})
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['partiton'\]"):
         run_compare(cfg, tmp_path / "C", log=lambda *_: None)
-    cfg = comparison(ray_address="auto")
-    with pytest.raises(ValueError, match=r"compare\.executor is not 'ray'"):
+    cfg = comparison(executor="pool", executor_options={"address": "auto"})  # ray's option
+    with pytest.raises(ValueError, match=r"executor 'pool': .*\['address'\] are not options"):
+        run_compare(cfg, tmp_path / "C", log=lambda *_: None)
+    cfg = comparison(executor="ray", executor_options={"resources": 4})
+    with pytest.raises(ValueError, match=r"executor_options.resources must be a table"):
         run_compare(cfg, tmp_path / "C", log=lambda *_: None)
     assert not (tmp_path / "C").exists()
+    # the old fields: refused with the new spelling, unless they hold their old default
+    with pytest.raises(ValueError, match=r"compare.ray_address is now compare.executor_options"):
+        config.apply(config.RunConfig(), {"compare": {"ray_address": "auto"}})
+    with pytest.raises(ValueError, match=r"compare.slurm is now compare.executor_options"):
+        config.apply(config.RunConfig(), {"compare": {"slurm": {"partition": "gpu"}}})
+    old = {"compare": {"ray_address": "", "ray_resources": {}, "slurm": {}}}  # a saved config
+    assert config.apply(config.RunConfig(), old) == config.RunConfig()
 
 
 def test_chaos_worker_killed_then_parent_killed_then_resumed(sequential, tmp_path):

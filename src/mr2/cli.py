@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from mr2 import extras, losses, plugins, report
-from mr2.cli_args import parser
+from mr2.cli_args import imports, parser
 from mr2.demo import run_demo
 from mr2.engine import config, procedures
 from mr2.engine.compare import RunsFailed, check_compare, preflight, run_compare
@@ -178,9 +178,10 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        plugins.load(args.imports)
+        plugins.load(imports(argv))  # first: the parser's choices read the registries
+        args = parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except (ValueError, OSError, ImportError, RunBusyError) as err:
         print(f"mr2: error: {err}", file=sys.stderr)

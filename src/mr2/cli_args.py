@@ -1,5 +1,7 @@
 """The ``mr2`` command line's commands and their arguments (``parser``); ``mr2.cli`` runs
-them."""
+them. The modules of ``--import`` are read first (``imports``) and loaded before the parser
+is built, so its choices (executors, the methods listed) come from the registries with the
+user's plug-ins in them."""
 
 from __future__ import annotations
 
@@ -7,6 +9,14 @@ import argparse
 
 from mr2 import losses
 from mr2._version import __version__
+from mr2.engine import executors
+
+
+def imports(argv: list[str]) -> list[str]:
+    """The modules named by ``--import`` in ``argv`` (read before the full parser)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--import", dest="imports", action="append", default=[])
+    return pre.parse_known_args(argv)[0].imports
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -38,7 +48,8 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="MODULE",
-        help="import a module that registers models, datasets or losses (repeatable)",
+        help="import a module that registers models, datasets, losses, executors or loggers "
+        "(repeatable)",
     )
     ap.add_argument("--version", action="version", version=f"mr2 {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -73,7 +84,7 @@ def _training_commands(sub) -> None:
     p.add_argument("--seeds", nargs="+", type=int)
     p.add_argument(
         "--executor",
-        choices=["local", "pool", "ray", "slurm"],
+        choices=executors.available(),
         help="where the runs train (compare.executor; default local: one after another)",
     )
     p.add_argument("--jobs", type=int, help="runs at once (compare.jobs; 0 = GPUs or cores)")

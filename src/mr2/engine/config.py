@@ -1,21 +1,22 @@
 """Typed run configuration: dataclass defaults, then a TOML file, then ``--set`` overrides.
 
 Unknown sections or keys and values of the wrong type are errors that name the key (with
-a suggestion: ``train.lr`` -> ``optim.lr``); values are range-checked, together with every
-name and option, by ``mr2.engine.validate`` before a run starts. The
+a suggestion: ``train.lr`` -> ``optim.lr``; ``mr2.engine.config_keys``); values are
+range-checked, together with every name and option, by ``mr2.engine.validate`` before a run
+starts. The
 resolved configuration is written into every run directory (``config.toml``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import sys
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any
+
+from mr2.engine.config_keys import apply
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -121,11 +122,10 @@ class CompareConfig:
     # machine), "ray" (Ray tasks), "slurm" (SLURM jobs through submitit)
     executor: str = "local"
     jobs: int = 0  # runs at once (pool, ray; slurm: array parallelism); 0 = GPUs or cores
-    ray_address: str = ""  # "" = a local Ray started on demand; else e.g. "auto"
-    ray_resources: dict[str, Any] = field(default_factory=dict)  # per run: num_cpus, num_gpus
-    # submitit parameters, e.g. {partition = "gpu", gpus_per_node = 1, time = 120,
-    # cpus_per_task = 8}; cluster = "local" runs submitit's local executor (tests)
-    slurm: dict[str, Any] = field(default_factory=dict)
+    # the executor's own options, checked by it before anything trains: ray {address = "auto",
+    # resources = {num_cpus = 4, num_gpus = 1}}; slurm: submitit's parameters, e.g.
+    # {partition = "gpu", gpus_per_node = 1, time = 120, cluster = "local"}; local, pool: none
+    executor_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -136,71 +136,6 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
-
-
-def _check_type(key: str, value: Any, hint: Any) -> Any:
-    origin = get_origin(hint) or hint
-    if origin is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if origin in (dict, list):
-        if not isinstance(value, origin):
-            raise ValueError(f"config key {key}: expected a {origin.__name__}, got {value!r}")
-        if origin is list and get_args(hint):
-            return [_check_type(f"{key}[{i}]", v, get_args(hint)[0]) for i, v in enumerate(value)]
-        return value
-    if origin is Any:
-        return value
-    if origin is types.UnionType:
-        for option in get_args(hint):
-            if isinstance(value, option) and (option is bool or not isinstance(value, bool)):
-                return value
-        names = " or ".join(a.__name__ for a in get_args(hint))
-        raise ValueError(f"config key {key}: expected {names}, got {value!r}")
-    if not isinstance(value, origin) or (origin is not bool and isinstance(value, bool)):
-        raise ValueError(f"config key {key}: expected {origin.__name__}, got {value!r}")
-    return value
-
-
-def apply(cfg: RunConfig, values: dict[str, Any], prefix: str = "") -> RunConfig:
-    """Merge a nested dict (as parsed from TOML) into ``cfg`` in place, checking keys/types."""
-    for section, body in values.items():
-        if not hasattr(cfg, section) or section.startswith("_"):
-            known = [f.name for f in dataclasses.fields(cfg)]
-            raise ValueError(
-                f"unknown config section {prefix}{section!r}{_did_you_mean(section, known)}; "
-                f"known: {known}"
-            )
-        if not isinstance(body, dict):
-            raise ValueError(f"config section {prefix}{section} must be a table")
-        target = getattr(cfg, section)
-        hints = get_type_hints(type(target))
-        for key, value in body.items():
-            if key not in hints:
-                raise ValueError(
-                    f"unknown config key {section}.{key}{_key_hint(cfg, section, key)}; "
-                    f"known in [{section}]: {sorted(hints)}"
-                )
-            value = _check_type(f"{section}.{key}", value, hints[key])
-            setattr(target, key, value)
-    return cfg
-
-
-def _did_you_mean(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _key_hint(cfg: RunConfig, section: str, key: str) -> str:
-    """' (did you mean optim.lr?)': the key in another section, or a close spelling."""
-    everywhere = [
-        f"{name}.{k}"
-        for name in (f.name for f in dataclasses.fields(cfg))
-        for k in get_type_hints(type(getattr(cfg, name)))
-    ]
-    same = [full for full in everywhere if full.split(".", 1)[1] == key]
-    if same:
-        return f" (did you mean {' or '.join(same)}?)"
-    return _did_you_mean(f"{section}.{key}", everywhere)
 
 
 def parse_override(text: str) -> dict[str, Any]:

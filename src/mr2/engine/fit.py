@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,15 +29,18 @@ from mr2.engine.progress import JsonlLog, StepProgress
 from mr2.engine.run import Run
 from mr2.engine.run_warnings import rep_gradient_ratio
 from mr2.engine.schedule import lr_factor, warmup_steps
-from mr2.losses.base import ClassLoss
+from mr2.losses.base import ClassLoss, internals_of
 from mr2.records import storage
 from mr2.records.result import EpochRecord
 
 
-def loss_internals(loss_fn: nn.Module) -> dict[str, list[float]]:
-    """What the loss records per epoch (``ClassLoss.internals``: MR²'s margins and spreads,
-    group DRO's q, CDB's class weights)."""
-    return loss_fn.internals() if isinstance(loss_fn, ClassLoss) else {}
+def loss_internals(loss_fn: nn.Module, num_classes: int) -> dict[str, Any]:
+    """What the loss records per epoch as ``EpochRecord`` fields (``ClassLoss.internals``:
+    MR²'s margins and spreads, group DRO's q, CDB's class weights; any other name in
+    ``series``)."""
+    got = internals_of(loss_fn, num_classes)
+    known = {k: v for k, v in got.items() if k in EpochRecord.LOSS_FIELDS}
+    return {**known, "series": {k: v for k, v in got.items() if k not in known} or None}
 
 
 def _batches(n: int, batch: int, seed: int, epoch: int, ctx: Context):
@@ -268,7 +272,7 @@ def _epoch(
         val_mean_class=val_score,
         val_per_class=val.accuracy.tolist() if val is not None else None,
         rep_grad_ratio=rep_gradient_ratio(run),
-        **loss_internals(run.loss_fn),
+        **loss_internals(run.loss_fn, run.dataset.num_classes),
     )
     return record, best
 

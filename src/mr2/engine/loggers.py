@@ -9,14 +9,28 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from mr2._registry import Registry
 from mr2.records.result import EpochRecord
 
 # every logger is built as factory(run_dir, config, resume)
 LOGGERS = Registry("logger", exclude=("run_dir", "config", "resume"))
+T = TypeVar("T", bound=type)
+
+
+def register(name: str, description: str = "", needs: str | None = None) -> Callable[[T], T]:
+    """Class decorator: a logger ``train.loggers`` can name, built as ``cls(run_dir, config,
+    resume)`` with the methods of ``Logger`` (``step``, ``epoch``, ``close``); ``needs``:
+    the package it imports (checked before training)."""
+
+    def wrap(cls: T) -> T:
+        LOGGERS.register(name, cls, description, needs=needs or ())
+        return cls
+
+    return wrap
 
 
 def problems(names: list[str]) -> list[str]:
@@ -29,18 +43,19 @@ def problems(names: list[str]) -> list[str]:
 
 
 def epoch_scalars(record: EpochRecord, class_names: list[str]) -> dict[str, float]:
-    """An epoch's history record as flat ``group/name`` scalars (None and lists expanded)."""
+    """An epoch's history record as flat ``group/name`` scalars (None and lists expanded;
+    per-class series a loss records under its own names as ``series/name``)."""
     row = record.to_dict()
     out = {}
     for key in ("train_loss", "train_acc", "val_acc", "val_mean_class", "lr", "time_s"):
         if row.get(key) is not None:
             out[f"epoch/{key}"] = float(row[key])
-    for key, group in (
-        ("val_per_class", "val_class"),
-        ("margins", "margin"),
-        ("spreads", "spread"),
-    ):
-        for name, value in zip(class_names, row.get(key) or [], strict=False):
+    groups = {"val_per_class": "val_class", "margins": "margin", "spreads": "spread"}
+    groups |= {"q": "q", "class_weights": "class_weight"}
+    series = [(row.get(key), group) for key, group in groups.items()]
+    series += [(values, f"series/{key}") for key, values in (row.get("series") or {}).items()]
+    for values, group in series:
+        for name, value in zip(class_names, values or [], strict=False):
             out[f"{group}/{name}"] = float(value)
     return out
 
@@ -143,6 +158,8 @@ class Loggers:
             logger.close()
 
 
-LOGGERS.register("csv", CsvLogger)
-LOGGERS.register("tensorboard", TensorBoardLogger, needs="tensorboard")
-LOGGERS.register("wandb", WandbLogger, needs="wandb")
+register("csv", "steps.csv and epochs.csv in the run directory")(CsvLogger)
+register("tensorboard", "TensorBoard event files under RUN/tensorboard", "tensorboard")(
+    TensorBoardLogger
+)
+register("wandb", "Weights & Biases, when installed", "wandb")(WandbLogger)

@@ -12,7 +12,7 @@ sum(w l), "none" returns w * l.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -53,8 +53,10 @@ class ClassLoss(nn.Module):
     # -- what the training engine asks of a loss (the defaults: nothing) -------------------
 
     def internals(self) -> dict[str, list[float]]:
-        """Per-class state recorded in each epoch's history, by ``EpochRecord`` field name
-        (MR²'s ``margins`` / ``spreads``, group DRO's ``q``, CDB's ``class_weights``)."""
+        """Per-class state recorded in each epoch's history: name -> K numbers (a list or
+        a tensor). MR²'s ``margins`` / ``spreads``, group DRO's ``q`` and CDB's
+        ``class_weights`` are ``EpochRecord`` fields (the report draws them); any other
+        name is kept in ``EpochRecord.series`` (``internals_of`` checks the shape)."""
         return {}
 
     def on_validation(self, per_class_accuracy: Tensor) -> None:
@@ -198,3 +200,28 @@ def weighted_reduce(values: Tensor, weight: Tensor | None, reduction: str) -> Te
     if reduction == "mean":
         return (w * values).sum() / w.sum().clamp(min=torch.finfo(values.dtype).tiny)
     return _checks.reduce(w * values, reduction)
+
+
+def internals_of(loss_fn: nn.Module, num_classes: int) -> dict[str, list[float]]:
+    """``loss_fn.internals()`` checked (``{}`` for a loss that is no ``ClassLoss``): a
+    mapping from names to one number per class, as floats; anything else raises
+    ``ValueError`` naming the loss and the entry (called by ``--check`` on a built loss,
+    so a plug-in's malformed series is found before anything trains)."""
+    if not isinstance(loss_fn, ClassLoss):
+        return {}
+    got, owner = loss_fn.internals(), f"{type(loss_fn).__name__}.internals()"
+    if not isinstance(got, Mapping):
+        raise ValueError(f"{owner} must return a dict of per-class lists, got {type(got).__name__}")
+    out = {}
+    for key, values in got.items():
+        try:
+            series = [float(v) for v in values]
+        except (TypeError, ValueError):
+            series = []
+        if not (isinstance(key, str) and key.isidentifier() and len(series) == num_classes):
+            raise ValueError(
+                f"{owner}[{key!r}] must be named by an identifier and hold {num_classes} numbers "
+                f"(one per class), got {str(values)[:80]}"
+            )
+        out[key] = series
+    return out

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from mr2._registry import Entry, Option, Registry, signature_options
+from mr2.losses.base import internals_of
 
 
 def _target(entry: Entry) -> Callable[..., Any]:
@@ -71,8 +72,9 @@ def _built(name: str, options: Mapping[str, Any]) -> list[str]:
     """The error building loss ``name`` with ``options`` raises (the class count: the
     length of a per-class list option, else 10), or []."""
     lengths = [len(v) for v in options.values() if isinstance(v, list)]
+    k = lengths[0] if lengths else 10
     try:
-        create(name, num_classes=lengths[0] if lengths else 10, feature_dim=8, **options)
+        internals_of(create(name, num_classes=k, feature_dim=8, **options), k)
     except (TypeError, ValueError) as err:
         return [str(err)]
     return []

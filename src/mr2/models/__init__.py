@@ -15,9 +15,10 @@ from typing import Any
 from torch import nn
 
 from mr2._registry import Entry, Option, Registry, signature_options
-from mr2.models import external, weights
+from mr2.models import contract, external, weights
 from mr2.models.airbench import AirbenchNet
 from mr2.models.cnn import SmallCNN
+from mr2.models.contract import ModelWithFeatures
 from mr2.models.linear import LinearProbe
 from mr2.models.mlp import MLP
 from mr2.models.resnet_cifar import ResNetCifar
@@ -151,6 +152,9 @@ def create(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) 
         raise ValueError("; ".join(errors))
     spec, rest = weights.split_options(name, kwargs)
     model = MODELS.create(name, tuple(input_shape), num_classes, **rest)
+    broken = contract.problems(model, name, num_classes)
+    if broken:
+        raise ValueError("; ".join(broken))
     report = weights.apply(model, name, spec)
     if report is not None:
         print(report.text(), file=sys.stderr, flush=True)
@@ -162,6 +166,7 @@ __all__ = [
     "MODELS",
     "AirbenchNet",
     "LinearProbe",
+    "ModelWithFeatures",
     "ResNetCifar",
     "SmallCNN",
     "WideResNet",

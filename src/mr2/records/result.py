@@ -80,7 +80,8 @@ class WeightsInfo:
 class EpochRecord:
     """One epoch of training (a history row). Validation fields are None without a
     validation split; ``margins`` / ``spreads`` are MR²'s, ``q`` group DRO's and
-    ``class_weights`` CDB's, present only for those losses; ``rep_grad_ratio`` is the norm of
+    ``class_weights`` CDB's, present only for those losses; ``series`` any other per-class
+    series a loss records (``ClassLoss.internals``: a plug-in's); ``rep_grad_ratio`` is the norm of
     the gradient MR²'s representation term sends to the features over its logit term's, on
     one fixed training batch (only with lambda_rep > 0)."""
 
@@ -97,11 +98,14 @@ class EpochRecord:
     q: list[float] | None = None
     class_weights: list[float] | None = None
     rep_grad_ratio: float | None = None
+    series: dict[str, list[float]] | None = None
+
+    LOSS_FIELDS = ("margins", "spreads", "q", "class_weights")  # the per-class ones drawn
 
     def to_dict(self) -> dict[str, Any]:
         """The row as written to log.jsonl: loss-specific fields only when present."""
         row = as_dict(self)
-        for key in ("val_per_class", "margins", "spreads", "q", "class_weights", "rep_grad_ratio"):
+        for key in ("val_per_class", *self.LOSS_FIELDS, "rep_grad_ratio", "series"):
             if row[key] is None:
                 del row[key]
         return row

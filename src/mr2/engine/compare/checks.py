@@ -20,17 +20,9 @@ from mr2.engine.config import RunConfig
 
 
 def executor_problems(cfg: RunConfig) -> list[str]:
-    """The executor's name, package (extra ``cluster``) and settings (``executors.problems``),
-    and settings of another executor that would apply to none."""
-    c = cfg.compare
-    errors = executors.problems(c.executor, executor_settings(cfg, Path(".")))
-    if c.slurm and c.executor != "slurm":
-        errors.append("compare.slurm is set but compare.executor is not 'slurm'")
-    if (c.ray_address or c.ray_resources) and c.executor != "ray":
-        errors.append(
-            "compare.ray_address / ray_resources are set but compare.executor is not 'ray'"
-        )
-    return errors
+    """The executor's name, package (extra ``cluster``) and its options
+    (``compare.executor_options``, checked by the executor: ``executors.problems``)."""
+    return executors.problems(cfg.compare.executor, cfg.compare.executor_options)
 
 
 def _setting_problems(cfg: RunConfig) -> list[str]:
@@ -121,14 +113,3 @@ def preflight(cfg: RunConfig, out: Path, *, overwrite: bool) -> None:
             + "\nTo keep them, write the comparison elsewhere (--out); to replace them, pass "
             "--overwrite (each old run is removed only once its new run is set up)."
         )
-
-
-def executor_settings(cfg: RunConfig, out: Path) -> dict[str, Any]:
-    c = cfg.compare
-    return {
-        "address": c.ray_address,
-        "resources": c.ray_resources,
-        "slurm": c.slurm,
-        "folder": str(out / "slurm"),
-        "cluster": c.slurm.get("cluster"),
-    }

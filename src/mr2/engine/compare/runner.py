@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mr2.comparison import write_manifest
 from mr2.engine import executors, memory
-from mr2.engine.compare.checks import check_compare, executor_settings, preflight
+from mr2.engine.compare.checks import check_compare, preflight
 from mr2.engine.compare.orchestra import Orchestra, RunsFailed
 from mr2.engine.compare.plan import planned_runs, run_config
 from mr2.engine.compare.tuning import tune_all
@@ -29,8 +29,8 @@ def zero_shot_runs(cfg: RunConfig, out: Path, *, overwrite: bool, log=print) -> 
 
 
 def _executor(cfg: RunConfig, out: Path) -> executors.Executor:
-    settings = executor_settings(cfg, out)
-    return executors.create(cfg.compare.executor, jobs=cfg.compare.jobs, **settings)
+    c = cfg.compare
+    return executors.create(c.executor, out, jobs=c.jobs, **c.executor_options)
 
 
 def _check_memory(cfg: RunConfig, jobs: int, log) -> None:

@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -106,23 +106,32 @@ Callback = Callable[[int, Outcome | None], None]  # (job index, None when starte
 @dataclass
 class Executor:
     """Base of every executor: runs the jobs here, one after another (which is ``local``).
-    A subclass overrides ``run`` (and ``workers`` / ``problems`` where it differs) and is
-    registered with ``mr2.engine.executors.register``; ``settings`` holds the comparison's
-    executor settings (``address``, ``resources``, ``slurm``, ``folder``, ``cluster``)."""
+    A subclass overrides ``run`` (and ``workers`` / ``problems`` where it differs), names
+    the options it takes in ``OPTIONS`` and is registered with
+    ``mr2.engine.executors.register``. ``options`` are its own
+    (``compare.executor_options``, checked by ``problems`` before anything trains), ``out``
+    the comparison's folder (where it may keep its logs)."""
 
     jobs: int = 1
-    settings: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    out: Path = Path(".")
     shares_gpus = False  # runs share this machine's GPUs: their memory is checked up front
+    OPTIONS: ClassVar[dict[str, str]] = {}  # option name -> what it is (none: takes none)
 
     @staticmethod
     def workers(jobs: int) -> int:
         """How many runs at once for ``compare.jobs`` (0: one per GPU, else per core)."""
         return jobs or torch.cuda.device_count() or os.cpu_count() or 1
 
-    @staticmethod
-    def problems(settings: dict[str, Any]) -> list[str]:
-        """What is wrong with the comparison's executor settings, without raising."""
-        return []
+    @classmethod
+    def problems(cls, options: dict[str, Any]) -> list[str]:
+        """What is wrong with ``options`` (``compare.executor_options``), without raising:
+        here, names it does not take (a subclass adds its own checks)."""
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if not unknown:
+            return []
+        takes = ", ".join(f"{k} ({v})" for k, v in cls.OPTIONS.items()) or "none"
+        return [f"compare.executor_options: {unknown} are not options of it; it takes {takes}"]
 
     def run(self, jobs: list[Job], options: Options, report: Callback) -> list[Outcome]:
         outcomes: list[Outcome] = []

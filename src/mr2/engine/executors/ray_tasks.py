@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -12,16 +12,35 @@ from mr2.engine.executors.registry import register
 
 @register("ray", "each run a Ray task with its resources", needs="ray")
 class RayExecutor(Executor):
-    """Each run a Ray task with its resources (``compare.ray_resources``: num_cpus, default
-    ``train.threads`` or 1; num_gpus, default 1 on CUDA runs), on ``compare.ray_address``
-    or a local Ray started on demand (and shut down after)."""
+    """Each run a Ray task with its resources (option ``resources``: num_cpus, default
+    ``train.threads`` or 1; num_gpus, default 1 on CUDA runs, and any other Ray task
+    option), on the cluster at option ``address`` or a local Ray started on demand (and
+    shut down after)."""
+
+    OPTIONS: ClassVar[dict[str, str]] = {
+        "address": 'a running Ray cluster, e.g. "auto"; none: a local Ray started on demand',
+        "resources": "each run's Ray task options, e.g. {num_cpus = 4, num_gpus = 1}",
+    }
+
+    @classmethod
+    def problems(cls, options: dict[str, Any]) -> list[str]:
+        found = Executor.problems.__func__(cls, options)  # type: ignore[attr-defined]
+        if not isinstance(options.get("address", ""), str):
+            found.append(
+                f"compare.executor_options.address must be a string, got {options['address']!r}"
+            )
+        if not isinstance(options.get("resources", {}), dict):
+            found.append(
+                f"compare.executor_options.resources must be a table, got {options['resources']!r}"
+            )
+        return found
 
     def run(self, jobs: list[Job], options: Options, report: Callback) -> list[Outcome]:
         import ray  # extra "cluster"
 
         started_here = not ray.is_initialized()
         if started_here:
-            address = self.settings.get("address") or None
+            address = self.options.get("address") or None
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
@@ -52,4 +71,4 @@ class RayExecutor(Executor):
             job.cfg.train.device == "auto" and torch.cuda.is_available()
         )
         default = {"num_cpus": job.cfg.train.threads or 1, "num_gpus": 1 if cuda else 0}
-        return {**default, **self.settings.get("resources", {})}
+        return {**default, **self.options.get("resources", {})}

@@ -5,6 +5,7 @@ description and the package it needs (``register``); ``create``, ``available`` a
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from mr2._registry import Registry
@@ -29,16 +30,21 @@ def available() -> list[str]:
     return EXECUTORS.available()
 
 
-def problems(name: str, settings: dict[str, Any]) -> list[str]:
-    """Every problem with executor ``name`` and its settings, without raising: an unknown
-    name, its package missing, settings it refuses."""
+def problems(name: str, options: dict[str, Any]) -> list[str]:
+    """Every problem with executor ``name`` and its options (``compare.executor_options``),
+    without raising: an unknown name, its package missing, options it refuses."""
     found = EXECUTORS.problems(name, "compare.executor", "pip install 'mr2[cluster]'")
     if found:
         return found
-    return list(cast(type[Executor], EXECUTORS.entry(name).factory).problems(settings))
-
-
-def create(name: str, *, jobs: int = 0, **settings: Any) -> Executor:
-    """Executor ``name`` running ``jobs`` runs at once (0: one per GPU, else per core)."""
     kind = cast(type[Executor], EXECUTORS.entry(name).factory)
-    return kind(kind.workers(jobs), settings)
+    return [f"executor {name!r}: {p}" for p in kind.problems(options)]
+
+
+def create(name: str, out: str | Path = ".", *, jobs: int = 0, **options: Any) -> Executor:
+    """Executor ``name`` running ``jobs`` runs at once (0: one per GPU, else per core) for
+    the comparison in ``out``; raises ``ValueError`` for options it refuses."""
+    errors = problems(name, options)
+    if errors:
+        raise ValueError("; ".join(errors))
+    kind = cast(type[Executor], EXECUTORS.entry(name).factory)
+    return kind(kind.workers(jobs), options, Path(out))

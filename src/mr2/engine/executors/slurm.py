@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from mr2.engine.executors.base import Callback, Executor, Job, Options, Outcome, run_job
@@ -23,10 +22,11 @@ SUBMITIT_GENERIC = (
 )
 
 
-def slurm_parameters(settings: dict[str, Any]) -> dict[str, Any]:
-    """``compare.slurm`` as submitit parameters (``partition`` and ``time`` in minutes are
-    accepted as aliases; ``cluster`` picks submitit's backend, e.g. "local" for tests)."""
-    params = {SLURM_ALIASES.get(k, k): v for k, v in settings.items() if k != "cluster"}
+def slurm_parameters(options: dict[str, Any]) -> dict[str, Any]:
+    """``compare.executor_options`` as submitit parameters (``partition`` and ``time`` in
+    minutes are accepted as aliases; ``cluster`` picks submitit's backend, e.g. "local" for
+    tests)."""
+    params = {SLURM_ALIASES.get(k, k): v for k, v in options.items() if k != "cluster"}
     unknown = [
         k
         for k in params
@@ -34,7 +34,7 @@ def slurm_parameters(settings: dict[str, Any]) -> dict[str, Any]:
     ]
     if unknown:
         raise ValueError(
-            f"compare.slurm: unknown setting(s) {unknown}; use submitit's names "
+            f"compare.executor_options: unknown setting(s) {unknown}; use submitit's names "
             f"({', '.join(SUBMITIT_GENERIC)}, slurm_*) or partition / time"
         )
     return params
@@ -48,10 +48,11 @@ class SlurmExecutor(Executor):
     def workers(jobs: int) -> int:
         return jobs  # 0: as many at once as the cluster allows
 
-    @staticmethod
-    def problems(settings: dict[str, Any]) -> list[str]:
+    @classmethod
+    def problems(cls, options: dict[str, Any]) -> list[str]:
+        """Options that are neither submitit's parameters nor ``cluster``."""
         try:
-            slurm_parameters(settings.get("slurm", {}))
+            slurm_parameters(options)
         except ValueError as err:
             return [str(err)]
         return []
@@ -61,9 +62,9 @@ class SlurmExecutor(Executor):
 
         if not jobs:
             return []
-        folder = Path(self.settings["folder"])
-        executor = submitit.AutoExecutor(folder=folder, cluster=self.settings.get("cluster"))
-        params = slurm_parameters(self.settings.get("slurm", {}))
+        folder = self.out / "slurm"
+        executor = submitit.AutoExecutor(folder=folder, cluster=self.options.get("cluster"))
+        params = slurm_parameters(self.options)
         if self.jobs:
             params.setdefault("slurm_array_parallelism", self.jobs)
         executor.update_parameters(**{"name": "mr2", **params})
