@@ -320,12 +320,15 @@ class Reversed(executors.Executor):
     """A user's executor in one class: the runs here, last first (it records the order)."""
 
     order: ClassVar[list[str]] = []
+    OPTIONS: ClassVar[dict[str, str]] = {"note": "a word written to OUT/note.txt"}
 
-    @staticmethod
-    def problems(settings):
-        return [] if settings["folder"] else ["no folder"]
+    @classmethod
+    def problems(cls, options):
+        found = super().problems(options)
+        return found + ([] if isinstance(options.get("note", ""), str) else ["note: a string"])
 
     def run(self, jobs, options, report):
+        (self.out / "note.txt").write_text(self.options.get("note", ""))
         outcomes = {}
         for i in reversed(range(len(jobs))):
             Reversed.order.append(jobs[i].label)
@@ -347,13 +350,22 @@ def test_an_executor_of_one_class_registered_from_a_test_module(
     reversed_executor, sequential, tmp_path
 ):
     out = tmp_path / "C"
-    run_compare(comparison(executor="reversed"), out, show_progress=False, log=lambda *_: None)
+    cfg = comparison(executor="reversed", executor_options={"note": "hello"})
+    run_compare(cfg, out, show_progress=False, log=lambda *_: None)
     assert numbers_of(out) == sequential  # the same numbers wherever the runs train
+    assert (out / "note.txt").read_text() == "hello"  # its own option, in its folder
     # it did run them, last first; the comparison hands them over seed by seed (so that one
     # stopped early has every method on its first seeds)
     assert Reversed.order[-4:] == ["mr2 seed 1", "ce seed 1", "mr2 seed 0", "ce seed 0"]
     with pytest.raises(ValueError, match=r"unknown executor 'revresed' \(did you mean 'reversed'"):
         run_compare(comparison(executor="revresed"), tmp_path / "D", log=lambda *_: None)
+    bad = comparison(executor="reversed", executor_options={"note": 3, "nite": "x"})
+    with pytest.raises(
+        ValueError,
+        match=r"\['nite'\] are not options of it; it takes note .*\n"
+        r"  executor 'reversed': note: a string",
+    ):
+        run_compare(bad, tmp_path / "D", log=lambda *_: None)
     assert not (tmp_path / "D").exists()  # refused before anything was written
 
 
