@@ -204,9 +204,10 @@ def _marks(root):
 @pytest.mark.parametrize("seeds", [3, 10])
 def test_methods_identical_to_erm_get_no_mark_of_any_kind_in_95_percent_of_reports(tmp_path, seeds):
     """The null simulation of the public path: two methods drawn like ERM; a report shows
-    a mark of any kind (hard third, per class, worst class or hard third at matched
-    accuracy) in at most 5 % of reports (the old "2 SE" mark alone fired in 10 % at 3
-    seeds, and the kinds were not corrected across each other)."""
+    a mark of any kind (hard third, worst class at matched accuracy with and without
+    offsets; per-class and other p-values are never marked) in at most 5 % of reports (the
+    old "2 SE" mark alone fired in 10 % at 3 seeds, and the kinds were not corrected across
+    each other)."""
     import numpy as np
 
     rng, reports, hits = np.random.default_rng(seeds), 20, []
@@ -214,11 +215,11 @@ def test_methods_identical_to_erm_get_no_mark_of_any_kind_in_95_percent_of_repor
         _null_study(tmp_path / str(i), seeds, rng)
         hits.append(_marks(tmp_path / str(i)))
     assert sum(map(bool, hits)) <= 0.05 * reports, [h for h in hits if h]
-    if seeds == 10:  # a real effect is marked: hard third, and classes of method "a" only
+    if seeds == 10:  # a real effect is marked, for method "a" only
         _null_study(tmp_path / "planted", 10, rng, planted=1.5)
         found = _marks(tmp_path / "planted")
-        assert {(m.kind, m.method) for m in found if m.kind != "per class"} >= {("hard third", "a")}
-        assert {m.method for m in found} == {"a"} and "0" in {m.what for m in found}
+        assert ("hard third", "a") in {(m.kind, m.method) for m in found}
+        assert {m.method.split(" ")[0] for m in found} == {"a"}
 
 
 def test_the_report_says_when_ties_decide_the_hard_third(tmp_path):

@@ -64,9 +64,10 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
         plots.frontier(summary, fronts, out / "frontier.png"),
     ]
     figs = [f for f in candidates if f is not None]
-    table = tables.summary_table(summary)
+    found = marks.marks(summary, fronts)  # one family: every * of the report
+    table = tables.summary_table(summary, {m.method for m in found if m.kind == "hard third"})
     warnings = flags.check(summary)
-    body = _markdown(summary, table, figs, warnings, frontier_text.section(fronts))
+    body = _markdown(summary, table, figs, warnings, frontier_text.section(fronts, found))
     save_text("\n".join(body), out / "report.md")
     notes = [_ranking_statement(summary), _seeds_statement(summary), *warnings]
     return Report(summary, table, out / "report.md", figs, notes)
@@ -191,9 +192,8 @@ def _class_gains(summary: ReportSummary) -> list[str]:
         "",
         "Mean paired difference in points over seeds, every class (none is picked), with "
         "Bonferroni simultaneous 95 % t-intervals over the K classes and Holm-adjusted "
-        "paired t-test p-values (family-wise error over the classes). Two seeds or more. "
-        "`*`: p times the number of methods below "
-        f"{100 * marks.LEVEL:.2f} % (see the marks above).",
+        "paired t-test p-values (family-wise error over the classes; descriptive, not "
+        "marked). Two seeds or more.",
         "",
         tables.class_gain_table(summary),
         "",

@@ -126,7 +126,7 @@ def _matched(runs: dict[str, dict[int, _Run]], reference: str) -> list[MatchedRo
                 (_, matched), reached = ref[seed].at(run.unadjusted[0].overall)
                 pairs.append((run.unadjusted[1], matched))
                 short += not reached
-        pending.append((method, False, _level("own accuracy", short), pairs))  # ref: the fix
+        pending.append((method, False, _level("own accuracy", short), True, pairs))  # ref: fix
         for drop in DROPS if method != reference else ():
             pairs, short = [], 0
             for seed, run in seeds.items():
@@ -135,11 +135,13 @@ def _matched(runs: dict[str, dict[int, _Run]], reference: str) -> list[MatchedRo
                     (mine, ok), (theirs, ok_ref) = run.at(level), ref[seed].at(level)
                     pairs.append((mine[1], theirs[1]))
                     short += (not ok) + (not ok_ref)
-            pending.append((method, True, _level(f"{reference} - {100 * drop:g} pt", short), pairs))
+            label = _level(f"{reference} - {100 * drop:g} pt", short)
+            pending.append((method, True, label, drop == 0.0, pairs))
     return _rows(pending)
 
 
-Pending = tuple[str, bool, str, list[tuple[Scores, Scores]]]  # method, offsets, level, pairs
+# method, offsets, level, primary (marked: own accuracy, or the reference's with offsets), pairs
+Pending = tuple[str, bool, str, bool, list[tuple[Scores, Scores]]]
 
 
 def _rows(pending: list[Pending]) -> list[MatchedRow]:
@@ -147,7 +149,7 @@ def _rows(pending: list[Pending]) -> list[MatchedRow]:
     hard = [_gain([m.hard - r.hard for m, r in pairs]) for *_, pairs in pending]
     worst_holm, hard_holm = holm([g[4] for g in worst]), holm([g[4] for g in hard])
     rows = []
-    for i, (method, offsets, level, pairs) in enumerate(pending):
+    for i, (method, offsets, level, primary, pairs) in enumerate(pending):
         mean = {
             k: float(np.mean([getattr(m, k) for m, _ in pairs]))
             for k in ("overall", "worst", "hard")
@@ -157,7 +159,15 @@ def _rows(pending: list[Pending]) -> list[MatchedRow]:
         overall, worst_mean, hard_mean = mean["overall"], mean["worst"], mean["hard"]
         rows.append(
             MatchedRow(
-                method, offsets, level, overall, worst_mean, hard_mean, worst_gain, hard_gain
+                method,
+                offsets,
+                level,
+                overall,
+                worst_mean,
+                hard_mean,
+                worst_gain,
+                hard_gain,
+                primary,
             )
         )
     return rows

@@ -141,6 +141,7 @@ class MatchedRow:
     hard: float
     worst_gain: tuple[float, float, int, int, float, float]
     hard_gain: tuple[float, float, int, int, float, float]
+    primary: bool = False  # a marked contrast: own accuracy, or the reference's with offsets
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def _paired(values: list[float], tests: str = "") -> str:
 def hard_gain_cell(vs: PairedComparison | None, mark: bool = False) -> str:
     """The hard-third gain over the reference: mean ± SE of the per-seed differences, seeds
     up, the sign-flip p and the smallest p that test can reach with these seeds; `` *``
-    when ``mark`` (``mr2.report.marks.hard_third``)."""
+    when ``mark`` (``mr2.report.marks``)."""
     if vs is None:
         return "reference"
     gain = vs.group_gain["hard"]
@@ -92,9 +92,10 @@ def csv_text(name: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def summary_table(summary: ReportSummary) -> str:
+def summary_table(summary: ReportSummary, stars: set[str] | None = None) -> str:
     """Methods x statistics, mean ± std over seeds (accuracies in %), and the paired hard
-    and worst-class gains over the reference."""
+    and worst-class gains over the reference; `` *`` on the hard gain of the methods in
+    ``stars`` (``mr2.report.marks``; default: the marks of the summary alone)."""
     ref = cell(summary.reference)
     columns = shown_columns(len(summary.class_names))
     head = (
@@ -102,7 +103,8 @@ def summary_table(summary: ReportSummary) -> str:
         f"(± SE, seeds up, p, min p) | worst class vs {ref} (± SE) |"
     )
     lines = [head, "|" + "---|" * (len(columns) + 4)]
-    stars = {mark.method for mark in marks.hard_third(summary)}
+    if stars is None:
+        stars = {mark.method for mark in marks.marks(summary, None)}
     for m, body in summary.methods.items():
         cells = [_pct(body.summary.get(k)) for k, _ in columns]
         gain = hard_gain_cell(body.vs_reference, m in stars)
@@ -118,20 +120,19 @@ def class_gain_table(summary: ReportSummary) -> str:
     Bonferroni simultaneous 95 % interval and Holm-adjusted p (no class is picked: all K)."""
     names = summary.class_names
     compared = {m: b.vs_reference for m, b in summary.methods.items() if b.vs_reference}
-    methods, stars = list(compared), {(k.method, k.what) for k in marks.per_class(summary)}
+    methods = list(compared)
     lines = [
         "| class | " + " | ".join(map(cell, methods)) + " |",
         "|" + "---|" * (len(methods) + 1),
     ]
     for c, name in enumerate(names):
         cells = []
-        for m, vs in compared.items():
+        for vs in compared.values():
             g, lo, hi, p = vs.gain[c], vs.gain_lower[c], vs.gain_upper[c], vs.p_holm[c]
-            star = " *" if (m, name) in stars else ""
             cells.append(
                 f"{100 * g:+.2f}"
                 if lo != lo
-                else f"{100 * g:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] p {_p(p)}{star}"
+                else f"{100 * g:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] p {_p(p)}"
             )
         lines.append(f"| {cell(name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
