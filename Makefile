@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # torchvision); override on another box, e.g. make test TORCH_SPEC="torch torchvision"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv demo test test-fast lint bench clean
+.PHONY: venv demo test test-fast test-unit lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,9 +23,13 @@ demo: venv
 test: lint
 	$(BIN)/python -m pytest src tests -q
 
-# the library's own tests without the slow end-to-end and multi-process ones (about a minute)
+# the tiers (tests/conftest.py): unit (no training), integration (tiny runs), e2e (the
+# command line, comparisons, DDP, backbones, scripts); make test runs all three
+test-unit: venv
+	$(BIN)/python -m pytest src tests -q -m unit
+
 test-fast: venv
-	$(BIN)/python -m pytest src tests -q -m "not slow and not ddp"
+	$(BIN)/python -m pytest src tests -q -m "unit or integration"
 
 # static checks (also the first step of make test): ruff, ruff format, mypy (config in
 # pyproject.toml)

@@ -5,6 +5,8 @@ import ast
 import sys
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
@@ -211,3 +213,11 @@ def test_no_module_is_over_300_lines():
         if (n := len(path.read_text().splitlines())) > 300
     }
     assert long == {}
+
+
+def test_a_unit_test_cannot_train():
+    """The unit tier's guard (tests/conftest.py): the engine's training loop refuses."""
+    from mr2.engine import fit
+
+    with pytest.raises(AssertionError, match="a unit test trains"):
+        fit.train_epoch(None, 0, False, None)

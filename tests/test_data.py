@@ -292,6 +292,7 @@ def test_a_changed_image_folder_is_not_reused_as_the_same_run(tmp_path):
     )
 
 
+@pytest.mark.integration  # trains (a tiny run)
 def test_split_follows_seed_gives_each_seed_its_own_draw_and_still_pools(tmp_path):
     """data.split_follows_seed: each seed carves its own validation split and training
     subset (a 2,000-image result must not rest on one draw); the methods of a seed share it,

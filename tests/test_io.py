@@ -25,6 +25,7 @@ def umask_022():
     os.umask(old)
 
 
+@pytest.mark.integration  # trains (a tiny run)
 def test_outputs_follow_the_umask(tmp_path, umask_022):
     cfg = tiny_config(loss__name="mr2")
     cfg.compare.methods, cfg.compare.seeds = ["ce", "mr2"], [0]
@@ -37,6 +38,7 @@ def test_outputs_follow_the_umask(tmp_path, umask_022):
     assert {p.name: oct(mode(p)) for p in written if mode(p) != 0o644} == {}
 
 
+@pytest.mark.integration  # trains (a tiny run)
 def test_every_torch_file_mr2_writes_loads_weights_only(tmp_path):
     """checkpoint.pt and final.pt of every kind of run hold only what weights_only allows."""
     cfg = tiny_config(loss__name="group_dro")
@@ -67,6 +69,7 @@ def test_checksum_covers_every_tensor_byte(tmp_path):
         storage.load_torch(tmp_path / "plain.pt")
 
 
+@pytest.mark.integration  # trains (a tiny run)
 def test_stale_tmp_files_are_removed_when_a_run_starts(tmp_path):
     from mr2.engine.train import train
 
@@ -137,6 +140,7 @@ def test_a_full_disk_during_torch_save_is_a_clear_error(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no partial file left
 
 
+@pytest.mark.integration  # trains (a tiny run)
 @pytest.mark.parametrize("name", ["lock", "log.jsonl"])
 def test_links_planted_in_a_run_folder_are_never_followed(name, tmp_path):
     from mr2.engine.identity import lock_path

@@ -155,6 +155,7 @@ def test_compare_refuses_a_missing_or_altered_file_before_anything_trains(tiny, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.integration  # trains (a tiny run)
 def test_fast_recipe_takes_the_official_python_batches_or_the_jpeg_file(
     tiny, tmp_path, monkeypatch
 ):

@@ -342,6 +342,7 @@ def test_margin_statistics_against_float64_references(statistic, direction):
     assert moved == (statistic == "paper")  # centred and spread statistics ignore a shift
 
 
+@pytest.mark.integration  # trains (a tiny run)
 def test_auto_temperature_and_margin_statistic_from_a_config(tmp_path):
     from helpers import tiny_config
     from mr2.engine.train import train

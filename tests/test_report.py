@@ -67,6 +67,7 @@ def test_one_seed_shows_no_spread_and_no_p_value(comparison, tmp_path, capsys):
     assert "nan" not in (tmp_path / "one" / "report.md").read_text()
 
 
+@pytest.mark.integration  # trains (a tiny run)
 def test_two_classes_give_no_nan_in_the_table(tmp_path, capsys):
     cfg = tiny_config()
     cfg.data.options = {**cfg.data.options, "num_classes": 2}
@@ -76,6 +77,7 @@ def test_two_classes_give_no_nan_in_the_table(tmp_path, capsys):
     assert "nan" not in built.table
 
 
+@pytest.mark.integration  # trains (a tiny run)
 def test_seeds_recorded_before_a_neutral_key_was_dropped_still_pool(tmp_path):
     """A seed fingerprinted while train.amp_dtype = "auto" was still recorded pools with
     seeds recorded after (the same setting); a real difference is still refused."""

@@ -44,6 +44,7 @@ def test_files_of_the_previous_version_read_and_round_trip(name):
     assert [h.epoch for h in result.history] == [h["epoch"] for h in data["history"]]
 
 
+@pytest.mark.integration  # trains (a tiny run)
 def test_engine_and_record_run_write_valid_files_that_read_back_equal(tmp_path):
     result = train(tiny_config(loss__name="mr2"), tmp_path / "r", show_progress=False)
     stored = json.loads((tmp_path / "r" / "result.json").read_text())

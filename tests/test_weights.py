@@ -148,6 +148,7 @@ def test_a_weights_file_is_part_of_the_run_identity(tmp_path):
     assert identity.fingerprint(identity.identity(cfg)) != before  # same path, new content
 
 
+@pytest.mark.integration  # trains (a tiny run)
 @pytest.mark.parametrize("model", ["torchvision:resnet18", "timm:test_resnet"])
 def test_fine_tuning_from_a_1000_class_file_records_the_file(model, tmp_path, capsys):
     prefix = model.partition(":")[0]
