@@ -3,6 +3,7 @@ r, r + W, ...; no padding), confusion counts summed, then per-class accuracy."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import cast
 
@@ -55,33 +56,50 @@ def evaluate_with_features(
 
 
 @torch.no_grad()
-def _evaluate(model, split, num_classes, batch_size, device, amp_dtype, halves, features):
-    """One pass over this process's share of ``split``: (scores, feature sums or None)."""
+def passes(
+    model: nn.Module,
+    split: Split,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The one evaluation loop: this process's share of ``split`` (rank r takes samples r,
+    r + W, ...) in eval mode, without gradients, under autocast when ``amp_dtype`` is given:
+    (sample indices, float32 logits, features, labels) per batch; the model's training mode
+    is restored after, also when the caller stops early."""
     was_training = model.training
     model.eval()
+    try:
+        idx = torch.arange(distributed.rank(), len(split), distributed.world_size())
+        for chunk in idx.split(batch_size):
+            x = split.x[chunk].to(device, non_blocking=True)
+            with torch.autocast(
+                device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+            ):
+                logits, f = model(x)
+            yield chunk, logits.float(), f, split.y[chunk].to(device)
+    finally:
+        model.train(was_training)
+
+
+def _evaluate(model, split, num_classes, batch_size, device, amp_dtype, halves, features):
+    """One pass over this process's share of ``split``: (scores, feature sums or None)."""
     metric = ClasswiseAccuracy(num_classes).to(device)
     half_a = ClasswiseAccuracy(num_classes).to(device) if halves else None
     in_a = torch.from_numpy(crossfit_halves(split.y.numpy())) if halves else None
     sums = None
-    idx = torch.arange(distributed.rank(), len(split), distributed.world_size())
-    for chunk in idx.split(batch_size):
-        x = split.x[chunk].to(device, non_blocking=True)
-        with torch.autocast(
-            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-        ):
-            logits, f = model(x)
-        y = split.y[chunk].to(device)
-        metric.update(logits.float(), y)
+    for chunk, logits, f, y in passes(model, split, batch_size, device, amp_dtype):
+        metric.update(logits, y)
         if half_a is not None and in_a is not None:
             mask = in_a[chunk].to(device)
-            half_a.update(logits.float()[mask], y[mask])
+            half_a.update(logits[mask], y[mask])
         if features:
             part = feature_sums(f, y, num_classes)
             sums = part if sums is None else sums + part
     if features and sums is None:  # no sample here: zeros (every process all-reduces)
-        _, f = model(split.x[:1].to(device))
+        with torch.no_grad():
+            _, f = model(split.x[:1].to(device))
         sums = feature_sums(f[:0], split.y[:0], num_classes)
-    model.train(was_training)
     result = metric.compute()
     if half_a is not None:
         result = replace(result, halves=_halves(result.confusion, half_a.compute().confusion))

@@ -13,6 +13,7 @@ from mr2 import distributed
 from mr2.data import Dataset, Split
 from mr2.engine.config import RunConfig
 from mr2.engine.context import Context
+from mr2.engine.evaluate import passes
 from mr2.records.logits import RunLogits, SplitLogits, size_mb
 
 
@@ -32,24 +33,15 @@ def size_problem(cfg: RunConfig, dataset: Dataset) -> str | None:
     )
 
 
-@torch.no_grad()
 def split_logits(
     model: nn.Module, split: Split, num_classes: int, cfg: RunConfig, ctx: Context
 ) -> SplitLogits:
-    """``model``'s logits on ``split`` in eval mode (rank r computes samples r, r + W, ...;
-    the rows are summed over processes, each filled by one)."""
-    was_training = model.training
-    model.eval()
+    """``model``'s logits on ``split`` (``evaluate.passes``: rank r computes samples r,
+    r + W, ...; the rows are summed over processes, each filled by one)."""
     out = torch.zeros(len(split), num_classes, device=ctx.device)
-    idx = torch.arange(distributed.rank(), len(split), distributed.world_size())
-    for chunk in idx.split(cfg.train.eval_batch_size):
-        x = split.x[chunk].to(ctx.device, non_blocking=True)
-        with torch.autocast(
-            ctx.device.type, dtype=ctx.amp_dtype or torch.float32, enabled=ctx.amp_dtype is not None
-        ):
-            logits, _ = model(x)
-        out[chunk.to(ctx.device)] = logits.float()
-    model.train(was_training)
+    batches = passes(model, split, cfg.train.eval_batch_size, ctx.device, ctx.amp_dtype)
+    for chunk, logits, _, _ in batches:
+        out[chunk.to(ctx.device)] = logits
     full = distributed.all_reduce_sum(out).cpu().numpy()
     return SplitLogits(full, np.asarray(split.y, dtype=np.int64))
 
