@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from fake_data import write_fake_archive
 from mr2 import data
 from mr2.data import cifar, idx
 from required_data import DEBIAN_FASHION_MNIST, debian_fashion_mnist, shared
@@ -87,7 +88,7 @@ def test_real_fashion_mnist_matches_shared_copy():
 
 def test_cifar_archive_and_folder(tmp_path, monkeypatch):
     archive = tmp_path / "cifar-10-python.tar.gz"
-    cifar.write_fake_archive(archive, "cifar10", n_train=60, n_test=20)
+    write_fake_archive(archive, "cifar10", n_train=60, n_test=20)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(ValueError, match="checksum"):
         data.load("cifar10", data_dir=str(tmp_path), allow_download=False)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fake_data import write_fake_archive
 from mr2 import data
 from mr2.data import jpeg
 from mr2.records.storage import file_sha256
@@ -170,7 +171,7 @@ def test_fast_recipe_takes_the_official_python_batches_or_the_jpeg_file(
     tiny = tmp_path / "tiny32.npz"  # CIFAR-sized images: the network pools three times
     jpeg.write_jpeg_npz(tiny, {"train": _images(60, 3, 0, 32), "test": _images(15, 3, 1, 32)})
     archive = tmp_path / "cifar-10-python.tar.gz"
-    cifar.write_fake_archive(archive, "cifar10", n_train=80, n_test=20)
+    write_fake_archive(archive, "cifar10", n_train=80, n_test=20)
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     monkeypatch.setitem(cifar.SOURCES, "cifar10", replace(cifar.SOURCES["cifar10"], md5={md5}))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
