@@ -8,7 +8,7 @@ head (D -> K) plus the loss, forward + backward, after two warm-up steps, every 
 (views and metadata: ``t``, ``view``, ``detach``, ``select``, ...). The row ``ce (torch)``
 is ``F.cross_entropy``, the floor any loss is measured against.
 
-On a GPU, MR²'s statistics step runs as two Triton kernels (``mr2.losses.mr2_triton``). The
+On a GPU, MR²'s statistics step runs as two Triton kernels (``mr2.losses.mr2.triton_step``). The
 "GPU path" column counts that step: the script runs itself under Triton's interpreter
 (``TRITON_INTERPRET=1``) with the kernels forced on the CPU tensors (``MR2_TRITON=1``); each
 kernel launch counts as one operation and the interpreter's own tensor copies do not.
@@ -36,7 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from environment import describe, save
 from mr2 import losses
-from mr2.losses import mr2_triton
+from mr2.losses.mr2 import triton_step as mr2_triton
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NO_KERNEL = {

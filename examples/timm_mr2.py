@@ -8,7 +8,7 @@ label smoothing 0.1) returns soft targets ``(1 - eps) (lam_i onehot(y_i) + (1 - 
 onehot(y_flip_i)) + eps / K``, and ``MR2Loss`` takes them as they are: the loss is its
 expectation over the target distribution, each class with its own margin, and a mixed
 sample counts ``lam_i`` towards its first class's statistics (the smoothing floor counts
-for none; ``mr2.losses.mr2_soft``).
+for none; ``mr2.losses.mr2.soft``).
 
 Timm's ``train.py`` users: build the loss as below and call it on ``(logits, features)``
 from ``mr2.with_features(model)`` instead of the criterion on ``output``. The data here are

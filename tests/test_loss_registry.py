@@ -154,7 +154,7 @@ def test_mr2_options_are_range_checked_without_building_the_loss(monkeypatch):
 
 
 def test_mr2loss_raises_what_the_check_reports():
-    from mr2.losses import mr2_options
+    from mr2.losses.mr2 import options as mr2_options
 
     bad_values = [
         {"ema_decay": 1.0}, {"norm_p": 0.5}, {"norm_p": float("inf")}, {"lambda_rep": -1.0},

@@ -10,7 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import references as ref
 from mr2 import MR2Loss
-from mr2.losses.mr2_terms import MarginTerms, reference
+from mr2.losses.mr2.terms import MarginTerms, reference
 
 SYNCING = {"_local_scalar_dense", "nonzero", "is_nonzero", "masked_select", "unique", "item"}
 

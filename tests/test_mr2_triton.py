@@ -1,4 +1,4 @@
-"""MR²'s statistics step as Triton kernels (``mr2.losses.mr2_triton``, what a GPU runs),
+"""MR²'s statistics step as Triton kernels (``mr2.losses.mr2.triton_step``, what a GPU runs),
 checked on the CPU in Triton's interpreter against the PyTorch path, and its count of
 operations per step (issue 22: at most 60 at (128, 100, 640), kernel launches included)."""
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mr2.losses import mr2_triton
+from mr2.losses.mr2 import triton_step as mr2_triton
 
 HERE = Path(__file__).resolve().parent
 

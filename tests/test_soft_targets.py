@@ -13,7 +13,7 @@ from timm.data import Mixup
 from torchvision.transforms import v2
 
 from mr2 import MR2Loss, distributed, losses
-from mr2.losses import mr2_soft
+from mr2.losses.mr2 import soft as mr2_soft
 
 K = 5
 

@@ -15,7 +15,7 @@ import warnings
 import torch
 
 from mr2 import MR2Loss
-from mr2.losses import mr2_triton
+from mr2.losses.mr2 import triton_step as mr2_triton
 from test_mr2_step import step_ops
 
 CUDA = "--cuda" in sys.argv  # kernels on the GPU, the reference on the CPU

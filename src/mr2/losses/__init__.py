@@ -15,7 +15,7 @@ from mr2.losses.ldam import LDAMLoss, ldam_loss
 from mr2.losses.logit_adjustment import LogitAdjustment, logit_adjusted_cross_entropy
 from mr2.losses.mixed import mixed_loss
 from mr2.losses.mr2 import MR2Loss
-from mr2.losses.mr2_ablations import mr2_logit, mr2_rep
+from mr2.losses.mr2.variants import mr2_logit, mr2_rep, mr2_reversed
 from mr2.losses.registry import (
     available,
     create,
@@ -55,6 +55,7 @@ __all__ = [
     "mixed_loss",
     "mr2_logit",
     "mr2_rep",
+    "mr2_reversed",
     "options",
     "presets",
     "problems",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mr2.losses.mr2 import MR2Loss
+from mr2.losses.mr2.loss import MR2Loss
 from mr2.losses.registry import register
 
 

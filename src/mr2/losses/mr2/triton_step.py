@@ -10,7 +10,7 @@ operations on (K,)-sized tensors, each a kernel launch of a few microseconds. He
    them only if their float64 total is within float32's range (the guard of
    ``MR2Loss._commit``), clears the batch buffer, and computes per class a_k = A_k (the
    paper's statistic for the 2-norm) and s_k^2, then the floored margins (as
-   ``mr2_statistics.margins``), 1 / gamma_{y_i} for the batch, ``s_bar`` and the scale.
+   ``statistics.margins``), 1 / gamma_{y_i} for the batch, ``s_bar`` and the scale.
 
 Used for ``MR2Loss`` on CUDA tensors with the 2-norm and the paper's statistic while
 K (D + 2) <= ``MAX_ELEMENTS`` (one program walks the sums; bigger statistics take the
@@ -35,7 +35,7 @@ kernels: Any
 try:
     import triton
 
-    from mr2.losses import mr2_kernels as kernels
+    from mr2.losses.mr2 import kernels as kernels
 except ImportError:  # torch's CPU-only builds come without Triton: the PyTorch path runs
     triton = None
     kernels = None

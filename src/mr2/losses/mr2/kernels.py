@@ -1,4 +1,4 @@
-"""MR²'s statistics step as Triton kernels (see ``mr2_triton`` for what they compute and
+"""MR²'s statistics step as Triton kernels (see ``triton_step`` for what they compute and
 when they run). Importing this module needs Triton."""
 
 import triton

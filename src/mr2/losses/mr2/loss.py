@@ -9,10 +9,10 @@ import torch
 from torch import Tensor
 
 from mr2 import _checks, distributed
-from mr2.losses import mr2_gradients, mr2_options, mr2_presets, mr2_soft
-from mr2.losses import mr2_statistics as stats
-from mr2.losses.mr2_step import MR2Step
-from mr2.losses.mr2_terms import MarginTerms
+from mr2.losses.mr2 import class_stats as stats
+from mr2.losses.mr2 import gradients, options, presets, soft
+from mr2.losses.mr2.step import MR2Step
+from mr2.losses.mr2.terms import MarginTerms
 from mr2.losses.registry import register
 from mr2.representation import PAIRS_PER_GRAM_ENTRY, representation_margin
 
@@ -26,7 +26,7 @@ class MR2Loss(MR2Step):
 
     The running class statistics (buffers, in checkpoints; read as ``weight``,
     ``class_mean``, ``sq_dev``, ``margins()``, ``s_bar()``) are described in
-    ``mr2.losses.mr2_state.MR2Statistics``; in ``eval()`` mode the loss uses the current
+    ``mr2.losses.mr2.state.MR2Statistics``; in ``eval()`` mode the loss uses the current
     margins and changes nothing. One training step with ``validate=False`` reads nothing back
     to the host and keeps its shapes (CUDA graphs, one compiled graph).
 
@@ -80,7 +80,7 @@ class MR2Loss(MR2Step):
 
     Soft targets (mixup / cutmix from timm or torchvision, with or without label smoothing,
     per batch or per sample): pass the (B, K) probabilities as ``targets``. The loss is its
-    expectation over the target distribution (``mr2.losses.mr2_soft``), so a mixed row gives
+    expectation over the target distribution (``mr2.losses.mr2.soft``), so a mixed row gives
     ``lam * l(y_a) + (1 - lam) * l(y_b)``, and a mixed sample counts ``lam`` towards its
     first class's statistics. ``mr2.losses.mixed_loss`` takes the two label vectors instead.
 
@@ -118,7 +118,7 @@ class MR2Loss(MR2Step):
         super().__init__(
             num_classes, reduction=reduction, validate=validate, ignore_index=ignore_index
         )
-        errors = mr2_options.problems(
+        errors = options.problems(
             dict(ema_decay=ema_decay, norm_p=norm_p, lambda_rep=lambda_rep, c_bar=c_bar,
                  rep_temperature=rep_temperature, margin_statistic=margin_statistic,
                  margin_direction=margin_direction,
@@ -138,8 +138,8 @@ class MR2Loss(MR2Step):
         self.process_group = process_group
         self._register_statistics()
 
-    PRESETS = mr2_presets.PRESETS
-    option_problems = staticmethod(mr2_options.problems)  # the registry's check
+    PRESETS = presets.PRESETS
+    option_problems = staticmethod(options.problems)  # the registry's check
 
     @classmethod
     def from_preset(
@@ -153,8 +153,8 @@ class MR2Loss(MR2Step):
 
     @staticmethod
     def preset_options(name: str, num_classes: int, feature_dim: int | None) -> dict[str, Any]:
-        """The constructor arguments of a named setting (``mr2_presets.preset_options``)."""
-        return mr2_presets.preset_options(name, num_classes, feature_dim)
+        """The constructor arguments of a named setting (``presets.preset_options``)."""
+        return presets.preset_options(name, num_classes, feature_dim)
 
     # -- loss ----------------------------------------------------------------------------
 
@@ -170,7 +170,7 @@ class MR2Loss(MR2Step):
         self, forward: Callable[[], tuple[Tensor, Tensor]], targets: Tensor
     ) -> float | None:
         """The representation term's gradient on the features over the logit term's
-        (``mr2_gradients``), statistics untouched, this process's batch alone."""
+        (``gradients``), statistics untouched, this process's batch alone."""
         if self.lambda_rep == 0:
             return None
         gather, self.gather_features = self.gather_features, False  # no collective here
@@ -181,7 +181,7 @@ class MR2Loss(MR2Step):
                     return None
                 margins = self.margins() if self.logit_margins else None
                 f, z = features.float(), logits.float()
-                return mr2_gradients.term_ratio(self.per_sample, margins, z, f, targets)
+                return gradients.term_ratio(self.per_sample, margins, z, f, targets)
         finally:
             self.gather_features = gather
 
@@ -197,7 +197,7 @@ class MR2Loss(MR2Step):
     def _loss(self, z: Tensor, f: Tensor, y: Tensor, reduction: str) -> Tensor:
         self._warn_if_no_grad()
         if y.dim() == 2 or self.label_smoothing:
-            t = mr2_soft.smoothed(y, self.num_classes, self.label_smoothing)
+            t = soft.smoothed(y, self.num_classes, self.label_smoothing)
             return self._soft_loss(z, f, t, reduction)
         column = y.unsqueeze(1)
         fused = self.lambda_rep > 0 and not self._separate_representation(f)
@@ -223,27 +223,27 @@ class MR2Loss(MR2Step):
         )
 
     def _soft_loss(self, z: Tensor, f: Tensor, t: Tensor, reduction: str) -> Tensor:
-        """The loss of soft targets ``t`` (B, K): its expectation over them (``mr2_soft``)."""
+        """The loss of soft targets ``t`` (B, K): its expectation over them (``soft``)."""
         if self.gather_features and distributed.is_distributed(self.process_group):
             raise ValueError(
                 "MR2Loss: gather_features is not supported with soft (B, K) targets; pass "
                 "class indices, or gather_features=False to compare samples within a process"
             )
-        w = mr2_soft.class_evidence(t)
+        w = soft.class_evidence(t)
         with torch.no_grad():
             if self.training and not self.frozen:
                 self._update(f.detach(), w)
             moments, seen = stats.means(self.sums), stats.seen_count(self.sums)
         if self.logit_margins:
             inv = self.inverse_margins(moments, seen).to(z.dtype)
-            ce = mr2_soft.ExpectedMarginCE.apply(z, t, inv)
+            ce = soft.ExpectedMarginCE.apply(z, t, inv)
         else:
             ce = -(t * z.log_softmax(1)).sum(1)
         per = ce
         if self.lambda_rep > 0:
             s_bar, scale = self._rep_scale(moments, seen, f.dtype)
-            outer = mr2_soft.per_class_weights(w) if self.rep_reduction == "class" else w
-            rep = mr2_soft.representation(f, w, s_bar, scale, outer)
+            outer = soft.per_class_weights(w) if self.rep_reduction == "class" else w
+            rep = soft.representation(f, w, s_bar, scale, outer)
             per = per + self.lambda_rep * rep
         return self._checked(_checks.reduce(per, reduction), lambda: ce)
 

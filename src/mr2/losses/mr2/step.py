@@ -1,6 +1,6 @@
 """One training step's statistics for MR²: update the running sums with the batch, then
 derive 1 / gamma_{y_i}, s_bar and the representation scale, in PyTorch or, on a GPU, as two
-Triton kernels (``mr2_triton``), the kernels' first step checked against PyTorch."""
+Triton kernels (``triton_step``), the kernels' first step checked against PyTorch."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch
 from torch import Tensor
 
 from mr2 import distributed
-from mr2.losses import mr2_statistics as stats
-from mr2.losses import mr2_triton
-from mr2.losses.mr2_state import MR2Statistics
+from mr2.losses.mr2 import class_stats as stats
+from mr2.losses.mr2 import triton_step as mr2_triton
+from mr2.losses.mr2.state import MR2Statistics
 
 
 class MR2Step(MR2Statistics):
@@ -37,7 +37,7 @@ class MR2Step(MR2Statistics):
         return inv_margin, shift, scale
 
     def _kernel_step(self, f: Tensor) -> bool:
-        """Whether the statistics step runs as Triton kernels (``mr2_triton``): an eager
+        """Whether the statistics step runs as Triton kernels (``triton_step``): an eager
         training step on a GPU with the 2-norm and the paper's statistic (under
         ``torch.compile`` the PyTorch path is traced and fused by the compiler instead)."""
         return (

@@ -12,9 +12,10 @@ from torch import Tensor
 
 from mr2 import distributed
 from mr2 import functional as MF
-from mr2.losses import mr2_soft, mr2_triton
-from mr2.losses import mr2_statistics as stats
 from mr2.losses.base import ClassLoss
+from mr2.losses.mr2 import class_stats as stats
+from mr2.losses.mr2 import soft as mr2_soft
+from mr2.losses.mr2 import triton_step as mr2_triton
 
 
 class MR2Statistics(ClassLoss):
@@ -23,7 +24,7 @@ class MR2Statistics(ClassLoss):
 
     Running statistics (registered buffers, so they follow ``.to()``, ``state_dict()`` and
     checkpoints): ``sums`` (K, 2 + D), per class the count-weighted sums ``[W, W E||f||^2,
-    W mu]`` (``mr2.losses.mr2_statistics``), and ``sq_dev_p`` (K,) the mean squared
+    W mu]`` (``mr2.losses.mr2.statistics``), and ``sq_dev_p`` (K,) the mean squared
     deviation in the p-norm when p != 2. Read them as ``weight`` (K,) effective sample
     count, ``class_mean`` (K, D) and ``sq_dev`` (K, 2) mean squared deviation in the p-norm
     (margins) and in the 2-norm (``s_bar``). They are updated from each training batch by a
@@ -57,7 +58,7 @@ class MR2Statistics(ClassLoss):
 
     def _apply(self, fn, recurse=True):
         """``.half()`` / ``.float()`` / ``.to(dtype)`` move the statistics but keep them in
-        float64 (``mr2_statistics.DTYPE``; float32 where a device has no float64): they are
+        float64 (``statistics.DTYPE``; float32 where a device has no float64): they are
         sums whose differences must not cancel, and float16 sums overflow."""
         out = super()._apply(fn, recurse)
         for name in self.STATISTICS:
@@ -115,7 +116,7 @@ class MR2Statistics(ClassLoss):
     @torch.no_grad()
     def update_statistics(self, features: Tensor, targets: Tensor) -> None:
         """Fold one batch into the running statistics (summed over processes first);
-        ``targets`` are class indices (B,) or soft targets (B, K) (``mr2_soft``)."""
+        ``targets`` are class indices (B,) or soft targets (B, K) (``soft``)."""
         if targets.dim() == 2:
             targets = mr2_soft.class_evidence(MF.as_fp32(targets))
         self._update(MF.as_fp32(features.detach()), targets)
@@ -205,7 +206,7 @@ class MR2Statistics(ClassLoss):
 
     def inverse_margins(self, moments: Tensor, seen: Tensor) -> Tensor:
         """1 / gamma_k for every class (K,), 1 / c_bar for classes not seen yet, from
-        ``moments = mr2_statistics.means(sums)``."""
+        ``moments = class_stats.means(sums)``."""
         floored, norm = MF.floored_roots(self._statistic(moments), seen, self.c_bar)
         return torch.nan_to_num(norm / floored, nan=1.0 / self.c_bar)
 
