@@ -337,3 +337,26 @@ def test_each_mr2_run_records_how_its_margins_follow_held_out_difficulty(tmp_pat
         error = 1 - np.asarray(result.val.per_class)
         assert got == pytest.approx(stats.spearmanr(margins, error).statistic)
     assert "MR²'s final margins against each run's held-out difficulty" in built.path.read_text()
+
+
+def test_only_contrasts_at_a_reached_accuracy_can_be_marked(tmp_path):
+    """A method far below the reference's accuracy (weaker on every class but the worst)
+    cannot reach it with offsets: that row is not primary (its gain is at a lower
+    accuracy), while the method alone at its own accuracy is; a copy of the reference
+    reaches every level."""
+    from mr2.report.frontier import frontiers
+    from mr2.report.results import collect
+
+    k, n = 5, 200
+    y = np.repeat(np.arange(k), n // k)
+    for method, strength in (("ce", np.linspace(0.4, 2.5, k)), ("weak", np.full(k, 0.6))):
+        for seed in range(4):
+            g = np.random.default_rng([seed, len(method)])
+            zv, zt = (g.normal(size=(n, k)) + np.eye(k)[y] * strength[y, None] for _ in range(2))
+            record_run(tmp_path / method / f"s{seed}", method=method, seed=seed, y_true=y,
+                       logits=zt, val=(y, zv))  # fmt: skip
+    rows = {(r.method, r.offsets, r.level.split(" (")[0]): r for r in
+            frontiers(collect([tmp_path]), "ce", curves=False).matched}  # fmt: skip
+    assert rows["weak", False, "own accuracy"].primary
+    assert not rows["weak", True, "ce - 0 pt"].primary  # out of reach: not matched
+    assert "fit(s) below it" in rows["weak", True, "ce - 0 pt"].level

@@ -1,11 +1,14 @@
 """Every mark a report shows, held as one family (issue 34): a method identical to the
 reference gets no mark of any kind in at least 95 % of reports.
 
-A report marks (``*``) only its primary contrasts, three per method against the reference:
-the hard-third gain (summary table) and, at matched overall accuracy against the reference
-+ post-hoc offsets, the worst class of the method with offsets at the reference's own
-validation accuracy and of the method alone at its own (the matched-accuracy table and its
-sentence). Holm's adjustment runs over all of them together, so the chance that a report
+A report marks (``*``) only its primary contrasts, at most three per method against the
+reference: the hard-third gain (summary table) and, at matched overall accuracy against the
+reference + post-hoc offsets, the worst class of the method with offsets at the reference's
+own validation accuracy and of the method alone at its own (the matched-accuracy table and
+its sentence), each only where the fits reached that accuracy (within 0.1 point of
+validation accuracy on average: ``frontier.MATCH_TOLERANCE``; a method well below the
+reference's accuracy is judged at its own, one above it with offsets at the reference's).
+Holm's adjustment runs over all of them together, so the chance that a report
 shows any mark when no method differs from the reference is at most ``ALPHA``. Every other
 p-value it prints (per class, the other accuracy levels, the hard third at matched
 accuracy) is descriptive: Holm-adjusted within its table, never marked. A small family is
@@ -70,7 +73,8 @@ def legend() -> str:
     return (
         "`*`: a mark. A report marks its primary contrasts only, three per method: the "
         "hard-third gain and, against the reference + post-hoc offsets at matched accuracy, "
-        "the worst class with offsets at the reference's accuracy and alone at its own; Holm "
-        f"over all of them together holds a {100 * ALPHA:.0f} % family-wise false-positive "
-        "rate. Every other p-value is descriptive."
+        "the worst class with offsets at the reference's accuracy and alone at its own, where "
+        "that accuracy was reached (within 0.1 point of validation accuracy); Holm over all "
+        f"of them together holds a {100 * ALPHA:.0f} % family-wise false-positive rate. Every "
+        "other p-value is descriptive."
     )

@@ -141,7 +141,9 @@ class MatchedRow:
     hard: float
     worst_gain: tuple[float, float, int, int, float, float]
     hard_gain: tuple[float, float, int, int, float, float]
-    primary: bool = False  # a marked contrast: own accuracy, or the reference's with offsets
+    # a contrast the report may mark: at the method's own accuracy, or with offsets at the
+    # reference's, with every fit at that level (mr2.report.marks)
+    primary: bool = False
 
 
 @dataclass(frozen=True)
