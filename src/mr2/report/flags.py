@@ -72,7 +72,8 @@ def margins_favour_easy(summary: ReportSummary) -> list[str]:
                 f"{method}: the final margins favour the easy classes (Spearman {rho:+.2f} "
                 f"between gamma_k and {summary.reference}'s validation accuracy, seed "
                 f"{internals.seed}): MR² gives its largest margins to classes that are "
-                'already easy; margin_statistic = "centered" or "spread" may suit better.'
+                'already easy; margin_direction = "decreasing" (the loss mr2_reversed) '
+                "reverses them (in benchmarks/evidence that changed no hard-class result)."
             )
     return found
 

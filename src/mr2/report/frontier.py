@@ -130,7 +130,7 @@ def _matched(runs: dict[str, dict[int, _Run]], reference: str) -> list[MatchedRo
                 short, gap = short + (not reached), gap + min(0.0, val.overall - level)
         matches = gap >= -MATCH_TOLERANCE * max(len(pairs), 1)
         pending.append((method, False, _level("own accuracy", short), matches, pairs))
-        for drop in DROPS if method != reference else ():
+        for drop in DROPS:  # the reference's own rows: what the fix alone gives
             pairs, short, gap = [], 0, 0.0
             for seed, run in seeds.items():
                 if seed in ref:
@@ -142,7 +142,7 @@ def _matched(runs: dict[str, dict[int, _Run]], reference: str) -> list[MatchedRo
             label = _level(f"{reference} - {100 * drop:g} pt", short)
             matches = gap >= -MATCH_TOLERANCE * max(len(pairs), 1)
             pending.append((method, True, label, drop == 0.0 and matches, pairs))
-    return _rows(pending)
+    return _rows(pending, reference)
 
 
 # method, offsets, level, primary, pairs. Primary (a contrast the report may mark): at the
@@ -153,9 +153,15 @@ def _matched(runs: dict[str, dict[int, _Run]], reference: str) -> list[MatchedRo
 Pending = tuple[str, bool, str, bool, list[tuple[Scores, Scores]]]
 
 
-def _rows(pending: list[Pending]) -> list[MatchedRow]:
-    worst = [_gain([m.worst - r.worst for m, r in pairs]) for *_, pairs in pending]
-    hard = [_gain([m.hard - r.hard for m, r in pairs]) for *_, pairs in pending]
+def _rows(pending: list[Pending], reference: str) -> list[MatchedRow]:
+    nan = float("nan")
+
+    def gain(method: str, offsets: bool, diff: list[float]) -> tuple[float, float, int, int, float]:
+        fix = method == reference and offsets  # the reference + offsets against itself
+        return (0.0, 0.0, 0, len(diff), nan) if fix else _gain(diff)
+
+    worst = [gain(m, o, [a.worst - b.worst for a, b in pairs]) for m, o, *_, pairs in pending]
+    hard = [gain(m, o, [a.hard - b.hard for a, b in pairs]) for m, o, *_, pairs in pending]
     worst_holm, hard_holm = holm([g[4] for g in worst]), holm([g[4] for g in hard])
     rows = []
     for i, (method, offsets, level, primary, pairs) in enumerate(pending):
