@@ -14,6 +14,8 @@ from mr2.engine.compare.plan import (
     methods,
     point_label,
     run_config,
+    run_dir,
+    tune_seeds,
     unknown_method,
 )
 from mr2.engine.config import RunConfig
@@ -92,16 +94,15 @@ def preflight(cfg: RunConfig, out: Path, *, overwrite: bool) -> None:
     for method in cfg.compare.methods:
         base = cfg.compare.options.get(method, {})
         if method in cfg.compare.grid:
-            seeds = cfg.compare.tune_seeds or cfg.compare.seeds[:1]
             dirs = [
-                (out / method / "grid" / point_label(p) / f"seed{s}", {**base, **p}, s)
+                (run_dir(out, method, s, p), {**base, **p}, s)
                 for p in grid_points(cfg.compare.grid[method])
-                for s in seeds
+                for s in tune_seeds(cfg)
             ]
         else:
-            dirs = [(out / method / f"seed{s}", base, s) for s in cfg.compare.seeds]
-        for run_dir, options, seed in dirs:
-            found = identity.inspect_run(run_dir, run_config(cfg, method, seed, options))
+            dirs = [(run_dir(out, method, s), base, s) for s in cfg.compare.seeds]
+        for folder, options, seed in dirs:
+            found = identity.inspect_run(folder, run_config(cfg, method, seed, options))
             if found.state is identity.State.MISMATCH and (found.foreign or not overwrite):
                 problems.append(found)
     foreign = [f.message for f in problems if f.foreign]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 from typing import Any
 
 from mr2 import losses
@@ -75,6 +76,18 @@ def point_label(point: dict[str, Any]) -> str:
     text = ",".join(f"{k}={v}" for k, v in point.items()) or "default"
     safe = re.sub(r"[^A-Za-z0-9._=,+-]", "_", text).replace("..", "__")
     return safe if safe.strip(".") else "_"
+
+
+def tune_seeds(cfg: RunConfig) -> list[int]:
+    """The seeds a grid is tuned on: ``compare.tune_seeds``, else the first seed."""
+    return list(cfg.compare.tune_seeds or cfg.compare.seeds[:1])
+
+
+def run_dir(out: Path, method: str, seed: int, point: dict[str, Any] | None = None) -> Path:
+    """Where a comparison's run lives: OUT/<method>/seed<k>, or a tuning run of grid
+    ``point``: OUT/<method>/grid/<point>/seed<k>."""
+    base = out / method if point is None else out / method / "grid" / point_label(point)
+    return base / f"seed{seed}"
 
 
 def planned_runs(cfg: RunConfig) -> list[PlannedRun]:

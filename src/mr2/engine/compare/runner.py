@@ -8,7 +8,7 @@ from mr2.comparison import write_manifest
 from mr2.engine import executors, memory
 from mr2.engine.compare.checks import check_compare, preflight
 from mr2.engine.compare.orchestra import Orchestra, RunsFailed
-from mr2.engine.compare.plan import planned_runs, run_config
+from mr2.engine.compare.plan import planned_runs, run_config, run_dir
 from mr2.engine.compare.tuning import tune_all
 from mr2.engine.config import RunConfig
 from mr2.engine.executors import brief
@@ -68,7 +68,7 @@ def run_compare(
         executors.Job(
             f"{method} seed {seed}",
             run_config(cfg, method, seed, options.get(method)),
-            out / method / f"seed{seed}",
+            run_dir(out, method, seed),
         )
         for seed in c.seeds
         for method in c.methods

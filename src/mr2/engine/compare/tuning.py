@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mr2.engine import executors, identity
 from mr2.engine.compare.orchestra import Orchestra
-from mr2.engine.compare.plan import grid_points, point_label, run_config
+from mr2.engine.compare.plan import grid_points, point_label, run_config, run_dir, tune_seeds
 from mr2.engine.config import RunConfig
 from mr2.engine.run import load_data
 from mr2.records.result import RunResult
@@ -19,12 +19,12 @@ from mr2.records.storage import save_json
 
 def tuning_jobs(cfg: RunConfig, method: str, out: Path) -> list[executors.Job]:
     base = dict(cfg.compare.options.get(method, {}))
-    seeds = cfg.compare.tune_seeds or cfg.compare.seeds[:1]
+    seeds = tune_seeds(cfg)
     return [
         executors.Job(
             f"tuning {method} {point_label(point)} seed {seed}",
             run_config(cfg, method, seed, {**base, **point}),
-            out / method / "grid" / point_label(point) / f"seed{seed}",
+            run_dir(out, method, seed, point),
         )
         for point in grid_points(cfg.compare.grid[method])
         for seed in seeds
@@ -39,7 +39,7 @@ def select(
     tuning run failed: the method is not selected on part of its grid."""
     if any(r is None for r in results):
         return None
-    seeds = cfg.compare.tune_seeds or cfg.compare.seeds[:1]
+    seeds = tune_seeds(cfg)
     metric = cfg.compare.select_metric
     rows = []
     for i, point in enumerate(grid_points(cfg.compare.grid[method])):
@@ -70,10 +70,10 @@ def reuse_tuning_runs(cfg: RunConfig, method: str, selection: Selection, out: Pa
     and then reused like any finished run of a matching configuration. Returns the seeds
     copied."""
     copied = []
-    seeds = cfg.compare.tune_seeds or cfg.compare.seeds[:1]
+    seeds = tune_seeds(cfg)
     for seed in sorted(set(seeds) & set(cfg.compare.seeds)):
-        source = out / method / "grid" / point_label(selection.selected) / f"seed{seed}"
-        target = out / method / f"seed{seed}"
+        source = run_dir(out, method, seed, selection.selected)
+        target = run_dir(out, method, seed)
         wanted = run_config(cfg, method, seed, selection.options)
         found = identity.inspect_run(source, wanted)
         if target.exists() or found.state is not identity.State.MATCH or not found.finished:
