@@ -20,16 +20,20 @@ venv: $(BIN)/.installed
 demo: venv
 	$(BIN)/mr2 demo --out runs/demo
 
+# the tests run on every core (pytest-xdist: -n auto); PYTEST_ARGS adds options, e.g.
+# PYTEST_ARGS="-n 0" for one process
+PYTEST := $(BIN)/python -m pytest src tests -q -n auto $(PYTEST_ARGS)
+
 test: lint
-	$(BIN)/python -m pytest src tests -q
+	$(PYTEST)
 
 # the tiers (tests/conftest.py): unit (no training), integration (tiny runs), e2e (the
 # command line, comparisons, DDP, backbones, scripts); make test runs all three
 test-unit: venv
-	$(BIN)/python -m pytest src tests -q -m unit
+	$(PYTEST) -m unit
 
 test-fast: venv
-	$(BIN)/python -m pytest src tests -q -m "unit or integration"
+	$(PYTEST) -m "unit or integration"
 
 # static checks (also the first step of make test): ruff, ruff format, mypy (config in
 # pyproject.toml)
