@@ -46,7 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--losses", default="ce,mr2", help="comma-separated mr2 loss names")
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batch", type=int, default=16, help="global batch")
     ap.add_argument("--train-size", type=int, default=160)
     ap.add_argument("--seed", type=int, default=0)

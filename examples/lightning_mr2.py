@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--losses", default="ce,mr2", help="comma-separated mr2 loss names")
     ap.add_argument("--devices", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batch", type=int, default=16, help="global batch (split over devices)")
     ap.add_argument("--train-size", type=int, default=160)
     ap.add_argument("--resume", help="a checkpoint to continue from (one loss only)")
