@@ -183,34 +183,29 @@ def _tuning(tuned: list[Selection]) -> list[str]:
     ]
 
 
+def _listed(title: str, intro: str, lines: list[str]) -> list[str]:
+    """A section that lists runs, or nothing when there are none."""
+    return [f"## {title}", "", intro, "", *lines, ""] if lines else []
+
+
 def _missing(missing: list[MissingRun]) -> list[str]:
-    if not missing:
-        return []
-    return [
-        "## Missing runs",
-        "",
+    return _listed(
+        "Missing runs",
         "These runs failed (each RUN/failed.json holds the error, traceback and log tail) or "
         "did not finish; the tables above average only the runs that finished. Re-run the "
         "same command to retry them.",
-        "",
-        *[f"- {m.run} ({m.run_dir}): {m.error}" for m in missing],
-        "",
-    ]
+        [f"- {m.run} ({m.run_dir}): {m.error}" for m in missing],
+    )
 
 
 def _outsiders(folders: list[str]) -> list[str]:
-    if not folders:
-        return []
-    return [
-        "## Not part of this comparison",
-        "",
+    return _listed(
+        "Not part of this comparison",
         "These runs lie under the comparison folder but are not among the runs its "
         "comparison.json lists (e.g. methods a later `mr2 compare --overwrite` no longer "
         "compares, trained with other settings): left out of every table above.",
-        "",
-        *[f"- {f}" for f in folders],
-        "",
-    ]
+        [f"- {f}" for f in folders],
+    )
 
 
 def _wise(wise: dict[str, WiseMethod], ref: str) -> list[str]:

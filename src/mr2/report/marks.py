@@ -1,21 +1,10 @@
-"""Every mark a report shows, held as one family (issue 34): a method identical to the
-reference gets no mark of any kind in at least 95 % of reports.
-
-A report marks (``*``) only its primary contrasts, at most three per method against the
-reference: the hard-third gain (summary table) and, at matched overall accuracy against the
-reference + post-hoc offsets, the worst class of the method with offsets at the reference's
-own validation accuracy and of the method alone at its own (the matched-accuracy table and
-its sentence), each only where the fits reached that accuracy (within 0.1 point of
-validation accuracy on average: ``frontier.MATCH_TOLERANCE``; a method well below the
-reference's accuracy is judged at its own, one above it with offsets at the reference's).
-Holm's adjustment runs over all of them together, so the chance that a report
-shows any mark when no method differs from the reference is at most ``ALPHA``. Every other
-p-value it prints (per class, the other accuracy levels, the hard third at matched
-accuracy) is descriptive: Holm-adjusted within its table, never marked. A small family is
-what lets 10 seeds mark anything: the exact sign-flip test's smallest p is 2 / 2^10, so
-Holm over 18 contrasts (6 methods) still marks an effect every seed agrees on, which a
-family of every per-class and every level contrast (over 100) never could.
-"""
+"""Every mark (``*``) a report shows, held as one family: at most three primary contrasts
+per method against the reference (the hard-third gain; the worst class against the
+reference + offsets with offsets at the reference's accuracy and alone at the method's own,
+where that accuracy was reached: ``MatchedRow.primary``), Holm-adjusted together, so a
+method identical to the reference is marked in at most ``ALPHA`` of reports. Every other
+p-value a report prints is descriptive. A small family is what lets 10 seeds (smallest
+sign-flip p 2 / 2^10) mark anything at all."""
 
 from __future__ import annotations
 
