@@ -10,7 +10,6 @@ import numpy as np
 
 from mr2.metrics import MeanStd, PairedComparison
 from mr2.records.selection import Selection
-from mr2.report import marks
 from mr2.report.ranking import hardest_first
 from mr2.report.records import ReportSummary
 
@@ -92,10 +91,10 @@ def csv_text(name: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def summary_table(summary: ReportSummary, stars: set[str] | None = None) -> str:
+def summary_table(summary: ReportSummary, stars: set[str]) -> str:
     """Methods x statistics, mean ± std over seeds (accuracies in %), and the paired hard
     and worst-class gains over the reference; `` *`` on the hard gain of the methods in
-    ``stars`` (``mr2.report.marks``; default: the marks of the summary alone)."""
+    ``stars`` (the report's marks: ``mr2.report.marks``)."""
     ref = cell(summary.reference)
     columns = shown_columns(len(summary.class_names))
     head = (
@@ -103,8 +102,6 @@ def summary_table(summary: ReportSummary, stars: set[str] | None = None) -> str:
         f"(± SE, seeds up, p, min p) | worst class vs {ref} (± SE) |"
     )
     lines = [head, "|" + "---|" * (len(columns) + 4)]
-    if stars is None:
-        stars = {mark.method for mark in marks.marks(summary, None)}
     for m, body in summary.methods.items():
         cells = [_pct(body.summary.get(k)) for k, _ in columns]
         gain = hard_gain_cell(body.vs_reference, m in stars)
