@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # What to run on a GPU lent for a few minutes (one call of at most ten): the checks that most
 # need a GPU, in order of what they tell, then the CIFAR-10 study with the time left.
-#   1. tests/triton_worker.py --cuda   MR²'s Triton kernels compiled for the GPU against the
-#                                      PyTorch path on the CPU (they had only run interpreted)
-#   2. loss_speed.py                   MR2Loss + head vs CE + head vs the authors' loop, CUDA
-#   3. capture_check.py                eager / compiled / CUDA-graph captured, two shapes in one
+#   1. loss_speed.py                   MR2Loss + head vs CE + head vs the authors' loop, CUDA
+#   2. capture_check.py                eager / compiled / CUDA-graph captured, two shapes in one
 #                                      process (compiled state reset between them)
-#   4. capture_kept                    the same with the compiled graphs kept from one shape to
+#   3. capture_kept                    the same with the compiled graphs kept from one shape to
 #                                      the next (the form that once failed on an H200)
-#   5. gpu_study.sh STUDY              default cifar10: all of CIFAR-10, 9 methods x 10 seeds,
+#   4. gpu_study.sh STUDY              default cifar10: all of CIFAR-10, 9 methods x 10 seeds,
 #                                      run seed by seed until the budget's end (a partial study
 #                                      says what is missing; its runs are complete, resumable
 #                                      elsewhere); cifar10_long: ERM, MR², group DRO, 30 epochs
@@ -21,24 +19,24 @@
 #   RESULTS=DIR bash benchmarks/gpu_lease.sh --tiny   # the same steps on the CPU, tiny sizes
 #
 # Environment: PYTHON (default .venv/bin/python, else python3), BUDGET_S (seconds for the
-# whole script, default 540), STEPS (the checks to run, default all four: triton_kernels
-# loss_speed capture capture_kept), STUDY (default cifar10), CIFAR10_JPEG (as gpu_study.sh;
+# whole script, default 540), STEPS (the checks to run, default all three: loss_speed
+# capture capture_kept), STUDY (default cifar10), CIFAR10_JPEG (as gpu_study.sh;
 # copy the file to data/cifar10_jpeg.npz to carry it to a lent machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
 export PYTHON="$PY" PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 BUDGET_S="${BUDGET_S:-540}"
-STEPS="${STEPS:-triton_kernels loss_speed capture capture_kept}"
+STEPS="${STEPS:-loss_speed capture capture_kept}"
 STUDY="${STUDY:-cifar10}"
 start=$(date +%s)
 if [ "${1:-}" = "--tiny" ]; then
   RESULTS="${RESULTS:?--tiny writes under RESULTS: set it (a scratch folder)}"
-  dev=cpu tiny=(--tiny) kernels=(env TRITON_INTERPRET=1)
+  dev=cpu tiny=(--tiny)
   loss=(--shapes 64,10,32 --repeats 2) capture=(--shapes 32,10,16 16,7,8 --repeats 2 --backend aot_eager)
 else
   RESULTS="${RESULTS:-benchmarks/results/lease}"
-  dev=cuda tiny=() kernels=(env --unset=TRITON_INTERPRET)
+  dev=cuda tiny=()
   loss=(--repeats 20) capture=(--shapes 128,100,640 1024,1000,2048 --repeats 30)
 fi
 mkdir -p "$RESULTS"
@@ -60,8 +58,6 @@ step() {  # step NAME LIMIT_S COMMAND...: its output into lease.md, whatever its
   echo "($name: exit $status, $(( $(date +%s) - t0 )) s)" | tee -a "$md"
 }
 
-step triton_kernels 90 "${kernels[@]}" PYTHONPATH="$PWD/tests:$PYTHONPATH" \
-  "$PY" tests/triton_worker.py $([ "$dev" = cuda ] && echo --cuda)
 step loss_speed 100 "$PY" benchmarks/loss_speed.py --device $dev "${loss[@]}" \
   --out "$RESULTS/loss_speed_$dev.json"
 step capture 120 "$PY" benchmarks/capture_check.py --device $dev "${capture[@]}" \

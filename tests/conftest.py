@@ -17,7 +17,7 @@ UNIT = {
     "test_architecture", "test_backbones", "test_checks", "test_config", "test_data",
     "test_disparity_metric", "test_functional", "test_hard", "test_io", "test_jpeg_data",
     "test_loss_registry", "test_losses", "test_metrics", "test_mixed_and_ignored",
-    "test_models", "test_mr2_loss", "test_mr2_step", "test_mr2_triton", "test_precision",
+    "test_models", "test_mr2_loss", "test_mr2_step", "test_precision",
     "test_properties", "test_registry", "test_report", "test_representation_pairs",
     "test_result", "test_saved_records", "test_soft_targets", "test_vision_data",
     "test_weights", "test_with_features",

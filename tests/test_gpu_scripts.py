@@ -135,15 +135,15 @@ def test_gpu_study_stops_before_training_when_a_study_does_not_check_out(tmp_pat
 
 
 def test_gpu_lease_tiny_checks_then_no_study_without_time(tmp_path):
-    """The lease script's checks in their CPU forms (interpreted kernels, tiny shapes); with
+    """The lease script's checks in their CPU forms (tiny shapes); with
     a budget they use up, the study is skipped and says why (its tiny form is the study
     script's own test)."""
     done = _run("gpu_lease.sh", {"RESULTS": str(tmp_path), "BUDGET_S": "30"}, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     text = (tmp_path / "lease.md").read_text()
-    for step in ("triton_kernels", "loss_speed", "capture", "capture_kept"):
+    for step in ("loss_speed", "capture", "capture_kept"):
         assert f"({step}: exit 0," in text, text
-    assert '"device": "cpu"' in text and "\nok\n" in text  # the machine; the kernels agree
+    assert '"device": "cpu"' in text  # the machine
     assert "no time left for the study" in text and not (tmp_path / "study").exists()
     for name, kept in (("capture", False), ("capture_kept", True)):
         capture = json.loads((tmp_path / f"{name}_cpu.json").read_text())
@@ -155,5 +155,5 @@ def test_gpu_lease_runs_only_the_steps_asked_for(tmp_path):
     done = _run("gpu_lease.sh", {"RESULTS": str(tmp_path), "BUDGET_S": "1", "STEPS": "capture"})
     assert done.returncode == 0, done.stdout + done.stderr
     text = (tmp_path / "lease.md").read_text()
-    assert "(capture: exit 0," in text and "triton_kernels" not in text
+    assert "(capture: exit 0," in text
     assert "loss_speed" not in text and "capture_kept" not in text

@@ -128,18 +128,34 @@ def test_loss_with_many_classes_same_either_way():
         torch.testing.assert_close(value, out[1][2][key])
 
 
-def test_many_classes_without_validation_stay_sync_free(monkeypatch):
-    """validate=False promises a forward without host reads: at K = 1000 too, where
-    validate=True would list the pairs (which reads their number)."""
-    loss_fn = MR2Loss(1000, lambda_rep=0.5, validate=False)
+def test_the_pair_list_is_the_cpus_form_but_never_traced(monkeypatch):
+    """At K = 1000 on the CPU both validate settings take the pair list (it reads its number
+    of pairs: free on the CPU); while ``torch.compile`` traces, the Gram, with no host read
+    (a graph break otherwise), and the same loss."""
     f = torch.randn(64, 8, requires_grad=True)
     y = torch.randint(0, 1000, (64,))
-    loss_fn(f @ torch.randn(8, 1000), f, y)  # statistics sized, s_bar > 0 afterwards
+    z = f @ torch.randn(8, 1000)
+    checked, loss_fn = MR2Loss(1000, lambda_rep=0.5), MR2Loss(1000, lambda_rep=0.5, validate=False)
+    for each in (checked, loss_fn):
+        each(z, f, y)  # statistics sized, s_bar > 0 afterwards
+    calls = []
+    real = R._pairs
+    monkeypatch.setattr(R, "_pairs", lambda *a: calls.append(1) or real(*a))
+    with loss_fn.statistics_frozen(), checked.statistics_frozen():
+        listed = loss_fn(z, f, y)
+        assert calls == [1], "the CPU's pair list was not taken without validation"
+        torch.testing.assert_close(listed, checked(z, f, y))
+    calls.clear()
 
     def refuse(*_a, **_k):
         raise AssertionError("host read inside forward")
 
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__"):
         monkeypatch.setattr(torch.Tensor, name, refuse)
-    loss_fn(f @ torch.randn(8, 1000), f, y).backward()
+    with loss_fn.statistics_frozen():
+        traced = loss_fn(z, f, y)
+    traced.backward()
     monkeypatch.undo()
+    assert not calls, "the pair list was taken while tracing"
+    torch.testing.assert_close(traced, listed)

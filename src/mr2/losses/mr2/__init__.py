@@ -7,8 +7,7 @@
 - ``terms.py``: the two terms and their analytic gradients (``MarginTerms``).
 
 The rest: ``state.py`` (the statistics as module buffers, their EMA update across
-processes), ``step.py`` (one training step's statistics, by PyTorch or by the Triton
-kernels of ``triton_step.py`` / ``kernels.py`` on a GPU), ``soft.py`` (soft targets:
+processes, one training step's margins and s_bar), ``soft.py`` (soft targets:
 mixup / cutmix), ``gradients.py`` (the representation / logit gradient ratio), ``options.py``
 (option ranges), ``presets.py`` (the paper's and the authors' settings) and ``variants.py``
 (the registered variants ``mr2_logit``, ``mr2_rep``, ``mr2_reversed``).

@@ -11,14 +11,14 @@ from torch import Tensor
 from mr2 import _checks, distributed
 from mr2.losses.mr2 import class_stats as stats
 from mr2.losses.mr2 import gradients, options, presets, soft
-from mr2.losses.mr2.step import MR2Step
+from mr2.losses.mr2.state import MR2Statistics
 from mr2.losses.mr2.terms import MarginTerms
 from mr2.losses.registry import register
 from mr2.representation import PAIRS_PER_GRAM_ENTRY, representation_margin
 
 
 @register("mr2", "MR²: logit margins from class statistics + representation margin")
-class MR2Loss(MR2Step):
+class MR2Loss(MR2Statistics):
     """Margin Regularization for class-wise performance disparity Reduction.
 
     ``loss = reduce(l_gamma + lambda_rep * l_s)`` with per-class logit margins gamma_k from
@@ -66,11 +66,11 @@ class MR2Loss(MR2Step):
         logit_margins: False fixes every margin at 1 (the representation-only ablation).
         gather_features: under torch.distributed, compare each sample with same-class
             samples on every rank (features gathered with gradients).
-        validate: check label range and finiteness (one fused host sync per call; on the
-            CPU with K >= 50 it also lets the representation term run from its list of
-            same-class pairs, ``mr2.representation``). Set False for a sync-free forward on
-            accelerators and for ``torch.compile`` to trace the loss as one graph; shapes
-            are always checked.
+        validate: check label range and finiteness (one fused host sync per call). Set
+            False for a sync-free forward on accelerators and for ``torch.compile`` to trace
+            the loss as one graph; shapes are always checked. (On the CPU with K >= 50 the
+            representation term runs from its list of same-class pairs either way,
+            ``mr2.representation``.)
         process_group: the torch.distributed group to reduce over (default: world).
         ignore_index: a target value whose samples are left out of the loss and of the
             statistics (as ``F.cross_entropy``'s; class-index targets only).
@@ -203,23 +203,19 @@ class MR2Loss(MR2Step):
         fused = self.lambda_rep > 0 and not self._separate_representation(f)
         with torch.no_grad():
             gram = f.mm(f.t()) if fused else None
-            if self._kernel_step(f):
-                neg_onehot, inv_margin, shift, scale = self._statistics_by_kernels(z, f, y)
-            else:
-                neg_onehot = torch.zeros_like(z).scatter_(1, column, -1.0)
-                inv_margin, shift, scale = self._statistics(z, f, y)
+            inv_margin, shift, scale = self._statistics(z, f, y, column)
         rep_w = None
         if self.lambda_rep > 0 and self.rep_reduction == "class":
-            rep_w = len(y) / neg_onehot.sum(0).neg_()[y]
+            rep_w = len(y) / torch.bincount(y, minlength=self.num_classes)[y].to(f.dtype)
         args = (gram, column != y if fused else None, shift, scale)
         if not fused and self.lambda_rep > 0:
             return self._with_separate_representation(
-                z, f, y, neg_onehot, inv_margin, (*args, rep_w), reduction
+                z, f, y, column, inv_margin, (*args, rep_w), reduction
             )
         lam = self.lambda_rep if fused else 0.0
-        loss = MarginTerms.apply(z, f, neg_onehot, inv_margin, *args, lam, rep_w, reduction)
+        loss = MarginTerms.apply(z, f, column, inv_margin, *args, lam, rep_w, reduction)
         return self._checked(
-            loss, lambda: MarginTerms.apply(z, f, neg_onehot, inv_margin, *args, 0.0, None, "none")
+            loss, lambda: MarginTerms.apply(z, f, column, inv_margin, *args, 0.0, None, "none")
         )
 
     def _soft_loss(self, z: Tensor, f: Tensor, t: Tensor, reduction: str) -> Tensor:
@@ -233,15 +229,15 @@ class MR2Loss(MR2Step):
         with torch.no_grad():
             if self.training and not self.frozen:
                 self._update(f.detach(), w)
-            moments, seen = stats.means(self.sums), stats.seen_count(self.sums)
         if self.logit_margins:
-            inv = self.inverse_margins(moments, seen).to(z.dtype)
+            inv = self.inverse_margins().to(z.dtype)
             ce = soft.ExpectedMarginCE.apply(z, t, inv)
         else:
             ce = -(t * z.log_softmax(1)).sum(1)
         per = ce
         if self.lambda_rep > 0:
-            s_bar, scale = self._rep_scale(moments, seen, f.dtype)
+            a = stats.mean_sq_norm(self.sums)
+            s_bar, scale = self._rep_scale(a, stats.seen_count(self.sums), f.dtype)
             outer = soft.per_class_weights(w) if self.rep_reduction == "class" else w
             rep = soft.representation(f, w, s_bar, scale, outer)
             per = per + self.lambda_rep * rep
@@ -270,7 +266,7 @@ class MR2Loss(MR2Step):
         gathered = self.gather_features and distributed.is_distributed(self.process_group)
         return gathered or (self._pair_list and f.device.type == "cpu")
 
-    def _with_separate_representation(self, z, f, y, onehot, inv_margin, args, reduction):
+    def _with_separate_representation(self, z, f, y, column, inv_margin, args, reduction):
         _gram, _other, s_bar, scale, rep_w = args
         partners = None
         if self.gather_features and distributed.is_distributed(self.process_group):
@@ -281,16 +277,17 @@ class MR2Loss(MR2Step):
         if partners is not None:
             partners = (partners[0] / root, partners[1], partners[2])
         rep = representation_margin(f / root, y, s_bar / scale, 1.0, partners, True)
-        ce = MarginTerms.apply(z, f, onehot, inv_margin, *args[:4], 0.0, None, "none")
+        ce = MarginTerms.apply(z, f, column, inv_margin, *args[:4], 0.0, None, "none")
         per = ce + self.lambda_rep * (rep if rep_w is None else rep * rep_w)
         return self._checked(_checks.reduce(per, reduction), lambda: ce)
 
     @property
     def _pair_list(self) -> bool:
-        """Whether the representation term may use its pair-list form (a host read): with
-        validation on (which reads anyway) and enough classes that balanced batches hold
-        few same-class pairs (about B^2 / 2K)."""
-        return self.validate and 2 * self.num_classes >= PAIRS_PER_GRAM_ENTRY
+        """Whether the representation term may use its pair-list form: with enough classes
+        that balanced batches hold few same-class pairs (about B^2 / 2K). It reads their
+        number, free on the CPU (the only device that takes it), but a graph break: not
+        while ``torch.compile`` traces."""
+        return 2 * self.num_classes >= PAIRS_PER_GRAM_ENTRY and not torch.compiler.is_compiling()
 
     def extra_repr(self) -> str:
         return ", ".join(f"{name}={getattr(self, name)!r}" for name in REPR)

@@ -15,7 +15,6 @@ from mr2 import functional as MF
 from mr2.losses.base import ClassLoss
 from mr2.losses.mr2 import class_stats as stats
 from mr2.losses.mr2 import soft as mr2_soft
-from mr2.losses.mr2 import triton_step as mr2_triton
 
 
 class MR2Statistics(ClassLoss):
@@ -44,6 +43,8 @@ class MR2Statistics(ClassLoss):
     margin_statistic: str
     margin_direction: str
     rep_temperature: float | str
+    lambda_rep: float
+    logit_margins: bool
     process_group: Any
 
     STATISTICS = ("sums", "sq_dev_p")
@@ -54,7 +55,6 @@ class MR2Statistics(ClassLoss):
         """The buffers, float64 (``stats.DTYPE``); D columns on first use."""
         self.register_buffer("sums", torch.zeros(self.num_classes, 2, dtype=stats.DTYPE))
         self.register_buffer("sq_dev_p", torch.zeros(self.num_classes, dtype=stats.DTYPE))
-        self._workspace = mr2_triton.Workspace()
 
     def _apply(self, fn, recurse=True):
         """``.half()`` / ``.float()`` / ``.to(dtype)`` move the statistics but keep them in
@@ -76,7 +76,7 @@ class MR2Statistics(ClassLoss):
     @property
     def class_mean(self) -> Tensor:
         """(K, D) running class means (0 for unseen classes; D = 0 before the first batch)."""
-        return torch.nan_to_num(stats.means(self.sums)[:, 1:])
+        return torch.nan_to_num(stats.means(self.sums))
 
     @property
     def sq_dev(self) -> Tensor:
@@ -90,24 +90,23 @@ class MR2Statistics(ClassLoss):
 
     def margins(self) -> Tensor:
         """Current per-class margins gamma (K,); c_bar for unseen classes."""
-        moments = stats.means(self.sums)
-        floored, norm = MF.floored_roots(
-            self._statistic(moments), stats.seen_count(self.sums), self.c_bar
-        )
+        a, seen = stats.mean_sq_norm(self.sums), stats.seen_count(self.sums)
+        floored, norm = MF.floored_roots(self._statistic(a), seen, self.c_bar)
         return torch.nan_to_num(floored / norm, nan=self.c_bar)
 
-    def _statistic(self, moments: Tensor) -> Tensor:
+    def _statistic(self, a: Tensor) -> Tensor:
         p_column = None if self.norm_p == 2.0 else self.sq_dev_p
-        a = stats.statistic(self.sums, moments, p_column, self.norm_p, self.margin_statistic)
+        a = stats.statistic(self.sums, a, p_column, self.norm_p, self.margin_statistic)
         return a if self.margin_direction == "increasing" else stats.reciprocal(a)
 
     def s_bar(self) -> Tensor:
         """Mean over seen classes of the 2-norm mean squared deviation (0-dim tensor)."""
-        return stats.s_bar(stats.means(self.sums), stats.seen_count(self.sums))
+        sums = self.sums
+        return stats.s_bar(sums, stats.mean_sq_norm(sums), stats.seen_count(sums))
 
     def spreads(self) -> Tensor:
         """Per-class mean squared deviation ||s_k||^2 in the 2-norm (K,)."""
-        return torch.nan_to_num(stats.spread(stats.means(self.sums)))
+        return torch.nan_to_num(stats.spread(self.sums, stats.mean_sq_norm(self.sums)))
 
     def reset_statistics(self) -> None:
         self.sums = self.sums.new_zeros(self.num_classes, 2)
@@ -122,7 +121,9 @@ class MR2Statistics(ClassLoss):
         self._update(MF.as_fp32(features.detach()), targets)
 
     def _update(self, f: Tensor, targets: Tensor) -> None:
-        """The EMA step from a batch's features and labels (B,) or class weights (B, K)."""
+        """The EMA step from a batch's features and labels (B,) or class weights (B, K): in
+        place from the rows with labels in one process, else from the batch's sums per class
+        (summed over processes first; the p-norm column needs them too)."""
         if self.sums.shape[1] == 2:
             self.sums = self.sums.new_zeros(self.num_classes, 2 + f.shape[1])
         elif self.sums.shape[1] != 2 + f.shape[1]:
@@ -130,30 +131,41 @@ class MR2Statistics(ClassLoss):
                 f"features have {f.shape[1]} columns but the statistics were built with "
                 f"{self.sums.shape[1] - 2}"
             )
-        group = self.process_group
-        sums = stats.batch_sums(f, targets, self.num_classes, self.sums.dtype)
-        batch = distributed.all_reduce_sum(sums, group)
-        new = [stats.merged(self.sums, batch, self.ema_decay)]
-        if self.norm_p != 2.0:  # deviations around the global batch's class means
-            count = batch[:, :1]
-            means = (batch[:, stats.MEAN :] / torch.where(count > 0, count, 1.0)).to(f.dtype)
-            if targets.dim() == 2:  # soft: class weights (B, K)
-                dev = mr2_soft.deviation_sums(f, targets, means, self.norm_p)
-            else:
-                dev = MF.class_deviation_sums(f, targets, means, (self.norm_p,))[:, 0]
-            dev = distributed.all_reduce_sum(dev.to(batch.dtype), group)
-            p_dev = stats.merge_pnorm_spread(
-                self.sums, self.sq_dev_p, batch, dev, self.ema_decay, self.norm_p
-            )
-            new.append(p_dev)
-        self._commit(new)
+        rows, group, decay = (
+            stats.sample_rows(f, self.sums.dtype),
+            self.process_group,
+            self.ema_decay,
+        )
+        if targets.dim() == 1 and self.norm_p == 2.0 and not distributed.is_distributed(group):
+            ok = self._accepted(stats.representable(rows, decay))
+            stats.fold_rows_(self.sums, rows, targets, decay, ok)
+            return
+        batch = distributed.all_reduce_sum(stats.batch_sums(rows, targets, self.num_classes), group)
+        ok = stats.representable(batch, decay)
+        if self.norm_p != 2.0:
+            p_dev = self._pnorm_spread(f, targets, batch)
+            ok = self._accepted(ok & stats.representable(p_dev, 0.0))
+            torch.where(ok, p_dev, self.sq_dev_p, out=self.sq_dev_p)
+        stats.fold_sums_(self.sums, batch, decay, self._accepted(ok))
 
-    def _commit(self, new: list[Tensor]) -> None:
-        """Keep the new statistics only if they are finite in float32: a batch that would
-        overflow them (huge features, float16 norms) is refused with a ``ValueError``
-        (``validate=True``) or skipped without a host sync (``validate=False``); either way
-        the running state is untouched."""
-        ok = stats.representable(*new)
+    def _pnorm_spread(self, f: Tensor, targets: Tensor, batch: Tensor) -> Tensor:
+        """The p-norm column after this batch: deviations around the global batch's class
+        means, pooled with the running column (``stats.merge_pnorm_spread``)."""
+        count = batch[:, :1]
+        means = (batch[:, stats.MEAN :] / torch.where(count > 0, count, 1.0)).to(f.dtype)
+        if targets.dim() == 2:  # soft: class weights (B, K)
+            dev = mr2_soft.deviation_sums(f, targets, means, self.norm_p)
+        else:
+            dev = MF.class_deviation_sums(f, targets, means, (self.norm_p,))[:, 0]
+        dev = distributed.all_reduce_sum(dev.to(batch.dtype), self.process_group)
+        return stats.merge_pnorm_spread(
+            self.sums, self.sq_dev_p, batch, dev, self.ema_decay, self.norm_p
+        )
+
+    def _accepted(self, ok: Tensor) -> Tensor:
+        """A batch that would make the statistics non-finite in float32 (huge features,
+        float16 norms) leaves them untouched: refused with a ``ValueError``
+        (``validate=True``), or skipped without a host sync (``validate=False``)."""
         if self.validate and not bool(ok):
             raise ValueError(
                 "MR2Loss: this batch's features would make the running class statistics "
@@ -161,11 +173,7 @@ class MR2Statistics(ClassLoss):
                 "unchanged. Check the features for exploding values (lower the learning "
                 "rate or a loss weight such as lambda_rep, clip gradients) or rescale them."
             )
-        for buffer, value in zip((self.sums, self.sq_dev_p), new, strict=False):
-            if self.validate:
-                buffer.copy_(value)
-            else:
-                torch.where(ok, value, buffer, out=buffer)
+        return ok
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         legacy = [prefix + name for name in ("weight", "class_mean", "sq_dev")]
@@ -204,27 +212,33 @@ class MR2Statistics(ClassLoss):
             stacklevel=5,
         )
 
-    def inverse_margins(self, moments: Tensor, seen: Tensor) -> Tensor:
-        """1 / gamma_k for every class (K,), 1 / c_bar for classes not seen yet, from
-        ``moments = class_stats.means(sums)``."""
-        floored, norm = MF.floored_roots(self._statistic(moments), seen, self.c_bar)
-        return torch.nan_to_num(norm / floored, nan=1.0 / self.c_bar)
+    def inverse_margins(self) -> Tensor:
+        """1 / gamma_k for every class (K,), 1 / c_bar for classes not seen yet."""
+        return self.margins().reciprocal()
 
-    def _inverse_margins(
-        self, moments: Tensor, y: Tensor, seen: Tensor, exact: bool, dtype: torch.dtype
-    ) -> Tensor:
-        """1 / gamma_{y_i} as a column (B, 1); 1 / c_bar for classes not seen yet
-        (``exact``; in training the batch's classes were just seen)."""
-        floored, norm = MF.floored_roots(self._statistic(moments), seen, self.c_bar)
-        inv = (norm / floored[y]).to(dtype).unsqueeze(1)
-        return torch.nan_to_num(inv, nan=1.0 / self.c_bar) if exact else inv
+    def _statistics(self, z: Tensor, f: Tensor, y: Tensor, column: Tensor):
+        """One step's (1 / gamma_{y_i} as a (B, 1) column or None, s_bar, scale) after the
+        batch's update (training; labels ``y`` (B,), also as ``column`` (B, 1)); in
+        ``eval()`` or frozen, from the statistics as they are. In training the batch's
+        classes were just seen, so no margin needs the unseen classes' default."""
+        update = self.training and not self.frozen
+        if update:
+            self._update(f, y)
+        a, seen = stats.mean_sq_norm(self.sums), stats.seen_count(self.sums)
+        inv = shift = scale = None
+        if self.logit_margins:
+            floored, norm = MF.floored_roots(self._statistic(a), seen, self.c_bar)
+            inv = (norm / floored[column]).to(z.dtype)
+            inv = inv if update else torch.nan_to_num(inv, nan=1.0 / self.c_bar)
+        if self.lambda_rep > 0:
+            shift, scale = self._rep_scale(a, seen, f.dtype)
+        return inv, shift, scale
 
-    def _rep_scale(
-        self, moments: Tensor, seen: Tensor, dtype: torch.dtype
-    ) -> tuple[Tensor, Tensor]:
+    def _rep_scale(self, a: Tensor, seen: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """(s_bar, scale) of the representation exponent (d - 2 s_bar) / scale: scale =
-        the temperature, or 2 s_bar for "auto" (1 while s_bar is 0)."""
-        s = stats.s_bar(moments, seen).to(dtype)
+        the temperature, or 2 s_bar for "auto" (1 while s_bar is 0); ``a`` the classes'
+        A_k (``stats.mean_sq_norm``)."""
+        s = stats.s_bar(self.sums, a, seen).to(dtype)
         if self.rep_temperature == "auto":
             return s, (s * 2.0).add_(s == 0)  # s_bar >= 0
         return s, torch.full_like(s, float(self.rep_temperature))

@@ -30,42 +30,42 @@ def _rep_exponents(gram: Tensor, other: Tensor, s_bar: Tensor, scale: Tensor) ->
 
 
 class MarginTerms(torch.autograd.Function):
-    """``apply(logits, features, neg_onehot, inv_col, gram, other, s_bar, scale, lam,
+    """``apply(logits, features, column, inv_col, gram, other, s_bar, scale, lam,
     rep_weight, reduction)`` -> per-sample losses (B,) or their mean / sum.
 
-    ``neg_onehot`` (B, K) -1 at each sample's class; ``inv_col`` (B, 1) 1 / gamma_{y_i}
+    ``column`` (B, 1) each sample's class; ``inv_col`` (B, 1) 1 / gamma_{y_i}
     (None: no margins); ``gram`` f f^T (B, B) computed without gradient (None when
     ``lam == 0``); ``other`` (B, B) bool, y_i != y_j; ``s_bar`` and ``scale`` 0-dim
     tensors; ``rep_weight`` (B,) or None."""
 
     @staticmethod
-    def forward(ctx, z, f, onehot, inv_col, gram, other, s_bar, scale, lam, rep_w, reduction):
+    def forward(ctx, z, f, column, inv_col, gram, other, s_bar, scale, lam, rep_w, reduction):
         log_p = (z if inv_col is None else z * inv_col).log_softmax(1)
-        per = (log_p * onehot).sum(1)  # onehot is negated: this is the cross-entropy
+        per = log_p.gather(1, column).squeeze(1).neg_()
         x = rep = None
         if lam > 0:
             x = _rep_exponents(gram, other, s_bar, scale)
             rep = x.logsumexp(1)
             per = torch.add(per, rep if rep_w is None else rep * rep_w, alpha=lam)
-        ctx.save_for_backward(z, f, onehot, inv_col, other, s_bar, scale, rep_w, log_p, x, rep)
+        ctx.save_for_backward(z, f, column, inv_col, other, s_bar, scale, rep_w, log_p, x, rep)
         ctx.lam, ctx.reduction = lam, reduction
         return _reduce(per, reduction)
 
     @staticmethod
     def backward(ctx, grad):
-        z, f, onehot, inv_col, other, s_bar, scale, rep_w, log_p, x, rep = ctx.saved_tensors
+        z, f, column, inv_col, other, s_bar, scale, rep_w, log_p, x, rep = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
-            inputs = (onehot, inv_col, other, s_bar, scale, ctx.lam, rep_w, ctx.reduction)
+            inputs = (column, inv_col, other, s_bar, scale, ctx.lam, rep_w, ctx.reduction)
             d_z, d_f = torch.autograd.grad(
                 reference(z, f, *inputs), (z, f), grad, create_graph=True, allow_unused=True
             )
             return d_z, d_f, *_NONE
         if ctx.reduction == "mean":
             grad = grad / len(f)
-        # (softmax - onehot) * grad / margin, by the kernel of log_softmax's own backward
         row = grad.unsqueeze(1) if grad.dim() else grad
         row = row if inv_col is None else inv_col * row
-        d_z = torch.ops.aten._log_softmax_backward_data(onehot * row, log_p, 1, log_p.dtype)
+        d_z = log_p.exp()  # (softmax - onehot) * grad / margin
+        d_z.scatter_add_(1, column, d_z.new_full(column.shape, -1.0)).mul_(row)
         if ctx.lam == 0:
             return d_z, None, *_NONE
         c = grad * (2.0 * ctx.lam) / scale  # 0-dim, or (B,) for reduction "none"
@@ -89,10 +89,10 @@ def _reduce(per: Tensor, reduction: str) -> Tensor:
     return per.sum() if reduction == "sum" else per
 
 
-def reference(z, f, onehot, inv_col, other, s_bar, scale, lam, rep_w, reduction) -> Tensor:
+def reference(z, f, column, inv_col, other, s_bar, scale, lam, rep_w, reduction) -> Tensor:
     """The same losses in plain, twice-differentiable operations."""
     scaled = z if inv_col is None else z * inv_col
-    per = (torch.log_softmax(scaled, 1) * onehot).sum(1)
+    per = -torch.log_softmax(scaled, 1).gather(1, column).squeeze(1)
     if lam > 0:
         rep = _rep_exponents(f @ f.t(), other, s_bar, scale).logsumexp(1)
         per = per + lam * (rep if rep_w is None else rep * rep_w)
