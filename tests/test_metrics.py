@@ -188,15 +188,11 @@ def test_paired_comparison_hand_example():
     assert cmp.groups["hard"] == [4, 5]
     assert cmp.hard_gain_per_seed == pytest.approx([0.055, 0.055])
     assert cmp.group_gain["easy"] == pytest.approx(-0.0075)
-    assert cmp.gained == [] and cmp.lost == []  # 2 seeds: no class significant after Holm
+    assert min(cmp.p_holm) > 0.05  # 2 seeds: no class significant after Holm
     assert cmp.ranking.startswith("ranked on the reference's other seeds' test")
     assert not cmp.unbiased  # test only: gains unbiased, levels not
-    assert cmp.hard_gain_se == pytest.approx(0.0)
     assert cmp.p_seeds == pytest.approx(0.5) == cmp.p_seeds_min  # 2 seeds: the smallest p
     assert cmp.worst_gain_per_seed == pytest.approx([0.2 + 0.06 - 0.2, 0.18 + 0.07 - 0.18])
-    assert cmp.gap_gain_per_seed == pytest.approx([-0.02 - 0.06, -0.01 - 0.07])
-    noisy = paired_comparison(method + np.array([[0, 0, 0, 0, -0.2, 0], [0] * 6]), base)
-    assert not noisy.exceeds_seed_noise
 
 
 def test_holm_and_class_intervals_by_hand():

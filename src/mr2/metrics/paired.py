@@ -5,7 +5,6 @@ Bonferroni simultaneous intervals."""
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,19 +70,17 @@ class PairedComparison:
         gain: (K,) mean over seeds of per-class accuracy differences (method - baseline);
             ``gain_std`` their std over seeds (ddof 1; 0 with one seed: the seed-noise band),
             ``gain_lower`` / ``gain_upper`` their Bonferroni simultaneous 95 % t-intervals and
-            ``p_holm`` the Holm-adjusted per-class paired t-test p-values (NaN with < 2 seeds).
-        gained, lost: classes whose gain is positive / negative with Holm-adjusted p < 0.05:
-            no class is picked by ranking.
+            ``p_holm`` the Holm-adjusted per-class paired t-test p-values (NaN with < 2 seeds):
+            descriptive, no class is picked by ranking.
         group_gain: mean over seeds of the easy / medium / hard differences, the classes
             ranked as ``ranking`` says (``mr2.metrics.hard``: never on what is scored when
             it reads "other seeds").
-        hard_gain_per_seed: per-seed hard-third differences; ``hard_gain_se`` their
-            standard error (std ddof=1 / sqrt(S)).
+        hard_gain_per_seed: per-seed hard-third differences.
         p_seeds: sign-flip p-value of the per-seed hard gains; ``p_seeds_min`` the smallest
-            p that test can give with S seeds (2 / 2^S).
-        worst_gain_per_seed, gap_gain_per_seed: per seed, the method's worst class minus the
-            baseline's, and its max - min minus the baseline's (each of its own classes).
-        exceeds_seed_noise: mean hard gain > 2 standard errors (needs S >= 2).
+            p that test can give with S seeds (2 / 2^S). Whether it is marked is the
+            report's decision, over all its primary contrasts (``mr2.report.marks``).
+        worst_gain_per_seed: per seed, the method's worst class minus the baseline's (each
+            of its own classes).
         ranking: how the classes were ranked (``HardRanking.label``); ``unbiased`` whether
             that ranking keeps both the test samples and the scored models out of it.
         groups: the groups for display (ranked on all the baseline's seeds).
@@ -94,16 +91,11 @@ class PairedComparison:
     gain_lower: list[float]
     gain_upper: list[float]
     p_holm: list[float]
-    gained: list[int]
-    lost: list[int]
     group_gain: dict[str, float]
     hard_gain_per_seed: list[float]
-    hard_gain_se: float
     p_seeds: float
     p_seeds_min: float
     worst_gain_per_seed: list[float]
-    gap_gain_per_seed: list[float]
-    exceeds_seed_noise: bool
     ranking: str = ""
     unbiased: bool = False
     groups: dict[str, list[int]] = field(default_factory=dict)
@@ -137,7 +129,7 @@ def paired_comparison(
         seeds: the rows' seed labels (default 0 .. S-1).
         reference: (K,) accuracies from data you do not score (e.g. another study) that rank
             the classes for every seed instead; the result says "given reference".
-        alpha: level of the per-class intervals and of ``gained`` / ``lost``.
+        alpha: level of the per-class intervals.
     """
     m, b = _evidence(method_acc), _evidence(baseline_acc)
     if len(m) != len(b) or any(x.test.shape != y.test.shape for x, y in zip(m, b, strict=True)):
@@ -146,7 +138,6 @@ def paired_comparison(
     ranking = _ranking(ranking, reference, seeds, b, m)
     gains = [group_gains(ranking, x, y, s) for x, y, s in zip(m, b, seeds, strict=True)]
     hard = np.array([g["hard"] for g in gains])
-    se = float(hard.std(ddof=1) / math.sqrt(len(hard))) if len(hard) > 1 else float("nan")
     with warnings.catch_warnings():  # an empty group (K < 3) is NaN, said in the report
         warnings.simplefilter("ignore", RuntimeWarning)
         group_gain = {g: float(np.nanmean([x[g] for x in gains])) for g in gains[0]}
@@ -155,12 +146,9 @@ def paired_comparison(
         **_class_gains(np.array([x.test for x in m]) - np.array([y.test for y in b]), alpha),
         group_gain=group_gain,
         hard_gain_per_seed=[float(x) for x in hard],
-        hard_gain_se=se,
         p_seeds=sign_flip_p_value(hard),
         p_seeds_min=min_sign_flip_p(len(hard)),
         worst_gain_per_seed=[float(np.nanmin(x.test) - np.nanmin(y.test)) for x, y in pairs],
-        gap_gain_per_seed=[float(_gap(x.test) - _gap(y.test)) for x, y in pairs],
-        exceeds_seed_noise=bool(len(hard) > 1 and hard.mean() > 2 * se),
         ranking=ranking.label,
         unbiased=ranking.unbiased,
         groups=display_groups(ranking),
@@ -180,8 +168,7 @@ def _ranking(ranking, reference, seeds: list[int], baseline, method) -> HardRank
 
 def _class_gains(diff: np.ndarray, alpha: float) -> dict[str, Any]:
     """Per class, from the (S, K) paired differences: mean and std over seeds, the
-    simultaneous interval and Holm-adjusted p (``class_intervals``), and the classes gained
-    or lost at ``alpha``."""
+    simultaneous interval and Holm-adjusted p (``class_intervals``)."""
     p_holm, lower, upper = class_intervals(diff, alpha)
     gain = np.nanmean(diff, axis=0)
     std = np.nanstd(diff, axis=0, ddof=1) if len(diff) > 1 else np.zeros(len(gain))
@@ -191,13 +178,7 @@ def _class_gains(diff: np.ndarray, alpha: float) -> dict[str, Any]:
         "gain_lower": [float(x) for x in lower],
         "gain_upper": [float(x) for x in upper],
         "p_holm": [float(x) for x in p_holm],
-        "gained": [int(i) for i in np.flatnonzero((p_holm < alpha) & (gain > 0))],
-        "lost": [int(i) for i in np.flatnonzero((p_holm < alpha) & (gain < 0))],
     }
-
-
-def _gap(acc: np.ndarray) -> float:
-    return float(np.nanmax(acc) - np.nanmin(acc))
 
 
 __all__ = ["PairedComparison", "class_intervals", "holm", "paired_comparison"]

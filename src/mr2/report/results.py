@@ -1,8 +1,9 @@
 """Collect saved runs and summarise them per method (the ``results.json`` schema).
 
-results.json (schema 1)::
+results.json (schema 2: 1 also held the paired comparisons' gained / lost classes, hard-gain
+standard error, gap gains and a two-standard-error flag, none of them the report's marks)::
 
-    {"schema": 1, "reference": "ce", "class_names": [...], "ranking": "ranked on ...",
+    {"schema": 2, "reference": "ce", "class_names": [...], "ranking": "ranked on ...",
      "ranking_unbiased": true, "ranking_folds": {"source", "default", "<seed>": [folds]},
      "groups": {"easy": [...], ...},
      "runs": [{"method", "seed", "run_dir", "config", "overall", "per_class",
@@ -287,7 +288,7 @@ def summarize(results: list[RunResult], reference: str | None = "ce") -> ReportS
         methods[m] = _method_summary(rs, acc[m], ranking, vs)
     first = results[0]
     return ReportSummary(
-        schema=1,
+        schema=2,
         reference=reference,
         dataset=first.dataset.name,
         class_names=first.dataset.class_names,
