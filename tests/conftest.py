@@ -6,11 +6,22 @@ fails a unit test that trains), ``E2E`` (the command line, comparisons, DDP, bac
 scripts, examples, docs) or else integration (tiny runs of the engine). A test marked
 ``slow`` or ``ddp`` is end to end wherever it lives; a test marked ``integration`` in a unit
 file is integration. Every multi-process test has its own timeout, so a stuck collective
-or a dead peer fails that test with a clear error instead of holding the whole run."""
+or a dead peer fails that test with a clear error instead of holding the whole run.
 
+Under pytest-xdist every worker, and every process a test starts, computes on one thread:
+workers already use every core, and two-thread pools on a busy core spin and wait on each
+other."""
+
+import os
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 DDP_TIMEOUT_S = 240  # the slowest (torchrun) takes ~10 s alone, a few times that under load
 UNIT = {

@@ -1,7 +1,6 @@
 """Collect saved runs and summarise them per method (the ``results.json`` schema).
 
-results.json (schema 2: 1 also held the paired comparisons' gained / lost classes, hard-gain
-standard error, gap gains and a two-standard-error flag, none of them the report's marks)::
+results.json (schema 2; 1 held paired-comparison fields the report never marked)::
 
     {"schema": 2, "reference": "ce", "class_names": [...], "ranking": "ranked on ...",
      "ranking_unbiased": true, "ranking_folds": {"source", "default", "<seed>": [folds]},
