@@ -3,8 +3,10 @@ same-class pairs, over batch size B, classes K and width D (CPU).
 
 The pair list costs O(P * D) for P ~ B^2 / (2K) same-class pairs, the Gram O(B^2 * D) in
 one matrix product; ``mr2.representation.PAIRS_PER_GRAM_ENTRY`` (the ratio B^2 / P from
-which the pair list runs) is read off this table. Both forms run in one process,
-interleaved, after warm-up; medians over ``--repeats``.
+which the pair list runs) is read off this table. A second table times a whole training
+step of ``MR2Loss`` (linear head + loss) with the list against the Gram fused into the loss's
+terms, over the batch sizes where ``mr2.representation.LIST_FROM_BATCH`` is read off. Both
+forms run in one process, interleaved, after warm-up; medians over ``--repeats``.
 
     python benchmarks/representation_speed.py [--repeats 50] [--out FILE]
 """
@@ -21,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from environment import describe, save
+from mr2 import MR2Loss
 from mr2 import representation as R
 
 SHAPES = [
@@ -35,6 +38,9 @@ SHAPES = [
     (512, 1000, 768),
     (1024, 1000, 2048),
 ]
+
+LOSS_SHAPES = [(64, 100, 256), (128, 100, 640), (192, 100, 640), (256, 100, 512), (128, 1000, 640),
+               (256, 1000, 640), (512, 1000, 768)]  # fmt: skip
 
 
 def step(f: torch.Tensor, y: torch.Tensor, gram: bool) -> None:
@@ -56,6 +62,31 @@ def measure(b: int, k: int, d: int, repeats: int) -> dict:
                 times[name].append(time.perf_counter() - t0)
     gram, listed = (1e3 * statistics.median(times[m]) for m in ("gram", "pairs"))
     return {"B": b, "K": k, "D": d, "pairs": pairs, "gram_ms": gram, "pairs_ms": listed}
+
+
+def measure_loss(b: int, k: int, d: int, repeats: int) -> dict:
+    """A training step of ``MR2Loss(validate=False)`` and a linear head, the pair list on
+    the CPU from any batch size against the Gram (pair list off)."""
+    torch.manual_seed(0)
+    head, f = torch.nn.Linear(d, k), torch.randn(b, d, requires_grad=True)
+    y = torch.randint(0, k, (b,))
+    listed_from, listed = R.LIST_FROM_BATCH, MR2Loss.__dict__["_pair_list"]
+    losses = {"gram": MR2Loss(k, validate=False), "pairs": MR2Loss(k, validate=False)}
+    times: dict[str, list[float]] = {name: [] for name in losses}
+    try:
+        R.LIST_FROM_BATCH = 0
+        for i in range(repeats + 3):
+            for name, loss_fn in losses.items():
+                MR2Loss._pair_list = listed if name == "pairs" else property(lambda self: False)
+                f.grad = None
+                t0 = time.perf_counter()
+                loss_fn(head(f), f, y).backward()
+                if i >= 3:
+                    times[name].append(time.perf_counter() - t0)
+    finally:
+        R.LIST_FROM_BATCH, MR2Loss._pair_list = listed_from, listed
+    gram, pairs = (1e3 * statistics.median(times[m]) for m in ("gram", "pairs"))
+    return {"B": b, "K": k, "D": d, "gram_ms": gram, "pairs_ms": pairs}
 
 
 def main() -> None:
@@ -80,8 +111,20 @@ def main() -> None:
             f"{r['pairs_ms']:.3f} | {r['gram_ms'] / r['pairs_ms']:.2f}x |",
             flush=True,
         )
+    print("\n| MR2Loss step B, K, D | fused Gram ms | pair list ms | Gram / list |")
+    print("|---|---|---|---|")
+    loss_rows = []
+    for b, k, d in LOSS_SHAPES:
+        r = measure_loss(b, k, d, args.repeats)
+        loss_rows.append(r)
+        print(
+            f"| {b}, {k}, {d} | {r['gram_ms']:.3f} | {r['pairs_ms']:.3f} | "
+            f"{r['gram_ms'] / r['pairs_ms']:.2f}x |",
+            flush=True,
+        )
     out = args.out or Path(__file__).parent / "results" / "representation_speed_cpu.json"
-    print(f"\nraw numbers: {save({'meta': describe('cpu'), 'rows': rows}, out)}")
+    payload = {"meta": describe("cpu"), "rows": rows, "loss_rows": loss_rows}
+    print(f"\nraw numbers: {save(payload, out)}")
 
 
 if __name__ == "__main__":

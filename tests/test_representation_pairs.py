@@ -129,11 +129,12 @@ def test_loss_with_many_classes_same_either_way():
 
 
 def test_the_pair_list_is_the_cpus_form_but_never_traced(monkeypatch):
-    """At K = 1000 on the CPU both validate settings take the pair list (it reads its number
-    of pairs: free on the CPU); while ``torch.compile`` traces, the Gram, with no host read
-    (a graph break otherwise), and the same loss."""
-    f = torch.randn(64, 8, requires_grad=True)
-    y = torch.randint(0, 1000, (64,))
+    """At K = 1000 and B = 256 on the CPU both validate settings take the pair list (it
+    reads its number of pairs: free on the CPU); a smaller batch and, while
+    ``torch.compile`` traces, any batch take the Gram, with no host read (a graph break
+    otherwise), and the same loss."""
+    f = torch.randn(R.LIST_FROM_BATCH, 8, requires_grad=True)
+    y = torch.randint(0, 1000, (R.LIST_FROM_BATCH,))
     z = f @ torch.randn(8, 1000)
     checked, loss_fn = MR2Loss(1000, lambda_rep=0.5), MR2Loss(1000, lambda_rep=0.5, validate=False)
     for each in (checked, loss_fn):
@@ -145,7 +146,9 @@ def test_the_pair_list_is_the_cpus_form_but_never_traced(monkeypatch):
         listed = loss_fn(z, f, y)
         assert calls == [1], "the CPU's pair list was not taken without validation"
         torch.testing.assert_close(listed, checked(z, f, y))
-    calls.clear()
+        calls.clear()
+        loss_fn(z[:-1], f[:-1], y[:-1])
+        assert not calls, "a batch below LIST_FROM_BATCH took the pair list"
 
     def refuse(*_a, **_k):
         raise AssertionError("host read inside forward")

@@ -18,9 +18,10 @@ CPUs. The gradient they leak is of the same negligible size.
 Only same-class pairs enter the sum: about B^2 / (2K) of them. When they are few (K large,
 e.g. 1000 ImageNet classes) the term is computed from the list of pairs instead of the
 B x B Gram (``_PairMargin``: O(P * D) instead of O(B^2 * D), the same values). Listing the
-pairs reads their number back to the host, so this runs on the CPU only, and never when the
-caller asks for a sync-free forward (``MR2Loss(validate=False)``); ``MR2Loss`` only tries it
-from K = 50 classes (fewer give balanced batches too many pairs).
+pairs reads their number back to the host, so this runs on the CPU only; ``MR2Loss`` tries it
+from K = 50 classes (fewer give balanced batches too many pairs) and batches of
+``LIST_FROM_BATCH`` samples (below, the two forms cost the same on the CPU and the Gram keeps
+its step the one an accelerator runs), never while ``torch.compile`` traces.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from torch import Tensor
 
 PAIRS_PER_GRAM_ENTRY = 100  # the pair list runs when it has at most B^2 / 100 pairs
+LIST_FROM_BATCH = 256  # MR2Loss's least batch for it (benchmarks/representation_speed.py)
 
 
 def _exp_floor(dtype: torch.dtype) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mr2 import _checks, distributed
+from mr2 import _checks, distributed, representation
 from mr2.losses.mr2 import class_stats as stats
 from mr2.losses.mr2 import gradients, options, presets, soft
 from mr2.losses.mr2.state import MR2Statistics
@@ -264,7 +264,9 @@ class MR2Loss(MR2Statistics):
         """The representation term runs outside the fused terms: against features gathered
         from every process, or from its list of same-class pairs (``_pair_list``)."""
         gathered = self.gather_features and distributed.is_distributed(self.process_group)
-        return gathered or (self._pair_list and f.device.type == "cpu")
+        many = len(f) >= representation.LIST_FROM_BATCH
+        listed = self._pair_list and many and f.device.type == "cpu"
+        return gathered or listed
 
     def _with_separate_representation(self, z, f, y, column, inv_margin, args, reduction):
         _gram, _other, s_bar, scale, rep_w = args
@@ -284,9 +286,9 @@ class MR2Loss(MR2Statistics):
     @property
     def _pair_list(self) -> bool:
         """Whether the representation term may use its pair-list form: with enough classes
-        that balanced batches hold few same-class pairs (about B^2 / 2K). It reads their
-        number, free on the CPU (the only device that takes it), but a graph break: not
-        while ``torch.compile`` traces."""
+        that balanced batches hold few same-class pairs (about B^2 / 2K), on the CPU from
+        ``LIST_FROM_BATCH`` samples. It reads their number, free on the CPU, but a graph
+        break: not while ``torch.compile`` traces."""
         return 2 * self.num_classes >= PAIRS_PER_GRAM_ENTRY and not torch.compiler.is_compiling()
 
     def extra_repr(self) -> str:
