@@ -132,7 +132,7 @@ def main() -> None:
         f"mr2 {meta['mr2']}, commit {meta['commit']}. Linear head + loss, forward + backward, "
         f"`validate=False`, after two warm-up steps.\n\n{table(rows, gpu, shape)}\n\n"
         f"MR² (defaults) on an accelerator: {mr2_ops} operations; the target of issue 22 is "
-        f"at most {TARGET_MR2}: {verdict}. On the CPU (with the pair list): "
+        f"at most {TARGET_MR2}: {verdict}. On the CPU at this shape: "
         f"{len(rows['mr2'])}.\n"
     )
     print(text)
