@@ -34,9 +34,7 @@ from mr2.records import storage
 from mr2.records.result import WeightsInfo
 
 FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-TIMM_FILE_OPTIONS = ("checkpoint_path", "pretrained_cfg_overlay")
 MIN_MATCHED = 0.5  # a file matching fewer of the model's tensors is not weights of it
-RANDOM = WeightsInfo("random")
 
 
 @dataclass(frozen=True)
