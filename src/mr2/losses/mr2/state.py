@@ -131,11 +131,8 @@ class MR2Statistics(ClassLoss):
                 f"features have {f.shape[1]} columns but the statistics were built with "
                 f"{self.sums.shape[1] - 2}"
             )
-        rows, group, decay = (
-            stats.sample_rows(f, self.sums.dtype),
-            self.process_group,
-            self.ema_decay,
-        )
+        group, decay = self.process_group, self.ema_decay
+        rows = stats.sample_rows(f, self.sums.dtype)
         if targets.dim() == 1 and self.norm_p == 2.0 and not distributed.is_distributed(group):
             ok = self._accepted(stats.representable(rows, decay))
             stats.fold_rows_(self.sums, rows, targets, decay, ok)
@@ -146,7 +143,9 @@ class MR2Statistics(ClassLoss):
             p_dev = self._pnorm_spread(f, targets, batch)
             ok = self._accepted(ok & stats.representable(p_dev, 0.0))
             torch.where(ok, p_dev, self.sq_dev_p, out=self.sq_dev_p)
-        stats.fold_sums_(self.sums, batch, decay, self._accepted(ok))
+        else:
+            ok = self._accepted(ok)
+        stats.fold_sums_(self.sums, batch, decay, ok)
 
     def _pnorm_spread(self, f: Tensor, targets: Tensor, batch: Tensor) -> Tensor:
         """The p-norm column after this batch: deviations around the global batch's class
