@@ -13,6 +13,7 @@ from mr2 import MR2Loss
 from mr2.losses.mr2.terms import MarginTerms, reference
 
 SYNCING = {"_local_scalar_dense", "nonzero", "is_nonzero", "masked_select", "unique", "item"}
+SYNCING |= {"bincount"}  # its output size is read from the data on a GPU
 
 
 class Ops(TorchDispatchMode):

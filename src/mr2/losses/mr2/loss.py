@@ -68,9 +68,9 @@ class MR2Loss(MR2Statistics):
             samples on every rank (features gathered with gradients).
         validate: check label range and finiteness (one fused host sync per call). Set
             False for a sync-free forward on accelerators and for ``torch.compile`` to trace
-            the loss as one graph; shapes are always checked. (On the CPU with K >= 50 the
-            representation term runs from its list of same-class pairs either way,
-            ``mr2.representation``.)
+            the loss as one graph; shapes are always checked. (On the CPU with K >= 50 and
+            batches of 256 or more the representation term runs from its list of
+            same-class pairs either way, ``mr2.representation``.)
         process_group: the torch.distributed group to reduce over (default: world).
         ignore_index: a target value whose samples are left out of the loss and of the
             statistics (as ``F.cross_entropy``'s; class-index targets only).
@@ -206,7 +206,8 @@ class MR2Loss(MR2Statistics):
             inv_margin, shift, scale = self._statistics(z, f, y, column)
         rep_w = None
         if self.lambda_rep > 0 and self.rep_reduction == "class":
-            rep_w = len(y) / torch.bincount(y, minlength=self.num_classes)[y].to(f.dtype)
+            ones = f.new_ones(len(y))  # the batch's class counts without a sync (not bincount)
+            rep_w = len(y) / f.new_zeros(self.num_classes).index_add_(0, y, ones)[y]
         args = (gram, column != y if fused else None, shift, scale)
         if not fused and self.lambda_rep > 0:
             return self._with_separate_representation(
