@@ -15,6 +15,7 @@ from mr2 import _checks
 from mr2.functional import class_statistics
 from mr2.metrics import classwise_accuracy
 from mr2.report.backend import pyplot as _pyplot
+from mr2.report.backend import save
 from mr2.report.records import ReportSummary
 from mr2.report.tables import cell
 
@@ -136,10 +137,7 @@ def diagnose_plot(result: Diagnosis, path: Path) -> Path:
     ax.set_xlabel("feature spread ||s_k||^2")
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def margin_difficulty(summary: ReportSummary) -> list[str]:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from mr2.report.backend import pyplot as _pyplot
+from mr2.report.backend import save
 from mr2.report.diagnostics import correlations
 from mr2.report.ranking import hardest_first
 from mr2.report.records import Frontiers, ReportSummary
@@ -37,10 +38,7 @@ def sorted_accuracy(summary: ReportSummary, path: Path) -> Path:
     ax.set_title(f"Per-class accuracy, sorted ({summary.dataset})")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def gain_over_reference(summary: ReportSummary, path: Path) -> Path:
@@ -73,10 +71,7 @@ def gain_over_reference(summary: ReportSummary, path: Path) -> Path:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # no other method: nothing to label
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def spread_vs_accuracy(summary: ReportSummary, path: Path) -> Path | None:
@@ -101,10 +96,7 @@ def spread_vs_accuracy(summary: ReportSummary, path: Path) -> Path | None:
     ax.set_title("Are wide classes the hard ones?")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def margins_over_epochs(summary: ReportSummary, path: Path) -> Path | None:
@@ -128,10 +120,7 @@ def margins_over_epochs(summary: ReportSummary, path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     if margins.shape[1] <= 12:
         a.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def frontier(summary: ReportSummary, fronts: Frontiers | None, path: Path) -> Path | None:
@@ -153,7 +142,4 @@ def frontier(summary: ReportSummary, fronts: Frontiers | None, path: Path) -> Pa
         ax.grid(alpha=0.3)
     axes[0].set_title("Offsets fit on validation, trade-off swept")
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
