@@ -2,6 +2,8 @@
 float64 statistics (precise where float32 sums cancel), its analytic gradient and old
 checkpoints (compiled forms: test_mr2_loss.py)."""
 
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import references as ref
-from mr2 import MR2Loss
+from mr2 import MR2Loss, representation
 from mr2.losses.mr2.terms import MarginTerms, reference
 
 SYNCING = {"_local_scalar_dense", "nonzero", "is_nonzero", "masked_select", "unique", "item"}
@@ -49,7 +51,7 @@ def step_ops(loss_fn, b=128, k=100, d=640):
 def gram_path(monkeypatch):
     """The step an accelerator takes: the representation term from the Gram (the pair
     list, which reads its number of pairs, is the CPU's form)."""
-    monkeypatch.setattr(MR2Loss, "_pair_list", property(lambda self: False))
+    monkeypatch.setattr(representation, "LIST_FROM_BATCH", sys.maxsize)
 
 
 @pytest.mark.parametrize("options", [{}, {"rep_reduction": "class"}, {"lambda_rep": 0.0}])

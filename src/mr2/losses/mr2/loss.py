@@ -263,11 +263,18 @@ class MR2Loss(MR2Statistics):
 
     def _separate_representation(self, f: Tensor) -> bool:
         """The representation term runs outside the fused terms: against features gathered
-        from every process, or from its list of same-class pairs (``_pair_list``)."""
-        gathered = self.gather_features and distributed.is_distributed(self.process_group)
-        many = len(f) >= representation.LIST_FROM_BATCH
-        listed = self._pair_list and many and f.device.type == "cpu"
-        return gathered or listed
+        from every process, or from its list of same-class pairs. The list: on the CPU,
+        with enough classes that balanced batches hold few same-class pairs (about
+        B^2 / 2K) and from ``representation.LIST_FROM_BATCH`` samples; it reads their
+        number, free on the CPU, but a graph break: not while ``torch.compile`` traces."""
+        if self.gather_features and distributed.is_distributed(self.process_group):
+            return True
+        return (
+            f.device.type == "cpu"
+            and len(f) >= representation.LIST_FROM_BATCH
+            and 2 * self.num_classes >= PAIRS_PER_GRAM_ENTRY
+            and not torch.compiler.is_compiling()
+        )
 
     def _with_separate_representation(self, z, f, y, column, inv_margin, args, reduction):
         _gram, _other, s_bar, scale, rep_w = args
@@ -283,14 +290,6 @@ class MR2Loss(MR2Statistics):
         ce = MarginTerms.apply(z, f, column, inv_margin, *args[:4], 0.0, None, "none")
         per = ce + self.lambda_rep * (rep if rep_w is None else rep * rep_w)
         return self._checked(_checks.reduce(per, reduction), lambda: ce)
-
-    @property
-    def _pair_list(self) -> bool:
-        """Whether the representation term may use its pair-list form: with enough classes
-        that balanced batches hold few same-class pairs (about B^2 / 2K), on the CPU from
-        ``LIST_FROM_BATCH`` samples. It reads their number, free on the CPU, but a graph
-        break: not while ``torch.compile`` traces."""
-        return 2 * self.num_classes >= PAIRS_PER_GRAM_ENTRY and not torch.compiler.is_compiling()
 
     def extra_repr(self) -> str:
         return ", ".join(f"{name}={getattr(self, name)!r}" for name in REPR)
