@@ -159,12 +159,12 @@ def test_a_run_in_two_prediction_files_is_refused_with_both_names(tmp_path):
 
 
 def test_an_implausible_label_is_refused_before_anything_is_allocated(tmp_path, monkeypatch):
-    from mr2.report import record, record_predictions
+    from mr2.report import own_loop, record_predictions
 
     path = tmp_path / "p.csv"
     path.write_text("y_true,y_pred\n0,0\n1,1\n1000000000,1\n")
     allocated = []
-    monkeypatch.setattr(record, "confusion_counts", lambda *a: allocated.append(a))
+    monkeypatch.setattr(own_loop, "confusion_counts", lambda *a: allocated.append(a))
     with pytest.raises(ValueError, match="largest label is 1000000000 but only 3 of the"):
         record_predictions([path], tmp_path / "out")
     with pytest.raises(ValueError, match="at least half of its classes present"):
@@ -176,7 +176,7 @@ def test_an_implausible_label_is_refused_before_anything_is_allocated(tmp_path, 
 
 def test_an_inferred_class_count_needs_half_its_classes_and_a_bound(tmp_path):
     from mr2.report import record_predictions
-    from mr2.report.record import MAX_INFERRED_CLASSES, inferred_classes
+    from mr2.report.own_loop import MAX_INFERRED_CLASSES, inferred_classes
 
     # the finding: labels up to 6,000 with 667 distinct took 4 GB; now refused at once
     labels = np.arange(0, 6001, 9)

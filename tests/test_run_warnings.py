@@ -15,7 +15,7 @@ from mr2.engine.run_warnings import rep_gradient_ratio, run_warnings
 from mr2.engine.train import train
 from mr2.records.result import EpochRecord
 from mr2.report.flags import margins_favour_easy, near_chance, representation_dominates
-from mr2.report.records import Internals, MethodSummary, ReportSummary, RunRow
+from mr2.report.summary import Internals, MethodSummary, ReportSummary, RunRow
 
 
 def _run(lambda_rep: float, seed: int = 0):

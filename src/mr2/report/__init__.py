@@ -11,10 +11,10 @@ from mr2.records.storage import save_json, save_text
 from mr2.report import diagnostics, flags, frontier, frontier_text, markdown, marks, plots, tables
 from mr2.report.markdown import tied_cut
 from mr2.report.membership import outsiders, unfinished
+from mr2.report.own_loop import record_run
 from mr2.report.predictions import record_predictions
-from mr2.report.record import record_run
-from mr2.report.records import ReportSummary
 from mr2.report.results import collect, failures, selections, summarize
+from mr2.report.summary import ReportSummary
 from mr2.report.wise import summarize_wise
 
 

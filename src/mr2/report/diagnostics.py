@@ -16,7 +16,7 @@ from mr2.functional import class_statistics
 from mr2.metrics import classwise_accuracy
 from mr2.report.backend import pyplot as _pyplot
 from mr2.report.backend import save
-from mr2.report.records import ReportSummary
+from mr2.report.summary import ReportSummary
 from mr2.report.tables import cell
 
 

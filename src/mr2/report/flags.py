@@ -9,7 +9,7 @@ import numpy as np
 from mr2.losses.registry import collapse_advice
 from mr2.records.result import CHANCE_FACTOR
 from mr2.report.diagnostics import correlations
-from mr2.report.records import ReportSummary
+from mr2.report.summary import ReportSummary
 
 
 def near_chance(summary: ReportSummary) -> list[str]:

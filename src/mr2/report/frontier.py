@@ -26,7 +26,7 @@ from mr2.posthoc.fit import Scores, constrained_path, scores
 from mr2.records.logits import RunLogits, has_logits, load_logits
 from mr2.records.result import RunResult
 from mr2.report.offsets import hard_sets
-from mr2.report.records import FrontierPoint, Frontiers, MatchedRow
+from mr2.report.summary import FrontierPoint, Frontiers, MatchedRow
 
 TRADEOFFS = (0.0, 0.25, 0.5, 0.75, 1.0)
 DROPS = (0.0, 0.005, 0.01, 0.02)  # accuracy levels below the reference's own

@@ -4,7 +4,7 @@ matched-accuracy table and the sentence that answers the question in words."""
 from __future__ import annotations
 
 from mr2.report import marks
-from mr2.report.records import Frontiers, MatchedRow
+from mr2.report.summary import Frontiers, MatchedRow
 from mr2.report.tables import cell
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from mr2.metrics import min_sign_flip_p
 from mr2.records.selection import Selection
 from mr2.report import diagnostics, marks, tables
-from mr2.report.records import MissingRun, ReportSummary, WiseMethod
+from mr2.report.summary import MissingRun, ReportSummary, WiseMethod
 from mr2.report.wise import wise_report_table
 
 

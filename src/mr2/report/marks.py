@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mr2.metrics.paired import holm
-from mr2.report.records import Frontiers, ReportSummary
+from mr2.report.summary import Frontiers, ReportSummary
 
 ALPHA = 0.05  # the report's family-wise false-positive rate over all its marks
 KINDS = ("hard third", "matched worst class")

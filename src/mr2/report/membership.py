@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mr2.comparison import read_manifest
-from mr2.report.records import MissingRun
+from mr2.report.summary import MissingRun
 
 
 def result_files(folder: Path) -> list[Path]:

@@ -12,7 +12,7 @@ from mr2.report.backend import pyplot as _pyplot
 from mr2.report.backend import save
 from mr2.report.diagnostics import correlations
 from mr2.report.ranking import hardest_first
-from mr2.report.records import Frontiers, ReportSummary
+from mr2.report.summary import Frontiers, ReportSummary
 
 MAX_NAMED_TICKS = 100  # more classes than this: the gain plot names none (per_class.csv does)
 

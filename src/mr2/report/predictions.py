@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mr2 import _checks
-from mr2.report.record import inferred_classes, record_run
+from mr2.report.own_loop import inferred_classes, record_run
 
 Pending = tuple[str, int, dict[str, Any]]  # method, seed, record_run's other arguments
 

@@ -45,7 +45,7 @@ from mr2.records.storage import load_json
 from mr2.report.diagnostics import correlations
 from mr2.report.membership import members, result_files
 from mr2.report.ranking import evidence, folds_record, report_ranking
-from mr2.report.records import Internals, MethodSummary, MissingRun, ReportSummary, RunRow
+from mr2.report.summary import Internals, MethodSummary, MissingRun, ReportSummary, RunRow
 
 
 def collect(paths: list[str | Path]) -> list[RunResult]:

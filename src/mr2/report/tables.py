@@ -11,7 +11,7 @@ import numpy as np
 from mr2.metrics import MeanStd, PairedComparison
 from mr2.records.selection import Selection
 from mr2.report.ranking import hardest_first
-from mr2.report.records import ReportSummary
+from mr2.report.summary import ReportSummary
 
 COLUMNS = [
     ("overall", "overall"),

@@ -13,7 +13,7 @@ from mr2.metrics.hard import ClassEvidence, HardRanking, group_levels
 from mr2.records.result import SplitScores
 from mr2.records.wise import WiseResult, read_wise
 from mr2.report.ranking import ranking_of
-from mr2.report.records import ReportSummary, WiseMethod
+from mr2.report.summary import ReportSummary, WiseMethod
 from mr2.report.tables import cell
 
 FIELDS = ("overall", "mean_class", "worst_class", "hard")
