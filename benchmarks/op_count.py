@@ -35,6 +35,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from environment import describe, save
 from mr2 import losses, representation
+from mr2.losses.mr2.terms import MarginTerms
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NO_KERNEL = {
@@ -45,15 +46,32 @@ TARGET_MR2 = 60  # issue 22's bound at (128, 100, 640)
 
 
 class OpCounter(TorchDispatchMode):
-    """Records the name of every ATen operation dispatched while active."""
+    """Records the name of every ATen operation dispatched while active, and the stage
+    (``stage``, set by ``staged``) it was dispatched in."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ops: list[str] = []
+        self.stages: list[str] = []
+        self.stage = "head and autograd"
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops.append(func.overloadpacket.__name__)
+        self.stages.append(self.stage)
         return func(*args, **(kwargs or {}))
+
+
+def staged(counter: OpCounter, stage: str, fn: Callable) -> Callable:
+    """``fn`` with ``counter.stage`` set to ``stage`` while it runs (then restored)."""
+
+    def wrapped(*args, **kwargs):
+        counter.stage, before = stage, counter.stage
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            counter.stage = before
+
+    return wrapped
 
 
 def make_step(name: str, b: int, k: int, d: int) -> Callable[[], None]:
@@ -71,6 +89,7 @@ def make_step(name: str, b: int, k: int, d: int) -> Callable[[], None]:
         loss = F.cross_entropy(z, targets) if loss_fn is None else loss_fn(z, feats, targets)
         loss.backward()
 
+    step.loss_fn = loss_fn  # type: ignore[attr-defined]
     return step
 
 
@@ -81,6 +100,28 @@ def count(step: Callable[[], None]) -> list[str]:
     with OpCounter() as counter:
         step()
     return counter.ops
+
+
+def mr2_stages(shape) -> collections.Counter:
+    """MR²'s step (Gram path) by stage: its statistics step (EMA update, margins, s_bar:
+    ``_statistics``), its two terms' forward and analytic backward (``MarginTerms``), and
+    the rest (the head's forward and backward, autograd)."""
+    listed_from, representation.LIST_FROM_BATCH = representation.LIST_FROM_BATCH, sys.maxsize
+    backward = MarginTerms.backward
+    counter = OpCounter()
+    try:
+        step = make_step("mr2", *shape)
+        step.loss_fn._statistics = staged(counter, "statistics step", step.loss_fn._statistics)
+        step.loss_fn.forward = staged(counter, "terms' forward", step.loss_fn.forward)
+        MarginTerms.backward = staticmethod(staged(counter, "terms' backward", backward))
+        for _ in range(2):
+            step()
+        with counter:
+            step()
+        return collections.Counter(counter.stages)
+    finally:
+        representation.LIST_FROM_BATCH = listed_from
+        MarginTerms.backward = staticmethod(backward)
 
 
 def gram_count(name: str, shape) -> list[str]:
@@ -123,6 +164,8 @@ def main() -> None:
     gpu = {n: ops for n, ops in gpu.items() if ops != rows[n]}
     meta = describe("cpu")
     mr2_ops = len(gpu.get("mr2", rows["mr2"]))
+    stages = mr2_stages(shape)
+    by_stage = ", ".join(f"{stage} {n}" for stage, n in stages.items())
     verdict = "met" if mr2_ops <= TARGET_MR2 else "not met"
     text = (
         f"# ATen operations per training step (benchmarks/op_count.py)\n\n"
@@ -131,13 +174,14 @@ def main() -> None:
         f"`validate=False`, after two warm-up steps.\n\n{table(rows, gpu, shape)}\n\n"
         f"MR² (defaults) on an accelerator: {mr2_ops} operations; the target of issue 22 is "
         f"at most {TARGET_MR2}: {verdict}. On the CPU at this shape: "
-        f"{len(rows['mr2'])}.\n"
+        f"{len(rows['mr2'])}.\n\nMR²'s accelerator step by stage: {by_stage}; the "
+        f"whole step of `ce (torch)` is {len(rows['ce (torch)'])}.\n"
     )
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     save(
-        {"meta": meta, "shape": shape, "ops": rows, "gpu_path_ops": gpu},
+        {"meta": meta, "shape": shape, "ops": rows, "gpu_path_ops": gpu, "mr2_stages": stages},
         args.out.with_suffix(".json"),
     )
 

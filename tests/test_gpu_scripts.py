@@ -56,8 +56,11 @@ def test_gpu_suite_tiny(tmp_path):
     layout = json.loads((tmp_path / "engine_layout_cpu.json").read_text())
     assert layout["settings"]["engine_settings"] == ["train.channels_last=true"]
     assert all(r["agrees"] for r in json.loads((tmp_path / "capture_cpu.json").read_text())["rows"])
-    ops = json.loads((tmp_path / "op_count_cpu.json").read_text())["ops"]
+    counted = json.loads((tmp_path / "op_count_cpu.json").read_text())
+    ops, stages = counted["ops"], counted["mr2_stages"]
     assert len(ops["ce (torch)"]) == 20 and set(ops) > {"mr2", "ce", "focal"}
+    mr2_gram = counted["gpu_path_ops"].get("mr2", ops["mr2"])
+    assert sum(stages.values()) == len(mr2_gram) and len(stages) == 4, stages
     text = (tmp_path / "gpu_suite.md").read_text()
     assert "FAILED" not in text and "engine / hand" in text and "ATen ops / step" in text
 
