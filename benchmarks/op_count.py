@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -93,44 +94,48 @@ def make_step(name: str, b: int, k: int, d: int) -> Callable[[], None]:
     return step
 
 
-def count(step: Callable[[], None]) -> list[str]:
-    """The operations of one step, after two warm-up steps (statistics sized, caches full)."""
+def count(step: Callable[[], None], counter: OpCounter | None = None) -> list[str]:
+    """The operations of one step, after two warm-up steps (statistics sized, caches full),
+    recorded by ``counter`` (a fresh one if None)."""
     for _ in range(2):
         step()
-    with OpCounter() as counter:
+    with counter or OpCounter() as active:
         step()
-    return counter.ops
+    return active.ops
+
+
+@contextlib.contextmanager
+def gram_path() -> Iterator[None]:
+    """MR²'s pair list switched off: the step an accelerator runs."""
+    listed_from, representation.LIST_FROM_BATCH = representation.LIST_FROM_BATCH, sys.maxsize
+    try:
+        yield
+    finally:
+        representation.LIST_FROM_BATCH = listed_from
 
 
 def mr2_stages(shape) -> collections.Counter:
     """MR²'s step (Gram path) by stage: its statistics step (EMA update, margins, s_bar:
     ``_statistics``), its two terms' forward and analytic backward (``MarginTerms``), and
     the rest (the head's forward and backward, autograd)."""
-    listed_from, representation.LIST_FROM_BATCH = representation.LIST_FROM_BATCH, sys.maxsize
     backward = MarginTerms.backward
     counter = OpCounter()
+    step = make_step("mr2", *shape)
+    step.loss_fn._statistics = staged(counter, "statistics step", step.loss_fn._statistics)
+    step.loss_fn.forward = staged(counter, "terms' forward", step.loss_fn.forward)
+    MarginTerms.backward = staticmethod(staged(counter, "terms' backward", backward))
     try:
-        step = make_step("mr2", *shape)
-        step.loss_fn._statistics = staged(counter, "statistics step", step.loss_fn._statistics)
-        step.loss_fn.forward = staged(counter, "terms' forward", step.loss_fn.forward)
-        MarginTerms.backward = staticmethod(staged(counter, "terms' backward", backward))
-        for _ in range(2):
-            step()
-        with counter:
-            step()
+        with gram_path():
+            count(step, counter)
         return collections.Counter(counter.stages)
     finally:
-        representation.LIST_FROM_BATCH = listed_from
         MarginTerms.backward = staticmethod(backward)
 
 
 def gram_count(name: str, shape) -> list[str]:
     """A step of loss ``name`` with MR²'s pair list switched off: what an accelerator runs."""
-    listed_from, representation.LIST_FROM_BATCH = representation.LIST_FROM_BATCH, sys.maxsize
-    try:
+    with gram_path():
         return count(make_step(name, *shape))
-    finally:
-        representation.LIST_FROM_BATCH = listed_from
 
 
 def table(rows: dict[str, list[str]], gpu: dict[str, list[str]], shape) -> str:
