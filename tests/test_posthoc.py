@@ -2,6 +2,7 @@
 hand-derived optima, the guarantee of never lowering the fit objective, offsets that follow
 validation and never see test labels, files, models, the command and bad input."""
 
+import hashlib
 import json
 import zlib
 
@@ -14,7 +15,15 @@ from mr2 import cli
 from mr2.engine.compare import run_compare
 from mr2.posthoc import ClassOffsets, OffsetModel
 from mr2.posthoc.fit import scores
-from mr2.records.logits import RunLogits, SplitLogits, load_logits, save_logits
+from mr2.records.logits import (
+    RunLogits,
+    SplitLogits,
+    load_logits,
+    owner_of,
+    owner_of_result,
+    save_logits,
+)
+from mr2.records.result import read_result
 from mr2.records.storage import CorruptFileError
 from mr2.report import record_run
 
@@ -155,13 +164,16 @@ def test_bad_input_is_refused_with_what_is_wrong():
         ClassOffsets("mean")
 
 
-def test_kept_logits_round_trip_and_refuse_a_changed_file(tmp_path):
+def test_kept_logits_round_trip_exactly_and_refuse_changed_or_foreign_files(tmp_path):
     z = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
     kept = RunLogits(SplitLogits(z, np.arange(20) % 4), SplitLogits(z * 1e5, np.arange(20) % 4))
-    save_logits(tmp_path, kept)
-    back = load_logits(tmp_path)
-    assert back.val.logits.dtype == np.float16 and np.allclose(back.val.logits, z, atol=1e-2)
-    assert back.test.logits.dtype == np.float32  # beyond float16's range: kept exactly
+    mine, other = owner_of("ce", 0, "abc"), owner_of("ce", 1, "abc")
+    save_logits(tmp_path, kept, mine)
+    back = load_logits(tmp_path, mine)
+    assert back.val.logits.dtype == np.float32 and np.array_equal(back.val.logits, z)
+    assert np.array_equal(back.test.logits, z * 1e5)
+    with pytest.raises(CorruptFileError, match="holds another run's logits"):
+        load_logits(tmp_path, other)  # copied into the run of seed 1
     with np.load(tmp_path / "logits.npz") as data:
         arrays = {k: data[k] for k in data.files}
     arrays["val_labels"] = arrays["val_labels"][::-1].copy()
@@ -170,6 +182,20 @@ def test_kept_logits_round_trip_and_refuse_a_changed_file(tmp_path):
         load_logits(tmp_path)
     with pytest.raises(FileNotFoundError, match="kept no logits"):
         load_logits(tmp_path / "nowhere")
+
+
+def test_logits_files_of_schema_1_still_load(tmp_path):
+    """Files written before the owner and float32: float16 arrays, schema 1, sha256 of the
+    arrays alone (written here the way that version wrote them)."""
+    arrays = {"test_logits": np.ones((3, 2), np.float16), "test_labels": np.arange(3) % 2}
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    np.savez(tmp_path / "logits.npz", **arrays, schema=np.array(1), sha256=np.array(h.hexdigest()))
+    back = load_logits(tmp_path, owner_of("ce", 0, None))  # no owner recorded: not checked
+    assert back.val is None and back.test.logits.dtype == np.float16
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +207,10 @@ def test_engine_runs_keep_logits_that_give_their_test_accuracy(comparison):
     result = json.loads((comparison / "ce" / "seed0" / "result.json").read_text())
     kept = load_logits(comparison / "ce" / "seed0")
     assert kept.val is not None and len(kept.test.labels) == sum(result["test"]["support"])
-    hits = kept.test.logits.astype(np.float32).argmax(1) == kept.test.labels
-    assert abs(hits.mean() - result["test"]["overall"]) <= 2 / len(hits)  # float16 ties at most
+    assert kept.test.logits.dtype == np.float32
+    hits = kept.test.logits.argmax(1) == kept.test.labels
+    per_class = [hits[kept.test.labels == c].mean() for c in range(len(result["test"]["support"]))]
+    assert per_class == pytest.approx(result["test"]["per_class"], abs=1e-12)  # exactly
 
 
 def test_mr2_posthoc_on_a_comparison_fits_on_validation_only(comparison, tmp_path, monkeypatch):
@@ -199,7 +227,7 @@ def test_mr2_posthoc_on_a_comparison_fits_on_validation_only(comparison, tmp_pat
     for run in comparison.glob("*/seed*"):
         kept = load_logits(run)
         scrambled = SplitLogits(kept.test.logits, np.roll(kept.test.labels, 7))
-        save_logits(run, RunLogits(kept.val, scrambled))
+        save_logits(run, RunLogits(kept.val, scrambled), owner_of_result(read_result(run)))
     assert cli.main(["posthoc", str(comparison), "--out", str(tmp_path / "b")]) == 0
     again = json.loads((comparison / "ce" / "seed0" / "offsets-worst.json").read_text())["offsets"]
     assert again == first

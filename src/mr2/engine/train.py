@@ -28,7 +28,7 @@ from mr2.engine.run import Run, build, evaluate_split, prepare
 from mr2.engine.run_warnings import run_warnings
 from mr2.metrics import disparity_summary
 from mr2.records import storage
-from mr2.records.logits import save_logits
+from mr2.records.logits import owner_of_result, save_logits
 from mr2.records.result import (
     DatasetInfo,
     EpochRecord,
@@ -103,7 +103,7 @@ def _finish(run: Run, run_dir: Path, history: list[EpochRecord], selected: int) 
     )  # every process takes part; rank 0 writes it before result.json marks the run done
     if run.ctx.rank == 0:
         if kept is not None:
-            save_logits(run_dir, kept)
+            save_logits(run_dir, kept, owner_of_result(result))
         storage.save_torch(
             {"model": run.model.state_dict(), "loss": run.loss_fn.state_dict()},
             run_dir / "final.pt",
@@ -176,7 +176,7 @@ def evaluate_initial(
         kept = kept_logits.run_logits(model, dataset, cfg, ctx) if cfg.train.keep_logits else None
         if ctx.rank == 0:
             if kept is not None:
-                save_logits(run_dir, kept)
+                save_logits(run_dir, kept, owner_of_result(result))
             storage.save_json(result.to_dict(), run_dir / "result.json")
         distributed.barrier()
         return result

@@ -23,7 +23,7 @@ from mr2.metrics.paired import holm
 from mr2.metrics.uncertainty import sign_flip_p_value
 from mr2.posthoc import ClassOffsets
 from mr2.posthoc.fit import Scores, constrained_path, scores
-from mr2.records.logits import RunLogits, has_logits, load_logits
+from mr2.records.logits import RunLogits, has_logits, load_logits, owner_of_result
 from mr2.records.result import RunResult
 from mr2.report.offsets import hard_sets
 from mr2.report.summary import FrontierPoint, Frontiers, MatchedRow
@@ -192,7 +192,7 @@ def _kept(r: RunResult) -> RunLogits | None:
     """The run's validation and test logits, or None when it kept no logits of either."""
     if not has_logits(r.run_dir or ""):
         return None
-    kept = load_logits(r.run_dir or "")
+    kept = load_logits(r.run_dir or "", owner_of_result(r))
     return kept if kept.val is not None and kept.test is not None else None
 
 

@@ -15,7 +15,7 @@ import torch
 from mr2.metrics.hard import ranked_groups
 from mr2.posthoc import ClassOffsets
 from mr2.posthoc.fit import Scores, scores
-from mr2.records.logits import HOW_TO_GET, RunLogits, has_logits, load_logits
+from mr2.records.logits import HOW_TO_GET, RunLogits, has_logits, load_logits, owner_of_result
 from mr2.records.result import RunResult
 from mr2.records.storage import save_json, save_text
 from mr2.records.typed_json import as_dict
@@ -98,7 +98,7 @@ def fit_runs(
     hard_sets_ = hard_sets(runs, reference)
     fits = []  # every run is fit before anything is written
     for r in runs:
-        kept = load_logits(r.run_dir or "")
+        kept = load_logits(r.run_dir or "", owner_of_result(r))
         if kept.val is None or kept.test is None:
             raise ValueError(f"{r.run_dir}: offsets need validation and test logits")
         hard, source = hard_sets_[str(r.run_dir)]

@@ -18,7 +18,7 @@ from mr2.metrics.classwise import accuracy_from_confusion, confusion_counts
 from mr2.metrics.hard import half_accuracies, labels_digest
 from mr2.metrics.spread import class_spread, feature_sums
 from mr2.records.logits import FILE as LOGITS_FILE
-from mr2.records.logits import RunLogits, SplitLogits, save_logits
+from mr2.records.logits import RunLogits, SplitLogits, owner_of_result, save_logits
 from mr2.records.result import DatasetInfo, RunResult, SplitScores, ValSummary, read_result
 from mr2.records.storage import save_json
 
@@ -159,16 +159,17 @@ def record_run(
     result.val = _val_summary(val, k) if val is not None else None
     result.diagnostics = feature_diagnostics(features, y, k) if features is not None else {}
     scored = SplitLogits(_as_numpy(logits), y.numpy()) if logits is not None else None
-    _keep_logits(Path(out_dir), RunLogits(val_logits, scored if split == "test" else None))
+    kept = RunLogits(val_logits, scored if split == "test" else None)
+    _keep_logits(Path(out_dir), kept, owner_of_result(result))
     save_json(result.to_dict(), Path(out_dir) / "result.json")
     return result
 
 
-def _keep_logits(out_dir: Path, kept: RunLogits) -> None:
+def _keep_logits(out_dir: Path, kept: RunLogits, owner: str) -> None:
     """logits.npz beside the result; a run recorded again without logits keeps none of the
     earlier recording's."""
     if kept.val is not None or kept.test is not None:
-        save_logits(out_dir, kept)
+        save_logits(out_dir, kept, owner)
     else:
         (out_dir / LOGITS_FILE).unlink(missing_ok=True)
 

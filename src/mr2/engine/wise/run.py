@@ -17,7 +17,8 @@ from mr2.engine.run import is_backbone, load_run_data
 from mr2.engine.wise.scores import rank_rows, scores
 from mr2.models import weights
 from mr2.records import storage
-from mr2.records.logits import save_logits
+from mr2.records.logits import owner_of_result, save_logits
+from mr2.records.result import read_result
 from mr2.records.wise import WiseResult, WiseRow
 
 
@@ -53,13 +54,15 @@ def run_wise(run_dir: str | Path, alphas: list[float], *, ctx: Context | None = 
     zero_shot = {k: v.detach().clone() for k, v in model.state_dict().items()}
     finetuned = storage.load_torch(run_dir / "final.pt")["model"]  # weights only: no second model
     model = model.to(ctx.device)
+    run = read_result(run_dir)
     rows = []
     for alpha in sorted(set(float(a) for a in alphas)):
         model.load_state_dict(interpolate(zero_shot, finetuned, alpha))
         rows.append(_row(alpha, model, dataset, cfg, ctx))
         if cfg.train.keep_logits:
             kept = kept_logits.run_logits(model, dataset, cfg, ctx)
-            save_logits(logits_dir(run_dir, alpha), kept)
+            owner = owner_of_result(run, f"wise alpha {alpha:g}")
+            save_logits(logits_dir(run_dir, alpha), kept, owner)
     model.load_state_dict(finetuned)
     ranking = rank_rows(rows, model, dataset, cfg, ctx)
     scored = [r for r in rows if r.val is not None]
