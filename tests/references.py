@@ -106,3 +106,43 @@ def supcon(features: Tensor, targets: Tensor, t: float) -> list[float]:
         pos = [sims[j] - denom for j, y in enumerate(ys) if j != i and y == yi]
         out.append(-sum(pos) / len(pos) if pos else 0.0)
     return out
+
+
+def offsets_by_exact_coordinate_ascent(z, y, group: str, hard=None, min_overall=-1.0, sweeps=20):
+    """Coordinate ascent over per-class offsets, each step an exact 1-D search: every
+    breakpoint where a sample's prediction changes is found by brute force and every value
+    between two is scored by a full argmax. Maximises (G, overall) lexicographically with
+    overall >= ``min_overall``; G the worst class recall or the mean over ``hard``. numpy in,
+    (offsets, recall, overall) out; starts from zero offsets."""
+    import numpy as np
+
+    z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y)
+    k = z.shape[1]
+    support = np.bincount(y, minlength=k)
+
+    def score(b):
+        pred = (z + b).argmax(1)
+        recall = np.bincount(y[pred == y], minlength=k) / support
+        g = recall.min() if group == "worst" else recall[hard].mean()
+        return (g, (pred == y).mean()), recall
+
+    b = np.zeros(k)
+    best, _ = score(b)
+    for _ in range(sweeps):
+        moved = False
+        for c in range(k):
+            others = z + b
+            others[:, c] = -np.inf
+            cuts = np.unique(others.max(1) - z[:, c])
+            mids = np.concatenate([[cuts[0] - 1.0], (cuts[1:] + cuts[:-1]) / 2, [cuts[-1] + 1.0]])
+            for value in mids:
+                trial = b.copy()
+                trial[c] = value
+                key, _ = score(trial)
+                if key[1] >= min_overall - 1e-12 and key > tuple(v + 1e-12 for v in best):
+                    best, b, moved = key, trial, True
+        if not moved:
+            break
+    key, recall = score(b)
+    return b, recall, key[1]

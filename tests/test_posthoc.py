@@ -314,13 +314,17 @@ def test_a_planted_hard_class_gain_is_recovered_at_matched_accuracy(tmp_path):
     # class 0, the weakest on validation (so in the hard third), gains on test only
     runs = _study(tmp_path / "a", ["ce", "planted"], gain=("planted", 0, 1.5))
     fronts = frontiers(collect([runs]), "ce")
-    rows = [r for r in fronts.matched if r.method == "planted" and r.offsets]
-    assert len(rows) == 4 and all(r.hard_gain[0] > 0.1 and r.hard_gain[5] < 0.05 for r in rows)
-    assert set(fronts.curves) == {"ce", "planted"} and len(fronts.curves["ce"]) == 5
+    rows = [r for r in fronts.matched if r.method == "planted" and r.method_offsets]
+    assert len(rows) == 4
+    assert all(r.hard_gain.mean > 0.1 and r.hard_gain.p_holm < 0.05 for r in rows)
+    assert set(fronts.curves) == {"ce", "planted"} and len(fronts.curves["ce"]) == 8
+    fitted = fronts.curves["ce"][1:]  # after the point without offsets: by accuracy
+    assert fronts.curves["ce"][0].drop is None
+    assert [p.overall for p in fitted] == sorted((p.overall for p in fitted), reverse=True)
     # the same gain on the easiest class is no hard-third gain
     runs = _study(tmp_path / "b", ["ce", "planted"], gain=("planted", 4, 1.5))
     rows = [r for r in frontiers(collect([runs]), "ce").matched if r.method == "planted"]
-    assert not any(r.hard_gain[0] > 0 and r.hard_gain[5] < 0.05 for r in rows)
+    assert not any(r.hard_gain.mean > 0 and r.hard_gain.p_holm < 0.05 for r in rows)
 
 
 def test_methods_drawn_like_the_reference_get_no_mark_at_matched_accuracy(tmp_path):
@@ -368,23 +372,23 @@ def test_each_mr2_run_records_how_its_margins_follow_held_out_difficulty(tmp_pat
 
 
 def test_only_contrasts_at_a_reached_accuracy_can_be_marked(tmp_path):
-    """A method far below the reference's accuracy (weaker on every class but the worst)
-    cannot reach it with offsets: that row is not primary (its gain is at a lower
-    accuracy), while the method alone at its own accuracy is; a copy of the reference
-    reaches every level."""
+    """A method far above the reference's accuracy: the reference + offsets cannot reach
+    it, so the method alone at its own accuracy is no primary contrast (and its label says
+    so); with offsets on both arms at the lower of the two accuracies every fit reaches the
+    level, and that contrast is primary."""
     from mr2.report.frontier import frontiers
     from mr2.report.results import collect
 
     k, n = 5, 200
     y = np.repeat(np.arange(k), n // k)
-    for method, strength in (("ce", np.linspace(0.4, 2.5, k)), ("weak", np.full(k, 0.6))):
+    for method, strength in (("ce", np.linspace(0.4, 2.5, k)), ("strong", np.full(k, 4.0))):
         for seed in range(4):
             g = np.random.default_rng([seed, len(method)])
             zv, zt = (g.normal(size=(n, k)) + np.eye(k)[y] * strength[y, None] for _ in range(2))
             record_run(tmp_path / method / f"s{seed}", method=method, seed=seed, y_true=y,
                        logits=zt, val=(y, zv))  # fmt: skip
-    rows = {(r.method, r.offsets, r.level.split(" (")[0]): r for r in
+    rows = {(r.method, r.method_offsets, r.level.split(" (")[0]): r for r in
             frontiers(collect([tmp_path]), "ce", curves=False).matched}  # fmt: skip
-    assert rows["weak", False, "own accuracy"].primary
-    assert not rows["weak", True, "ce - 0 pt"].primary  # out of reach: not matched
-    assert "fit(s) below it" in rows["weak", True, "ce - 0 pt"].level
+    alone = rows["strong", False, "own accuracy"]
+    assert not alone.primary and "fit(s) below it" in alone.level
+    assert rows["strong", True, "lower of the two - 0 pt"].primary

@@ -1,51 +1,52 @@
 """The functional core of post-hoc class offsets: predictions ``argmax(logits + b)`` with one
 additive offset per class, fit on validation data to an objective over per-class recalls.
 
-Objectives (``Objective``): ``"worst"`` (the lowest class recall) and ``"hard"`` (the mean
-recall of given hard classes), each traded against overall accuracy by ``tradeoff`` = a in
-[0, 1]: score = (1 - a) * overall + a * G. Overall accuracy is sum_k pi_k recall_k, so the
-score is a weighted sum of recalls with weights w_k = (1 - a) pi_k + a lambda_k (lambda:
-the worst class's dual weights, or uniform over the hard classes), whose plug-in rule is
-``argmax_k z_k + log(w_k / pi_k)`` (Menon et al., ICLR 2021; Narasimhan & Menon, 2021).
+Objectives: ``"worst"`` (the lowest class recall), ``"hard"`` (the mean recall of given hard
+classes) and ``"tail"`` (the mean recall of the weakest ``tail`` classes: for many classes,
+where one class's recall is mostly noise), each traded against overall accuracy by
+``tradeoff`` = a in [0, 1]: score = (1 - a) * overall + a * G, or maximised alone under a
+least overall accuracy (``min_overall``).
 
-- ``"worst"``: exponentiated-gradient ascent on the dual weights lambda (a class with a low
-  recall gains weight), ``steps`` rounds, each step in units of the logits' typical margin
-  between the two top classes (``margin_scale``);
-- ``"hard"``: the plug-in offsets scaled by beta on a grid of ``steps`` values in [0, 8]
-  (logits are rarely calibrated, so the scale is searched, not assumed).
-
-Every candidate is scored on the data it is fit on and the best kept; the first candidate
-is b = 0, so fitting never lowers the objective there. Deterministic and vectorised: each
-round is one (N, K) addition and argmax.
+A fit starts from the better of b = 0 and the best candidate of the plug-in path
+(``argmax_k z_k + log(w_k / pi_k)`` with w the weights of the weighted recall sum: Menon et
+al., ICLR 2021; Narasimhan & Menon, 2021; for "worst" the dual weights by exponentiated
+gradient), then climbs by exact coordinate ascent (``mr2.posthoc.ascent``). Deterministic;
+the fit never ends below b = 0 on what it optimises, nor below ``min_overall``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 
+import numpy as np
 import torch
 from torch import Tensor
 
-OBJECTIVES = ("worst", "hard")
+from mr2.posthoc.ascent import EPS, Ascent, Goal, Stats, better, climb
+
+OBJECTIVES = ("worst", "hard", "tail")
 BETA_MAX = 8.0
 ETA = 2.0  # dual step, in units of the logits' margin scale (decays as 1 / sqrt(t + 1))
-SWEEP = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # trade-offs tried under a min_overall constraint
 
 
 @dataclass(frozen=True)
 class Scores:
-    """Per-class recall (K,), overall accuracy, worst class and hard-class mean."""
+    """Per-class recall (K,), overall accuracy, worst class, hard-class mean and the
+    class counts (K,)."""
 
     recall: Tensor
     overall: float
     worst: float
     hard: float
+    support: Tensor
 
-    def objective(self, objective: str, tradeoff: float) -> float:
-        g = self.worst if objective == "worst" else self.hard
-        return (1.0 - tradeoff) * self.overall + tradeoff * g
+    def tail(self, fraction: float) -> float:
+        """The mean recall of the weakest ``fraction`` of the classes (at least one)."""
+        m = tail_size(len(self.recall), fraction)
+        return float(self.recall.sort().values[:m].mean())
 
 
 CHUNK = 8192  # rows per argmax: a reused buffer, not a new (N, K) tensor per round
@@ -74,7 +75,13 @@ def scores(logits: Tensor, labels: Tensor, offsets: Tensor, hard: Tensor) -> Sco
         float(hit.double().mean()),
         float(recall.min()),
         float(recall[hard].mean()) if bool(hard.any()) else float("nan"),
+        support,
     )
+
+
+def tail_size(num_classes: int, fraction: float) -> int:
+    """How many classes the tail objective averages: ceil(fraction * K), at least one."""
+    return max(1, math.ceil(fraction * num_classes - 1e-9))
 
 
 def margin_scale(logits: Tensor) -> float:
@@ -114,46 +121,90 @@ def path(
         b = _plug_in(prior, (1 - tradeoff) * prior + tradeoff * lam)
 
 
-def constrained_path(
-    logits: Tensor, labels: Tensor, objective: str, hard: Tensor, steps: int
-) -> Iterator[tuple[Tensor, Scores]]:
-    """The candidates a ``min_overall`` fit chooses among: the paths of the trade-offs in
-    ``SWEEP``, ``steps`` candidates in all (at least 4 per trade-off)."""
-    per = max(steps // len(SWEEP), 4)
-    return chain(*(path(logits, labels, objective, a, hard, per) for a in SWEEP))
+MULTI_START_MAX_K = 200  # up to this many classes both starts are climbed, above it the better
+FEW_CLASSES = 20  # up to this many, RESTARTS more starts (seeded: the fit is deterministic)
+RESTARTS = 4
 
 
 def fit_offsets(
     logits: Tensor,
     labels: Tensor,
-    objective: str,
+    goal: Goal,
     *,
-    tradeoff: float,
-    hard: Tensor,
-    steps: int,
-    min_overall: float | None = None,
+    starts: int = 20,
+    sweeps: int = 20,
 ) -> tuple[Tensor, Scores, Scores]:
-    """The best offsets (K,) float64 among ``candidates``, with the scores at b = 0 and at
-    them. ``min_overall``: the best G (worst class or hard mean, ``tradeoff`` ignored)
-    among offsets whose overall accuracy reaches it, from the candidates of a sweep of the
-    trade-off over ``SWEEP``."""
-    if min_overall is None:
-        tried = path(logits, labels, objective, tradeoff, hard, steps)
-    else:
-        tried, tradeoff = constrained_path(logits, labels, objective, hard, steps), 1.0
-    best: tuple[float, Tensor, Scores] | None = None
-    before: Scores | None = None
-    for b, s in tried:
-        before = before or s
-        if min_overall is not None and s.overall < min_overall:
-            continue
-        value = s.objective(objective, tradeoff)
-        if best is None or value > best[0]:
-            best = (value, b, s)
-    assert before is not None  # b = 0 is always a candidate
-    if best is None:
+    """The fitted offsets (K,) float64 with the scores at b = 0 and at them (see the module
+    docstring); ``ValueError`` when no offsets reach ``goal.floor`` on the fit data."""
+    z, y = logits.float().numpy(), labels.numpy()
+    k = z.shape[1]
+    hard = torch.from_numpy(goal.hard)
+    before = scores(logits, labels, torch.zeros(k, dtype=torch.float64), hard)
+    zero = torch.zeros(k, dtype=torch.float64)
+    plug_in, best = zero, _plain_stats(before)
+    for b, s in _candidates(logits, labels, goal, hard, starts):
+        candidate = _plain_stats(s)
+        if _feasible(candidate, goal) and (
+            not _feasible(best, goal) or better(candidate.key(goal), best.key(goal))
+        ):
+            plug_in, best = b, candidate
+    tried = [plug_in] if k > MULTI_START_MAX_K or plug_in is zero else [zero, plug_in]
+    if k <= FEW_CLASSES:  # cheap: climb from seeded perturbations of zero too
+        g = torch.Generator().manual_seed(0)
+        scale = margin_scale(logits)
+        tried += [scale * torch.randn(k, generator=g, dtype=torch.float64) for _ in range(RESTARTS)]
+    climbed = [c for c in (_climb(z, y, b.numpy(), goal, sweeps) for b in tried) if c is not None]
+    if not climbed:
         raise ValueError(
-            f"no offsets reach an overall accuracy of {min_overall:.4f} on the fit data (zero "
-            f"offsets give {before.overall:.4f}): lower min_overall"
+            f"no offsets reach an overall accuracy of {goal.floor:.4f} on the fit data "
+            f"(zero offsets give {before.overall:.4f}): lower min_overall"
         )
-    return best[1], before, best[2]
+    top = max(climbed, key=lambda state: state.stats().plain_key(goal))
+    b = torch.from_numpy(top.b - top.b.mean())
+    after = scores(logits, labels, b, hard)
+    if not better(
+        _plain_stats(after).plain_key(goal), _plain_stats(before).plain_key(goal)
+    ) or not (
+        after.overall >= goal.floor - EPS
+    ):  # ties in the logits can mislead the kept top two: the real argmax decides
+        if before.overall >= goal.floor - EPS:
+            return zero, before, before
+    return b, before, after
+
+
+SWEEP = (0.2, 0.4, 0.6, 0.8, 1.0)  # plug-in trade-offs tried under a least accuracy
+
+
+def _candidates(
+    logits: Tensor, labels: Tensor, goal: Goal, hard: Tensor, steps: int
+) -> Iterator[tuple[Tensor, Scores]]:
+    """The plug-in path's candidates: at the goal's trade-off, or, under a least accuracy
+    (where the objective's own path soon drops below it), along the paths of ``SWEEP``."""
+    if goal.floor == -math.inf:
+        return path(logits, labels, goal.objective, goal.tradeoff, hard, steps)
+    per = max(steps // len(SWEEP), 4)
+    return chain(*(path(logits, labels, goal.objective, a, hard, per) for a in SWEEP))
+
+
+def _climb(z: np.ndarray, y: np.ndarray, start: np.ndarray, goal: Goal, sweeps: int):
+    """The ascent from ``start`` (None when it cannot reach ``goal.floor``): to the floor
+    first if it starts below it, then the goal, then (tradeoff 1) overall accuracy at the
+    goal reached."""
+    state = Ascent(z, y, start)
+    if not _feasible(state.stats(), goal):
+        climb(state, replace(goal, objective="worst", tradeoff=0.0, floor=-math.inf), sweeps)
+        if not _feasible(state.stats(), goal):
+            return None
+    reached = climb(state, goal, sweeps)
+    if goal.tradeoff == 1.0:  # then spend no accuracy the objective does not need
+        climb(state, goal, sweeps, g_min=reached.group(goal))
+    return state
+
+
+def _plain_stats(s: Scores) -> Stats:
+    support = s.support.numpy()
+    return Stats(s.recall.numpy() * support, support)
+
+
+def _feasible(s: Stats, goal: Goal) -> bool:
+    return s.overall >= goal.floor - EPS

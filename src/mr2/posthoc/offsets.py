@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from mr2 import _checks
-from mr2.posthoc.fit import OBJECTIVES, Scores, fit_offsets, scores
+from mr2.posthoc.ascent import Goal
+from mr2.posthoc.fit import OBJECTIVES, Scores, fit_offsets, scores, tail_size
 from mr2.posthoc.model import OffsetModel
 from mr2.records.storage import CorruptFileError, load_json, save_json
 
@@ -69,18 +70,23 @@ class ClassOffsets:
         tradeoff: float | None = None,
         min_overall: float | None = None,
         hard_classes: list[int] | None = None,
-        steps: int = 100,
+        tail_fraction: float = 0.1,
+        steps: int = 20,
     ) -> None:
         _checks.check_choice(objective, "objective", OBJECTIVES)
-        tradeoff = (1.0 if objective == "worst" else 0.5) if tradeoff is None else tradeoff
+        tradeoff = (0.5 if objective == "hard" else 1.0) if tradeoff is None else tradeoff
         if not 0.0 <= float(tradeoff) <= 1.0:
             raise ValueError(f"tradeoff must lie in [0, 1], got {tradeoff}")
         if min_overall is not None and not 0.0 <= float(min_overall) <= 1.0:
             raise ValueError(f"min_overall is an accuracy in [0, 1], got {min_overall}")
+        if not 0.0 < float(tail_fraction) <= 1.0:
+            raise ValueError(f"tail_fraction must lie in (0, 1], got {tail_fraction}")
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         self.objective, self.tradeoff, self.min_overall = objective, float(tradeoff), min_overall
         self.hard_classes, self.steps = hard_classes, int(steps)
+        self.tail_fraction = float(tail_fraction)
+        self.fitted_hard: list[int] | None = None  # the hard classes the last fit used
         self.offsets: Tensor | None = None
         self.before: Scores | None = None
         self.after: Scores | None = None
@@ -100,13 +106,21 @@ class ClassOffsets:
                 "fit (carve a validation split that holds every class)"
             )
         hard = self.hard_mask_for(z, y)
-        self.hard_classes = hard.nonzero().flatten().tolist()  # those fit for, kept
-        b, self.before, self.after = fit_offsets(
-            z, y, self.objective, tradeoff=self.tradeoff, hard=hard, steps=self.steps,
-            min_overall=self.min_overall,
-        )  # fmt: skip
+        self.fitted_hard = hard.nonzero().flatten().tolist()
+        b, self.before, self.after = fit_offsets(z, y, self.goal(hard), starts=self.steps)
         self.offsets = b.float()
         return self
+
+    def goal(self, hard: Tensor) -> Goal:
+        """What the fit optimises (``mr2.posthoc.ascent.Goal``)."""
+        floor = -math.inf if self.min_overall is None else float(self.min_overall)
+        return Goal(
+            self.objective,
+            1.0 if self.min_overall is not None else self.tradeoff,
+            hard.numpy(),
+            tail_size(len(hard), self.tail_fraction),
+            floor,
+        )
 
     def hard_mask_for(self, z: Tensor, y: Tensor) -> Tensor:
         """(K,) bool: ``hard_classes``, or the bottom third of the un-offset recalls of
@@ -121,7 +135,8 @@ class ClassOffsets:
     def hard_mask(self, num_classes: int) -> Tensor:
         """(K,) bool of the hard classes (after ``fit``: those it used)."""
         mask = torch.zeros(num_classes, dtype=torch.bool)
-        mask[list(self.hard_classes or [])] = True
+        used = self.fitted_hard if self.fitted_hard is not None else self.hard_classes
+        mask[list(used or [])] = True
         return mask
 
     def _fitted(self) -> Tensor:

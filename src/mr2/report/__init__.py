@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mr2 import extras
 from mr2.records.storage import save_json, save_text
+from mr2.records.typed_json import as_dict
 from mr2.report import diagnostics, flags, frontier, frontier_text, markdown, marks, plots, tables
 from mr2.report.markdown import tied_cut
 from mr2.report.membership import outsiders, unfinished
@@ -53,7 +54,8 @@ def build(paths: list[str | Path], out_dir: str | Path, reference: str | None = 
         not_compared=outsiders(paths),
         wise=summarize_wise(summary),  # from the runs and the ranking, already there
     )
-    save_json(summary.to_dict(), out / "results.json")  # the JSON boundary
+    matched = [as_dict(r) for r in fronts.matched] if fronts is not None else []
+    save_json({**summary.to_dict(), "matched": matched}, out / "results.json")  # the boundary
     save_text(tables.per_class_csv(summary), out / "per_class.csv")
     candidates = [
         plots.sorted_accuracy(summary, out / "sorted_accuracy.png"),

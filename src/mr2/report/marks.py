@@ -1,7 +1,8 @@
 """Every mark (``*``) a report shows, held as one family: at most three primary contrasts
 per method against the reference (the hard-third gain; the worst class against the
-reference + offsets with offsets at the reference's accuracy and alone at the method's own,
-where that accuracy was reached: ``MatchedRow.primary``), Holm-adjusted together, so a
+reference + offsets, alone at the method's own accuracy and with offsets on both arms at
+the lower of the two accuracies, where the fits reached it: ``MatchedRow.primary``),
+Holm-adjusted together, so a
 method identical to the reference is marked in at most ``ALPHA`` of reports. Every other
 p-value a report prints is descriptive. A small family is what lets 10 seeds (smallest
 sign-flip p 2 / 2^10) mark anything at all."""
@@ -40,9 +41,9 @@ def _family(summary: ReportSummary, fronts: Frontiers | None) -> list[tuple[Mark
             found.append((Mark(KINDS[0], m, "hard third", vs.p_seeds), vs.group_gain["hard"]))
     if fronts is not None and not fronts.lacking:
         for r in fronts.matched:
-            if r.primary and r.method != fronts.reference and r.worst_gain[3] > 1:
-                name = r.method + (" + offsets" if r.offsets else "")
-                found.append((Mark(KINDS[1], name, r.level, r.worst_gain[4]), r.worst_gain[0]))
+            if r.primary and r.method != fronts.reference and r.worst_gain.n > 1:
+                name = r.method + (" + offsets" if r.method_offsets else "")
+                found.append((Mark(KINDS[1], name, r.level, r.worst_gain.p), r.worst_gain.mean))
     return found
 
 
@@ -62,8 +63,9 @@ def legend() -> str:
     return (
         "`*`: a mark. A report marks its primary contrasts only, three per method: the "
         "hard-third gain and, against the reference + post-hoc offsets at matched accuracy, "
-        "the worst class with offsets at the reference's accuracy and alone at its own, where "
-        "that accuracy was reached (within 0.1 point of validation accuracy); Holm over all "
+        "the worst class alone at its own accuracy and with offsets on both arms at the lower "
+        "of the two accuracies, where the fits reached it (within 0.1 point of validation "
+        "accuracy); Holm over all "
         f"of them together holds a {100 * ALPHA:.0f} % family-wise false-positive rate. Every "
         "other p-value is descriptive."
     )

@@ -124,22 +124,27 @@ def margins_over_epochs(summary: ReportSummary, path: Path) -> Path | None:
 
 
 def frontier(summary: ReportSummary, fronts: Frontiers | None, path: Path) -> Path | None:
-    """Worst class (left) and hard third (right) against overall accuracy on test, each
-    method's offsets fit on validation over a sweep of the trade-off (means over seeds)."""
+    """Worst class (left) and hard third (right) against overall accuracy on test: per
+    method, the run without offsets (a square) and offsets fit on validation for the best
+    worst class at levels below its own accuracy (the upper envelope on validation), in
+    order of accuracy (means over seeds)."""
     if fronts is None or not fronts.curves:
         return None
     plt = _pyplot()
     colour = colours(summary)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.0))
     for m, points in fronts.curves.items():
-        x = [100 * p.overall for p in points]
+        plain, fitted = points[0], sorted(points[1:], key=lambda p: p.overall)
+        x = [100 * p.overall for p in fitted]
         for ax, key in zip(axes, ("worst", "hard"), strict=True):
-            ax.plot(x, [100 * getattr(p, key) for p in points], marker="o", ms=3, label=m,
+            ax.plot(x, [100 * getattr(p, key) for p in fitted], marker="o", ms=3, label=m,
                     color=colour.get(m))  # fmt: skip
+            ax.plot([100 * plain.overall], [100 * getattr(plain, key)], marker="s", ms=6,
+                    color=colour.get(m), markerfacecolor="none")  # fmt: skip
     for ax, name in zip(axes, ("worst class", "hard third"), strict=True):
         ax.set_xlabel("test overall accuracy (%)")
         ax.set_ylabel(f"test {name} (%)")
         ax.grid(alpha=0.3)
-    axes[0].set_title("Offsets fit on validation, trade-off swept")
+    axes[0].set_title("Offsets fit on validation (square: no offsets)")
     axes[0].legend(fontsize=7)
     return save(fig, path)

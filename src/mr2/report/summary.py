@@ -119,36 +119,77 @@ class ReportSummary:
 
 @dataclass(frozen=True)
 class FrontierPoint:
-    """Test scores at one trade-off, means over seeds (fractions)."""
+    """Test scores (means over seeds, fractions) of offsets fit on validation for the best
+    worst class at ``drop`` below each seed's own validation accuracy (None: no offsets)."""
 
-    tradeoff: float
+    drop: float | None
     overall: float
     worst: float
     hard: float
 
 
 @dataclass(frozen=True)
+class Gain:
+    """Paired differences over seeds (fractions): mean, standard error, seeds up (above
+    ``TIE``) and tied (within it), seeds, exact sign-flip p, Holm-adjusted p over the
+    table's rows (NaN where the row is no contrast)."""
+
+    mean: float
+    se: float
+    up: int
+    ties: int
+    n: int
+    p: float
+    p_holm: float
+
+
+@dataclass(frozen=True)
+class MatchedSeed:
+    """One seed of a matched contrast: both arms' validation and test accuracies."""
+
+    seed: int
+    method_val_overall: float
+    reference_val_overall: float
+    method_test_overall: float
+    reference_test_overall: float
+    method_test_worst: float
+    reference_test_worst: float
+    method_test_hard: float
+    reference_test_hard: float
+
+
+@dataclass(frozen=True)
 class MatchedRow:
-    """One method at one accuracy level against the reference + offsets there: test
-    overall / worst / hard (means over seeds) and the paired gains (mean, SE, seeds up, p,
-    Holm-adjusted p over the table's rows)."""
+    """One method at one accuracy level against the reference there: the paired gains on
+    the test worst class and hard third, with every seed's numbers. ``level``: "own
+    accuracy" (the method alone against the reference + offsets at its validation
+    accuracy), "lower of the two - 0.5 pt" (both arms with offsets, fit by the same fitter
+    at the lower of their two validation accuracies, less the drop), or for the reference's
+    own rows "ce - 0.5 pt" (what the fix alone gives). ``note``: why a row repeats another."""
 
     method: str
-    offsets: bool
-    level: str  # "own accuracy" or "reference - 0.5 pt", ...
-    overall: float
-    worst: float
-    hard: float
-    worst_gain: tuple[float, float, int, int, float, float]
-    hard_gain: tuple[float, float, int, int, float, float]
-    # a contrast the report may mark: at the method's own accuracy, or with offsets at the
-    # reference's, with every fit at that level (mr2.report.marks)
+    reference: str
+    method_offsets: bool
+    reference_offsets: bool
+    level: str
+    per_seed: list[MatchedSeed]
+    worst_gain: Gain
+    hard_gain: Gain
+    # a contrast the report may mark (mr2.report.marks): the method alone at its own
+    # accuracy, or both arms with offsets at the lower of their accuracies, where the fits
+    # reached the level
     primary: bool = False
+    note: str = ""
+
+    def mean(self, arm: str, key: str) -> float:
+        """The mean over seeds of ``{arm}_test_{key}`` (arm: method / reference)."""
+        values = [getattr(s, f"{arm}_test_{key}") for s in self.per_seed]
+        return sum(values) / len(values) if values else float("nan")
 
 
 @dataclass(frozen=True)
 class Frontiers:
     reference: str
-    curves: dict[str, list[FrontierPoint]]
+    curves: dict[str, list[FrontierPoint]]  # per method, ordered by test overall, no offsets first
     matched: list[MatchedRow]
     lacking: list[str]  # runs without validation and test logits (then nothing is computed)
