@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,33 @@ def _as_tensor(x: Any, name: str) -> Tensor:
             raise ValueError(f"logits of {bad} sample(s) hold NaN or Inf: fix the model's outputs")
         return t.float()
     return torch.from_numpy(_checks.integer_labels(t, name))
+
+
+MIN_PER_CLASS = 30  # below this many validation samples a class's recall is mostly noise
+
+
+def fit_warnings(before: Scores, after: Scores) -> list[str]:
+    """What a user should know about a fit: a validation split too small to trust, a fit
+    that saturates it, offsets left at zero (and why)."""
+    out = []
+    fewest = int(before.support.min())
+    if fewest < MIN_PER_CLASS:
+        out.append(
+            f"a class has only {fewest} validation samples (< {MIN_PER_CLASS}): offsets fit on "
+            "so few follow their noise and can lower the worst class on new data; carve a "
+            "larger validation split"
+        )
+    if after.worst >= 1.0 or after.overall >= 1.0:
+        out.append(
+            "the offsets reach 100 % on validation: it can no longer tell better offsets "
+            "from worse, and the fit is likely to overfit it"
+        )
+    if torch.equal(after.recall, before.recall) and after.overall == before.overall:
+        out.append(
+            "offsets change nothing on validation: none found there that improves the "
+            "objective without going below the accuracy asked for"
+        )
+    return out
 
 
 def hard_third(recall: Tensor) -> Tensor:
@@ -87,6 +115,7 @@ class ClassOffsets:
         self.hard_classes, self.steps = hard_classes, int(steps)
         self.tail_fraction = float(tail_fraction)
         self.fitted_hard: list[int] | None = None  # the hard classes the last fit used
+        self.warnings: list[str] = []  # what the last fit found worth saying (fit_warnings)
         self.offsets: Tensor | None = None
         self.before: Scores | None = None
         self.after: Scores | None = None
@@ -109,6 +138,9 @@ class ClassOffsets:
         self.fitted_hard = hard.nonzero().flatten().tolist()
         b, self.before, self.after = fit_offsets(z, y, self.goal(hard), starts=self.steps)
         self.offsets = b.float()
+        self.warnings = fit_warnings(self.before, self.after)
+        for text in self.warnings:
+            warnings.warn(text, stacklevel=2)
         return self
 
     def goal(self, hard: Tensor) -> Goal:

@@ -6,6 +6,7 @@ validation (the reference's other seeds), else from the run's own validation rec
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class PosthocRow:
     hard_source: str  # "ranking on validation (...)" or "the run's own validation"
     val: SplitChange
     test: SplitChange
+    warnings: list[str]
 
 
 def tag(objective: str, tradeoff: float | None, min_overall: float | None) -> str:
@@ -102,9 +104,11 @@ def fit_runs(
         if kept.val is None or kept.test is None:
             raise ValueError(f"{r.run_dir}: offsets need validation and test logits")
         hard, source = hard_sets_[str(r.run_dir)]
-        fitted = ClassOffsets(
-            objective, tradeoff=tradeoff, min_overall=min_overall, hard_classes=hard or None
-        ).fit(kept.val.logits.astype(np.float32), kept.val.labels)
+        with warnings.catch_warnings():  # said per run in the table's notes instead
+            warnings.simplefilter("ignore", UserWarning)
+            fitted = ClassOffsets(
+                objective, tradeoff=tradeoff, min_overall=min_overall, hard_classes=hard or None
+            ).fit(kept.val.logits.astype(np.float32), kept.val.labels)
         fits.append((r, kept, fitted, source))
     name = tag(objective, tradeoff, min_overall)
     rows = [_row(r, kept, fitted, name, source) for r, kept, fitted, source in fits]
@@ -124,7 +128,7 @@ def _row(r: RunResult, kept: RunLogits, fitted: ClassOffsets, name: str, source:
     assert fitted.before is not None and fitted.after is not None
     return PosthocRow(
         r.method, r.seed, str(r.run_dir), str(path), hard.nonzero().flatten().tolist(), source,
-        _change(fitted.before, fitted.after), test,
+        _change(fitted.before, fitted.after), test, fitted.warnings,
     )  # fmt: skip
 
 
@@ -145,7 +149,8 @@ def table(rows: list[PosthocRow]) -> str:
             _pair(getattr(s, m)) for s in (row.val, row.test) for m in ("overall", "worst", "hard")
         ]
         lines.append(f"| {cell(row.method)} | {row.seed} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    said = [f"- {r.method} seed {r.seed}: {w}" for r in rows for w in r.warnings]
+    return "\n".join(lines + (["", "Warnings:", *said] if said else []))
 
 
 def _write(rows: list[PosthocRow], out: Path, name: str) -> None:
