@@ -159,17 +159,16 @@ def record_run(
     result.val = _val_summary(val, k) if val is not None else None
     result.diagnostics = feature_diagnostics(features, y, k) if features is not None else {}
     scored = SplitLogits(_as_numpy(logits), y.numpy()) if logits is not None else None
-    kept = RunLogits(val_logits, scored if split == "test" else None)
-    _keep_logits(Path(out_dir), kept, owner_of_result(result))
+    _keep_logits(Path(out_dir), RunLogits(val_logits, scored if split == "test" else None), result)
     save_json(result.to_dict(), Path(out_dir) / "result.json")
     return result
 
 
-def _keep_logits(out_dir: Path, kept: RunLogits, owner: str) -> None:
+def _keep_logits(out_dir: Path, kept: RunLogits, result: RunResult) -> None:
     """logits.npz beside the result; a run recorded again without logits keeps none of the
     earlier recording's."""
     if kept.val is not None or kept.test is not None:
-        save_logits(out_dir, kept, owner)
+        save_logits(out_dir, kept, owner_of_result(result))
     else:
         (out_dir / LOGITS_FILE).unlink(missing_ok=True)
 
