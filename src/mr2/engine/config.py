@@ -96,7 +96,7 @@ class TrainConfig:
     # image models and inputs in channels-last memory format (faster convolutions on
     # tensor-core GPUs and oneDNN CPUs for some models; see benchmarks/engine_speed.py)
     channels_last: bool = False
-    # keep the validation and test logits beside the result (RUN_DIR/logits.npz, float16),
+    # keep the validation and test logits beside the result (RUN_DIR/logits.npz, float32),
     # for offsets fit after training (mr2 posthoc, the report's frontiers)
     keep_logits: bool = True
     logits_max_mb: float = 256.0  # a run whose logits would be larger is refused up front
