@@ -109,29 +109,43 @@ def supcon(features: Tensor, targets: Tensor, t: float) -> list[float]:
 
 
 def offsets_by_exact_coordinate_ascent(z, y, group: str, hard=None, min_overall=-1.0, sweeps=20):
-    """Coordinate ascent over per-class offsets, each step an exact 1-D search: every
-    breakpoint where a sample's prediction changes is found by brute force and every value
-    between two is scored by a full argmax. Maximises (G, overall) lexicographically with
-    overall >= ``min_overall``; G the worst class recall or the mean over ``hard``. numpy in,
-    (offsets, recall, overall) out; starts from zero offsets."""
+    """Coordinate ascent over per-class offsets maximising (G, overall) lexicographically
+    with overall >= ``min_overall``; G the worst class recall or the mean over ``hard``.
+    numpy in, (offsets, recall, overall) out; starts from zero offsets."""
     import numpy as np
 
-    z = np.asarray(z, dtype=np.float64)
-    y = np.asarray(y)
-    k = z.shape[1]
-    support = np.bincount(y, minlength=k)
+    def key(recall, overall):
+        if overall < min_overall - 1e-12:
+            return None
+        return (recall.min() if group == "worst" else recall[hard].mean(), overall)
 
-    def score(b):
-        pred = (z + b).argmax(1)
-        recall = np.bincount(y[pred == y], minlength=k) / support
-        g = recall.min() if group == "worst" else recall[hard].mean()
-        return (g, (pred == y).mean()), recall
+    b = coordinate_ascent(z, y, key, np.zeros(np.shape(z)[1]), sweeps)
+    recall, overall = _scores(z, y, b)
+    return b, recall, overall
 
-    b = np.zeros(k)
-    best, _ = score(b)
+
+def _scores(z, y, b):
+    import numpy as np
+
+    pred = (np.asarray(z, dtype=np.float64) + b).argmax(1)
+    k = np.shape(z)[1]
+    recall = np.bincount(y[pred == y], minlength=k) / np.bincount(y, minlength=k)
+    return recall, float((pred == y).mean())
+
+
+def coordinate_ascent(z, y, key, start, sweeps=20):
+    """Coordinate ascent on ``key(recall, overall)`` (a tuple to maximise, None where
+    infeasible), each step an exact 1-D search: every breakpoint where a sample's
+    prediction changes is found by brute force and every value between two is scored by a
+    full argmax. Returns the offsets."""
+    import numpy as np
+
+    z, y = np.asarray(z, dtype=np.float64), np.asarray(y)
+    b = np.asarray(start, dtype=np.float64).copy()
+    best = key(*_scores(z, y, b))
     for _ in range(sweeps):
         moved = False
-        for c in range(k):
+        for c in range(z.shape[1]):
             others = z + b
             others[:, c] = -np.inf
             cuts = np.unique(others.max(1) - z[:, c])
@@ -139,10 +153,9 @@ def offsets_by_exact_coordinate_ascent(z, y, group: str, hard=None, min_overall=
             for value in mids:
                 trial = b.copy()
                 trial[c] = value
-                key, _ = score(trial)
-                if key[1] >= min_overall - 1e-12 and key > tuple(v + 1e-12 for v in best):
-                    best, b, moved = key, trial, True
+                found = key(*_scores(z, y, trial))
+                if found is not None and (best is None or found > tuple(v + 1e-12 for v in best)):
+                    best, b, moved = found, trial, True
         if not moved:
             break
-    key, recall = score(b)
-    return b, recall, key[1]
+    return b

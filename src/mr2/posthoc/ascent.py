@@ -8,7 +8,8 @@ two, the recalls and accuracy by cumulative counts (the worst class by a running
 moving b_k only raises class k and only lowers the others), then moves b_k to the middle of
 the best interval. Only samples whose correctness can change take part: those of class k
 and those whose label is their best class other than k. Steps are taken class by class,
-weakest first, until a whole sweep changes nothing (or ``sweeps`` run out); each step is
+weakest first, until every class has been searched since the last move (or ``sweeps`` run
+out); each step is
 re-scored with the real argmax and kept only if it improves the key, so the fit never
 lowers what it optimises.
 
@@ -29,7 +30,6 @@ from dataclasses import dataclass
 import numpy as np
 
 SOFT = 30.0  # temperature of the soft minimum that breaks ties between weakest classes
-DEBUG = False
 TOL = 1e-4  # after three sweeps, one that gains less (goal or accuracy) ends the climb
 EPS = 1e-12  # key improvements smaller than this are rounding, not progress
 
@@ -70,15 +70,17 @@ class Stats:
             return float(r[goal.hard].mean())
         return float(np.sort(r)[: goal.tail].mean())
 
-    def key(self, goal: Goal) -> tuple[float, float, float]:
-        a, overall = goal.tradeoff, self.overall
-        soft = -float(np.exp(-SOFT * self.recall).sum()) if goal.objective == "worst" else 0.0
-        return ((1 - a) * overall + a * self.group(goal), soft, overall)
-
     def plain_key(self, goal: Goal) -> tuple[float, float]:
-        """(goal, overall): what a fit is judged by (the soft minimum only guides it)."""
+        """(goal, overall): what a fit is judged by."""
         a, overall = goal.tradeoff, self.overall
         return ((1 - a) * overall + a * self.group(goal), overall)
+
+    def key(self, goal: Goal) -> tuple[float, float, float]:
+        """(goal, soft minimum, overall): what the ascent climbs (the soft minimum only
+        breaks ties between weakest classes)."""
+        value, overall = self.plain_key(goal)
+        soft = -float(np.exp(-SOFT * self.recall).sum()) if goal.objective == "worst" else 0.0
+        return (value, soft, overall)
 
 
 def better(new: tuple[float, ...], old: tuple[float, ...]) -> bool:
@@ -252,15 +254,19 @@ def members_of(stats: Stats, goal: Goal) -> np.ndarray:
 
 def climb(state: Ascent, goal: Goal, sweeps: int, g_min: float | None = None) -> Stats:
     """Coordinate steps, weakest class first, each kept only when the re-scored key is
-    better, until a sweep changes nothing or ``sweeps`` run out."""
-    current = state.stats()
+    better, until every class has been searched since the last move (no line can change
+    then), or ``sweeps`` run out."""
+    current, stale = state.stats(), 0  # stale: classes searched since the last move
 
     def key(s: Stats) -> tuple[float, ...]:
         return (s.overall,) if g_min is not None else s.key(goal)
 
     for sweep in range(sweeps):
-        moved, start = False, current.plain_key(goal)
+        start = current.plain_key(goal)
         for k in np.argsort(current.recall, kind="stable"):
+            if stale >= state.k:
+                return current
+            stale += 1
             found = state.line(int(k), goal, members_of(current, goal), g_min)
             if found is None or not better(found[1], key(current)):
                 continue
@@ -271,12 +277,10 @@ def climb(state: Ascent, goal: Goal, sweeps: int, g_min: float | None = None) ->
                 g_min is None or new.group(goal) >= g_min - EPS
             )
             if fits and better(key(new), key(current)):
-                current, moved = new, True
+                current, stale = new, 0
             else:
                 state.set(int(k), old)
-        if DEBUG:
-            print("sweep", key(current), flush=True)
         gain = np.subtract(current.plain_key(goal), start)
-        if not moved or (sweep >= 2 and gain.max() < TOL):
+        if stale >= state.k or (sweep >= 2 and gain.max() < TOL):
             break
     return current

@@ -133,16 +133,43 @@ def fit_offsets(
     *,
     starts: int = 20,
     sweeps: int = 20,
+    warm: Tensor | None = None,
 ) -> tuple[Tensor, Scores, Scores]:
     """The fitted offsets (K,) float64 with the scores at b = 0 and at them (see the module
-    docstring); ``ValueError`` when no offsets reach ``goal.floor`` on the fit data."""
+    docstring); ``ValueError`` when no offsets reach ``goal.floor`` on the fit data.
+    ``warm``: climb from these offsets alone (e.g. a fit at a higher accuracy level)."""
     z, y = logits.float().numpy(), labels.numpy()
     k = z.shape[1]
     hard = torch.from_numpy(goal.hard)
     before = scores(logits, labels, torch.zeros(k, dtype=torch.float64), hard)
     zero = torch.zeros(k, dtype=torch.float64)
+    tried = [warm.double()] if warm is not None else _starts(logits, labels, goal, before, starts)
+    climbed = [c for c in (_climb(z, y, b.numpy(), goal, sweeps) for b in tried) if c is not None]
+    if not climbed:
+        raise ValueError(
+            f"no offsets reach an overall accuracy of {goal.floor:.4f} on the fit data "
+            f"(zero offsets give {before.overall:.4f}): lower min_overall"
+        )
+    top = max(climbed, key=lambda state: state.stats().plain_key(goal))
+    b = torch.from_numpy(top.b - top.b.mean())
+    after = scores(logits, labels, b, hard)  # the real argmax decides (ties in the logits
+    # can mislead the kept top two): offsets that do not beat zero are not kept
+    gains = better(_plain_stats(after).plain_key(goal), _plain_stats(before).plain_key(goal))
+    if _feasible(_plain_stats(before), goal) and not (
+        gains and _feasible(_plain_stats(after), goal)
+    ):
+        return zero, before, before
+    return b, before, after
+
+
+def _starts(logits: Tensor, labels: Tensor, goal: Goal, before: Scores, steps: int) -> list[Tensor]:
+    """Where a fit climbs from: zero and the plug-in path's best candidate (above
+    ``MULTI_START_MAX_K`` classes the better of them), and up to ``FEW_CLASSES`` seeded
+    perturbations of zero."""
+    k = logits.shape[1]
+    zero = torch.zeros(k, dtype=torch.float64)
     plug_in, best = zero, _plain_stats(before)
-    for b, s in _candidates(logits, labels, goal, hard, starts):
+    for b, s in _candidates(logits, labels, goal, torch.from_numpy(goal.hard), steps):
         candidate = _plain_stats(s)
         if _feasible(candidate, goal) and (
             not _feasible(best, goal) or better(candidate.key(goal), best.key(goal))
@@ -153,23 +180,7 @@ def fit_offsets(
         g = torch.Generator().manual_seed(0)
         scale = margin_scale(logits)
         tried += [scale * torch.randn(k, generator=g, dtype=torch.float64) for _ in range(RESTARTS)]
-    climbed = [c for c in (_climb(z, y, b.numpy(), goal, sweeps) for b in tried) if c is not None]
-    if not climbed:
-        raise ValueError(
-            f"no offsets reach an overall accuracy of {goal.floor:.4f} on the fit data "
-            f"(zero offsets give {before.overall:.4f}): lower min_overall"
-        )
-    top = max(climbed, key=lambda state: state.stats().plain_key(goal))
-    b = torch.from_numpy(top.b - top.b.mean())
-    after = scores(logits, labels, b, hard)
-    if not better(
-        _plain_stats(after).plain_key(goal), _plain_stats(before).plain_key(goal)
-    ) or not (
-        after.overall >= goal.floor - EPS
-    ):  # ties in the logits can mislead the kept top two: the real argmax decides
-        if before.overall >= goal.floor - EPS:
-            return zero, before, before
-    return b, before, after
+    return tried
 
 
 SWEEP = (0.2, 0.4, 0.6, 0.8, 1.0)  # plug-in trade-offs tried under a least accuracy

@@ -120,8 +120,10 @@ class ClassOffsets:
         self.before: Scores | None = None
         self.after: Scores | None = None
 
-    def fit(self, logits: Any, labels: Any) -> ClassOffsets:
-        """Fit on validation ``logits`` (N, K) and ``labels`` (N,); every class must occur."""
+    def fit(self, logits: Any, labels: Any, *, warm: Tensor | None = None) -> ClassOffsets:
+        """Fit on validation ``logits`` (N, K) and ``labels`` (N,); every class must occur.
+        ``warm``: climb from these offsets alone (e.g. a fit at a higher ``min_overall``,
+        feasible here too): faster, and the result is never worse than them."""
         z, y = _as_tensor(logits, "logits"), _as_tensor(labels, "labels")
         if len(z) != len(y):
             raise ValueError(f"{len(z)} logits but {len(y)} labels")
@@ -136,7 +138,9 @@ class ClassOffsets:
             )
         hard = self.hard_mask_for(z, y)
         self.fitted_hard = hard.nonzero().flatten().tolist()
-        b, self.before, self.after = fit_offsets(z, y, self.goal(hard), starts=self.steps)
+        b, self.before, self.after = fit_offsets(
+            z, y, self.goal(hard), starts=self.steps, warm=warm
+        )
         self.offsets = b.float()
         self.warnings = fit_warnings(self.before, self.after)
         for text in self.warnings:

@@ -23,6 +23,7 @@ from functools import partial
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from mr2.metrics.paired import holm
 from mr2.metrics.uncertainty import sign_flip_p_value
@@ -56,32 +57,36 @@ class _Run:
             scores(self.zv, self.yv, zero, self.mask),
             scores(self.zt, self.yt, zero, self.mask),
         )
-        self.cache: dict[float, tuple[Scores, Scores, bool]] = {}
-        self.highest: float | None = None
+        self.cache: dict[float, tuple[Scores, Scores, bool, Tensor]] = {}
 
     def at(self, level: float) -> tuple[Scores, Scores, bool]:
         """(validation, test) scores of the best worst class with validation overall >=
         ``level``, and whether it was reached (where not: the best at the highest accuracy
-        offsets reach)."""
+        offsets reach). A fit climbs from the nearest fit at a higher level (feasible
+        here too: an upper envelope on validation), the first one from scratch."""
         key = round(level, 12)
         if key not in self.cache:
+            above = [k for k in self.cache if k > key]
+            warm = self.cache[min(above)][3] if above else None
             try:
-                self.cache[key] = (*self._fit(min_overall=level), True)
+                val, test, b = self._fit(warm, min_overall=level)
+                reached = True
             except ValueError:  # above what offsets reach here
-                if self.highest is None:
-                    self.highest = self._fit(tradeoff=0.0)[0].overall
-                self.cache[key] = (*self._fit(min_overall=self.highest), False)
-        return self.cache[key]
+                top = self._fit(None, tradeoff=0.0)  # the most accurate offsets
+                val, test, b = self._fit(top[2], min_overall=top[0].overall)
+                reached = False
+            self.cache[key] = (val, test, reached, b)
+        return self.cache[key][:3]
 
     def _fit(
-        self, min_overall: float | None = None, tradeoff: float | None = None
-    ) -> tuple[Scores, Scores]:
+        self, warm: Tensor | None, min_overall: float | None = None, tradeoff: float | None = None
+    ) -> tuple[Scores, Scores, Tensor]:
         fitted = ClassOffsets(
             "worst", hard_classes=self.hard, min_overall=min_overall, tradeoff=tradeoff
         )
-        fitted.fit(self.zv, self.yv)
+        fitted.fit(self.zv, self.yv, warm=warm)
         assert fitted.offsets is not None and fitted.after is not None
-        return fitted.after, scores(self.zt, self.yt, fitted.offsets, self.mask)
+        return fitted.after, scores(self.zt, self.yt, fitted.offsets, self.mask), fitted.offsets
 
 
 def _gain(diff: list[float]) -> tuple[float, float, int, int, int, float]:
