@@ -3,6 +3,6 @@ apply, save / load, wrap a model), the fitting core (``fit``) and their use on r
 (``runs``: ``mr2 posthoc``)."""
 
 from mr2.posthoc.model import OffsetModel
-from mr2.posthoc.offsets import ClassOffsets, hard_third
+from mr2.posthoc.offsets import ClassOffsets
 
-__all__ = ["ClassOffsets", "OffsetModel", "hard_third"]
+__all__ = ["ClassOffsets", "OffsetModel"]

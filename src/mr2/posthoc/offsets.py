@@ -16,13 +16,13 @@ import torch
 from torch import Tensor, nn
 
 from mr2 import _checks
+from mr2.metrics.hard import ranked_groups
 from mr2.posthoc.ascent import Goal
 from mr2.posthoc.fit import OBJECTIVES, Scores, fit_offsets, scores, tail_size
 from mr2.posthoc.model import OffsetModel
 from mr2.records.storage import CorruptFileError, load_json, save_json
 
 SCHEMA = 1
-HARD_FRACTION = 1 / 3
 
 
 def _as_tensor(x: Any, name: str) -> Tensor:
@@ -64,19 +64,10 @@ def fit_warnings(before: Scores, after: Scores) -> list[str]:
     return out
 
 
-def hard_third(recall: Tensor) -> Tensor:
-    """(K,) bool: the third of the classes with the lowest ``recall`` (ties by index)."""
-    k = len(recall)
-    order = sorted(range(k), key=lambda c: (float(recall[c]), c))
-    mask = torch.zeros(k, dtype=torch.bool)
-    mask[order[: max(1, math.ceil(HARD_FRACTION * k))]] = True
-    return mask
-
-
 class ClassOffsets:
     """Offsets b (K,) so that ``argmax(logits + b)`` does best on ``objective`` over the
     data ``fit`` sees: "worst" (the lowest class recall) or "hard" (the mean recall of
-    ``hard_classes``; default: the bottom third of the un-offset recalls on the fit data,
+    ``hard_classes``; default: the bottom floor(K / 3) of the un-offset recalls on the fit data,
     the report passes its own ranking), traded against overall accuracy by ``tradeoff``
     in [0, 1] (1: the objective alone; "hard" defaults to 0.5, since the hard third alone is
     best served by predicting nothing else), or, with ``min_overall``, the best objective
@@ -159,11 +150,14 @@ class ClassOffsets:
         )
 
     def hard_mask_for(self, z: Tensor, y: Tensor) -> Tensor:
-        """(K,) bool: ``hard_classes``, or the bottom third of the un-offset recalls of
+        """(K,) bool: ``hard_classes``, or the bottom floor(K / 3) of the un-offset recalls of
         ``z`` against ``y`` when none are given."""
         k = z.shape[1]
         if self.hard_classes is None:
-            return hard_third(scores(z, y, torch.zeros(k), torch.ones(k, dtype=torch.bool)).recall)
+            recall = scores(z, y, torch.zeros(k), torch.ones(k, dtype=torch.bool)).recall
+            mask = torch.zeros(k, dtype=torch.bool)
+            mask[ranked_groups(recall.numpy())["hard"]] = True  # as the reports rank them
+            return mask
         if not self.hard_classes or any(not 0 <= c < k for c in self.hard_classes):
             raise ValueError(f"hard_classes must be classes in [0, {k}), got {self.hard_classes}")
         return self.hard_mask(k)
