@@ -124,6 +124,7 @@ def path(
 MULTI_START_MAX_K = 200  # up to this many classes both starts are climbed, above it the better
 FEW_CLASSES = 20  # up to this many, RESTARTS more starts (seeded: the fit is deterministic)
 RESTARTS = 4
+LINE_BUDGET = 3000  # line searches per climb at most (above 150 classes: fewer sweeps)
 
 
 def fit_offsets(
@@ -132,14 +133,16 @@ def fit_offsets(
     goal: Goal,
     *,
     starts: int = 20,
-    sweeps: int = 20,
+    sweeps: int | None = None,
     warm: Tensor | None = None,
 ) -> tuple[Tensor, Scores, Scores]:
     """The fitted offsets (K,) float64 with the scores at b = 0 and at them (see the module
     docstring); ``ValueError`` when no offsets reach ``goal.floor`` on the fit data.
-    ``warm``: climb from these offsets alone (e.g. a fit at a higher accuracy level)."""
+    ``warm``: climb from these offsets alone (e.g. a fit at a higher accuracy level).
+    ``sweeps``: per climb, at most (default: ``LINE_BUDGET`` line searches, 3 to 20 sweeps)."""
     z, y = logits.float().numpy(), labels.numpy()
     k = z.shape[1]
+    sweeps = sweeps or min(20, max(3, LINE_BUDGET // k))
     hard = torch.from_numpy(goal.hard)
     before = scores(logits, labels, torch.zeros(k, dtype=torch.float64), hard)
     zero = torch.zeros(k, dtype=torch.float64)
