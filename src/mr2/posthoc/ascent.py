@@ -162,8 +162,19 @@ class Ascent:
         j = np.flatnonzero(ok)
         if not len(j):
             return None
-        best = j[np.lexsort(tuple(kk[j] for kk in reversed(keys)))[-1]]
-        return _point(t, int(best)), tuple(float(kk[best]) for kk in keys)
+        best = int(j[np.lexsort(tuple(kk[j] for kk in reversed(keys)))[-1]])
+        if goal.objective != "tail":
+            return _point(t, best), tuple(float(kk[best]) for kk in keys)
+        # the tail's group was a fixed set of classes, an upper bound: score the interval
+        # exactly, so that no move is tried (and undone) on the strength of the bound
+        mine = cls == k
+        lost = np.bincount(cls[:best][~mine[:best]], minlength=self.k)
+        correct = np.bincount(cls[~mine], minlength=self.k) + fixed - lost
+        correct[k] = mine[:best].sum()
+        stats = Stats(correct.astype(np.float64), self.support)
+        if g_min is not None and stats.group(goal) < g_min - EPS:
+            return None
+        return _point(t, best), (stats.overall,) if g_min is not None else stats.key(goal)
 
     def _events(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Breakpoints along b_k (sorted), their samples' classes, and (K,) the samples
